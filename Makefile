@@ -1,0 +1,13 @@
+.PHONY: demo serve test lint fmt migrate
+demo:
+	./run.sh demo
+serve:
+	./run.sh serve
+test:
+	./run.sh test
+lint:
+	./run.sh lint
+fmt:
+	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
+migrate:
+	.venv/bin/alembic upgrade head

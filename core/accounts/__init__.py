@@ -1,0 +1,1 @@
+"""Customer accounts and the bank's settlement accounts."""

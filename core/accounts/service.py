@@ -1,0 +1,98 @@
+"""Account services: lookups with owner checks, opening, freezing, settlement accounts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import Conflict, NotFound
+from core.models import Account, AccountKind, AccountStatus, KycStatus, User
+from core.money import validate_currency
+
+
+def get_owned(session: Session, account_id: uuid.UUID, user: User) -> Account:
+    """The account if ``user`` owns it; 404 otherwise, so its existence is not revealed."""
+    account = session.get(Account, account_id)
+    if account is None or account.user_id != user.id:
+        raise NotFound("account not found")
+    return account
+
+
+def list_owned(session: Session, user: User) -> Sequence[Account]:
+    return session.scalars(
+        select(Account).where(Account.user_id == user.id).order_by(Account.created_at, Account.id)
+    ).all()
+
+
+def open_account(session: Session, user: User, currency: str, request_id: str | None) -> Account:
+    validate_currency(currency)
+    status = AccountStatus.ACTIVE if user.kyc_status == KycStatus.APPROVED else AccountStatus.INACTIVE
+    account = Account(user_id=user.id, currency=currency, status=status)
+    session.add(account)
+    session.flush()  # id for the audit row
+    audit.record(
+        session,
+        action="account.opened",
+        entity_type="account",
+        entity_id=account.id,
+        actor_id=user.id,
+        request_id=request_id,
+        details={"currency": currency},
+    )
+    return account
+
+
+def set_frozen(
+    session: Session,
+    account_id: uuid.UUID,
+    *,
+    frozen: bool,
+    admin_id: uuid.UUID,
+    reason: str,
+    request_id: str | None,
+) -> Account:
+    account = session.get(Account, account_id, with_for_update=True)
+    if account is None or account.kind != AccountKind.CUSTOMER:
+        raise NotFound("account not found")
+    if frozen:
+        if account.status != AccountStatus.ACTIVE:
+            raise Conflict(f"only an ACTIVE account can be frozen (it is {account.status})")
+        account.status = AccountStatus.FROZEN
+    else:
+        if account.status != AccountStatus.FROZEN:
+            raise Conflict(f"account is not frozen (it is {account.status})")
+        account.status = AccountStatus.ACTIVE
+    audit.record(
+        session,
+        action="account.frozen" if frozen else "account.unfrozen",
+        entity_type="account",
+        entity_id=account.id,
+        actor_id=admin_id,
+        request_id=request_id,
+        details={"reason": reason},
+    )
+    return account
+
+
+def settlement_account_id(session: Session, currency: str) -> uuid.UUID:
+    """The bank's settlement account for ``currency``, created on first use (race-safe)."""
+    session.execute(
+        insert(Account)
+        .values(
+            id=uuid.uuid4(),
+            user_id=None,
+            kind=AccountKind.SETTLEMENT,
+            currency=currency,
+            status=AccountStatus.ACTIVE,
+            balance=0,
+        )
+        .on_conflict_do_nothing(index_elements=["currency"], index_where=Account.kind == AccountKind.SETTLEMENT)
+    )
+    return session.execute(
+        select(Account.id).where(Account.kind == AccountKind.SETTLEMENT, Account.currency == currency)
+    ).scalar_one()

@@ -1,0 +1,63 @@
+"""Append-only audit trail of money-moving and security actions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import ValidationFailed
+from core.models import AuditLog
+from core.pagination import Page
+
+
+def record(
+    session: Session,
+    *,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | str | None,
+    actor_id: uuid.UUID | None,
+    request_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Add an audit row to the caller's transaction: it commits with the change it describes.
+
+    Never pass secrets in ``details``: the row is kept forever and cannot be edited.
+    """
+    session.add(
+        AuditLog(
+            actor_id=actor_id,
+            action=action,
+            entity_type=entity_type,
+            entity_id=str(entity_id) if entity_id is not None else None,
+            request_id=request_id,
+            details=details or {},
+        )
+    )
+
+
+def search(
+    session: Session,
+    *,
+    entity_id: str | None,
+    action: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[AuditLog]:
+    """Audit rows newest first; the cursor is the last row's id (ids only grow)."""
+    stmt = select(AuditLog)
+    if entity_id:
+        stmt = stmt.where(AuditLog.entity_id == entity_id)
+    if action:
+        stmt = stmt.where(AuditLog.action == action)
+    if cursor:
+        if not cursor.isdigit():
+            raise ValidationFailed("invalid cursor", errors={"cursor": ["Invalid cursor."]})
+        stmt = stmt.where(AuditLog.id < int(cursor))
+    rows = list(session.scalars(stmt.order_by(AuditLog.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(items=rows, next_cursor=str(rows[-1].id) if more and rows else None)

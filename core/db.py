@@ -1,0 +1,29 @@
+"""Engine and session factory. The caller (request, task, CLI) owns the transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config import Settings
+
+
+def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
+    # Timeouts bound every statement and lock wait so a stuck row never hangs a worker forever.
+    options = (
+        f"-c statement_timeout={settings.db_statement_timeout_ms} "
+        f"-c lock_timeout={settings.db_lock_timeout_ms} "
+        "-c idle_in_transaction_session_timeout=60000"
+    )
+    return create_engine(
+        settings.sqlalchemy_url,
+        pool_size=pool_size,
+        max_overflow=5,
+        pool_pre_ping=True,
+        connect_args={"options": options},
+    )
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    # expire_on_commit=False: results are read after commit to build responses.
+    return sessionmaker(engine, expire_on_commit=False)

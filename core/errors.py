@@ -1,0 +1,76 @@
+"""Domain errors with a stable machine-readable code and the HTTP status they map to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "BAD_REQUEST"
+    status = 400
+    title = "Bad Request"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+
+class ValidationFailed(DomainError):
+    code, status, title = "VALIDATION_ERROR", 422, "Unprocessable Entity"
+
+
+class Unauthorized(DomainError):
+    code, status, title = "UNAUTHORIZED", 401, "Unauthorized"
+
+
+class Forbidden(DomainError):
+    code, status, title = "FORBIDDEN", 403, "Forbidden"
+
+
+class NotFound(DomainError):
+    code, status, title = "NOT_FOUND", 404, "Not Found"
+
+
+class Conflict(DomainError):
+    code, status, title = "CONFLICT", 409, "Conflict"
+
+
+class IdempotencyKeyRequired(DomainError):
+    code, status, title = "IDEMPOTENCY_KEY_REQUIRED", 400, "Bad Request"
+
+
+class IdempotencyKeyReused(DomainError):
+    code, status, title = "IDEMPOTENCY_KEY_REUSED", 422, "Unprocessable Entity"
+
+
+class InvalidPin(DomainError):
+    code, status, title = "INVALID_PIN", 403, "Forbidden"
+
+
+class PinLocked(DomainError):
+    code, status, title = "PIN_LOCKED", 423, "Locked"
+
+
+class PinNotSet(DomainError):
+    code, status, title = "PIN_NOT_SET", 409, "Conflict"
+
+
+class KycNotApproved(DomainError):
+    code, status, title = "KYC_NOT_APPROVED", 403, "Forbidden"
+
+
+class AccountInactive(DomainError):
+    code, status, title = "ACCOUNT_INACTIVE", 409, "Conflict"
+
+
+class CurrencyMismatch(DomainError):
+    code, status, title = "CURRENCY_MISMATCH", 422, "Unprocessable Entity"
+
+
+class SameAccount(DomainError):
+    code, status, title = "SAME_ACCOUNT", 422, "Unprocessable Entity"
+
+
+class ServiceUnavailable(DomainError):
+    code, status, title = "SERVICE_UNAVAILABLE", 503, "Service Unavailable"

@@ -1,0 +1,1 @@
+"""Users: registration, credentials (password, PIN), KYC decisions."""

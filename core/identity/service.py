@@ -1,0 +1,259 @@
+"""Identity services. Each takes the caller's session and never commits."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import Conflict, InvalidPin, NotFound, PinLocked, PinNotSet, ValidationFailed
+from core.identity.passwords import hash_password, verify_password
+from core.identity.pins import hash_pin, validate_pin, verify_pin
+from core.models import Account, AccountStatus, KycStatus, Role, User, UserStatus
+from core.money import validate_currency
+from core.pagination import Page, paginate
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def register(
+    session: Session,
+    *,
+    email: str,
+    password: str,
+    full_name: str,
+    currency: str = "USD",
+    request_id: str | None = None,
+) -> tuple[User, Account]:
+    """Create an inactive customer awaiting KYC, with one inactive account."""
+    email = normalize_email(email)
+    validate_currency(currency)
+    user_id = uuid.uuid4()
+    # ON CONFLICT keeps a concurrent duplicate registration a clean 409, not an IntegrityError.
+    inserted = session.execute(
+        insert(User)
+        .values(
+            id=user_id,
+            email=email,
+            password_hash=hash_password(password),
+            full_name=full_name,
+            role=Role.CUSTOMER,
+            kyc_status=KycStatus.PENDING,
+            status=UserStatus.INACTIVE,
+        )
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(User.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        raise Conflict("a user with this email already exists")
+    user = session.get_one(User, user_id)
+    account = Account(user_id=user.id, currency=currency, status=AccountStatus.INACTIVE)
+    session.add(account)
+    session.flush()  # ids for the audit row
+    audit.record(
+        session,
+        action="user.registered",
+        entity_type="user",
+        entity_id=user.id,
+        actor_id=user.id,
+        request_id=request_id,
+        details={"account_id": str(account.id), "currency": currency},
+    )
+    return user, account
+
+
+def create_admin(session: Session, *, email: str, password: str, full_name: str = "Administrator") -> User:
+    """Create (or promote) an admin. Used by the CLI only."""
+    email = normalize_email(email)
+    user = session.scalar(select(User).where(User.email == email))
+    if user is None:
+        user = User(email=email, full_name=full_name, password_hash=hash_password(password))
+        session.add(user)
+    else:
+        user.password_hash = hash_password(password)
+    user.role = Role.ADMIN
+    user.kyc_status = KycStatus.APPROVED
+    user.status = UserStatus.ACTIVE
+    session.flush()
+    audit.record(session, action="admin.created", entity_type="user", entity_id=user.id, actor_id=None)
+    return user
+
+
+def authenticate(session: Session, *, email: str, password: str, request_id: str | None = None) -> User | None:
+    """The user if the credentials match, else None (audited either way).
+
+    Unknown email and wrong password take about the same time and give the same answer.
+    Returns instead of raising so the caller commits the failed-login audit row.
+    """
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    ok = verify_password(user.password_hash if user else None, password)
+    success = user is not None and ok and user.status != UserStatus.SUSPENDED
+    audit.record(
+        session,
+        action="auth.login_succeeded" if success else "auth.login_failed",
+        entity_type="user",
+        entity_id=user.id if user else None,
+        actor_id=user.id if success and user else None,
+        request_id=request_id,
+    )
+    return user if success else None
+
+
+def decide_kyc(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    approve: bool,
+    admin_id: uuid.UUID,
+    reason: str | None = None,
+    request_id: str | None = None,
+) -> User:
+    """APPROVE activates the user and their inactive accounts; REJECT keeps them inactive."""
+    user = session.get(User, user_id, with_for_update=True)
+    if user is None or user.role != Role.CUSTOMER:
+        raise NotFound("user not found")
+    if approve:
+        user.kyc_status = KycStatus.APPROVED
+        if user.status == UserStatus.INACTIVE:
+            user.status = UserStatus.ACTIVE
+        for account in user.accounts:
+            if account.status == AccountStatus.INACTIVE:
+                account.status = AccountStatus.ACTIVE
+    else:
+        user.kyc_status = KycStatus.REJECTED
+    audit.record(
+        session,
+        action="kyc.approved" if approve else "kyc.rejected",
+        entity_type="user",
+        entity_id=user.id,
+        actor_id=admin_id,
+        request_id=request_id,
+        details={"reason": reason} if reason else {},
+    )
+    return user
+
+
+def set_pin(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    pin: str,
+    current_pin: str | None,
+    policy: PinPolicy,
+    now: datetime,
+    request_id: str | None = None,
+) -> PinCheck:
+    """Set or change the PIN. Changing needs the current PIN, which counts toward the lockout.
+
+    Returns the outcome instead of raising so the caller can commit the failed-attempt counter.
+    """
+    validate_pin(pin)
+    user = session.get_one(User, user_id, with_for_update=True)
+    if user.pin_hash is not None:
+        if current_pin is None:
+            raise ValidationFailed(
+                "current_pin is required to change the PIN",
+                errors={"current_pin": ["Required to change an existing PIN."]},
+            )
+        outcome = _check_locked_user(session, user, current_pin, policy, now, request_id)
+        if outcome is not PinCheck.OK:
+            return outcome
+    user.pin_hash = hash_pin(policy.pepper, user.id, pin)
+    user.pin_failed_attempts = 0
+    user.pin_locked_until = None
+    audit.record(
+        session,
+        action="pin.changed" if current_pin else "pin.set",
+        entity_type="user",
+        entity_id=user.id,
+        actor_id=user.id,
+        request_id=request_id,
+    )
+    return PinCheck.OK
+
+
+class PinCheck(enum.Enum):
+    OK = "ok"
+    WRONG = "wrong"
+    LOCKED = "locked"
+    NOT_SET = "not_set"
+
+    def raise_if_failed(self) -> None:
+        if self is PinCheck.WRONG:
+            raise InvalidPin("incorrect PIN")
+        if self is PinCheck.LOCKED:
+            raise PinLocked("too many incorrect PINs; try again later")
+        if self is PinCheck.NOT_SET:
+            raise PinNotSet("set a PIN first with PUT /me/pin")
+
+
+@dataclass(frozen=True)
+class PinPolicy:
+    pepper: bytes
+    max_attempts: int
+    lock_for: timedelta
+
+
+def check_pin(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    pin: str,
+    policy: PinPolicy,
+    now: datetime,
+    request_id: str | None = None,
+) -> PinCheck:
+    """Verify a PIN and keep the lockout counter in Postgres (holds across processes and restarts).
+
+    The user row is locked so concurrent guesses cannot slip past the attempt limit.
+    """
+    user = session.get_one(User, user_id, with_for_update=True)
+    if user.pin_hash is None:
+        return PinCheck.NOT_SET
+    return _check_locked_user(session, user, pin, policy, now, request_id)
+
+
+def _check_locked_user(
+    session: Session,
+    user: User,
+    pin: str,
+    policy: PinPolicy,
+    now: datetime,
+    request_id: str | None,
+) -> PinCheck:
+    assert user.pin_hash is not None
+    if user.pin_locked_until is not None and user.pin_locked_until > now:
+        return PinCheck.LOCKED
+    if verify_pin(policy.pepper, user.id, pin, user.pin_hash):
+        if user.pin_failed_attempts:
+            user.pin_failed_attempts = 0
+        return PinCheck.OK
+    user.pin_failed_attempts += 1
+    locked = user.pin_failed_attempts >= policy.max_attempts
+    if locked:
+        user.pin_locked_until = now + policy.lock_for
+        user.pin_failed_attempts = 0
+    audit.record(
+        session,
+        action="pin.locked" if locked else "pin.failed",
+        entity_type="user",
+        entity_id=user.id,
+        actor_id=user.id,
+        request_id=request_id,
+    )
+    return PinCheck.LOCKED if locked else PinCheck.WRONG
+
+
+def list_users(session: Session, *, kyc_status: KycStatus | None, cursor: str | None, limit: int) -> Page[User]:
+    stmt = select(User)
+    if kyc_status is not None:
+        stmt = stmt.where(User.kyc_status == kyc_status)
+    return paginate(session, stmt, User, cursor, limit)

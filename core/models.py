@@ -1,0 +1,225 @@
+"""SQLAlchemy 2 typed models. Postgres is the source of truth for every balance."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored by value as VARCHAR + CHECK: readable in SQL, easy to extend in a migration.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class Role(enum.StrEnum):
+    CUSTOMER = "customer"
+    ADMIN = "admin"
+
+
+class KycStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+class UserStatus(enum.StrEnum):
+    INACTIVE = "INACTIVE"
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+
+
+class AccountKind(enum.StrEnum):
+    CUSTOMER = "CUSTOMER"
+    SETTLEMENT = "SETTLEMENT"  # the bank's own side of deposits; may go negative
+
+
+class AccountStatus(enum.StrEnum):
+    INACTIVE = "INACTIVE"
+    ACTIVE = "ACTIVE"
+    FROZEN = "FROZEN"
+    CLOSED = "CLOSED"
+
+
+class TransferKind(enum.StrEnum):
+    TRANSFER = "TRANSFER"
+    DEPOSIT = "DEPOSIT"
+
+
+class TransferStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    full_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"), default=Role.CUSTOMER)
+    kyc_status: Mapped[KycStatus] = mapped_column(_enum(KycStatus, "kyc_status"), default=KycStatus.PENDING)
+    status: Mapped[UserStatus] = mapped_column(_enum(UserStatus, "user_status"), default=UserStatus.INACTIVE)
+    pin_hash: Mapped[str | None] = mapped_column(Text)
+    pin_failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    pin_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    otp_enabled: Mapped[bool] = mapped_column(default=False, server_default="false")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    accounts: Mapped[list[Account]] = relationship(back_populates="user")
+
+    __table_args__ = (CheckConstraint("pin_failed_attempts >= 0", name="pin_attempts_nonneg"),)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[AccountKind] = mapped_column(_enum(AccountKind, "account_kind"), default=AccountKind.CUSTOMER)
+    currency: Mapped[str] = mapped_column(String(3))
+    balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    status: Mapped[AccountStatus] = mapped_column(
+        _enum(AccountStatus, "account_status"), default=AccountStatus.INACTIVE
+    )
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    user: Mapped[User | None] = relationship(back_populates="accounts")
+
+    __table_args__ = (
+        CheckConstraint("balance >= 0 OR kind = 'SETTLEMENT'", name="customer_balance_nonneg"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        CheckConstraint("(kind = 'SETTLEMENT') = (user_id IS NULL)", name="owner_matches_kind"),
+        # One settlement account per currency.
+        Index(
+            "uq_accounts_settlement_currency",
+            "currency",
+            unique=True,
+            postgresql_where="kind = 'SETTLEMENT'",
+        ),
+    )
+
+
+class Transfer(Base):
+    __tablename__ = "transfers"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    kind: Mapped[TransferKind] = mapped_column(_enum(TransferKind, "transfer_kind"))
+    initiated_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    source_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    destination_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reference: Mapped[str | None] = mapped_column(String(140))
+    status: Mapped[TransferStatus] = mapped_column(
+        _enum(TransferStatus, "transfer_status"), default=TransferStatus.PENDING
+    )
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("initiated_by", "idempotency_key", name="uq_transfers_idempotency"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("source_account_id <> destination_account_id", name="distinct_accounts"),
+        CheckConstraint("(status = 'FAILED') = (failure_code IS NOT NULL)", name="failure_code_iff_failed"),
+        # The sweeper's scan: oldest PENDING first.
+        Index("ix_transfers_pending_created", "created_at", postgresql_where="status = 'PENDING'"),
+        Index("ix_transfers_created_id", "created_at", "id"),
+    )
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    transfer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transfers.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # signed: debit < 0 < credit
+    balance_after: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        # A transfer touches an account at most once: a second settlement cannot post again.
+        UniqueConstraint("transfer_id", "account_id", name="uq_ledger_entries_transfer_account"),
+        CheckConstraint("amount <> 0", name="amount_nonzero"),
+        Index("ix_ledger_entries_account_created", "account_id", "created_at", "id"),
+    )
+
+
+class AuditLog(Base):
+    """Append-only: a database trigger rejects UPDATE, DELETE and TRUNCATE."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = _now()
+    actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+
+    __table_args__ = (
+        Index("ix_audit_log_entity_id", "entity_id"),
+        Index("ix_audit_log_action", "action"),
+    )

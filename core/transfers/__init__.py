@@ -1,0 +1,1 @@
+"""Transfers: accepted by the API (submit), settled by a worker (settle), read back (queries)."""

@@ -1,0 +1,97 @@
+"""Deposits: money enters a customer account from the bank's settlement account, synchronously."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core import audit, ledger
+from core.accounts.service import settlement_account_id
+from core.errors import AccountInactive, CurrencyMismatch, NotFound
+from core.models import Account, AccountKind, AccountStatus, Transfer, TransferKind, TransferStatus
+from core.money import validate_amount, validate_currency
+from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers.submit import Accepted
+
+
+def deposit(
+    session: Session,
+    *,
+    admin_id: uuid.UUID,
+    account_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    reference: str | None,
+    idempotency_key: str | None,
+    request_id: str | None = None,
+) -> Accepted:
+    """Credit ``account_id`` from the settlement account as one COMPLETED transfer (double entry)."""
+    key = validate_key(idempotency_key)
+    validate_amount(amount)
+    validate_currency(currency)
+    movement = MoneyMovement(None, account_id, amount, currency, reference)
+    request_hash = fingerprint(TransferKind.DEPOSIT, movement)
+    replay = find_replay(session, admin_id, key, request_hash)
+    if replay is not None:
+        return Accepted(replay, created=False)
+
+    target = session.get(Account, account_id)
+    if target is None or target.kind != AccountKind.CUSTOMER:
+        raise NotFound("account not found")
+    if target.currency != currency:
+        raise CurrencyMismatch("deposit currency must match the account")
+    settlement_id = settlement_account_id(session, currency)
+
+    transfer_id = uuid.uuid4()
+    inserted = session.execute(
+        insert(Transfer)
+        .values(
+            id=transfer_id,
+            kind=TransferKind.DEPOSIT,
+            initiated_by=admin_id,
+            idempotency_key=key,
+            request_hash=request_hash,
+            source_account_id=settlement_id,
+            destination_account_id=account_id,
+            amount=amount,
+            currency=currency,
+            reference=reference,
+            status=TransferStatus.PENDING,
+            request_id=request_id,
+        )
+        .on_conflict_do_nothing(constraint="uq_transfers_idempotency")
+        .returning(Transfer.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        replay = find_replay(session, admin_id, key, request_hash)
+        assert replay is not None
+        return Accepted(replay, created=False)
+
+    locked = {
+        a.id: a
+        for a in session.scalars(
+            select(Account).where(Account.id.in_([settlement_id, account_id])).order_by(Account.id).with_for_update()
+        )
+    }
+    if locked[account_id].status != AccountStatus.ACTIVE:
+        # Raising rolls back the insert too: a rejected request does not bind its key.
+        raise AccountInactive(f"account is {locked[account_id].status.value}")
+    transfer = session.get_one(Transfer, transfer_id)
+    ledger.post(session, transfer, debit=locked[settlement_id], credit=locked[account_id])
+    transfer.status = TransferStatus.COMPLETED
+    transfer.completed_at = func.now()
+    audit.record(
+        session,
+        action="deposit.completed",
+        entity_type="transfer",
+        entity_id=transfer_id,
+        actor_id=admin_id,
+        request_id=request_id,
+        details={"account_id": str(account_id), "amount": amount, "currency": currency},
+    )
+    session.flush()
+    session.refresh(transfer)
+    return Accepted(transfer, created=True)

@@ -1,0 +1,69 @@
+"""Settling a transfer: one Postgres transaction, rows locked in a fixed order, at most once."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core import audit, ledger
+from core.models import Account, AccountStatus, Transfer, TransferStatus
+
+
+@dataclass(frozen=True)
+class Settled:
+    transfer_id: uuid.UUID
+    status: TransferStatus
+    failure_code: str | None
+    applied: bool  # False when another run already settled it (redelivery, sweeper)
+
+
+def settle_transfer(session: Session, transfer_id: uuid.UUID, request_id: str | None = None) -> Settled:
+    """Apply a PENDING transfer or fail it with a code. Safe to call any number of times.
+
+    Locks the transfer row first, then both accounts ``FOR UPDATE`` in id order, so
+    concurrent settlements of crossing pairs cannot deadlock, and a redelivered task
+    sees the final status and does nothing. The caller owns (and commits) the transaction.
+    """
+    transfer = session.get(Transfer, transfer_id, with_for_update=True)
+    if transfer is None:
+        raise LookupError(f"transfer {transfer_id} does not exist")
+    if transfer.status not in (TransferStatus.PENDING, TransferStatus.PROCESSING):
+        return Settled(transfer.id, transfer.status, transfer.failure_code, applied=False)
+
+    accounts = {
+        a.id: a
+        for a in session.scalars(
+            select(Account)
+            .where(Account.id.in_([transfer.source_account_id, transfer.destination_account_id]))
+            .order_by(Account.id)
+            .with_for_update()
+        )
+    }
+    source = accounts[transfer.source_account_id]
+    destination = accounts[transfer.destination_account_id]
+
+    failure = None
+    if source.status != AccountStatus.ACTIVE or destination.status != AccountStatus.ACTIVE:
+        failure = "ACCOUNT_INACTIVE"
+    elif source.balance < transfer.amount:
+        failure = "INSUFFICIENT_FUNDS"
+    else:
+        ledger.post(session, transfer, debit=source, credit=destination)
+
+    transfer.status = TransferStatus.FAILED if failure else TransferStatus.COMPLETED
+    transfer.failure_code = failure
+    transfer.completed_at = func.now()
+    audit.record(
+        session,
+        action="transfer.failed" if failure else "transfer.completed",
+        entity_type="transfer",
+        entity_id=transfer.id,
+        actor_id=None,
+        request_id=request_id,
+        details={"failure_code": failure} if failure else {"amount": transfer.amount},
+    )
+    session.flush()
+    return Settled(transfer.id, transfer.status, failure, applied=True)

@@ -1,0 +1,117 @@
+"""Accepting a transfer: synchronous checks, then one PENDING row bound to its idempotency key."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.errors import (
+    AccountInactive,
+    CurrencyMismatch,
+    Forbidden,
+    KycNotApproved,
+    NotFound,
+    SameAccount,
+)
+from core.models import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    KycStatus,
+    Transfer,
+    TransferKind,
+    TransferStatus,
+    User,
+    UserStatus,
+)
+from core.money import validate_amount, validate_currency
+from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+
+
+@dataclass(frozen=True)
+class Accepted:
+    transfer: Transfer
+    created: bool  # False: an earlier request with the same key and body already made it
+
+
+def submit_transfer(
+    session: Session,
+    *,
+    user: User,
+    idempotency_key: str,
+    movement: MoneyMovement,
+    request_id: str | None = None,
+) -> Accepted:
+    """Check a customer transfer and write it PENDING with its key, race-safe against duplicates.
+
+    The caller commits, then queues settlement (never before the commit).
+    """
+    key = validate_key(idempotency_key)
+    request_hash = fingerprint(TransferKind.TRANSFER, movement)
+    replay = find_replay(session, user.id, key, request_hash)
+    if replay is not None:
+        return Accepted(replay, created=False)
+    _check(session, user, movement)
+
+    transfer_id = uuid.uuid4()
+    # A concurrent duplicate blocks on the unique index until the first commits, then
+    # does nothing: exactly one row per (user, key) whatever the interleaving.
+    inserted = session.execute(
+        insert(Transfer)
+        .values(
+            id=transfer_id,
+            kind=TransferKind.TRANSFER,
+            initiated_by=user.id,
+            idempotency_key=key,
+            request_hash=request_hash,
+            source_account_id=movement.source_account_id,
+            destination_account_id=movement.destination_account_id,
+            amount=movement.amount,
+            currency=movement.currency,
+            reference=movement.reference,
+            status=TransferStatus.PENDING,
+            request_id=request_id,
+        )
+        .on_conflict_do_nothing(constraint="uq_transfers_idempotency")
+        .returning(Transfer.id)
+    ).scalar_one_or_none()
+    if inserted is None:
+        replay = find_replay(session, user.id, key, request_hash)
+        assert replay is not None  # the conflicting row is committed and visible now
+        return Accepted(replay, created=False)
+    audit.record(
+        session,
+        action="transfer.requested",
+        entity_type="transfer",
+        entity_id=transfer_id,
+        actor_id=user.id,
+        request_id=request_id,
+        details={"amount": movement.amount, "currency": movement.currency},
+    )
+    return Accepted(session.get_one(Transfer, transfer_id), created=True)
+
+
+def _check(session: Session, user: User, movement: MoneyMovement) -> None:
+    validate_amount(movement.amount)
+    validate_currency(movement.currency)
+    if user.kyc_status != KycStatus.APPROVED:
+        raise KycNotApproved("KYC must be approved before moving money")
+    if user.status != UserStatus.ACTIVE:
+        raise Forbidden("user is not active")
+    if movement.source_account_id == movement.destination_account_id:
+        raise SameAccount("source and destination must differ")
+    source = session.get(Account, movement.source_account_id)
+    if source is None or source.user_id != user.id:
+        raise NotFound("source account not found")
+    destination = session.get(Account, movement.destination_account_id)
+    if destination is None or destination.kind != AccountKind.CUSTOMER:
+        raise NotFound("destination account not found")
+    if not source.currency == destination.currency == movement.currency:
+        raise CurrencyMismatch("transfer currency must match both accounts")
+    for role, account in (("source", source), ("destination", destination)):
+        if account.status != AccountStatus.ACTIVE:
+            raise AccountInactive(f"{role} account is {account.status.value}")

@@ -1,0 +1,110 @@
+"""The user flow, scripted over HTTP: what a new user watches, and what the e2e test runs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class DemoResult:
+    transfer: dict[str, Any]
+    alice_balance: int
+    bob_balance: int
+
+
+def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
+    if response.status_code not in expected:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path} -> {response.status_code}: {response.text}"
+        )
+    return response.json() if response.content else {}
+
+
+def run_demo(base_url: str, admin_email: str, admin_password: str, say: Printer = print) -> DemoResult:
+    api = httpx.Client(base_url=f"{base_url}/api/v1", timeout=30)
+    run = uuid.uuid4().hex[:8]
+
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def register(name: str) -> dict[str, Any]:
+        body = {
+            "email": f"{name}.{run}@example.com",
+            "password": "correct horse battery",
+            "full_name": name.title(),
+        }
+        created = _ok(api.post("/auth/register", json=body), 201)
+        say(
+            f"1. registered {body['email']}: kyc={created['user']['kyc_status']} account={created['account']['status']}"
+        )
+        return {**created, "password": body["password"]}
+
+    alice, bob = register("alice"), register("bob")
+
+    admin = _ok(api.post("/auth/login", json={"email": admin_email, "password": admin_password}), 200)
+    admin_h = bearer(admin["access_token"])
+    for who in (alice, bob):
+        user = _ok(
+            api.post(f"/admin/users/{who['user']['id']}/kyc", json={"decision": "APPROVE"}, headers=admin_h),
+            200,
+        )
+        say(f"2. admin approved KYC of {user['email']}: status={user['status']}")
+
+    tokens = _ok(api.post("/auth/login", json={"email": alice["user"]["email"], "password": alice["password"]}), 200)
+    alice_h = bearer(tokens["access_token"])
+    say(f"3. alice logged in: {tokens['token_type']} token, expires in {tokens['expires_in']}s")
+    _ok(api.put("/me/pin", json={"pin": "2468"}, headers=alice_h), 204)
+    me = _ok(api.get("/me", headers=alice_h), 200)
+    say(f"4. alice set her PIN: pin_set={me['pin_set']}")
+
+    alice_acc, bob_acc = alice["account"]["id"], bob["account"]["id"]
+    dep = _ok(
+        api.post(
+            f"/admin/accounts/{alice_acc}/deposits",
+            json={"amount": 100_00, "currency": "USD", "reference": "demo funding"},
+            headers={**admin_h, "Idempotency-Key": f"deposit-{run}"},
+        ),
+        201,
+    )
+    say(f"5. admin deposited {dep['transfer']['amount']} minor units into alice's account: {dep['transfer']['status']}")
+
+    key = f"transfer-{run}"
+    body = {
+        "source_account_id": alice_acc,
+        "destination_account_id": bob_acc,
+        "amount": 125_50 // 5,
+        "currency": "USD",
+        "pin": "2468",
+        "reference": "dinner",
+    }
+    accepted = api.post("/transfers", json=body, headers={**alice_h, "Idempotency-Key": key})
+    transfer = _ok(accepted, 202)
+    say(f"6. transfer accepted: 202 {transfer['status']} Location={accepted.headers['Location']}")
+    replay = api.post("/transfers", json=body, headers={**alice_h, "Idempotency-Key": key})
+    say(f"   same key again: {replay.status_code} Idempotent-Replayed={replay.headers.get('Idempotent-Replayed')}")
+
+    deadline = time.monotonic() + 60
+    while transfer["status"] in ("PENDING", "PROCESSING"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"transfer {transfer['id']} still {transfer['status']} after 60 s")
+        time.sleep(0.2)
+        transfer = _ok(api.get(f"/transfers/{transfer['id']}", headers=alice_h), 200)
+    say(f"7. polled the transfer: {transfer['status']} failure_code={transfer['failure_code']}")
+
+    alice_balance = _ok(api.get(f"/accounts/{alice_acc}", headers=alice_h), 200)["balance"]
+    bob_tokens = _ok(api.post("/auth/login", json={"email": bob["user"]["email"], "password": bob["password"]}), 200)
+    bob_balance = _ok(api.get(f"/accounts/{bob_acc}", headers=bearer(bob_tokens["access_token"])), 200)["balance"]
+    entries = _ok(api.get(f"/accounts/{alice_acc}/entries", headers=alice_h), 200)["items"]
+    say(
+        f"8. balances: alice={alice_balance} bob={bob_balance}; alice's ledger: "
+        + ", ".join(f"{e['amount']:+d}→{e['balance_after']}" for e in entries)
+    )
+    return DemoResult(transfer, alice_balance, bob_balance)

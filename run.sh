@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# ./run.sh demo | serve | test [pytest args] | lint
+# Creates .venv and installs requirements-dev.txt when they change, then runs the command.
+# Uses DATABASE_URL / REDIS_URL / CELERY_BROKER_URL when set, else embedded Postgres and Redis in .data/.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+if [ "$(cat .venv/.requirements.sha 2>/dev/null || true)" != "$want" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -r requirements-dev.txt
+  echo "$want" > .venv/.requirements.sha
+fi
+
+cmd=${1:-demo}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  demo|serve) exec .venv/bin/python -m devtools "$cmd" "$@" ;;
+  test) exec .venv/bin/python -m pytest "$@" ;;
+  lint) .venv/bin/ruff check . && .venv/bin/ruff format --check . && exec .venv/bin/mypy ;;
+  *) echo "usage: ./run.sh demo [--keep] | serve | test [pytest args] | lint" >&2; exit 2 ;;
+esac

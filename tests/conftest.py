@@ -1,0 +1,118 @@
+"""Real Postgres and Redis for every test: the ones in DATABASE_URL/REDIS_URL, else embedded.
+
+Services start in pytest_configure, before any test module imports the app, so every
+settings object (API, worker, this process) reads the same environment.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from devtools import processes, services
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB = "bank_test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    svc = services.start(ROOT / ".data" / "test")
+    os.environ.update(
+        {
+            "DATABASE_URL": services.recreate_database(svc, TEST_DB),
+            "REDIS_URL": svc.redis_url,
+            "CELERY_BROKER_URL": svc.broker_url,
+            "APP_ENV": "test",
+            "LOG_LEVEL": "INFO",
+            # Fast sweeper so tests of lost publishes finish quickly.
+            "SWEEPER_INTERVAL_SECONDS": "1",
+            "SWEEPER_PENDING_AGE_SECONDS": "3",
+        }
+    )
+    config.stash[_SERVICES] = svc
+    processes.migrate({}, ROOT)
+
+
+_SERVICES = pytest.StashKey[services.Services]()
+
+
+@pytest.fixture(scope="session")
+def stack(pytestconfig: pytest.Config) -> services.Services:
+    return pytestconfig.stash[_SERVICES]
+
+
+@pytest.fixture(scope="session")
+def settings():  # type: ignore[no-untyped-def]
+    from core.config import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def engine(settings) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
+    from core.db import make_engine
+
+    eng = make_engine(settings, pool_size=10)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: Engine) -> sessionmaker[Session]:
+    from core.db import make_session_factory
+
+    return make_session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+def redis_client(settings) -> Redis:  # type: ignore[no-untyped-def]
+    return Redis.from_url(settings.redis_url)
+
+
+@pytest.fixture(scope="session")
+def app(settings):  # type: ignore[no-untyped-def]
+    from web import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def api_url(log_dir: Path) -> Iterator[str]:
+    """The API served by gunicorn, exactly as the Procfile runs it."""
+    port = processes.free_port()
+    proc = processes.start_api({}, log_dir, ROOT, port)
+    yield f"http://127.0.0.1:{port}"
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def workers(log_dir: Path) -> Iterator[list[processes.Proc]]:
+    """Two separate Celery worker processes (prefork, 2 children each) plus the sweeper beat."""
+    procs = [
+        processes.start_worker("w1", {}, log_dir, ROOT, concurrency=2, beat=True),
+        processes.start_worker("w2", {}, log_dir, ROOT, concurrency=2),
+    ]
+    yield procs
+    for p in procs:
+        p.stop()
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}.{uuid.uuid4().hex[:12]}@example.com"

@@ -1,0 +1,81 @@
+"""Small factories that drive the same core services as the API."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.identity import service as identity
+from core.identity.service import PinPolicy
+from core.models import Account, User
+from core.transfers.deposit import deposit
+
+PASSWORD = "correct horse battery staple"
+PIN = "1234"
+
+
+@dataclass
+class Customer:
+    user: User
+    account: Account
+    email: str
+
+
+def pin_policy(settings) -> PinPolicy:  # type: ignore[no-untyped-def]
+    return PinPolicy(
+        pepper=settings.pin_pepper.get_secret_value().encode(),
+        max_attempts=settings.pin_max_attempts,
+        lock_for=timedelta(minutes=settings.pin_lock_minutes),
+    )
+
+
+def admin(sessions: sessionmaker[Session]) -> User:
+    with sessions.begin() as s:
+        return identity.create_admin(s, email=f"admin.{uuid.uuid4().hex[:10]}@bank.local", password=PASSWORD)
+
+
+def customer(
+    sessions: sessionmaker[Session],
+    settings,  # type: ignore[no-untyped-def]
+    *,
+    approved: bool = True,
+    currency: str = "USD",
+    pin: str | None = PIN,
+) -> Customer:
+    email = f"c.{uuid.uuid4().hex[:12]}@example.com"
+    with sessions.begin() as s:
+        user, account = identity.register(s, email=email, password=PASSWORD, full_name="Test", currency=currency)
+        if approved:
+            identity.decide_kyc(s, user_id=user.id, approve=True, admin_id=user.id)
+        if pin:
+            identity.set_pin(
+                s,
+                user_id=user.id,
+                pin=pin,
+                current_pin=None,
+                policy=pin_policy(settings),
+                now=datetime.now(UTC),
+            )
+    with sessions() as s:
+        return Customer(s.get_one(User, user.id), s.get_one(Account, account.id), email)
+
+
+def fund(sessions: sessionmaker[Session], admin_user: User, account: Account, amount: int) -> None:
+    with sessions.begin() as s:
+        deposit(
+            s,
+            admin_id=admin_user.id,
+            account_id=account.id,
+            amount=amount,
+            currency=account.currency,
+            reference="test funding",
+            idempotency_key=str(uuid.uuid4()),
+        )
+
+
+def balance(sessions: sessionmaker[Session], account_id: uuid.UUID) -> int:
+    with sessions() as s:
+        return s.get_one(Account, account_id).balance

@@ -1,0 +1,30 @@
+import pytest
+from pydantic import ValidationError
+
+from core.config import Settings
+
+
+def test_production_refuses_default_secrets() -> None:
+    with pytest.raises(ValidationError, match="JWT_SECRET_KEY"):
+        Settings(app_env="production")
+
+
+def test_production_refuses_short_secrets() -> None:
+    with pytest.raises(ValidationError, match="PIN_PEPPER"):
+        Settings(app_env="production", jwt_secret_key="j" * 40, pin_pepper="short")
+
+
+def test_production_starts_with_real_secrets() -> None:
+    s = Settings(app_env="production", jwt_secret_key="j" * 40, pin_pepper="p" * 40)
+    assert s.app_env == "production"
+
+
+def test_broker_defaults_to_redis_and_speaks_kombu_for_sockets() -> None:
+    assert Settings(redis_url="redis://h:6379/0", celery_broker_url=None).broker_url == "redis://h:6379/0"
+    sock = Settings(redis_url="unix:///tmp/r.sock", celery_broker_url=None)
+    assert sock.broker_url == "redis+socket:///tmp/r.sock"
+    assert Settings(celery_broker_url="amqp://guest@h//").broker_url == "amqp://guest@h//"
+
+
+def test_database_url_gets_the_psycopg3_driver() -> None:
+    assert Settings(database_url="postgres://u@h/db").sqlalchemy_url == "postgresql+psycopg://u@h/db"

@@ -1,0 +1,72 @@
+"""Flask API entry point: ``gunicorn 'web:create_app()'``, ``flask --app web <command>``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, redirect
+from flask_smorest import Api
+from prometheus_flask_exporter import PrometheusMetrics
+from redis import Redis
+
+from core import logs
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from web import accounts, admin, auth, cli, me, ops, problems, security, transfers
+from web.context import Resources, init_app
+
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings()
+    logs.configure(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        API_TITLE="Transfer Processor API",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        API_SPEC_OPTIONS={
+            "servers": [{"url": "/"}],
+            "components": {
+                "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+            },
+        },
+    )
+    engine = make_engine(settings)
+    init_app(
+        app,
+        Resources(
+            settings=settings,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            redis=Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3),
+        ),
+    )
+    security.init_app(app)
+    api = Api(app)
+    for blp in (auth.blp, me.blp, accounts.blp, transfers.blp, admin.blp, ops.blp):
+        api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))
+    problems.register(app)  # after Api(): our handlers replace flask-smorest's JSON errors
+    ops.add_root_aliases(app)
+    _root_doc_aliases(app, api)
+    metrics = PrometheusMetrics(app, group_by="url_rule", default_labels={"service": "api"})
+    metrics.info("app_info", "Transfer processor API", version="v1")
+    cli.init_app(app)
+    return app
+
+
+def _root_doc_aliases(app: Flask, api: Api) -> None:
+    @app.get("/openapi.json")
+    def openapi_root() -> Any:
+        return api.spec.to_dict()
+
+    @app.get("/docs")
+    def docs_root() -> Any:
+        return redirect(f"{API_PREFIX}/docs")

@@ -1,0 +1,129 @@
+"""/admin: KYC decisions, deposits, freezes, the audit trail. The role is checked on every call."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import request
+from flask_smorest import Blueprint
+
+from core import audit
+from core.accounts import service as accounts
+from core.identity import service as identity
+from core.models import Account, AuditLog, KycStatus, User
+from core.pagination import Page
+from core.transfers.deposit import deposit
+from web.context import request_id, transaction
+from web.docs import BEARER, IDEMPOTENCY_KEY, doc
+from web.schemas import (
+    AccountOut,
+    AuditListArgs,
+    AuditPage,
+    DepositIn,
+    DepositOut,
+    KycDecisionIn,
+    ReasonIn,
+    UserListArgs,
+    UserOut,
+    UserPage,
+)
+from web.security import admin_required, me
+
+blp = Blueprint("admin", __name__, url_prefix="/admin", description="Back-office operations")
+
+
+@blp.route("/users", methods=["GET"])
+@admin_required
+@blp.arguments(UserListArgs, location="query")
+@blp.response(200, UserPage)
+@blp.doc(**BEARER)
+def list_users(args: dict[str, Any]) -> Page[User]:
+    with transaction() as session:
+        return identity.list_users(
+            session,
+            kyc_status=KycStatus(args["kyc_status"]) if "kyc_status" in args else None,
+            cursor=args.get("cursor"),
+            limit=args["limit"],
+        )
+
+
+@blp.route("/users/<uuid:user_id>/kyc", methods=["POST"])
+@admin_required
+@blp.arguments(KycDecisionIn)
+@blp.response(200, UserOut)
+@blp.doc(**BEARER)
+def decide_kyc(body: dict[str, Any], user_id: uuid.UUID) -> User:
+    with transaction() as session:
+        return identity.decide_kyc(
+            session,
+            user_id=user_id,
+            approve=body["decision"] == "APPROVE",
+            admin_id=me().id,
+            reason=body.get("reason"),
+            request_id=request_id(),
+        )
+
+
+@blp.route("/accounts/<uuid:account_id>/deposits", methods=["POST"])
+@admin_required
+@blp.arguments(DepositIn)
+@blp.response(201, DepositOut)
+@blp.alt_response(200, schema=DepositOut, description="Idempotent replay")
+@blp.doc(**doc(BEARER, IDEMPOTENCY_KEY))
+def create_deposit(body: dict[str, Any], account_id: uuid.UUID) -> Any:
+    with transaction() as session:
+        accepted = deposit(
+            session,
+            admin_id=me().id,
+            account_id=account_id,
+            amount=body["amount"],
+            currency=body["currency"],
+            reference=body.get("reference"),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            request_id=request_id(),
+        )
+    if accepted.created:
+        return {"transfer": accepted.transfer}, 201
+    return {"transfer": accepted.transfer}, 200, {"Idempotent-Replayed": "true"}
+
+
+def _freeze(account_id: uuid.UUID, reason: str, frozen: bool) -> Account:
+    with transaction() as session:
+        return accounts.set_frozen(
+            session, account_id, frozen=frozen, admin_id=me().id, reason=reason, request_id=request_id()
+        )
+
+
+@blp.route("/accounts/<uuid:account_id>/freeze", methods=["POST"])
+@admin_required
+@blp.arguments(ReasonIn)
+@blp.response(200, AccountOut)
+@blp.doc(**BEARER)
+def freeze(body: dict[str, Any], account_id: uuid.UUID) -> Account:
+    return _freeze(account_id, body["reason"], True)
+
+
+@blp.route("/accounts/<uuid:account_id>/unfreeze", methods=["POST"])
+@admin_required
+@blp.arguments(ReasonIn)
+@blp.response(200, AccountOut)
+@blp.doc(**BEARER)
+def unfreeze(body: dict[str, Any], account_id: uuid.UUID) -> Account:
+    return _freeze(account_id, body["reason"], False)
+
+
+@blp.route("/audit", methods=["GET"])
+@admin_required
+@blp.arguments(AuditListArgs, location="query")
+@blp.response(200, AuditPage)
+@blp.doc(**BEARER)
+def list_audit(args: dict[str, Any]) -> Page[AuditLog]:
+    with transaction() as session:
+        return audit.search(
+            session,
+            entity_id=args.get("entity_id"),
+            action=args.get("action"),
+            cursor=args.get("cursor"),
+            limit=args["limit"],
+        )

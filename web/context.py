@@ -1,0 +1,66 @@
+"""Per-app resources (settings, DB, Redis) and the per-request id that follows a transfer."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import structlog
+from flask import Flask, Response, current_app, g, request
+from redis import Redis
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config import Settings
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    redis: Redis
+
+
+def resources() -> Resources:
+    return current_app.extensions["bank"]
+
+
+def settings() -> Settings:
+    return resources().settings
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back on any exception."""
+    with resources().sessions.begin() as session:
+        yield session
+
+
+def request_id() -> str:
+    return g.get("request_id") or "-"
+
+
+def _begin_request() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    # A client-supplied id is echoed only if it is safe to put in logs and headers.
+    g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=g.request_id)
+
+
+def _end_request(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = request_id()
+    return response
+
+
+def init_app(app: Flask, res: Resources) -> None:
+    app.extensions["bank"] = res
+    app.before_request(_begin_request)
+    app.after_request(_end_request)

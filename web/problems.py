@@ -1,0 +1,103 @@
+"""Every error leaves as application/problem+json (RFC 9457) with a stable ``code``."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+from core.errors import DomainError
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    423: "LOCKED",
+    429: "RATE_LIMITED",
+    503: "SERVICE_UNAVAILABLE",
+}
+_TITLES = {413: "Payload Too Large", 422: "Unprocessable Entity"}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body = {
+        "type": "about:blank",
+        "title": title or _TITLES.get(status) or _title(status),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _validation_errors(data: dict[str, Any]) -> dict[str, Any]:
+    """webargs nests messages by location ({"json": {...}}); clients want the fields."""
+    messages = data.get("messages") or data.get("errors") or {}
+    flat: dict[str, Any] = {}
+    for location, errors in messages.items():
+        if isinstance(errors, dict):
+            flat.update(errors)
+        else:
+            flat[location if location != "json" else "_body"] = errors
+    return flat
+
+
+def handle_domain_error(error: DomainError) -> Response:
+    return problem(error.status, error.code, error.detail, title=error.title, **error.extra)
+
+
+def handle_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    data = getattr(error, "data", None) or {}
+    if status == 422:
+        return problem(422, "VALIDATION_ERROR", "request validation failed", errors=_validation_errors(data))
+    if status == 400 and data:
+        return problem(400, "BAD_REQUEST", "malformed request body", errors=_validation_errors(data))
+    if status >= 500:
+        log.error("http_error", status=status)
+        return problem(status, "INTERNAL_ERROR", "internal error")
+    headers = dict(data.get("headers") or {})
+    return problem(status, _CODES.get(status, "ERROR"), error.description or _title(status), headers=headers)
+
+
+def handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled_error", error_type=type(error).__name__)
+    return problem(500, "INTERNAL_ERROR", "internal error")
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,190 @@
+"""Marshmallow schemas at the edge: they validate input (unknown fields rejected) and shape output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from marshmallow import fields, validate
+
+from core.money import MAX_AMOUNT
+from core.pagination import MAX_LIMIT
+
+CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code (3 upper-case letters).")
+PIN = validate.Regexp(r"^[0-9]{4,6}$", error="Must be 4 to 6 digits.")
+
+
+class MinorUnits(fields.Integer):
+    """An integer amount in minor units: floats, strings and booleans are refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, validate=validate.Range(min=1, max=MAX_AMOUNT), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Strict(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+# ---- input -------------------------------------------------------------------------------
+
+
+class RegisterIn(Strict):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=12, max=1024))
+    full_name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    currency = fields.String(load_default="USD", validate=CURRENCY)
+
+
+class LoginIn(Strict):
+    email = fields.String(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+    device_id = fields.String(validate=validate.Length(min=1, max=128))
+
+
+class PinIn(Strict):
+    pin = fields.String(required=True, load_only=True, validate=PIN)
+    current_pin = fields.String(load_only=True, validate=PIN)
+
+
+class OpenAccountIn(Strict):
+    currency = fields.String(required=True, validate=CURRENCY)
+
+
+class TransferIn(Strict):
+    source_account_id = fields.UUID(required=True)
+    destination_account_id = fields.UUID(required=True)
+    amount = MinorUnits(required=True)
+    currency = fields.String(required=True, validate=CURRENCY)
+    pin = fields.String(required=True, load_only=True, validate=PIN)
+    reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+
+
+class DepositIn(Strict):
+    amount = MinorUnits(required=True)
+    currency = fields.String(required=True, validate=CURRENCY)
+    reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+
+
+class KycDecisionIn(Strict):
+    decision = fields.String(required=True, validate=validate.OneOf(["APPROVE", "REJECT"]))
+    reason = fields.String(validate=validate.Length(max=500), allow_none=True)
+
+
+class ReasonIn(Strict):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+
+
+class PageArgs(ma.Schema):
+    cursor = fields.String(validate=validate.Length(max=512))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=MAX_LIMIT))
+
+
+class TransferListArgs(PageArgs):
+    status = fields.String(validate=validate.OneOf(["PENDING", "PROCESSING", "COMPLETED", "FAILED"]))
+    account_id = fields.UUID()
+
+
+class UserListArgs(PageArgs):
+    kyc_status = fields.String(validate=validate.OneOf(["PENDING", "APPROVED", "REJECTED"]))
+
+
+class AuditListArgs(PageArgs):
+    entity_id = fields.String(validate=validate.Length(max=64))
+    action = fields.String(validate=validate.Length(max=64))
+
+
+# ---- output ------------------------------------------------------------------------------
+
+
+class UserOut(ma.Schema):
+    id = fields.UUID()
+    email = fields.String()
+    full_name = fields.String()
+    role = fields.String()
+    kyc_status = fields.String()
+    status = fields.String()
+    pin_set = fields.Function(lambda user: user.pin_hash is not None, metadata={"type": "boolean"})
+    otp_enabled = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class AccountOut(ma.Schema):
+    id = fields.UUID()
+    user_id = fields.UUID()
+    currency = fields.String()
+    balance = fields.Integer()
+    status = fields.String()
+    created_at = fields.DateTime()
+
+
+class TransferOut(ma.Schema):
+    id = fields.UUID()
+    source_account_id = fields.UUID()
+    destination_account_id = fields.UUID()
+    amount = fields.Integer()
+    currency = fields.String()
+    reference = fields.String(allow_none=True)
+    status = fields.String()
+    failure_code = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    completed_at = fields.DateTime(allow_none=True)
+
+
+class EntryOut(ma.Schema):
+    id = fields.UUID()
+    transfer_id = fields.UUID()
+    amount = fields.Integer()
+    balance_after = fields.Integer()
+    created_at = fields.DateTime()
+
+
+class AuditOut(ma.Schema):
+    id = fields.Integer()
+    occurred_at = fields.DateTime()
+    actor_id = fields.UUID(allow_none=True)
+    action = fields.String()
+    entity_type = fields.String()
+    entity_id = fields.String(allow_none=True)
+    request_id = fields.String(allow_none=True)
+    details = fields.Dict()
+
+
+class RegisterOut(ma.Schema):
+    user = fields.Nested(UserOut)
+    account = fields.Nested(AccountOut)
+
+
+class TokensOut(ma.Schema):
+    access_token = fields.String()
+    refresh_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()
+
+
+class AccessTokenOut(ma.Schema):
+    access_token = fields.String()
+    expires_in = fields.Integer()
+
+
+class DepositOut(ma.Schema):
+    transfer = fields.Nested(TransferOut)
+
+
+def page_of(item: type[ma.Schema], name: str) -> type[ma.Schema]:
+    return ma.Schema.from_dict(
+        {"items": fields.List(fields.Nested(item)), "next_cursor": fields.String(allow_none=True)},
+        name=name,
+    )
+
+
+AccountList = ma.Schema.from_dict({"items": fields.List(fields.Nested(AccountOut))}, name="AccountList")
+TransferPage = page_of(TransferOut, "TransferPage")
+EntryPage = page_of(EntryOut, "EntryPage")
+UserPage = page_of(UserOut, "UserPage")
+AuditPage = page_of(AuditOut, "AuditPage")

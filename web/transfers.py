@@ -1,0 +1,100 @@
+"""/transfers: accept (202, queued after commit), poll, list."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import request, url_for
+from flask_jwt_extended import jwt_required
+from flask_smorest import Blueprint
+
+from core.identity.service import check_pin
+from core.models import Transfer, TransferKind, TransferStatus
+from core.pagination import Page
+from core.transfers import queries
+from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers.submit import submit_transfer
+from web.context import request_id, transaction
+from web.docs import BEARER, IDEMPOTENCY_KEY, doc
+from web.me import pin_policy
+from web.schemas import TransferIn, TransferListArgs, TransferOut, TransferPage
+from web.security import me
+from worker.tasks import enqueue_settlement
+
+blp = Blueprint("transfers", __name__, url_prefix="/transfers", description="Transfers")
+
+
+def _location(transfer: Transfer) -> str:
+    return url_for("transfers.get_transfer", transfer_id=transfer.id)
+
+
+@blp.route("", methods=["POST"])
+@jwt_required()
+@blp.arguments(TransferIn)
+@blp.response(202, TransferOut)
+@blp.alt_response(200, schema=TransferOut, description="Idempotent replay of an accepted transfer")
+@blp.doc(**doc(BEARER, IDEMPOTENCY_KEY))
+def create_transfer(body: dict[str, Any]) -> tuple[Transfer, int, dict[str, str]]:
+    user = me()
+    key = validate_key(request.headers.get("Idempotency-Key"))
+    pin = body.pop("pin")
+    movement = MoneyMovement(
+        source_account_id=body["source_account_id"],
+        destination_account_id=body["destination_account_id"],
+        amount=body["amount"],
+        currency=body["currency"],
+        reference=body.get("reference"),
+    )
+    # A retry of an accepted request gets the same transfer back before any other check.
+    with transaction() as session:
+        replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
+    if replay is not None:
+        return replay, 200, {"Location": _location(replay), "Idempotent-Replayed": "true"}
+
+    with transaction() as session:
+        pin_ok = check_pin(
+            session,
+            user_id=user.id,
+            pin=pin,
+            policy=pin_policy(),
+            now=datetime.now(UTC),
+            request_id=request_id(),
+        )
+    pin_ok.raise_if_failed()  # after commit: a wrong PIN counts even though the request fails
+
+    with transaction() as session:
+        accepted = submit_transfer(session, user=user, idempotency_key=key, movement=movement, request_id=request_id())
+    transfer = accepted.transfer
+    headers = {"Location": _location(transfer)}
+    if not accepted.created:
+        return transfer, 200, {**headers, "Idempotent-Replayed": "true"}
+    enqueue_settlement(transfer.id, request_id())  # only now: the row is committed
+    return transfer, 202, headers
+
+
+@blp.route("/<uuid:transfer_id>", methods=["GET"])
+@jwt_required()
+@blp.response(200, TransferOut)
+@blp.doc(**BEARER)
+def get_transfer(transfer_id: uuid.UUID) -> Transfer:
+    with transaction() as session:
+        return queries.get_visible(session, transfer_id, me())
+
+
+@blp.route("", methods=["GET"])
+@jwt_required()
+@blp.arguments(TransferListArgs, location="query")
+@blp.response(200, TransferPage)
+@blp.doc(**BEARER)
+def list_transfers(args: dict[str, Any]) -> Page[Transfer]:
+    with transaction() as session:
+        return queries.list_visible(
+            session,
+            me(),
+            status=TransferStatus(args["status"]) if "status" in args else None,
+            account_id=args.get("account_id"),
+            cursor=args.get("cursor"),
+            limit=args["limit"],
+        )
