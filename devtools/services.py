@@ -5,6 +5,7 @@ with their data under the repo. Never SQLite, never a fake Redis."""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import subprocess
 import time
@@ -52,6 +53,7 @@ class Services:
         cleanup = getattr(self._pg, "cleanup", None)
         if cleanup:
             cleanup()
+            self._pg = None
 
 
 def _spawn_redis(sock: Path) -> subprocess.Popen[bytes]:
@@ -84,6 +86,7 @@ def _spawn_redis(sock: Path) -> subprocess.Popen[bytes]:
 
 def start(data_dir: Path | None = None) -> Services:
     """Resolve or start the servers. Embedded ones stop when this process exits."""
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     data_dir = data_dir or ROOT / ".data"
     data_dir.mkdir(parents=True, exist_ok=True)
     embedded = []

@@ -10,6 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -38,6 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[_SERVICES] = svc
     processes.migrate({}, ROOT)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    svc = config.stash.get(_SERVICES, None)
+    if svc is not None:
+        svc.stop()
 
 
 _SERVICES = pytest.StashKey[services.Services]()
@@ -77,10 +84,12 @@ def redis_client(settings) -> Redis:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def app(settings):  # type: ignore[no-untyped-def]
+def app(settings) -> Iterator[Any]:  # type: ignore[no-untyped-def]
     from web import create_app
 
-    return create_app(settings)
+    flask_app = create_app(settings)
+    yield flask_app
+    flask_app.extensions["bank"].engine.dispose()
 
 
 @pytest.fixture
