@@ -49,10 +49,10 @@ class Proc:
 def spawn(name: str, args: list[str], env: dict[str, str], log_dir: Path, cwd: Path) -> Proc:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    out = log_path.open("ab")
-    popen = subprocess.Popen(
-        args, env={**os.environ, **env}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    with log_path.open("ab") as out:  # the child keeps its own descriptor
+        popen = subprocess.Popen(
+            args, env={**os.environ, **env}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Proc(name, popen, log_path)
 
 

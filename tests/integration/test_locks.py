@@ -1,0 +1,58 @@
+"""Redis account locks against a real Redis: exclusion per account, owner-only release."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from core.locks import LockTimeout, account_lock_key, account_locks
+
+
+def test_pairs_sharing_an_account_exclude_each_other(redis_client) -> None:  # type: ignore[no-untyped-def]
+    a, b, c = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with account_locks(redis_client, [a, b], ttl=5, wait=1):
+        with pytest.raises(LockTimeout), account_locks(redis_client, [c, a], ttl=5, wait=0.2):
+            pass
+        # A pair with no account in common is not blocked.
+        with account_locks(redis_client, [c, uuid.uuid4()], ttl=5, wait=0.2):
+            pass
+    # Released: the waiter gets in now, and a failed attempt left nothing behind.
+    with account_locks(redis_client, [c, a], ttl=5, wait=0.2):
+        pass
+    assert redis_client.exists(account_lock_key(a), account_lock_key(c)) == 0
+
+
+def test_expired_lock_is_not_released_by_its_former_owner(redis_client) -> None:  # type: ignore[no-untyped-def]
+    a = uuid.uuid4()
+    key = account_lock_key(a)
+    with account_locks(redis_client, [a], ttl=0.2, wait=1):
+        time.sleep(0.4)  # our lock expires...
+        taken = redis_client.lock(key, timeout=5)
+        assert taken.acquire(blocking=False)  # ...and another worker takes it
+    # Leaving our block must not have deleted the other worker's lock.
+    assert redis_client.get(key) == taken.local.token
+    taken.release()
+
+
+def test_waiter_gets_the_lock_when_the_holder_releases(redis_client) -> None:  # type: ignore[no-untyped-def]
+    a = uuid.uuid4()
+    order: list[str] = []
+    held = threading.Event()
+
+    def holder() -> None:
+        with account_locks(redis_client, [a], ttl=5, wait=1):
+            held.set()
+            time.sleep(0.3)
+            order.append("holder-done")
+
+    t = threading.Thread(target=holder)
+    t.start()
+    held.wait()
+    with account_locks(redis_client, [a], ttl=5, wait=3) as stats:
+        order.append("waiter-in")
+    t.join()
+    assert order == ["holder-done", "waiter-in"]
+    assert stats.wait_seconds > 0.1
