@@ -218,6 +218,11 @@ class AuditLog(Base):
     entity_id: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # Hash chain, filled by the audit_log_chain trigger (never by the app): seq orders the
+    # chain in commit order; row_hash covers this row's content and prev_hash.
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_audit_log_entity_id", "entity_id"),

@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from core.config import Settings
-from core.models import Base
+from core.schema import Base
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):

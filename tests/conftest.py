@@ -24,7 +24,8 @@ TEST_DB = "bank_test"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    svc = services.start(ROOT / ".data" / "test")
+    # BANK_TEST_DATA_DIR lets two test runs on one checkout use separate embedded servers.
+    svc = services.start(Path(os.environ.get("BANK_TEST_DATA_DIR", ROOT / ".data" / "test")))
     os.environ.update(
         {
             "DATABASE_URL": services.recreate_database(svc, TEST_DB),
