@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = Field(default=10.0, gt=0)
     sweeper_pending_age_seconds: float = Field(default=30.0, gt=0)
 
+    # Redis broker only: how long before an unacknowledged task is handed to another worker.
+    broker_visibility_timeout_seconds: int = Field(default=3600, gt=0)
+
     db_statement_timeout_ms: int = Field(default=15000, gt=0)
     db_lock_timeout_ms: int = Field(default=10000, gt=0)
 

@@ -11,6 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -47,6 +48,21 @@ class Services:
         """(Re)start the embedded Redis on the same socket; for chaos tests."""
         if self._redis_proc is not None:
             self._redis_proc = _spawn_redis(Path(self.redis_url.removeprefix("unix://")))
+
+    @property
+    def postgres_embedded(self) -> bool:
+        return self._pg is not None
+
+    def restart_postgres(self) -> None:
+        """Fast-restart the embedded Postgres (drops every connection); for chaos tests."""
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]
+        from pgserver.utils import PostmasterInfo
+
+        pg: Any = self._pg
+        assert pg is not None, "only the embedded Postgres can be restarted"
+        pg_ctl(["-w", "-m", "fast", "-l", str(pg.log), "restart"], pgdata=pg.pgdata, user=pg.system_user)
+        # pgserver remembers the postmaster it started; point it at the new one so it stops it at exit.
+        pg._postmaster_info = PostmasterInfo.read_from_pgdata(pg.pgdata)
 
     def stop(self) -> None:
         self.stop_redis()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 from flask import Flask
 
+from core.audit_chain import verify_chain
 from core.identity import service as identity
+from core.reconcile import reconcile
 from web.context import transaction
 
 
@@ -21,3 +23,33 @@ def init_app(app: Flask) -> None:
         with transaction() as session:
             user = identity.create_admin(session, email=email, password=password, full_name=full_name)
         click.echo(f"admin {user.email} ready (id {user.id})")
+
+    init_checks(app)
+
+
+def init_checks(app: Flask) -> None:
+    @app.cli.command("reconcile")
+    def reconcile_command() -> None:
+        """Check balances against the ledger; exit 1 and list every difference if anything is off."""
+        with transaction() as session:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            report = reconcile(session)
+        for problem in report.problems:
+            click.echo(f"MISMATCH {problem}", err=True)
+        click.echo(
+            f"reconcile: {report.accounts_checked} accounts, {report.transfers_checked} transfers, "
+            f"{len(report.problems)} problem(s)"
+        )
+        if not report.ok:
+            raise SystemExit(1)
+
+    @app.cli.command("verify-audit")
+    def verify_audit_command() -> None:
+        """Walk the audit hash chain; exit 1 at the first broken link."""
+        with transaction() as session:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            result = verify_chain(session)
+        if not result.ok:
+            click.echo(f"audit chain BROKEN at seq {result.broken_at_seq}: {result.reason}", err=True)
+            raise SystemExit(1)
+        click.echo(f"audit chain intact: {result.rows_checked} rows")

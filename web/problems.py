@@ -7,6 +7,8 @@ from typing import Any
 
 import structlog
 from flask import Flask, Response, json
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from core.errors import DomainError
@@ -93,6 +95,13 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 def handle_unexpected(error: Exception) -> Response:
+    if isinstance(error, OperationalError | RedisConnectionError):
+        # A dependency is down or restarting: nothing was accepted, the client may retry
+        # (with the same Idempotency-Key for money movements).
+        log.warning("dependency_unavailable", error_type=type(error).__name__)
+        return problem(
+            503, "SERVICE_UNAVAILABLE", "a dependency is unavailable; retry later", headers={"Retry-After": "1"}
+        )
     log.exception("unhandled_error", error_type=type(error).__name__)
     return problem(500, "INTERNAL_ERROR", "internal error")
 

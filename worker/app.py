@@ -6,14 +6,38 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
+from kombu import Queue
 
 from core import logs
 from core.config import get_settings
 
 settings = get_settings()
 
+# Every queue the workers consume; declared up front so RabbitMQ makes them quorum queues.
+QUEUES = ("transfers", "webhooks")
+
+
+def _broker_options() -> dict[str, Any]:
+    if settings.broker_url.split("://")[0] in ("amqp", "amqps", "pyamqp"):
+        # Production broker: replicated quorum queues, and a publish returns only once
+        # RabbitMQ has confirmed it, so an accepted transfer's message is not lost in flight.
+        return {
+            "task_queues": [Queue(name, queue_arguments={"x-queue-type": "quorum"}) for name in QUEUES],
+            "broker_transport_options": {"confirm_publish": True},
+        }
+    # Redis redelivers an unacknowledged task only after the visibility timeout; the
+    # sweeper covers the gap, so the timeout can stay well above the longest task.
+    return {
+        "broker_transport_options": {
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            "socket_connect_timeout": 3,
+        }
+    }
+
+
 celery_app = Celery("bank", broker=settings.broker_url, include=["worker.tasks"])
 celery_app.conf.update(
+    **_broker_options(),
     task_acks_late=True,  # a task is acknowledged only once settled...
     task_reject_on_worker_lost=True,  # ...and re-queued if its worker dies mid-way
     worker_prefetch_multiplier=1,
@@ -22,7 +46,6 @@ celery_app.conf.update(
     accept_content=["json"],
     task_default_queue="transfers",
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": 3600, "socket_connect_timeout": 3},
     broker_connection_timeout=3,
     worker_hijack_root_logger=False,
     beat_schedule={

@@ -15,7 +15,7 @@ from core.config import get_settings
 from core.locks import LockTimeout, account_locks
 from core.models import Transfer
 from core.transfers.settle import settle_transfer as settle
-from core.transfers.sweep import stale_pending_ids
+from core.transfers.sweep import oldest_pending_age_seconds, stale_pending_ids
 from worker import resources
 from worker.app import celery_app
 
@@ -67,16 +67,16 @@ def settle_transfer(self: Task, transfer_id: str, request_id: str | None = None)
 def sweep_pending() -> int:
     """Re-queue transfers accepted but still PENDING: covers a publish lost after commit."""
     settings = get_settings()
+    now = datetime.now(UTC)
     with resources.get().sessions() as session:
         ids = stale_pending_ids(
-            session,
-            older_than=timedelta(seconds=settings.sweeper_pending_age_seconds),
-            now=datetime.now(UTC),
+            session, older_than=timedelta(seconds=settings.sweeper_pending_age_seconds), now=now
         )
+        oldest = oldest_pending_age_seconds(session, now)
     for tid in ids:
         enqueue_settlement(tid, request_id=None)
     if ids:
-        log.warning("sweeper_requeued", count=len(ids))
+        log.warning("sweeper_requeued", count=len(ids), oldest_pending_age_seconds=round(oldest, 1))
     return len(ids)
 
 

@@ -1,0 +1,69 @@
+"""Reconciliation: the ledger and the balances must tell the same story."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+@dataclass
+class Report:
+    accounts_checked: int = 0
+    transfers_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# Each query returns the rows that break one invariant; an empty result is a pass.
+_BALANCE_VS_LEDGER = """
+SELECT a.id, a.balance, coalesce(sum(e.amount), 0) AS ledger
+  FROM accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id
+ GROUP BY a.id HAVING a.balance <> coalesce(sum(e.amount), 0)
+"""
+_CURRENCY_NOT_ZERO = """
+SELECT a.currency, sum(e.amount) AS total
+  FROM ledger_entries e JOIN accounts a ON a.id = e.account_id
+ GROUP BY a.currency HAVING sum(e.amount) <> 0
+"""
+_TRANSFER_ENTRIES = """
+SELECT t.id, t.status, t.amount, count(e.id) AS n,
+       coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.source_account_id), 0) AS debit,
+       coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.destination_account_id), 0) AS credit
+  FROM transfers t LEFT JOIN ledger_entries e ON e.transfer_id = t.id
+ GROUP BY t.id
+HAVING NOT (
+        (t.status = 'COMPLETED' AND count(e.id) = 2
+            AND coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.source_account_id), 0) = -t.amount
+            AND coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.destination_account_id), 0) = t.amount)
+     OR (t.status <> 'COMPLETED' AND count(e.id) = 0))
+"""
+_ORPHAN_ENTRIES = """
+SELECT e.id, e.transfer_id FROM ledger_entries e JOIN transfers t ON t.id = e.transfer_id
+ WHERE e.account_id NOT IN (t.source_account_id, t.destination_account_id)
+"""
+
+
+def reconcile(session: Session) -> Report:
+    """Check every invariant of the books. Run it in a REPEATABLE READ transaction so all
+    queries see one snapshot while transfers keep settling."""
+    report = Report(
+        accounts_checked=session.execute(text("SELECT count(*) FROM accounts")).scalar_one(),
+        transfers_checked=session.execute(text("SELECT count(*) FROM transfers")).scalar_one(),
+    )
+    for row in session.execute(text(_BALANCE_VS_LEDGER)):
+        report.problems.append(f"account {row.id}: balance {row.balance} != ledger sum {row.ledger}")
+    for row in session.execute(text(_CURRENCY_NOT_ZERO)):
+        report.problems.append(f"currency {row.currency}: ledger sums to {row.total}, not 0")
+    for row in session.execute(text(_TRANSFER_ENTRIES)):
+        report.problems.append(
+            f"transfer {row.id} ({row.status}, amount {row.amount}): {row.n} entries, "
+            f"debit {row.debit}, credit {row.credit}"
+        )
+    for row in session.execute(text(_ORPHAN_ENTRIES)):
+        report.problems.append(f"ledger entry {row.id} is on an account outside transfer {row.transfer_id}")
+    return report

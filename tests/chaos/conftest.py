@@ -1,0 +1,242 @@
+"""Chaos harness: a real API (gunicorn) and two Celery worker processes per broker, faults
+injected into real processes, and the same books check after every test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from core.audit_chain import verify_chain
+from core.models import Account, LedgerEntry, Transfer, TransferStatus
+from core.reconcile import reconcile
+from devtools import processes
+from tests import factories
+
+ROOT = Path(__file__).resolve().parents[2]
+RABBITMQ_URL = os.environ.get("CHAOS_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+# Short timeouts so faults surface and heal within seconds.
+CHAOS_ENV = {
+    "LOCK_TTL_SECONDS": "2",
+    "LOCK_WAIT_SECONDS": "3",
+    "SWEEPER_INTERVAL_SECONDS": "1",
+    "SWEEPER_PENDING_AGE_SECONDS": "3",
+    "BROKER_VISIBILITY_TIMEOUT_SECONDS": "15",
+    "DB_LOCK_TIMEOUT_MS": "4000",
+}
+
+pytestmark = pytest.mark.chaos
+
+
+def rabbitmq_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@dataclass
+class Cluster:
+    broker: str
+    env: dict[str, str]
+    log_dir: Path
+    api_url: str = ""
+    api: processes.Proc | None = None
+    workers: dict[str, processes.Proc] = field(default_factory=dict)
+    _starts: Iterator[int] = field(default_factory=itertools.count)
+
+    def start_worker(self, name: str) -> None:
+        # A fresh beat schedule file per start: a kill -9 may leave the old one half-written.
+        n = next(self._starts)
+        proc = processes.start_worker(
+            f"{self.broker}-{name}", self.env, self.log_dir, ROOT, concurrency=2, beat=(name == "w1")
+        )
+        proc.name = f"{self.broker}-{name}-{n}"
+        self.workers[name] = proc
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.workers[name]
+        proc.signal(sig)
+        if sig == signal.SIGKILL:
+            proc.popen.wait(10)
+
+    def ensure_running(self) -> None:
+        for name in ("w1", "w2"):
+            if name not in self.workers or self.workers[name].popen.poll() is not None:
+                self.start_worker(name)
+
+    def stop(self) -> None:
+        for p in self.workers.values():
+            p.stop()
+        if self.api:
+            self.api.stop()
+
+    def worker_logs(self) -> str:
+        return "".join(p.log() for p in self.workers.values())
+
+
+def _purge_rabbitmq() -> None:
+    import kombu
+
+    with kombu.Connection(RABBITMQ_URL) as conn:
+        channel = conn.channel()
+        for queue in ("transfers", "webhooks"):
+            try:
+                channel.queue_purge(queue)
+            except Exception:  # noqa: BLE001 - absent queue on a first run
+                channel = conn.channel()
+
+
+@pytest.fixture(scope="session", params=["redis", "rabbitmq"])
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    env = dict(CHAOS_ENV)
+    if request.param == "rabbitmq":
+        if not rabbitmq_available():
+            pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672")
+        env["CELERY_BROKER_URL"] = RABBITMQ_URL
+        _purge_rabbitmq()
+    c = Cluster(request.param, env, tmp_path_factory.mktemp(f"chaos-{request.param}"))
+    port = processes.free_port()
+    c.api = processes.start_api(env, c.log_dir, ROOT, port)
+    c.api_url = f"http://127.0.0.1:{port}"
+    c.ensure_running()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def running(cluster: Cluster) -> Cluster:
+    cluster.ensure_running()
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def admin_user(sessions):  # type: ignore[no-untyped-def]
+    return factories.admin(sessions)
+
+
+@dataclass
+class Party:
+    customer: factories.Customer
+    headers: dict[str, str]
+
+    @property
+    def account_id(self) -> uuid.UUID:
+        return self.customer.account.id
+
+
+def people(http: httpx.Client, sessions, settings, admin_user, n: int, balance: int) -> list[Party]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(n):
+        c = factories.customer(sessions, settings)
+        if balance:
+            factories.fund(sessions, admin_user, c.account, balance)
+        r = http.post("/auth/login", json={"email": c.email, "password": factories.PASSWORD})
+        out.append(Party(c, {"Authorization": f"Bearer {r.json()['access_token']}"}))
+    return out
+
+
+@dataclass
+class Submission:
+    transfer_id: uuid.UUID
+    first_status: int  # 202 on the first try, or 503/connection error then 202 on a retry
+    statuses: list[int]
+
+
+def submit(
+    http: httpx.Client, src: Party, dst: Party, amount: int, key: str | None = None, deadline: float = 60
+) -> Submission:
+    """Submit like a careful client: on 503 or a dropped connection, retry with the SAME key."""
+    key = key or str(uuid.uuid4())
+    body = {
+        "source_account_id": str(src.account_id),
+        "destination_account_id": str(dst.account_id),
+        "amount": amount,
+        "currency": "USD",
+        "pin": factories.PIN,
+    }
+    statuses: list[int] = []
+    stop = time.monotonic() + deadline
+    while True:
+        try:
+            r = http.post("/transfers", json=body, headers={**src.headers, "Idempotency-Key": key})
+            statuses.append(r.status_code)
+            if r.status_code in (200, 202):
+                return Submission(uuid.UUID(r.json()["id"]), statuses[0], statuses)
+            assert r.status_code == 503, r.text
+        except httpx.TransportError:
+            statuses.append(0)
+        if time.monotonic() > stop:
+            raise AssertionError(f"submission never accepted: {statuses}")
+        time.sleep(0.2)
+
+
+def submit_many(http: httpx.Client, plan: list[tuple[Party, Party, int]], threads: int = 8) -> list[Submission]:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(lambda step: submit(http, *step), plan))
+
+
+def wait_final(sessions, ids: list[uuid.UUID], timeout: float = 120) -> dict[uuid.UUID, Transfer]:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with sessions() as s:
+                rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_(ids)))}
+        except OperationalError:  # Postgres restarting under us
+            rows = {}
+        waiting = [t for t in rows.values() if t.status in (TransferStatus.PENDING, TransferStatus.PROCESSING)]
+        if len(rows) == len(set(ids)) and not waiting:
+            return rows
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(waiting)} of {len(set(ids))} transfers not final after {timeout}s")
+        time.sleep(0.25)
+
+
+def assert_books(sessions, parties: list[Party], ids: list[uuid.UUID], total: int) -> dict[uuid.UUID, Transfer]:  # type: ignore[no-untyped-def]
+    """Every accepted transfer final, money conserved, nothing applied twice, books reconcile,
+    audit chain intact."""
+    final = wait_final(sessions, ids)
+    accounts = [p.account_id for p in parties]
+    with sessions() as s:
+        balances = dict(s.execute(select(Account.id, Account.balance).where(Account.id.in_(accounts))).all())
+        per_transfer = dict(
+            s.execute(
+                select(LedgerEntry.transfer_id, func.count())
+                .where(LedgerEntry.transfer_id.in_(ids))
+                .group_by(LedgerEntry.transfer_id)
+            ).all()
+        )
+    assert sum(balances.values()) == total
+    assert min(balances.values()) >= 0
+    for t in final.values():
+        assert per_transfer.get(t.id, 0) == (2 if t.status == TransferStatus.COMPLETED else 0), t.id
+    with sessions.begin() as s:
+        s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        report = reconcile(s)
+        assert report.ok, report.problems
+        chain = verify_chain(s)
+        assert chain.ok, chain.reason
+    return final
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,86 @@
+"""Reconciliation and the audit hash chain: pass on honest data, point at tampering."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select, text
+
+from core.audit_chain import verify_chain
+from core.models import Account, AuditLog
+from core.reconcile import reconcile
+from tests.factories import fund
+
+ROOT = Path(__file__).resolve().parents[2]
+FLASK = str(Path(sys.executable).parent / "flask")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([FLASK, "--app", "web", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_reconcile_passes_then_reports_a_tampered_balance(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    c = make_customer()
+    fund(sessions, admin_user, c.account, 700)
+    ok = cli("reconcile")
+    assert ok.returncode == 0, ok.stderr
+    assert "0 problem(s)" in ok.stdout
+    with sessions.begin() as s:  # a change that bypasses the ledger
+        s.execute(text("UPDATE accounts SET balance = balance + 1 WHERE id = :id"), {"id": c.account.id})
+    try:
+        bad = cli("reconcile")
+        assert bad.returncode == 1
+        assert f"account {c.account.id}: balance 701 != ledger sum 700" in bad.stderr
+        assert "currency" not in bad.stderr  # the ledger itself still balances
+    finally:
+        with sessions.begin() as s:
+            s.execute(text("UPDATE accounts SET balance = balance - 1 WHERE id = :id"), {"id": c.account.id})
+
+
+def test_reconcile_spots_a_missing_ledger_leg(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    c = make_customer()
+    fund(sessions, admin_user, c.account, 5)
+    with sessions.begin() as s:
+        assert reconcile(s).ok
+        s.execute(text("SET CONSTRAINTS ALL DEFERRED"))
+        s.execute(
+            text("UPDATE ledger_entries SET amount = amount * 2, balance_after = balance_after * 2 WHERE account_id = :id"),
+            {"id": c.account.id},
+        )
+        s.get_one(Account, c.account.id).balance = 10
+        s.flush()
+        problems = reconcile(s).problems
+        s.rollback()
+    assert any("USD: ledger sums to 5" in p for p in problems)
+    assert any("entries, debit -5, credit 10" in p for p in problems)
+
+
+def test_audit_chain_verifies_and_finds_the_first_altered_row(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
+    make_customer()
+    ok = cli("verify-audit")
+    assert ok.returncode == 0, ok.stderr
+    assert "audit chain intact" in ok.stdout
+    with sessions.begin() as s:
+        assert verify_chain(s).ok
+        victim_id, victim_seq = s.execute(select(AuditLog.id, AuditLog.seq).order_by(AuditLog.seq.desc()).limit(3)).all()[-1]
+        # Only someone with DDL rights can even try: the trigger blocks the app.
+        s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        s.execute(text("UPDATE audit_log SET details = '{\"amount\": 1}' WHERE id = :id"), {"id": victim_id})
+        result = verify_chain(s)
+        s.rollback()
+    assert not result.ok
+    assert result.broken_at_seq == victim_seq
+    assert "content does not match" in (result.reason or "")
+
+
+def test_audit_chain_detects_a_deleted_row(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
+    make_customer()
+    with sessions.begin() as s:
+        victim_id, victim_seq = s.execute(select(AuditLog.id, AuditLog.seq).order_by(AuditLog.seq.desc()).limit(2)).all()[-1]
+        s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
+        s.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": victim_id})
+        result = verify_chain(s)
+        s.rollback()
+    assert result.broken_at_seq == victim_seq + 1

@@ -1,0 +1,67 @@
+"""Why an expired Redis lock is harmless: the Postgres row locks are the real guard.
+
+Worker A holds the Redis locks and is inside its settlement transaction when its locks
+expire (a GC pause, SIGSTOP, a slow disk). Worker B then takes the Redis locks and
+settles a transfer on the same account. B blocks on A's row lock, reads the balance A
+committed, and the second transfer fails for lack of funds instead of overdrawing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+from core.locks import account_locks
+from core.models import TransferStatus
+from core.transfers.idempotency import MoneyMovement
+from core.transfers.settle import settle_transfer
+from core.transfers.submit import submit_transfer
+from tests.factories import balance, fund
+
+
+def test_expired_redis_lock_cannot_cause_a_lost_update(sessions, redis_client, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 100)
+    ids = []
+    for _ in range(2):
+        with sessions.begin() as s:
+            ids.append(
+                submit_transfer(
+                    s,
+                    user=alice.user,
+                    idempotency_key=str(uuid.uuid4()),
+                    movement=MoneyMovement(alice.account.id, bob.account.id, 60, "USD", None),
+                ).transfer.id
+            )
+    pair = [alice.account.id, bob.account.id]
+    a_in_txn, b_has_redis_lock = threading.Event(), threading.Event()
+    results: dict[str, object] = {}
+
+    def worker_a() -> None:
+        with account_locks(redis_client, pair, ttl=0.3, wait=1), sessions.begin() as s:
+            results["a"] = settle_transfer(s, ids[0])  # rows locked, not yet committed
+            a_in_txn.set()
+            b_has_redis_lock.wait(5)  # "paused" past the TTL until B holds the Redis locks
+            time.sleep(0.3)  # B is now blocked on our row locks
+
+    def worker_b() -> None:
+        a_in_txn.wait(5)
+        with account_locks(redis_client, pair, ttl=5, wait=2) as stats:
+            results["b_wait"] = stats.wait_seconds
+            b_has_redis_lock.set()
+            with sessions.begin() as s:
+                results["b"] = settle_transfer(s, ids[1])
+
+    threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+
+    assert b_has_redis_lock.is_set()  # B really got the Redis locks while A was mid-transaction
+    assert results["a"].status == TransferStatus.COMPLETED  # type: ignore[attr-defined]
+    assert results["b"].status == TransferStatus.FAILED  # type: ignore[attr-defined]
+    assert results["b"].failure_code == "INSUFFICIENT_FUNDS"  # type: ignore[attr-defined]
+    assert balance(sessions, alice.account.id) == 40
+    assert balance(sessions, bob.account.id) == 60
