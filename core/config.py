@@ -5,12 +5,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.webhooks.retry import DEFAULT_SCHEDULE, parse_schedule
 
 # Development defaults: obvious placeholders that production refuses to start with.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
 DEV_PIN_PEPPER = "dev-only-pin-pepper-change-me-0123456789abcdef"
+DEV_WEBHOOK_SECRETS_KEY = "dev-only-webhook-secrets-key-change-me-0123456789"
 MIN_SECRET_BYTES = 32
 
 
@@ -22,6 +25,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     celery_broker_url: str | None = None
     jwt_secret_key: SecretStr = SecretStr(DEV_JWT_SECRET)
+    # Key rotation: tokens signed with the previous key still verify until they expire.
+    jwt_previous_secret_key: SecretStr | None = None
     pin_pepper: SecretStr = SecretStr(DEV_PIN_PEPPER)
     log_level: str = "INFO"
 
@@ -29,6 +34,22 @@ class Settings(BaseSettings):
     refresh_token_days: int = Field(default=7, gt=0)
     pin_max_attempts: int = Field(default=5, gt=0)
     pin_lock_minutes: int = Field(default=15, gt=0)
+
+    # Security (issue 6): OTP, login lockout, rate limits, CORS. See README "Security".
+    notifier: str = Field(default="log", pattern=r"^(log|file:.+)$")  # how OTP codes are delivered
+    otp_ttl_seconds: int = Field(default=300, gt=0)
+    otp_max_attempts: int = Field(default=5, gt=0)
+    login_max_failures: int = Field(default=5, gt=0)
+    login_lock_minutes: int = Field(default=15, gt=0)
+    rate_limit_login_ip: str = "20 per minute"
+    rate_limit_login_account: str = "10 per minute"
+    rate_limit_otp_verify: str = "10 per minute"
+    rate_limit_register: str = "10 per hour"
+    rate_limit_transfers: str = "30 per minute"
+    rate_limit_key_prefix: str = "ratelimit"
+    rate_limit_storage_url: str | None = None  # default: the Redis of REDIS_URL
+    cors_origins: str = ""  # comma-separated allowed origins; empty: CORS closed
+    trusted_proxy_hops: int = Field(default=0, ge=0)  # X-Forwarded-For hops to trust (ProxyFix)
 
     # Redis account locks: an optimisation only, Postgres row locks are the guard.
     lock_ttl_seconds: float = Field(default=30.0, gt=0)
@@ -38,11 +59,29 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = Field(default=10.0, gt=0)
     sweeper_pending_age_seconds: float = Field(default=30.0, gt=0)
 
+    # How often workers refresh the backlog gauges (queue depth, oldest pending, outbox).
+    metrics_refresh_seconds: float = Field(default=15.0, gt=0)
+
     # Redis broker only: how long before an unacknowledged task is handed to another worker.
     broker_visibility_timeout_seconds: int = Field(default=3600, gt=0)
 
+    # Partner webhooks: endpoint secrets are Fernet-encrypted under a key derived from this.
+    webhook_secrets_key: SecretStr = SecretStr(DEV_WEBHOOK_SECRETS_KEY)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_retry_schedule: str = DEFAULT_SCHEDULE  # seconds before each retry, comma-separated
+    webhook_secret_grace_seconds: float = Field(default=86400.0, ge=0)  # old secret still signs
+    webhook_allowed_hosts: str = ""  # comma-separated hosts exempt from the private-address guard
+    webhook_relay_interval_seconds: float = Field(default=1.0, gt=0)  # beat: outbox relay, due retries
+    webhook_queue_lease_seconds: float = Field(default=60.0, gt=0)  # re-queue a lost delivery after this
+
     db_statement_timeout_ms: int = Field(default=15000, gt=0)
     db_lock_timeout_ms: int = Field(default=10000, gt=0)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _valid_retry_schedule(cls, value: str) -> str:
+        parse_schedule(value)
+        return value
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:
@@ -51,13 +90,36 @@ class Settings(BaseSettings):
         for name, value, default in (
             ("JWT_SECRET_KEY", self.jwt_secret_key, DEV_JWT_SECRET),
             ("PIN_PEPPER", self.pin_pepper, DEV_PIN_PEPPER),
+            ("WEBHOOK_SECRETS_KEY", self.webhook_secrets_key, DEV_WEBHOOK_SECRETS_KEY),
         ):
             secret = value.get_secret_value()
             if secret == default or len(secret.encode()) < MIN_SECRET_BYTES:
                 raise ValueError(
                     f"{name} must be set to at least {MIN_SECRET_BYTES} random bytes when APP_ENV=production"
                 )
+        previous = self.jwt_previous_secret_key
+        if previous is not None:
+            # A well-known previous key would let anyone forge tokens until the rotation ends.
+            old = previous.get_secret_value()
+            if old in (DEV_JWT_SECRET, self.jwt_secret_key.get_secret_value()) or len(old.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"JWT_PREVIOUS_SECRET_KEY must be a real former key of at least {MIN_SECRET_BYTES} bytes, "
+                    "different from JWT_SECRET_KEY, when APP_ENV=production"
+                )
         return self
+
+    @property
+    def rate_limit_storage_uri(self) -> str:
+        """RATE_LIMIT_STORAGE_URL, else the Redis of REDIS_URL (``limits`` spells unix sockets differently)."""
+        if self.rate_limit_storage_url:
+            return self.rate_limit_storage_url
+        if self.redis_url.startswith("unix://"):
+            return "redis+unix://" + self.redis_url[len("unix://") :]
+        return self.redis_url
+
+    @property
+    def cors_origin_list(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @property
     def sqlalchemy_url(self) -> str:

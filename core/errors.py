@@ -74,3 +74,23 @@ class SameAccount(DomainError):
 
 class ServiceUnavailable(DomainError):
     code, status, title = "SERVICE_UNAVAILABLE", 503, "Service Unavailable"
+
+
+class OtpRequired(DomainError):
+    """The password was right but this device is not trusted: the body carries a ``challenge_id``."""
+
+    code, status, title = "OTP_REQUIRED", 401, "Unauthorized"
+
+
+class InvalidOtp(DomainError):
+    code, status, title = "INVALID_OTP", 401, "Unauthorized"
+
+
+class RateLimited(DomainError):
+    """Too many attempts (e.g. a locked login). ``retry_after`` seconds go into the Retry-After header."""
+
+    code, status, title = "RATE_LIMITED", 429, "Too Many Requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int, **extra: object) -> None:
+        super().__init__(detail, **extra)
+        self.retry_after = max(1, retry_after)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import structlog
 from redis import Redis
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.lock import Lock
 
 log = structlog.get_logger(__name__)
 
@@ -36,34 +37,50 @@ def account_lock_key(account_id: uuid.UUID) -> str:
     return f"lock:account:{account_id}"
 
 
-@contextmanager
-def account_locks(redis: Redis, account_ids: Iterable[uuid.UUID], *, ttl: float, wait: float) -> Iterator[LockStats]:
-    """Hold one Redis lock per account (sorted), each with its own token and TTL.
+class AccountLocks:
+    """One Redis lock per account (sorted), each with its own token and TTL.
 
     redis-py's ``Lock`` releases with a Lua compare-and-delete, so a worker never frees
     a lock that expired and was taken by someone else.
     """
-    stats = LockStats(keys=[account_lock_key(a) for a in sorted(set(account_ids))])
-    held = []
-    started = time.monotonic()
-    try:
+
+    def __init__(self, redis: Redis, account_ids: Iterable[uuid.UUID], *, ttl: float, wait: float) -> None:
+        self.redis, self.ttl, self.wait = redis, ttl, wait
+        self.stats = LockStats(keys=[account_lock_key(a) for a in sorted(set(account_ids))])
+        self._held: list[Lock] = []
+
+    def acquire(self) -> LockStats:
+        started = time.monotonic()
         try:
-            for key in stats.keys:
-                lock = redis.lock(key, timeout=ttl, blocking_timeout=wait, thread_local=False)
+            for key in self.stats.keys:
+                lock = self.redis.lock(key, timeout=self.ttl, blocking_timeout=self.wait, thread_local=False)
                 if not lock.acquire():
+                    self.release()
                     raise LockTimeout(key)
-                held.append(lock)
+                self._held.append(lock)
         except RedisError as exc:
             # Redis is an optimisation: without it, row locks alone still serialise the pair.
             log.warning("account_lock_unavailable", error=type(exc).__name__)
-            stats.degraded = True
-        stats.wait_seconds = time.monotonic() - started
-        yield stats
-    finally:
-        for lock in reversed(held):
+            self.stats.degraded = True
+        self.stats.wait_seconds = time.monotonic() - started
+        return self.stats
+
+    def release(self) -> None:
+        while self._held:
+            lock = self._held.pop()
             try:
                 lock.release()
             except LockNotOwnedError:
                 log.warning("account_lock_expired_before_release", key=lock.name)
             except (LockError, RedisError) as exc:
                 log.warning("account_lock_release_failed", key=lock.name, error=type(exc).__name__)
+
+
+@contextmanager
+def account_locks(redis: Redis, account_ids: Iterable[uuid.UUID], *, ttl: float, wait: float) -> Iterator[LockStats]:
+    """Hold the accounts' locks for the block (see ``AccountLocks``)."""
+    locks = AccountLocks(redis, account_ids, ttl=ttl, wait=wait)
+    try:
+        yield locks.acquire()
+    finally:
+        locks.release()

@@ -9,6 +9,8 @@ from typing import Any
 
 import structlog
 
+from core.observability.tracing import current_ids
+
 SENSITIVE_PARTS = ("password", "pin", "token", "secret", "authorization", "cookie", "otp")
 SENSITIVE_EXACT = {"code", "otp_code"}
 NOT_SENSITIVE = {"pin_set", "otp_enabled", "token_type"}
@@ -34,10 +36,19 @@ def redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> M
     return redact(dict(event_dict))
 
 
+def add_trace_ids(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    trace_id, span_id = current_ids()
+    if trace_id:
+        event_dict.setdefault("trace_id", trace_id)
+        event_dict.setdefault("span_id", span_id)
+    return event_dict
+
+
 def configure(level: str = "INFO") -> None:
     """JSON lines on stdout; stdlib loggers (gunicorn, celery, sqlalchemy) go through the same chain."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

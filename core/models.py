@@ -110,6 +110,9 @@ class User(Base):
     pin_failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     pin_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     otp_enabled: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # Every token carries the generation it was issued under; bumping it (password change)
+    # revokes all of the user's tokens at once, in every API process, across restarts.
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, literal, tuple_
 
 from core.errors import ValidationFailed
 
@@ -41,7 +41,7 @@ def paginate(session: Any, stmt: Select[Any], model: Any, cursor: str | None, li
     """Run ``stmt`` for one page of ``model`` rows, newest first."""
     if cursor:
         created, id_ = decode_cursor(cursor)
-        stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(created, id_))
+        stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(literal(created), literal(id_)))
     rows = list(session.scalars(stmt.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]

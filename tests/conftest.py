@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from devtools import processes, services
+from tests.otlp_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = "bank_test"
@@ -25,7 +26,8 @@ TEST_DB = "bank_test"
 
 def pytest_configure(config: pytest.Config) -> None:
     # BANK_TEST_DATA_DIR lets two test runs on one checkout use separate embedded servers.
-    svc = services.start(Path(os.environ.get("BANK_TEST_DATA_DIR", ROOT / ".data" / "test")))
+    data_dir = Path(os.environ.get("BANK_TEST_DATA_DIR", ROOT / ".data" / "test"))
+    svc = services.start(data_dir)
     os.environ.update(
         {
             "DATABASE_URL": services.recreate_database(svc, TEST_DB),
@@ -36,6 +38,20 @@ def pytest_configure(config: pytest.Config) -> None:
             # Fast sweeper so tests of lost publishes finish quickly.
             "SWEEPER_INTERVAL_SECONDS": "1",
             "SWEEPER_PENDING_AGE_SECONDS": "3",
+            # Security: OTP codes go to a file the tests read; rate limits generous enough for the
+            # whole suite (tests of the limits build apps or start processes with small ones).
+            "NOTIFIER": f"file:{data_dir / 'otp-codes.jsonl'}",
+            "RATE_LIMIT_LOGIN_IP": "100000 per minute",
+            "RATE_LIMIT_LOGIN_ACCOUNT": "100000 per minute",
+            "RATE_LIMIT_OTP_VERIFY": "100000 per minute",
+            "RATE_LIMIT_REGISTER": "100000 per minute",
+            "RATE_LIMIT_TRANSFERS": "100000 per minute",
+            # Webhooks: fast retries and relay, short leases, a receiver on 127.0.0.1.
+            "WEBHOOK_RETRY_SCHEDULE": "1,1,1",
+            "WEBHOOK_RELAY_INTERVAL_SECONDS": "0.5",
+            "WEBHOOK_QUEUE_LEASE_SECONDS": "5",
+            "WEBHOOK_TIMEOUT_SECONDS": "5",
+            "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1,localhost",
         }
     )
     config.stash[_SERVICES] = svc
@@ -104,21 +120,48 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def api_url(log_dir: Path) -> Iterator[str]:
-    """The API served by gunicorn, exactly as the Procfile runs it."""
+def otlp() -> Iterator[Receiver]:
+    """Where the API and worker processes export their traces (OTLP/HTTP), kept in memory."""
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+def _telemetry_env(otlp: Receiver, log_dir: Path, name: str) -> dict[str, str]:
+    prom_dir = log_dir / f"prom-{name}"
+    prom_dir.mkdir()
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
+        "METRICS_REFRESH_SECONDS": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def api_url(log_dir: Path, otlp: Receiver) -> Iterator[str]:
+    """The API served by gunicorn (2 workers), exactly as the Procfile runs it."""
     port = processes.free_port()
-    proc = processes.start_api({}, log_dir, ROOT, port)
+    proc = processes.start_api(_telemetry_env(otlp, log_dir, "api"), log_dir, ROOT, port)
     yield f"http://127.0.0.1:{port}"
     proc.stop()
 
 
 @pytest.fixture(scope="session")
-def workers(log_dir: Path) -> Iterator[list[processes.Proc]]:
-    """Two separate Celery worker processes (prefork, 2 children each) plus the sweeper beat."""
-    procs = [
-        processes.start_worker("w1", {}, log_dir, ROOT, concurrency=2, beat=True),
-        processes.start_worker("w2", {}, log_dir, ROOT, concurrency=2),
-    ]
+def workers(log_dir: Path, otlp: Receiver) -> Iterator[list[processes.Proc]]:
+    """Two separate Celery worker processes (prefork, 2 children each) plus the sweeper beat.
+    Each serves its metrics on its own port: ``proc.metrics_url``."""
+    procs = []
+    for name, beat in (("w1", True), ("w2", False)):
+        port = processes.free_port()
+        env = {
+            **_telemetry_env(otlp, log_dir, name),
+            "WORKER_METRICS_PORT": str(port),
+            "WORKER_METRICS_ADDR": "127.0.0.1",
+        }
+        proc = processes.start_worker(name, env, log_dir, ROOT, concurrency=2, beat=beat)
+        proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
+        procs.append(proc)
     yield procs
     for p in procs:
         p.stop()

@@ -6,14 +6,28 @@ from typing import Any
 
 from flask import Flask, redirect
 from flask_smorest import Api
-from prometheus_flask_exporter import PrometheusMetrics
 from redis import Redis
 
 from core import logs
 from core.config import Settings
 from core.db import make_engine, make_session_factory
-from web import accounts, admin, auth, cli, me, ops, problems, security, transfers
+from web import (
+    accounts,
+    admin,
+    auth,
+    cli,
+    hardening,
+    limits,
+    me,
+    ops,
+    problems,
+    security,
+    telemetry,
+    transfers,
+    webhooks,
+)
 from web.context import Resources, init_app
+from web.docs import BankApi
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024
@@ -50,14 +64,15 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
     )
     security.init_app(app)
-    api = Api(app)
-    for blp in (auth.blp, me.blp, accounts.blp, transfers.blp, admin.blp, ops.blp):
+    hardening.init_app(app)  # before the rate limiter, whose key functions may read the body
+    api = BankApi(app)
+    for blp in (auth.blp, me.blp, accounts.blp, transfers.blp, admin.blp, webhooks.blp, ops.blp):
         api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))
+    limits.init_app(app)  # after the blueprints: limits attach to their views
     problems.register(app)  # after Api(): our handlers replace flask-smorest's JSON errors
     ops.add_root_aliases(app)
     _root_doc_aliases(app, api)
-    metrics = PrometheusMetrics(app, group_by="url_rule", default_labels={"service": "api"})
-    metrics.info("app_info", "Transfer processor API", version="v1")
+    telemetry.init_app(app, app.extensions["bank"])
     cli.init_app(app)
     return app
 

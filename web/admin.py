@@ -12,6 +12,7 @@ from core import audit
 from core.accounts import service as accounts
 from core.identity import service as identity
 from core.models import Account, AuditLog, KycStatus, User
+from core.observability import metrics
 from core.pagination import Page
 from core.transfers.deposit import deposit
 from web.context import request_id, transaction
@@ -84,6 +85,8 @@ def create_deposit(body: dict[str, Any], account_id: uuid.UUID) -> Any:
             request_id=request_id(),
         )
     if accepted.created:
+        metrics.TRANSFERS_ACCEPTED.labels(kind="DEPOSIT").inc()
+        metrics.MONEY_MOVED.labels(currency=accepted.transfer.currency, kind="DEPOSIT").inc(accepted.transfer.amount)
         return {"transfer": accepted.transfer}, 201
     return {"transfer": accepted.transfer}, 200, {"Idempotent-Replayed": "true"}
 

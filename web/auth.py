@@ -1,18 +1,47 @@
-"""/auth: register, login, refresh."""
+"""/auth: register, login (OTP for untrusted devices), OTP verification, refresh, logout."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask_jwt_extended import create_access_token, create_refresh_token, get_jwt_identity, jwt_required
+import structlog
+from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
-from core.errors import Unauthorized
+from core import audit
+from core.errors import InvalidOtp, OtpRequired, Unauthorized
+from core.identity import login as logins
+from core.identity import otp
 from core.identity import service as identity
-from web.context import request_id, settings, transaction
-from web.schemas import AccessTokenOut, LoginIn, RegisterIn, RegisterOut, TokensOut
+from core.identity import tokens as revocations
+from core.identity.lockout import LoginPolicy
+from core.identity.otp import OtpPolicy
+from core.models import User
+from core.notifications import OtpMessage, make_notifier
+from web.context import request_id, resources, settings, transaction
+from web.docs import BEARER
+from web.schemas import LoginIn, OtpVerifyIn, RegisterIn, RegisterOut, TokensOut
+from web.security import issue_tokens, me, refresh_lifetime_seconds, remaining_seconds, revoke_current
+
+log = structlog.get_logger(__name__)
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration and login")
+
+
+def login_policy() -> LoginPolicy:
+    s = settings()
+    return LoginPolicy(max_failures=s.login_max_failures, lock_for=timedelta(minutes=s.login_lock_minutes))
+
+
+def otp_policy() -> OtpPolicy:
+    s = settings()
+    # The PIN pepper keys the stored codes' HMAC too (domain-separated inside the MAC).
+    return OtpPolicy(
+        key=s.pin_pepper.get_secret_value().encode(),
+        ttl_seconds=s.otp_ttl_seconds,
+        max_attempts=s.otp_max_attempts,
+    )
 
 
 @blp.route("/register", methods=["POST"])
@@ -27,25 +56,104 @@ def register(body: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/login", methods=["POST"])
 @blp.arguments(LoginIn)
 @blp.response(200, TokensOut)
+@blp.doc(
+    description="With OTP on and an untrusted (or no) `device_id`: `401` `OTP_REQUIRED` with `challenge_id`. "
+    "Too many failures lock the email for a while: `429` `RATE_LIMITED` with `Retry-After`."
+)
 def login(body: dict[str, Any]) -> dict[str, Any]:
     with transaction() as session:
-        user = identity.authenticate(session, email=body["email"], password=body["password"], request_id=request_id())
-    if user is None:  # raised after commit so the failed attempt stays audited
-        raise Unauthorized("invalid email or password")
-    return {
-        "access_token": create_access_token(identity=str(user.id)),
-        "refresh_token": create_refresh_token(identity=str(user.id)),
-        "token_type": "Bearer",
-        "expires_in": settings().access_token_minutes * 60,
-    }
+        result = logins.authenticate(
+            session,
+            email=body["email"],
+            password=body["password"],
+            device_id=body.get("device_id"),
+            policy=login_policy(),
+            now=datetime.now(UTC),
+            request_id=request_id(),
+        )
+    user = result.raise_if_failed()  # after commit: the failure counter and audit row stay
+    if result.otp_required:
+        challenge_id = _send_challenge(user, body.get("device_id"))
+        raise OtpRequired("a one-time code was sent; answer it at /auth/otp/verify", challenge_id=challenge_id)
+    return issue_tokens(user)
+
+
+def _send_challenge(user: User, device_id: str | None) -> str:
+    challenge, code = otp.issue(
+        resources().redis, otp_policy(), challenge_id=otp.new_challenge_id(), user_id=user.id, device_id=device_id
+    )
+    make_notifier(settings().notifier).send_otp(
+        OtpMessage(user_id=user.id, email=user.email, purpose=challenge.purpose, code=code, challenge_id=challenge.id)
+    )
+    return challenge.id
+
+
+@blp.route("/otp/verify", methods=["POST"])
+@blp.arguments(OtpVerifyIn)
+@blp.response(200, TokensOut)
+@blp.doc(
+    description="Answer an `OTP_REQUIRED` challenge. `trust_device: true` trusts the `device_id` sent at login "
+    "(ignored if none was). A wrong code is `401` `INVALID_OTP`; 5 wrong codes or the TTL end the challenge."
+)
+def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
+    challenge_id = body["challenge_id"]
+    verdict, challenge = otp.verify(resources().redis, otp_policy(), challenge_id=challenge_id, code=body["code"])
+    with transaction() as session:
+        user = logins.finish_otp(
+            session,
+            challenge_id=challenge_id,
+            challenge=challenge,
+            verdict=verdict,
+            trust_device=body["trust_device"],
+            policy=login_policy(),
+            now=datetime.now(UTC),
+            request_id=request_id(),
+        )
+    if user is None:  # after commit: the failed attempt counts toward the login lockout
+        raise InvalidOtp("the code is wrong, or the challenge has expired or ended")
+    return issue_tokens(user)
 
 
 @blp.route("/refresh", methods=["POST"])
 @jwt_required(refresh=True)
-@blp.response(200, AccessTokenOut)
-@blp.doc(security=[{"bearerAuth": []}])
+@blp.response(200, TokensOut)
+@blp.doc(
+    description="Rotation: answers a new access token *and* a new refresh token; the one sent is spent. "
+    "Sending a spent refresh token again revokes every token of that login (theft detection).",
+    **BEARER,
+)
 def refresh() -> dict[str, Any]:
-    return {
-        "access_token": create_access_token(identity=get_jwt_identity()),
-        "expires_in": settings().access_token_minutes * 60,
-    }
+    payload = get_jwt()
+    redis = resources().redis
+    if revocations.claim_refresh(redis, jti=payload["jti"], ttl_seconds=remaining_seconds(payload)):
+        return issue_tokens(me(), family=payload["fam"])
+    revocations.revoke_family(redis, family=payload["fam"], ttl_seconds=refresh_lifetime_seconds())
+    with transaction() as session:
+        audit.record(
+            session,
+            action="auth.refresh_reused",
+            entity_type="user",
+            entity_id=me().id,
+            actor_id=None,
+            request_id=request_id(),
+            details={"token_family_revoked": True},
+        )
+    log.warning("refresh_token_reused", user_id=str(me().id))
+    raise Unauthorized("refresh token already used; every token of this login is now revoked")
+
+
+@blp.route("/logout", methods=["POST"])
+@jwt_required()
+@blp.response(204)
+@blp.doc(description="Revokes this access token and the refresh tokens of its login.", **BEARER)
+def logout() -> None:
+    revoke_current(get_jwt())
+    with transaction() as session:
+        audit.record(
+            session,
+            action="auth.logout",
+            entity_type="user",
+            entity_id=me().id,
+            actor_id=me().id,
+            request_id=request_id(),
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
+
+log = structlog.get_logger("web.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -50,6 +53,7 @@ def request_id() -> str:
 def _begin_request() -> None:
     incoming = request.headers.get(REQUEST_ID_HEADER, "")
     # A client-supplied id is echoed only if it is safe to put in logs and headers.
+    g.started = time.monotonic()
     g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else str(uuid.uuid4())
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=g.request_id)
@@ -57,6 +61,16 @@ def _begin_request() -> None:
 
 def _end_request(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = request_id()
+    # One access line per request: the route template, never the body or the query string.
+    rule = request.url_rule.rule if request.url_rule else "<unmatched>"
+    if not rule.endswith(("/healthz", "/readyz", "/metrics")):
+        log.info(
+            "request",
+            method=request.method,
+            route=rule,
+            status=response.status_code,
+            duration_ms=round((time.monotonic() - g.get("started", time.monotonic())) * 1000, 1),
+        )
     return response
 
 

@@ -1,19 +1,24 @@
-"""/me: the caller's profile and transaction PIN."""
+"""/me: the caller's profile, transaction PIN, password, OTP setting and trusted devices."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
+from core.identity import devices
 from core.identity import service as identity
+from core.identity.models import TrustedDevice
 from core.identity.service import PinPolicy
 from core.models import User
+from web.auth import login_policy
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
-from web.schemas import PinIn, UserOut
+from web.schemas import DeviceList, OtpSettingIn, PasswordChangeIn, PinIn, UserOut
 from web.security import me
 
 blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's profile")
@@ -53,3 +58,54 @@ def put_pin(body: dict[str, Any]) -> None:
             request_id=request_id(),
         )
     outcome.raise_if_failed()  # after commit: the failed attempt counts toward the lockout
+
+
+@blp.route("/password", methods=["PUT"])
+@jwt_required()
+@blp.arguments(PasswordChangeIn)
+@blp.response(204)
+@blp.doc(
+    description="Changes the password and revokes every token of the user (log in again). A wrong "
+    "`current_password` is `403` and counts toward the login lockout.",
+    **BEARER,
+)
+def put_password(body: dict[str, Any]) -> None:
+    with transaction() as session:
+        outcome = identity.change_password(
+            session,
+            user_id=me().id,
+            current_password=body["current_password"],
+            new_password=body["new_password"],
+            policy=login_policy(),
+            now=datetime.now(UTC),
+            request_id=request_id(),
+        )
+    outcome.raise_if_failed()  # after commit: the failed attempt counts toward the lockout
+
+
+@blp.route("/otp", methods=["POST"])
+@jwt_required()
+@blp.arguments(OtpSettingIn)
+@blp.response(200, UserOut)
+@blp.doc(description="OTP on: logins from devices not trusted need a one-time code.", **BEARER)
+def post_otp(body: dict[str, Any]) -> User:
+    with transaction() as session:
+        return identity.set_otp(session, user_id=me().id, enabled=body["enabled"], request_id=request_id())
+
+
+@blp.route("/devices", methods=["GET"])
+@jwt_required()
+@blp.response(200, DeviceList)
+@blp.doc(**BEARER)
+def list_devices() -> dict[str, Sequence[TrustedDevice]]:
+    with transaction() as session:
+        return {"items": devices.list_trusted(session, me().id)}
+
+
+@blp.route("/devices/<uuid:device_id>", methods=["DELETE"])
+@jwt_required()
+@blp.response(204)
+@blp.doc(description="Forget a trusted device: its next login needs an OTP code again.", **BEARER)
+def delete_device(device_id: uuid.UUID) -> None:
+    with transaction() as session:
+        devices.revoke(session, user_id=me().id, id=device_id, request_id=request_id())

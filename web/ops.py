@@ -12,16 +12,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from web.context import resources
 from web.problems import problem
+from web.schemas import HealthOut
 
 blp = Blueprint("ops", __name__, description="Operations")
 
 
 @blp.route("/healthz", methods=["GET"])
+@blp.response(200, HealthOut)
 def healthz() -> dict[str, Any]:
     return {"status": "ok"}
 
 
 @blp.route("/readyz", methods=["GET"])
+@blp.response(200, HealthOut)
+@blp.alt_response(503, description="A dependency is unreachable (problem+json with `checks`)")
 def readyz() -> Any:
     res = resources()
     checks = {}

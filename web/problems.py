@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from flask import Flask, Response, json
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -77,7 +78,11 @@ def _validation_errors(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle_domain_error(error: DomainError) -> Response:
-    return problem(error.status, error.code, error.detail, title=error.title, **error.extra)
+    headers = {}
+    retry_after = getattr(error, "retry_after", None)  # core.errors.RateLimited
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return problem(error.status, error.code, error.detail, title=error.title, headers=headers, **error.extra)
 
 
 def handle_http_exception(error: HTTPException) -> Response:
@@ -91,11 +96,14 @@ def handle_http_exception(error: HTTPException) -> Response:
         log.error("http_error", status=status)
         return problem(status, "INTERNAL_ERROR", "internal error")
     headers = dict(data.get("headers") or {})
-    return problem(status, _CODES.get(status, "ERROR"), error.description or _title(status), headers=headers)
+    detail = error.description or _title(status)
+    if status == 429:  # flask-limiter: the description is the limit, e.g. "5 per 1 minute"
+        detail = f"rate limit exceeded ({detail}); retry after the Retry-After seconds"
+    return problem(status, _CODES.get(status, "ERROR"), detail, headers=headers)
 
 
 def handle_unexpected(error: Exception) -> Response:
-    if isinstance(error, OperationalError | RedisConnectionError):
+    if isinstance(error, OperationalError | RedisConnectionError | RedisTimeoutError):
         # A dependency is down or restarting: nothing was accepted, the client may retry
         # (with the same Idempotency-Key for money movements).
         log.warning("dependency_unavailable", error_type=type(error).__name__)

@@ -52,6 +52,23 @@ class PinIn(Strict):
     current_pin = fields.String(load_only=True, validate=PIN)
 
 
+class OtpVerifyIn(Strict):
+    challenge_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    code = fields.String(
+        required=True, load_only=True, validate=validate.Regexp(r"^[0-9]{6}$", error="Must be 6 digits.")
+    )
+    trust_device = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+
+
+class OtpSettingIn(Strict):
+    enabled = fields.Boolean(required=True, truthy={True}, falsy={False})  # JSON true/false only
+
+
+class PasswordChangeIn(Strict):
+    current_password = fields.String(required=True, load_only=True, validate=validate.Length(max=1024))
+    new_password = fields.String(required=True, load_only=True, validate=validate.Length(min=12, max=1024))
+
+
 class OpenAccountIn(Strict):
     currency = fields.String(required=True, validate=CURRENCY)
 
@@ -172,6 +189,33 @@ class AccessTokenOut(ma.Schema):
     expires_in = fields.Integer()
 
 
+class DeviceOut(ma.Schema):
+    id = fields.UUID()
+    device_id = fields.String()
+    trusted_at = fields.DateTime()
+    last_seen_at = fields.DateTime()
+
+
+class ProblemOut(ma.Schema):
+    """RFC 9457 problem details, the body of every error (web/problems.py); may carry extension members."""
+
+    class Meta:
+        unknown = ma.INCLUDE
+
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    code = fields.String(required=True)
+    detail = fields.String(required=True)
+    errors = fields.Dict()
+    challenge_id = fields.String(metadata={"description": "With OTP_REQUIRED: the challenge to answer."})
+
+
+class HealthOut(ma.Schema):
+    status = fields.String()
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
 class DepositOut(ma.Schema):
     transfer = fields.Nested(TransferOut)
 
@@ -183,6 +227,7 @@ def page_of(item: type[ma.Schema], name: str) -> type[ma.Schema]:
     )
 
 
+DeviceList = ma.Schema.from_dict({"items": fields.List(fields.Nested(DeviceOut))}, name="DeviceList")
 AccountList = ma.Schema.from_dict({"items": fields.List(fields.Nested(AccountOut))}, name="AccountList")
 TransferPage = page_of(TransferOut, "TransferPage")
 EntryPage = page_of(EntryOut, "EntryPage")

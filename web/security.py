@@ -1,24 +1,49 @@
-"""JWT auth (flask-jwt-extended): identity is the user id; the role is re-read from the DB."""
+"""JWT auth (flask-jwt-extended): identity is the user id; the role is re-read from the DB.
+
+Tokens carry only ids and bookkeeping (``sub``, ``jti``, ``fam``: the login's token family,
+``gen``: the user's token generation), never a secret or a role. A token is refused when:
+its signature, algorithm (HS256 only, never ``none``) or expiry fails; its ``jti`` or family
+is on the Redis denylist (logout, refresh-token reuse); or its ``gen`` is not the user's
+current ``token_generation`` (a password change revokes everything).
+
+Key rotation: new tokens are signed with ``JWT_SECRET_KEY`` and name it in the ``kid``
+header; a token whose ``kid`` names ``JWT_PREVIOUS_SECRET_KEY`` is verified with that key,
+so tokens issued before a rotation keep working until they expire.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response
-from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
+import structlog
+from flask import Flask, Response, g
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    current_user,
+    verify_jwt_in_request,
+)
 
 from core.errors import Forbidden
+from core.identity import tokens
 from core.models import Role, User, UserStatus
-from web.context import resources
+from web.context import resources, settings
 from web.problems import problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 jwt = JWTManager()
+
+
+def key_id(secret: str) -> str:
+    """A public name for a signing key (a hash prefix: it reveals nothing about the key)."""
+    return hashlib.sha256(b"bank-jwt-kid:" + secret.encode()).hexdigest()[:16]
 
 
 def init_app(app: Flask) -> None:
@@ -28,6 +53,7 @@ def init_app(app: Flask) -> None:
         JWT_ALGORITHM="HS256",
         JWT_DECODE_ALGORITHMS=["HS256"],  # never "none", never a client-chosen algorithm
         JWT_TOKEN_LOCATION=["headers"],
+        JWT_COOKIE_CSRF_PROTECT=False,  # bearer tokens only: no cookie, so no CSRF value in the token
         JWT_ACCESS_TOKEN_EXPIRES=timedelta(minutes=s.access_token_minutes),
         JWT_REFRESH_TOKEN_EXPIRES=timedelta(days=s.refresh_token_days),
         JWT_ERROR_MESSAGE_KEY="detail",
@@ -35,22 +61,82 @@ def init_app(app: Flask) -> None:
     jwt.init_app(app)
 
 
-def _unauthorized(detail: str) -> Response:
-    return problem(401, "UNAUTHORIZED", detail, headers={"WWW-Authenticate": "Bearer"})
+# ---- issuing ---------------------------------------------------------------------------
+
+
+def issue_tokens(user: User, *, family: str | None = None) -> dict[str, Any]:
+    """A new access and refresh token pair. A login starts a family; a refresh continues it."""
+    claims = {"fam": family or uuid.uuid4().hex, "gen": user.token_generation}
+    return {
+        "access_token": create_access_token(identity=str(user.id), additional_claims=claims),
+        "refresh_token": create_refresh_token(identity=str(user.id), additional_claims=claims),
+        "token_type": "Bearer",
+        "expires_in": settings().access_token_minutes * 60,
+    }
+
+
+def remaining_seconds(payload: dict[str, Any]) -> int:
+    return max(1, int(payload["exp"] - datetime.now(UTC).timestamp()) + 1)
+
+
+def refresh_lifetime_seconds() -> int:
+    return settings().refresh_token_days * 86400
+
+
+@jwt.additional_headers_loader
+def _kid_header(_identity: Any) -> dict[str, str]:
+    return {"kid": key_id(settings().jwt_secret_key.get_secret_value())}
+
+
+@jwt.decode_key_loader
+def _decode_key(header: dict[str, Any], _payload: dict[str, Any]) -> str:
+    s = settings()
+    previous = s.jwt_previous_secret_key
+    if previous is not None and header.get("kid") == key_id(previous.get_secret_value()):
+        return previous.get_secret_value()
+    # Any other kid (or none) is checked against the current key, and fails if it was not signed with it.
+    return s.jwt_secret_key.get_secret_value()
+
+
+# ---- verifying -------------------------------------------------------------------------
+
+
+def _load_user_row(user_id: Any) -> User | None:
+    try:
+        uid = uuid.UUID(user_id)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    # A short session of its own: the view's unit of work starts clean after this.
+    with resources().sessions() as session:
+        return session.get(User, uid)
+
+
+@jwt.token_in_blocklist_loader
+def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
+    """Denylisted (logout, reused refresh token) or issued before the user's last password change.
+
+    Fails closed: if Redis cannot be asked, the request fails (503) rather than let a revoked token in.
+    """
+    if not payload.get("fam") or "gen" not in payload:
+        return True  # not issued by issue_tokens() (e.g. before token families existed)
+    if tokens.is_revoked(resources().redis, jti=str(payload.get("jti")), family=payload["fam"]):
+        return True
+    user = _load_user_row(payload.get("sub"))
+    g.bank_token_user = user  # reused by the user loader below: one query per request
+    return user is not None and payload.get("gen") != user.token_generation
 
 
 @jwt.user_lookup_loader
 def _load_user(_header: dict[str, Any], payload: dict[str, Any]) -> User | None:
-    try:
-        user_id = uuid.UUID(payload["sub"])
-    except (KeyError, ValueError, TypeError):
-        return None
-    # A short session of its own: the view's unit of work starts clean after this.
-    with resources().sessions() as session:
-        user = session.get(User, user_id)
+    user = g.pop("bank_token_user", None) or _load_user_row(payload.get("sub"))
     if user is None or user.status == UserStatus.SUSPENDED:
         return None
-    return user
+    structlog.contextvars.bind_contextvars(user_id=str(user.id))  # every later log line of this request
+    return cast(User, user)
+
+
+def _unauthorized(detail: str) -> Response:
+    return problem(401, "UNAUTHORIZED", detail, headers={"WWW-Authenticate": "Bearer"})
 
 
 @jwt.user_lookup_error_loader
@@ -103,3 +189,11 @@ def admin_required(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
+
+
+def revoke_current(payload: dict[str, Any]) -> None:
+    """Logout: deny this token until it expires, and its whole family (so its refresh token too)."""
+    redis = resources().redis
+    tokens.revoke_token(redis, jti=payload["jti"], ttl_seconds=remaining_seconds(payload))
+    if payload.get("fam"):
+        tokens.revoke_family(redis, family=payload["fam"], ttl_seconds=refresh_lifetime_seconds())

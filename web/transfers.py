@@ -6,12 +6,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from flask import request, url_for
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from core.identity.service import check_pin
 from core.models import Transfer, TransferKind, TransferStatus
+from core.observability import metrics, tracing
 from core.pagination import Page
 from core.transfers import queries
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
@@ -48,12 +50,12 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer, int, dict[str, str]
         reference=body.get("reference"),
     )
     # A retry of an accepted request gets the same transfer back before any other check.
-    with transaction() as session:
+    with tracing.span("idempotency_check"), transaction() as session:
         replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
     if replay is not None:
         return replay, 200, {"Location": _location(replay), "Idempotent-Replayed": "true"}
 
-    with transaction() as session:
+    with tracing.span("verify_pin"), transaction() as session:
         pin_ok = check_pin(
             session,
             user_id=user.id,
@@ -64,12 +66,15 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer, int, dict[str, str]
         )
     pin_ok.raise_if_failed()  # after commit: a wrong PIN counts even though the request fails
 
-    with transaction() as session:
+    with tracing.span("validate_and_accept") as span, transaction() as session:
         accepted = submit_transfer(session, user=user, idempotency_key=key, movement=movement, request_id=request_id())
+        span.set_attribute("transfer.id", str(accepted.transfer.id))
     transfer = accepted.transfer
     headers = {"Location": _location(transfer)}
     if not accepted.created:
         return transfer, 200, {**headers, "Idempotent-Replayed": "true"}
+    metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc()
+    structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
     enqueue_settlement(transfer.id, request_id())  # only now: the row is committed
     return transfer, 202, headers
 

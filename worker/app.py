@@ -6,12 +6,14 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
-from kombu import Queue
+from kombu.entity import Queue
 
 from core import logs
 from core.config import get_settings
+from worker import telemetry  # connects the metrics and tracing signal handlers
 
 settings = get_settings()
+__all__ = ["QUEUES", "celery_app", "telemetry"]
 
 # Every queue the workers consume; declared up front so RabbitMQ makes them quorum queues.
 QUEUES = ("transfers", "webhooks")
@@ -35,7 +37,7 @@ def _broker_options() -> dict[str, Any]:
     }
 
 
-celery_app = Celery("bank", broker=settings.broker_url, include=["worker.tasks"])
+celery_app = Celery("bank", broker=settings.broker_url, include=["worker.tasks", "worker.webhooks"])
 celery_app.conf.update(
     **_broker_options(),
     task_acks_late=True,  # a task is acknowledged only once settled...
@@ -52,8 +54,27 @@ celery_app.conf.update(
         "sweep-pending-transfers": {
             "task": "worker.tasks.sweep_pending",
             "schedule": settings.sweeper_interval_seconds,
-        }
+        },
+        "refresh-gauges": {
+            "task": "worker.tasks.refresh_gauges",
+            "schedule": settings.metrics_refresh_seconds,
+            "options": {"expires": 4 * settings.metrics_refresh_seconds},
+        },
+        # Webhooks: outbox events -> deliveries, and deliveries whose (re)try is due. A tick
+        # that no worker took in time is dropped: the next one does the same work.
+        "relay-webhook-outbox": {
+            "task": "worker.webhooks.relay_outbox",
+            "schedule": settings.webhook_relay_interval_seconds,
+            "options": {"expires": max(10.0, 5 * settings.webhook_relay_interval_seconds)},
+        },
+        "dispatch-due-webhooks": {
+            "task": "worker.webhooks.dispatch_due",
+            "schedule": settings.webhook_relay_interval_seconds,
+            "options": {"expires": max(10.0, 5 * settings.webhook_relay_interval_seconds)},
+        },
     },
+    # Partner deliveries wait on other companies' servers: never in front of settlements.
+    task_routes={"worker.webhooks.*": {"queue": "webhooks"}},
 )
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import get_settings
 from core.db import make_engine, make_session_factory
+from worker import telemetry
 
 
 @dataclass
@@ -27,6 +28,7 @@ def get() -> Resources:
     if _current is None or _current.pid != os.getpid():
         settings = get_settings()
         engine = make_engine(settings, pool_size=2)
+        telemetry.instrument_engine(engine)
         _current = Resources(
             pid=os.getpid(),
             sessions=make_session_factory(engine),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -12,12 +13,15 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from core.config import get_settings
-from core.locks import LockTimeout, account_locks
-from core.models import Transfer
+from core.locks import AccountLocks, LockTimeout
+from core.models import Transfer, TransferStatus
+from core.observability import metrics, tracing
+from core.observability.backlog import measure
+from core.transfers.settle import Settled
 from core.transfers.settle import settle_transfer as settle
 from core.transfers.sweep import oldest_pending_age_seconds, stale_pending_ids
 from worker import resources
-from worker.app import celery_app
+from worker.app import QUEUES, celery_app
 
 log = structlog.get_logger(__name__)
 
@@ -47,11 +51,26 @@ def settle_transfer(self: Task, transfer_id: str, request_id: str | None = None)
             log.error("settle_unknown_transfer")
             return "missing"
         accounts = (pair.source_account_id, pair.destination_account_id)
-    with (
-        account_locks(res.redis, accounts, ttl=settings.lock_ttl_seconds, wait=settings.lock_wait_seconds) as lock,
-        res.sessions.begin() as session,
-    ):
-        outcome = settle(session, tid, request_id=request_id)
+    locks = AccountLocks(res.redis, accounts, ttl=settings.lock_ttl_seconds, wait=settings.lock_wait_seconds)
+    with tracing.span("acquire_account_locks", transfer_id=transfer_id, account_count=2):
+        try:
+            lock = locks.acquire()
+        except LockTimeout:
+            metrics.LOCK_FAILURES.labels(reason="timeout").inc()
+            raise
+    try:
+        metrics.LOCK_WAIT.observe(lock.wait_seconds)
+        if lock.degraded:
+            metrics.LOCK_FAILURES.labels(reason="redis_unavailable").inc()
+        started = time.monotonic()
+        with tracing.span("settle", transfer_id=transfer_id) as span, res.sessions.begin() as session:
+            outcome = settle(session, tid, request_id=request_id)
+            span.set_attribute("transfer.status", outcome.status.value)
+        metrics.SETTLE_TRANSACTION.observe(time.monotonic() - started)
+    finally:
+        locks.release()
+    if outcome.applied:
+        _record(outcome)
     log.info(
         "transfer_settled" if outcome.applied else "transfer_already_final",
         status=outcome.status.value,
@@ -63,15 +82,48 @@ def settle_transfer(self: Task, transfer_id: str, request_id: str | None = None)
     return outcome.status.value
 
 
+def _record(outcome: Settled) -> None:
+    metrics.TRANSFERS_SETTLED.labels(outcome=outcome.status.value, failure_code=outcome.failure_code or "").inc()
+    metrics.ACCEPT_TO_FINAL.observe(max(0.0, (datetime.now(UTC) - outcome.accepted_at).total_seconds()))
+    if outcome.status == TransferStatus.COMPLETED:
+        metrics.MONEY_MOVED.labels(currency=outcome.currency, kind="TRANSFER").inc(outcome.amount)
+
+
+@celery_app.task(acks_late=True, ignore_result=True)
+def refresh_gauges() -> None:
+    """Backlog gauges for dashboards and alerts: queue depth, pending transfers, outbox."""
+    res = resources.get()
+    with res.sessions() as session:
+        backlog = measure(session, datetime.now(UTC))
+    metrics.PENDING_TRANSFERS.set(backlog.pending_transfers)
+    metrics.OLDEST_PENDING_AGE.set(backlog.oldest_pending_age_seconds)
+    metrics.OUTBOX_BACKLOG.set(backlog.outbox_backlog)
+    for queue, depth in queue_depths().items():
+        metrics.QUEUE_LENGTH.labels(queue=queue).set(depth)
+    metrics.WORKER_HEARTBEAT.set_to_current_time()
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting per queue, as the broker reports them (Redis lists or AMQP queues)."""
+    depths = {}
+    with celery_app.connection_for_read() as conn:
+        channel = conn.default_channel
+        for queue in QUEUES:
+            try:
+                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+            except Exception:  # a queue not declared yet has no backlog
+                channel = conn.channel()
+                depths[queue] = 0
+    return depths
+
+
 @celery_app.task(acks_late=True)
 def sweep_pending() -> int:
     """Re-queue transfers accepted but still PENDING: covers a publish lost after commit."""
     settings = get_settings()
     now = datetime.now(UTC)
     with resources.get().sessions() as session:
-        ids = stale_pending_ids(
-            session, older_than=timedelta(seconds=settings.sweeper_pending_age_seconds), now=now
-        )
+        ids = stale_pending_ids(session, older_than=timedelta(seconds=settings.sweeper_pending_age_seconds), now=now)
         oldest = oldest_pending_age_seconds(session, now)
     for tid in ids:
         enqueue_settlement(tid, request_id=None)

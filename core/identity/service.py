@@ -12,12 +12,25 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.errors import Conflict, InvalidPin, NotFound, PinLocked, PinNotSet, ValidationFailed
+from core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidPin,
+    NotFound,
+    PinLocked,
+    PinNotSet,
+    RateLimited,
+    ValidationFailed,
+)
+from core.identity import lockout
+from core.identity.lockout import LoginPolicy
 from core.identity.passwords import hash_password, verify_password
 from core.identity.pins import hash_pin, validate_pin, verify_pin
 from core.models import Account, AccountStatus, KycStatus, Role, User, UserStatus
 from core.money import validate_currency
 from core.pagination import Page, paginate
+
+MIN_PASSWORD_LENGTH = 12
 
 
 def normalize_email(email: str) -> str:
@@ -79,6 +92,7 @@ def create_admin(session: Session, *, email: str, password: str, full_name: str 
         session.add(user)
     else:
         user.password_hash = hash_password(password)
+        user.token_generation += 1  # a password reset revokes the tokens issued before it
     user.role = Role.ADMIN
     user.kyc_status = KycStatus.APPROVED
     user.status = UserStatus.ACTIVE
@@ -87,24 +101,82 @@ def create_admin(session: Session, *, email: str, password: str, full_name: str 
     return user
 
 
-def authenticate(session: Session, *, email: str, password: str, request_id: str | None = None) -> User | None:
-    """The user if the credentials match, else None (audited either way).
+@dataclass(frozen=True)
+class PasswordCheck:
+    ok: bool
+    locked_for: int | None = None
 
-    Unknown email and wrong password take about the same time and give the same answer.
-    Returns instead of raising so the caller commits the failed-login audit row.
+    def raise_if_failed(self) -> None:
+        if self.locked_for is not None:
+            raise RateLimited("too many failed password checks; try again later", retry_after=self.locked_for)
+        if not self.ok:
+            raise Forbidden("current password is incorrect")
+
+
+def change_password(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    current_password: str,
+    new_password: str,
+    policy: LoginPolicy,
+    now: datetime,
+    request_id: str | None = None,
+) -> PasswordCheck:
+    """Change the password and revoke every token of the user (``token_generation`` + 1).
+
+    A wrong current password counts toward the login lockout: a stolen access token must
+    not become a way to guess the password. Returns the outcome so the caller commits it.
     """
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
-    ok = verify_password(user.password_hash if user else None, password)
-    success = user is not None and ok and user.status != UserStatus.SUSPENDED
+    if len(new_password) < MIN_PASSWORD_LENGTH:
+        raise ValidationFailed(
+            "password too short", errors={"new_password": [f"Must be at least {MIN_PASSWORD_LENGTH} characters."]}
+        )
+    user = session.get_one(User, user_id, with_for_update=True)
+    throttle = lockout.throttle_for_update(session, user.email)
+    locked_for = lockout.seconds_locked(throttle, now)
+    if locked_for is not None:
+        return PasswordCheck(False, locked_for)
+    if not verify_password(user.password_hash, current_password):
+        locked = lockout.record_failure(throttle, policy, now)
+        audit.record(
+            session,
+            action="password.change_failed",
+            entity_type="user",
+            entity_id=user.id,
+            actor_id=user.id,
+            request_id=request_id,
+            details={"locked_minutes": int(policy.lock_for.total_seconds() // 60)} if locked else {},
+        )
+        return PasswordCheck(False)
+    user.password_hash = hash_password(new_password)
+    user.token_generation += 1
     audit.record(
         session,
-        action="auth.login_succeeded" if success else "auth.login_failed",
+        action="password.changed",
         entity_type="user",
-        entity_id=user.id if user else None,
-        actor_id=user.id if success and user else None,
+        entity_id=user.id,
+        actor_id=user.id,
         request_id=request_id,
+        details={"tokens_revoked": True},
     )
-    return user if success else None
+    return PasswordCheck(True)
+
+
+def set_otp(session: Session, *, user_id: uuid.UUID, enabled: bool, request_id: str | None = None) -> User:
+    """Turn OTP on or off: when on, logins from untrusted devices need a one-time code."""
+    user = session.get_one(User, user_id, with_for_update=True)
+    if user.otp_enabled != enabled:
+        user.otp_enabled = enabled
+        audit.record(
+            session,
+            action="otp.enabled" if enabled else "otp.disabled",
+            entity_type="user",
+            entity_id=user.id,
+            actor_id=user.id,
+            request_id=request_id,
+        )
+    return user
 
 
 def decide_kyc(

@@ -15,6 +15,7 @@ from core.models import Account, AccountKind, AccountStatus, Transfer, TransferK
 from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.submit import Accepted
+from core.webhooks import outbox
 
 
 def deposit(
@@ -94,4 +95,6 @@ def deposit(
     )
     session.flush()
     session.refresh(transfer)
+    # transfer.completed + account.credited for the customer (the settlement side has no owner).
+    outbox.transfer_changed(session, transfer, locked[settlement_id], locked[account_id])
     return Accepted(transfer, created=True)

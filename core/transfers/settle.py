@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit, ledger
 from core.models import Account, AccountStatus, Transfer, TransferStatus
+from core.observability import tracing
+from core.webhooks import outbox
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,9 @@ class Settled:
     status: TransferStatus
     failure_code: str | None
     applied: bool  # False when another run already settled it (redelivery, sweeper)
+    amount: int
+    currency: str
+    accepted_at: datetime
 
 
 def settle_transfer(session: Session, transfer_id: uuid.UUID, request_id: str | None = None) -> Settled:
@@ -31,7 +37,7 @@ def settle_transfer(session: Session, transfer_id: uuid.UUID, request_id: str | 
     if transfer is None:
         raise LookupError(f"transfer {transfer_id} does not exist")
     if transfer.status not in (TransferStatus.PENDING, TransferStatus.PROCESSING):
-        return Settled(transfer.id, transfer.status, transfer.failure_code, applied=False)
+        return _result(transfer, applied=False)
 
     accounts = {
         a.id: a
@@ -66,4 +72,19 @@ def settle_transfer(session: Session, transfer_id: uuid.UUID, request_id: str | 
         details={"failure_code": failure} if failure else {"amount": transfer.amount},
     )
     session.flush()
-    return Settled(transfer.id, transfer.status, failure, applied=True)
+    # transfer.completed/failed (+ account.debited/credited), committed with the settlement.
+    with tracing.span("emit_events", transfer_id=transfer.id):
+        outbox.transfer_changed(session, transfer, source, destination)
+    return _result(transfer, applied=True)
+
+
+def _result(transfer: Transfer, *, applied: bool) -> Settled:
+    return Settled(
+        transfer.id,
+        transfer.status,
+        transfer.failure_code,
+        applied=applied,
+        amount=transfer.amount,
+        currency=transfer.currency,
+        accepted_at=transfer.created_at,
+    )

@@ -30,6 +30,7 @@ from core.models import (
 )
 from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.webhooks import outbox
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,15 @@ def submit_transfer(
         request_id=request_id,
         details={"amount": movement.amount, "currency": movement.currency},
     )
-    return Accepted(session.get_one(Transfer, transfer_id), created=True)
+    transfer = session.get_one(Transfer, transfer_id)
+    # transfer.pending for both owners, committed with the row (the accounts are loaded by _check).
+    outbox.transfer_changed(
+        session,
+        transfer,
+        session.get_one(Account, movement.source_account_id),
+        session.get_one(Account, movement.destination_account_id),
+    )
+    return Accepted(transfer, created=True)
 
 
 def _check(session: Session, user: User, movement: MoneyMovement) -> None:

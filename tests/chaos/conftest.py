@@ -98,7 +98,7 @@ def _purge_rabbitmq() -> None:
         for queue in ("transfers", "webhooks"):
             try:
                 channel.queue_purge(queue)
-            except Exception:  # noqa: BLE001 - absent queue on a first run
+            except Exception:  # absent queue on a first run
                 channel = conn.channel()
 
 

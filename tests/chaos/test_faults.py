@@ -74,7 +74,9 @@ def test_50_duplicates_while_a_worker_is_killed(running, http, sessions, setting
     final = assert_books(sessions, [a, b], list(ids), 2_000)
     assert next(iter(final.values())).status == TransferStatus.COMPLETED
     with sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Transfer).where(Transfer.initiated_by == a.customer.user.id)) == 1
+        assert (
+            s.scalar(select(func.count()).select_from(Transfer).where(Transfer.initiated_by == a.customer.user.id)) == 1
+        )
 
 
 def test_hot_account_500_transfers(running, http, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]

@@ -16,3 +16,21 @@ def make_customer(sessions, settings):  # type: ignore[no-untyped-def]
         return factories.customer(sessions, settings, **kw)
 
     return make
+
+
+@pytest.fixture
+def make_app():  # type: ignore[no-untyped-def]
+    """Build an extra app with its own settings (e.g. small rate limits, a short OTP TTL)."""
+    from core.config import Settings
+    from web import create_app
+
+    apps = []
+
+    def make(settings=None, **overrides):  # type: ignore[no-untyped-def]
+        app = create_app(settings or Settings(**overrides))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["bank"].engine.dispose()

@@ -46,8 +46,10 @@ def test_reconcile_spots_a_missing_ledger_leg(sessions, make_customer, admin_use
         assert reconcile(s).ok
         s.execute(text("SET CONSTRAINTS ALL DEFERRED"))
         s.execute(
-            text("UPDATE ledger_entries SET amount = amount * 2, balance_after = balance_after * 2 WHERE account_id = :id"),
-            {"id": c.account.id},
+            text(
+                "UPDATE ledger_entries SET amount = amount * 2, balance_after = balance_after * 2 WHERE account_id = :a"
+            ),
+            {"a": c.account.id},
         )
         s.get_one(Account, c.account.id).balance = 10
         s.flush()
@@ -64,7 +66,9 @@ def test_audit_chain_verifies_and_finds_the_first_altered_row(sessions, make_cus
     assert "audit chain intact" in ok.stdout
     with sessions.begin() as s:
         assert verify_chain(s).ok
-        victim_id, victim_seq = s.execute(select(AuditLog.id, AuditLog.seq).order_by(AuditLog.seq.desc()).limit(3)).all()[-1]
+        victim_id, victim_seq = s.execute(
+            select(AuditLog.id, AuditLog.seq).order_by(AuditLog.seq.desc()).limit(3)
+        ).all()[-1]
         # Only someone with DDL rights can even try: the trigger blocks the app.
         s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
         s.execute(text("UPDATE audit_log SET details = '{\"amount\": 1}' WHERE id = :id"), {"id": victim_id})
@@ -78,7 +82,9 @@ def test_audit_chain_verifies_and_finds_the_first_altered_row(sessions, make_cus
 def test_audit_chain_detects_a_deleted_row(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
     make_customer()
     with sessions.begin() as s:
-        victim_id, victim_seq = s.execute(select(AuditLog.id, AuditLog.seq).order_by(AuditLog.seq.desc()).limit(2)).all()[-1]
+        victim_id, victim_seq = s.execute(
+            select(AuditLog.id, AuditLog.seq).order_by(AuditLog.seq.desc()).limit(2)
+        ).all()[-1]
         s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
         s.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": victim_id})
         result = verify_chain(s)

@@ -14,8 +14,13 @@ def test_production_refuses_short_secrets() -> None:
         Settings(app_env="production", jwt_secret_key="j" * 40, pin_pepper="short")
 
 
+def test_production_refuses_the_default_webhook_secrets_key() -> None:
+    with pytest.raises(ValidationError, match="WEBHOOK_SECRETS_KEY"):
+        Settings(app_env="production", jwt_secret_key="j" * 40, pin_pepper="p" * 40)
+
+
 def test_production_starts_with_real_secrets() -> None:
-    s = Settings(app_env="production", jwt_secret_key="j" * 40, pin_pepper="p" * 40)
+    s = Settings(app_env="production", jwt_secret_key="j" * 40, pin_pepper="p" * 40, webhook_secrets_key="w" * 40)
     assert s.app_env == "production"
 
 

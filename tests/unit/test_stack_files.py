@@ -2,26 +2,44 @@
 
 The compose file is validated by the compose client itself (``docker-compose`` or the
 ``docker compose`` plugin), which needs no Docker engine for ``config``; where neither is
-installed those tests skip. Everything else uses only the standard library.
+installed those tests skip. The Prometheus config and rules are checked, and the alerts
+unit-tested, by ``promtool`` (Debian: the ``prometheus`` package); without it those tests
+skip. Everything else parses the files (PyYAML, pinned in requirements-dev.txt) and
+cross-checks them: compose mounts, scrape targets, datasources, alert fields and the
+metric names queried (tests/stack_metrics.py).
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+from tests.stack_metrics import (
+    ALERTS_FILE,
+    DASHBOARDS,
+    dashboard_exprs,
+    dashboard_files,
+    iter_panels,
+    metric_names,
+    metric_names_queried,
+    rules,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-DASHBOARDS = ROOT / "ops" / "grafana" / "dashboards"
+PROMETHEUS_FILE = ROOT / "ops" / "prometheus" / "prometheus.yml"
+DATASOURCES_FILE = ROOT / "ops" / "grafana" / "provisioning" / "datasources" / "datasources.yml"
+DASHBOARD_PROVIDERS_FILE = ROOT / "ops" / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 
 SERVICES = {"postgres", "redis", "migrate", "web", "worker", "beat", "prometheus", "grafana", "jaeger"}
 TIMEOUT = 60
@@ -78,28 +96,15 @@ def test_compose_bind_mounts_exist() -> None:
     assert not missing, f"mounted but not in the repo: {missing}"
 
 
-def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Every panel, including those nested in collapsed rows; rows themselves query nothing."""
-    for panel in panels:
-        if panel.get("type") == "row":
-            yield from _panels(panel.get("panels", []))
-        else:
-            yield panel
-
-
-def _dashboard_files() -> list[Path]:
-    return sorted(DASHBOARDS.rglob("*.json"))
-
-
 def test_there_are_dashboards() -> None:
-    assert _dashboard_files(), f"no dashboard JSON under {DASHBOARDS}"
+    assert dashboard_files(), f"no dashboard JSON under {DASHBOARDS}"
 
 
-@pytest.mark.parametrize("path", _dashboard_files(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", dashboard_files(), ids=lambda p: p.name)
 def test_dashboard_panels_have_queries(path: Path) -> None:
     dashboard = json.loads(path.read_text())
     assert dashboard.get("uid"), f"{path.name}: dashboard has no uid"
-    panels = list(_panels(dashboard.get("panels", [])))
+    panels = list(iter_panels(dashboard.get("panels", [])))
     assert panels, f"{path.name}: dashboard has no panels"
     for panel in panels:
         title = panel.get("title", panel.get("id"))
@@ -112,5 +117,385 @@ def test_dashboard_panels_have_queries(path: Path) -> None:
 
 
 def test_dashboard_uids_are_unique() -> None:
-    uids = [json.loads(p.read_text()).get("uid") for p in _dashboard_files()]
+    uids = [json.loads(p.read_text()).get("uid") for p in dashboard_files()]
     assert len(uids) == len(set(uids)), f"duplicate dashboard uids: {uids}"
+
+
+# --- How the files refer to each other ---------------------------------------------------------
+
+METRICS_MODULE = ROOT / "core" / "observability" / "metrics.py"
+FLASK_METRICS = {"flask_http_request_duration_seconds", "flask_http_request_total"}
+
+# What the Transfers dashboard answers: every one of these must be on some panel.
+DASHBOARD_METRICS = FLASK_METRICS | {
+    "bank_transfers_accepted_total",
+    "bank_transfers_settled_total",
+    "bank_transfer_accept_to_final_seconds",
+    "bank_settle_transaction_seconds",
+    "bank_lock_wait_seconds",
+    "bank_lock_failures_total",
+    "bank_task_retries_total",
+    "bank_money_moved_minor_units_total",
+    "bank_webhook_deliveries_total",
+    "bank_webhook_attempt_seconds",
+    "bank_queue_length",
+    "bank_pending_transfers",
+    "bank_oldest_pending_transfer_age_seconds",
+    "bank_outbox_backlog",
+    "bank_worker_heartbeat_timestamp_seconds",
+}
+
+REQUIRED_ALERTS = {
+    "TargetDown",
+    "SettleErrorRateHigh",
+    "OldestPendingTransferTooOld",
+    "QueueDepthHigh",
+    "WebhookFailureRateHigh",
+    "NoWorkerHeartbeat",
+}
+SEVERITIES = {"info", "warning", "critical"}
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _mounts(service: str) -> dict[str, Path]:
+    """Container path -> repo path of each bind mount ``./...:/target[:mode]`` of a compose service."""
+    mounts = {}
+    for volume in _yaml(COMPOSE_FILE)["services"][service].get("volumes", []):
+        if isinstance(volume, str) and volume.startswith("./"):
+            source, target = volume.split(":")[:2]
+            mounts[target] = (ROOT / source).resolve()
+    return mounts
+
+
+def _environment(service: str) -> dict[str, str]:
+    env = _yaml(COMPOSE_FILE)["services"][service].get("environment") or {}
+    if isinstance(env, list):  # the KEY=VALUE list form
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def _scrape_targets() -> dict[str, list[str]]:
+    config = _yaml(PROMETHEUS_FILE)
+    return {
+        job["job_name"]: [target for static in job.get("static_configs", []) for target in static.get("targets", [])]
+        for job in config.get("scrape_configs", [])
+    }
+
+
+def _exported_bank_metrics() -> set[str]:
+    """Metric names declared in core/observability/metrics.py, as exported (counters end in _total)."""
+    names = set()
+    for node in ast.walk(ast.parse(METRICS_MODULE.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        if node.func.id not in {"Counter", "Gauge", "Histogram"} or not node.args:
+            continue
+        first = node.args[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            name = first.value
+            names.add(f"{name}_total" if node.func.id == "Counter" and not name.endswith("_total") else name)
+    return names
+
+
+def test_prometheus_scrapes_the_api_and_the_worker() -> None:
+    config = _yaml(PROMETHEUS_FILE)
+    targets = _scrape_targets()
+    assert targets.get("api") == ["web:8000"], targets
+    assert targets.get("worker") == ["worker:9808"], targets
+    for job in config["scrape_configs"]:
+        if job["job_name"] in {"api", "worker"}:
+            assert job.get("metrics_path", "/metrics") == "/metrics", job
+
+
+def test_worker_serves_metrics_on_the_scraped_port() -> None:
+    """The worker only serves /metrics when WORKER_METRICS_PORT is set (worker/telemetry.py)."""
+    (target,) = _scrape_targets()["worker"]
+    port = target.rsplit(":", 1)[1]
+    assert _environment("worker").get("WORKER_METRICS_PORT") == port
+
+
+def test_prometheus_config_and_rule_files_are_mounted() -> None:
+    mounts = _mounts("prometheus")
+    assert mounts.get("/etc/prometheus/prometheus.yml") == PROMETHEUS_FILE.resolve(), mounts
+    rule_files = _yaml(PROMETHEUS_FILE).get("rule_files") or []
+    assert rule_files, "prometheus.yml loads no rule files"
+    unmounted = [path for path in rule_files if path not in mounts]
+    assert not unmounted, f"rule_files not mounted into the prometheus service: {unmounted}"
+    assert ALERTS_FILE.resolve() in {mounts[path] for path in rule_files}, "alerts.yml is not loaded"
+
+
+def test_grafana_provisioning_is_mounted() -> None:
+    mounts = _mounts("grafana")
+    provisioning = ROOT / "ops" / "grafana" / "provisioning"
+    assert mounts.get("/etc/grafana/provisioning/datasources") == (provisioning / "datasources").resolve()
+    assert mounts.get("/etc/grafana/provisioning/dashboards") == (provisioning / "dashboards").resolve()
+    (provider,) = _yaml(DASHBOARD_PROVIDERS_FILE)["providers"]
+    dashboards_path = provider["options"]["path"]
+    assert mounts.get(dashboards_path) == DASHBOARDS.resolve(), f"{dashboards_path} is not ops/grafana/dashboards"
+
+
+def test_datasources_are_prometheus_and_jaeger() -> None:
+    datasources = {ds["uid"]: ds for ds in _yaml(DATASOURCES_FILE)["datasources"]}
+    assert datasources["prometheus"]["type"] == "prometheus"
+    assert datasources["prometheus"]["url"] == "http://prometheus:9090"
+    assert datasources["jaeger"]["type"] == "jaeger"
+    assert datasources["jaeger"]["url"] == "http://jaeger:16686"
+
+
+@pytest.mark.parametrize("path", dashboard_files(), ids=lambda p: p.name)
+def test_dashboard_datasources_are_provisioned(path: Path) -> None:
+    provisioned = {(ds["uid"], ds["type"]) for ds in _yaml(DATASOURCES_FILE)["datasources"]}
+    dashboard = json.loads(path.read_text())
+    for panel in iter_panels(dashboard.get("panels", [])):
+        refs = [panel.get("datasource"), *(target.get("datasource") for target in panel.get("targets", []))]
+        for ref in refs:
+            if ref is None:  # Grafana's default datasource
+                continue
+            assert isinstance(ref, dict), f"{path.name}: panel {panel.get('title')!r}: datasource by name: {ref!r}"
+            assert (ref.get("uid"), ref.get("type")) in provisioned, (
+                f"{path.name}: panel {panel.get('title')!r} uses a datasource that is not provisioned: {ref}"
+            )
+
+
+def test_transfers_dashboard() -> None:
+    path = DASHBOARDS / "transfers.json"
+    dashboard = json.loads(path.read_text())
+    assert dashboard["uid"] == "transfers"
+    assert dashboard["schemaVersion"] >= 36
+    panels = list(iter_panels(dashboard["panels"]))
+    assert {panel["type"] for panel in panels} <= {"timeseries", "stat"}
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "duplicate panel ids"
+    for panel in panels:
+        assert {"x", "y", "w", "h"} <= panel["gridPos"].keys(), panel["title"]
+        ref_ids = [target["refId"] for target in panel["targets"]]
+        assert len(ref_ids) == len(set(ref_ids)), f"duplicate refIds in {panel['title']!r}"
+    exprs = " ".join(target["expr"] for panel in panels for target in panel["targets"])
+    assert "histogram_quantile(0.99, sum by (le) (rate(bank_transfer_accept_to_final_seconds_bucket" in exprs
+    assert "time() - max(bank_worker_heartbeat_timestamp_seconds)" in exprs
+
+
+# --- Alert rules --------------------------------------------------------------------------------
+
+
+def test_alert_rules_have_the_required_fields() -> None:
+    document = _yaml(ALERTS_FILE)
+    groups = {group["name"]: group for group in document["groups"]}
+    assert "bank" in groups, f"no rule group 'bank' in {ALERTS_FILE.name}"
+    alerts = {rule["alert"]: rule for rule in groups["bank"]["rules"] if "alert" in rule}
+    missing = REQUIRED_ALERTS - alerts.keys()
+    assert not missing, f"alerts missing from group 'bank': {sorted(missing)}"
+    for name, rule in alerts.items():
+        assert isinstance(rule.get("expr"), str), f"{name}: no expr"
+        assert rule["expr"].strip(), f"{name}: empty expr"
+        assert re.fullmatch(r"\d+[smh]", str(rule.get("for", ""))), f"{name}: no 'for' duration"
+        assert rule.get("labels", {}).get("severity") in SEVERITIES, f"{name}: severity not in {SEVERITIES}"
+        annotations = rule.get("annotations", {})
+        for key in ("summary", "description"):
+            assert str(annotations.get(key, "")).strip(), f"{name}: no annotations.{key}"
+
+
+def test_alert_names_are_unique() -> None:
+    names = [rule["alert"] for rule in rules() if "alert" in rule]
+    assert len(names) == len(set(names)), f"duplicate alert names: {names}"
+
+
+# --- The metric names queried (tests/stack_metrics.py) -----------------------------------------
+
+
+def test_metric_names_queried() -> None:
+    names = metric_names_queried()
+    assert names, "no dashboard panel or alert queries a bank_/flask_ metric"
+    assert {"bank_transfers_settled_total", "bank_oldest_pending_transfer_age_seconds"} <= names
+    assert not {name for name in names if name.endswith(("_bucket", "_sum", "_count"))}, names
+
+
+def test_only_exported_metrics_are_queried() -> None:
+    """Every name queried is one the API or the worker exports; a typo would be an empty panel."""
+    exported = _exported_bank_metrics() | FLASK_METRICS
+    stale = DASHBOARD_METRICS - exported
+    assert not stale, f"DASHBOARD_METRICS lists metrics that core/observability/metrics.py lacks: {sorted(stale)}"
+    unknown = metric_names_queried() - exported
+    assert not unknown, f"queried but not exported by the API or the worker: {sorted(unknown)}"
+
+
+def test_dashboard_covers_every_metric() -> None:
+    queried = {name for expr in dashboard_exprs(DASHBOARDS / "transfers.json") for name in metric_names(expr)}
+    missing = DASHBOARD_METRICS - queried
+    assert not missing, f"no panel of the transfers dashboard shows: {sorted(missing)}"
+
+
+# --- promtool ----------------------------------------------------------------------------------
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.skip("promtool is not on PATH (Debian/Ubuntu: `apt-get install prometheus` provides it)")
+    return path
+
+
+def run_promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([promtool(), *args], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_promtool_check_config(tmp_path: Path) -> None:
+    """prometheus.yml as the container sees it, its rule_files pointed at the repo's copies."""
+    promtool()
+    config = _yaml(PROMETHEUS_FILE)
+    mounts = _mounts("prometheus")
+    unmounted = [path for path in config.get("rule_files", []) if path not in mounts]
+    assert not unmounted, f"rule_files not mounted into the prometheus service: {unmounted}"
+    config["rule_files"] = [str(mounts[path]) for path in config.get("rule_files", [])]
+    copy = tmp_path / "prometheus.yml"
+    copy.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run_promtool("check", "config", str(copy))
+    assert str(ALERTS_FILE.resolve()) in result.stdout + result.stderr, "promtool did not check alerts.yml"
+
+
+def test_promtool_check_rules() -> None:
+    promtool()
+    result = run_promtool("check", "rules", str(ALERTS_FILE))
+    assert f"SUCCESS: {len(rules())} rules found" in result.stdout, result.stdout
+
+
+def _alert(name: str, at: str, *fired: dict[str, str]) -> dict[str, Any]:
+    return {"eval_time": at, "alertname": name, "exp_alerts": [{"exp_labels": labels} for labels in fired]}
+
+
+# Scenarios for `promtool test rules` (interval 1m: a value per minute from t=0).
+RULE_TESTS: list[dict[str, Any]] = [
+    {  # The worker target is down.
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="worker", instance="worker:9808"}', "values": "0x10"}],
+        "alert_rule_test": [
+            _alert("TargetDown", "2m", {"job": "worker", "instance": "worker:9808", "severity": "critical"})
+        ],
+    },
+    {  # The heartbeat follows the clock until t=5m, then stops; the API exports the gauge at 0.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'bank_worker_heartbeat_timestamp_seconds{job="worker"}', "values": "0+60x5 300x20"},
+            {"series": 'bank_worker_heartbeat_timestamp_seconds{job="api"}', "values": "0x25"},
+        ],
+        "alert_rule_test": [
+            _alert("NoWorkerHeartbeat", "7m"),  # 120 s old: not above the threshold yet
+            _alert("NoWorkerHeartbeat", "9m"),  # above since 8m, pending for 2m
+            _alert("NoWorkerHeartbeat", "10m", {"severity": "critical"}),
+        ],
+    },
+    {  # No heartbeat exported at all.
+        "interval": "1m",
+        "input_series": [{"series": 'up{job="worker", instance="worker:9808"}', "values": "1x10"}],
+        "alert_rule_test": [
+            _alert("NoWorkerHeartbeat", "1m"),
+            _alert("NoWorkerHeartbeat", "3m", {"severity": "critical"}),
+            _alert("TargetDown", "3m"),
+        ],
+    },
+    {  # The oldest pending transfer ages by 60 s a minute.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'bank_oldest_pending_transfer_age_seconds{job="worker"}', "values": "0+60x10"},
+            {"series": 'bank_oldest_pending_transfer_age_seconds{job="api"}', "values": "0x10"},
+        ],
+        "alert_rule_test": [
+            _alert("OldestPendingTransferTooOld", "5m"),
+            _alert("OldestPendingTransferTooOld", "6m"),
+            _alert("OldestPendingTransferTooOld", "7m", {"severity": "warning"}),
+        ],
+    },
+    {  # One deep queue, one shallow one.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'bank_queue_length{job="worker", queue="transfers"}', "values": "1500x10"},
+            {"series": 'bank_queue_length{job="worker", queue="webhooks"}', "values": "10x10"},
+        ],
+        "alert_rule_test": [
+            _alert("QueueDepthHigh", "4m"),
+            _alert("QueueDepthHigh", "5m", {"queue": "transfers", "severity": "warning"}),
+        ],
+    },
+    {  # 40% of 10 settlements a minute fail.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'bank_transfers_settled_total{outcome="COMPLETED", failure_code=""}', "values": "0+6x30"},
+            {
+                "series": 'bank_transfers_settled_total{outcome="FAILED", failure_code="INSUFFICIENT_FUNDS"}',
+                "values": "0+4x30",
+            },
+        ],
+        "alert_rule_test": [
+            _alert("SettleErrorRateHigh", "3m"),
+            _alert("SettleErrorRateHigh", "10m", {"severity": "warning"}),
+        ],
+    },
+    {  # 50% fail, but only one settlement a minute: under the volume guard.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'bank_transfers_settled_total{outcome="COMPLETED", failure_code=""}', "values": "0+0.5x30"},
+            {
+                "series": 'bank_transfers_settled_total{outcome="FAILED", failure_code="ACCOUNT_INACTIVE"}',
+                "values": "0+0.5x30",
+            },
+        ],
+        "alert_rule_test": [_alert("SettleErrorRateHigh", "20m")],
+    },
+    {  # 10% fail at volume: not above 20%.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'bank_transfers_settled_total{outcome="COMPLETED", failure_code=""}', "values": "0+90x30"},
+            {
+                "series": 'bank_transfers_settled_total{outcome="FAILED", failure_code="INSUFFICIENT_FUNDS"}',
+                "values": "0+10x30",
+            },
+        ],
+        "alert_rule_test": [_alert("SettleErrorRateHigh", "20m")],
+    },
+    {  # 2 of 10 webhook attempts a minute are given up.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'bank_webhook_deliveries_total{outcome="succeeded"}', "values": "0+5x30"},
+            {"series": 'bank_webhook_deliveries_total{outcome="retry"}', "values": "0+3x30"},
+            {"series": 'bank_webhook_deliveries_total{outcome="failed"}', "values": "0+2x30"},
+        ],
+        "alert_rule_test": [
+            _alert("WebhookFailureRateHigh", "3m"),
+            _alert("WebhookFailureRateHigh", "10m", {"severity": "warning"}),
+        ],
+    },
+    {  # No webhook traffic at all: 0/0 is no alert.
+        "interval": "1m",
+        "input_series": [
+            {"series": f'bank_webhook_deliveries_total{{outcome="{outcome}"}}', "values": "0x30"}
+            for outcome in ("succeeded", "retry", "failed")
+        ],
+        "alert_rule_test": [_alert("WebhookFailureRateHigh", "20m")],
+    },
+]
+
+
+def test_promtool_alert_scenarios(tmp_path: Path) -> None:
+    """The alerts fire (and stay quiet) as designed: thresholds, `for` durations and labels.
+
+    promtool compares annotations exactly, so the scenarios run against a copy of the rules
+    without annotations; `check rules` above validates the annotation templates.
+    """
+    promtool()
+    document = _yaml(ALERTS_FILE)
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    rules_copy = tmp_path / "alerts.yml"
+    rules_copy.write_text(yaml.safe_dump(document, sort_keys=False))
+    tested = {case["alertname"] for scenario in RULE_TESTS for case in scenario["alert_rule_test"]}
+    assert tested >= REQUIRED_ALERTS, f"no scenario for {sorted(REQUIRED_ALERTS - tested)}"
+    spec = {"rule_files": [str(rules_copy)], "evaluation_interval": "1m", "tests": RULE_TESTS}
+    spec_file = tmp_path / "alerts_test.yml"
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    run_promtool("test", "rules", str(spec_file))

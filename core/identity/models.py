@@ -1,0 +1,42 @@
+"""Security state kept in Postgres: trusted devices and the login lockout."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, UniqueConstraint, Uuid, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models import Base
+
+
+class TrustedDevice(Base):
+    """A device the user proved with an OTP code: logins from it skip the OTP step."""
+
+    __tablename__ = "trusted_devices"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    device_id: Mapped[str] = mapped_column(String(128))
+    trusted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (UniqueConstraint("user_id", "device_id", name="uq_trusted_devices_user_device"),)
+
+
+class LoginThrottle(Base):
+    """Failed logins per email, so a lockout holds across API processes and restarts.
+
+    Keyed by a digest of the normalised email whether or not a user has it: an unknown
+    email locks exactly like a real one, so the lockout does not reveal who is registered.
+    """
+
+    __tablename__ = "login_throttles"
+
+    email_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("failed_attempts >= 0", name="failed_attempts_nonneg"),)

@@ -1,0 +1,1 @@
+"""Metrics and traces shared by the API and the workers (framework-free)."""

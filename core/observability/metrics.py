@@ -1,0 +1,75 @@
+"""Prometheus metrics of the bank. Labels are bounded sets (no ids, no users).
+
+Under gunicorn and Celery prefork, prometheus_client's multiprocess mode is used when
+PROMETHEUS_MULTIPROC_DIR is set; gauges declare how their per-process values combine.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+TRANSFERS_ACCEPTED = Counter(
+    "bank_transfers_accepted_total", "Transfers accepted by the API (first acceptance, not replays)", ["kind"]
+)
+TRANSFERS_SETTLED = Counter(
+    "bank_transfers_settled_total",
+    "Transfers that reached a final state in a worker",
+    ["outcome", "failure_code"],
+)
+ACCEPT_TO_FINAL = Histogram(
+    "bank_transfer_accept_to_final_seconds", "From acceptance (202) to COMPLETED/FAILED", buckets=LATENCY_BUCKETS
+)
+SETTLE_TRANSACTION = Histogram(
+    "bank_settle_transaction_seconds", "Duration of the settlement database transaction", buckets=LATENCY_BUCKETS
+)
+LOCK_WAIT = Histogram("bank_lock_wait_seconds", "Time a worker waited for its account locks", buckets=LATENCY_BUCKETS)
+LOCK_FAILURES = Counter(
+    "bank_lock_failures_total",
+    "Account lock acquisitions that failed",
+    ["reason"],  # timeout | redis_unavailable
+)
+TASK_RETRIES = Counter("bank_task_retries_total", "Celery task retries", ["task"])
+MONEY_MOVED = Counter(
+    "bank_money_moved_minor_units_total", "Amount moved by completed transfers, in minor units", ["currency", "kind"]
+)
+WEBHOOK_DELIVERIES = Counter(
+    "bank_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome",
+    ["outcome"],  # succeeded|retry|failed
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "bank_webhook_attempt_seconds", "Duration of one webhook HTTP attempt", buckets=LATENCY_BUCKETS
+)
+
+# Refreshed periodically by the worker's refresh_gauges task; the latest value wins.
+QUEUE_LENGTH = Gauge(
+    "bank_queue_length", "Messages waiting in a Celery queue", ["queue"], multiprocess_mode="mostrecent"
+)
+PENDING_TRANSFERS = Gauge(
+    "bank_pending_transfers", "Transfers accepted and not yet final", multiprocess_mode="mostrecent"
+)
+OLDEST_PENDING_AGE = Gauge(
+    "bank_oldest_pending_transfer_age_seconds", "Age of the oldest PENDING transfer", multiprocess_mode="mostrecent"
+)
+OUTBOX_BACKLOG = Gauge(
+    "bank_outbox_backlog", "Webhook events written but not yet relayed to deliveries", multiprocess_mode="mostrecent"
+)
+WORKER_HEARTBEAT = Gauge(
+    "bank_worker_heartbeat_timestamp_seconds", "Last time a worker refreshed the gauges", multiprocess_mode="max"
+)
+
+
+def touch_known_labels() -> None:
+    """Create the bounded label sets at zero so dashboards and alerts see series from the start."""
+    for kind in ("TRANSFER", "DEPOSIT"):
+        TRANSFERS_ACCEPTED.labels(kind=kind)
+    TRANSFERS_SETTLED.labels(outcome="COMPLETED", failure_code="")
+    for code in ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE"):
+        TRANSFERS_SETTLED.labels(outcome="FAILED", failure_code=code)
+    for reason in ("timeout", "redis_unavailable"):
+        LOCK_FAILURES.labels(reason=reason)
+    for outcome in ("succeeded", "retry", "failed"):
+        WEBHOOK_DELIVERIES.labels(outcome=outcome)
+    TASK_RETRIES.labels(task="worker.tasks.settle_transfer")

@@ -1,0 +1,1 @@
+"""Partner webhooks: endpoints, an outbox of events, signed deliveries with retries."""

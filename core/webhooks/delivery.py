@@ -1,0 +1,207 @@
+"""One delivery attempt in three steps: claim (short transaction), POST (no transaction), record.
+
+The HTTP call happens outside any database transaction, so a slow receiver holds no row lock
+and no connection. While it is in flight the delivery's ``next_attempt_at`` is a lease: a
+duplicate task skips it, and if the worker dies the dispatcher picks it up once the lease ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from math import floor
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent
+from core.webhooks.policy import WebhookPolicy
+from core.webhooks.retry import Verdict, decide
+from core.webhooks.secrets import sign
+from core.webhooks.urls import Resolver, UnsafeUrl, check_url, system_resolver
+
+RESPONSE_BODY_LIMIT = 1024  # bytes of the receiver's answer kept per attempt
+USER_AGENT = "transfer-processor-webhooks/1"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything the HTTP attempt needs, read in the claim transaction."""
+
+    delivery_id: uuid.UUID
+    endpoint_id: uuid.UUID
+    attempt: int
+    url: str
+    msg_id: str
+    body: str
+    secrets: list[str] = field(repr=False)  # plain signing secrets: never logged, never queued
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status_code: int | None  # None: no HTTP answer (timeout, refused, blocked)
+    duration_ms: int
+    error: str | None = None
+    response_body: str | None = None
+    retry_after: str | None = None
+
+
+def message(event: WebhookEvent) -> str:
+    """The JSON body: the same bytes for every attempt and every endpoint of one event."""
+    payload = {
+        "type": event.event_type.value,
+        "timestamp": event.occurred_at.isoformat(),
+        "data": {**event.data, "sequence": event.sequence},
+    }
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def signing_secrets(endpoint: WebhookEndpoint, policy: WebhookPolicy, now: datetime) -> list[str]:
+    """The current secret, plus the rotated-out one while its grace period lasts."""
+    secrets_ = [policy.box.decrypt(endpoint.secret_encrypted)]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret_encrypted and expires is not None and expires > now:
+        secrets_.append(policy.box.decrypt(endpoint.previous_secret_encrypted))
+    return secrets_
+
+
+def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, now: datetime) -> Job | None:
+    """Take a due PENDING delivery for one attempt, or None if there is nothing to do now.
+
+    Sets ``next_attempt_at`` to the end of the attempt lease, so a second task for the same
+    delivery (redelivered message, dispatcher) finds it not due and does nothing.
+    """
+    delivery = session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update(skip_locked=True)
+    ).one_or_none()
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return None
+    if delivery.next_attempt_at is None or delivery.next_attempt_at > now:
+        return None
+    endpoint = session.get_one(WebhookEndpoint, delivery.endpoint_id)
+    if not endpoint.enabled:
+        delivery.status = DeliveryStatus.FAILED
+        delivery.next_attempt_at = None
+        return None
+    event = session.get_one(WebhookEvent, delivery.event_id)
+    delivery.attempt += 1
+    delivery.next_attempt_at = now + policy.attempt_lease
+    return Job(
+        delivery_id=delivery.id,
+        endpoint_id=endpoint.id,
+        attempt=delivery.attempt,
+        url=endpoint.url,
+        msg_id=str(event.id),  # stable across retries; the same event has the same id everywhere
+        body=message(event),
+        secrets=signing_secrets(endpoint, policy, now),
+    )
+
+
+def send(job: Job, *, policy: WebhookPolicy, resolve: Resolver = system_resolver) -> Outcome:
+    """POST the signed message. Never raises for the receiver's sake: every failure is an Outcome."""
+    started = time.monotonic()
+    try:
+        check_url(job.url, policy.rules, resolve)  # DNS may point elsewhere than at registration
+    except UnsafeUrl as exc:
+        return Outcome(None, 0, error=f"destination refused: {exc.reason}")
+    timestamp = datetime.now(UTC)
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": job.msg_id,
+        "webhook-timestamp": str(floor(timestamp.timestamp())),
+        "webhook-signature": sign(job.secrets, job.msg_id, timestamp, job.body),
+    }
+    try:
+        # No redirects (a 3xx could point inside the network), no proxies or .netrc from the environment.
+        with (
+            httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client,
+            client.stream("POST", job.url, content=job.body.encode(), headers=headers) as response,
+        ):
+            body = _read_prefix(response, RESPONSE_BODY_LIMIT)
+    except httpx.TimeoutException:
+        return Outcome(None, _ms(started), error="timeout")
+    except httpx.HTTPError as exc:
+        return Outcome(None, _ms(started), error=type(exc).__name__)
+    elapsed = _ms(started)
+    if elapsed > policy.timeout * 1000:
+        # Each read was within the timeout but the whole answer was not: not a success.
+        return Outcome(None, elapsed, error="timeout", response_body=body)
+    return Outcome(response.status_code, elapsed, response_body=body, retry_after=response.headers.get("retry-after"))
+
+
+def record(
+    session: Session, job: Job, outcome: Outcome, *, policy: WebhookPolicy, now: datetime
+) -> DeliveryStatus | None:
+    """Store the attempt and decide what follows: done, retry at a time, failed, endpoint disabled.
+
+    Returns the delivery's status, or None when the delivery is gone (endpoint deleted meanwhile).
+    """
+    delivery = session.get(WebhookDelivery, job.delivery_id, with_for_update=True)
+    if delivery is None:
+        return None
+    session.add(
+        WebhookDeliveryAttempt(
+            delivery_id=delivery.id,
+            attempt=job.attempt,
+            status_code=outcome.status_code,
+            duration_ms=outcome.duration_ms,
+            error=outcome.error[:200] if outcome.error else None,
+            response_body=outcome.response_body,
+        )
+    )
+    if delivery.attempt != job.attempt or delivery.status != DeliveryStatus.PENDING:
+        return delivery.status  # a manual retry started a newer attempt: that one decides
+    decision = decide(
+        outcome.status_code,
+        attempt=job.attempt,
+        schedule=policy.schedule,
+        retry_after=outcome.retry_after,
+        now=now,
+    )
+    delivery.response_status = outcome.status_code
+    delivery.queued_until = None
+    if decision.verdict == Verdict.RETRY:
+        delivery.next_attempt_at = decision.next_attempt_at
+        return delivery.status
+    delivery.status = DeliveryStatus.SUCCEEDED if decision.verdict == Verdict.SUCCEEDED else DeliveryStatus.FAILED
+    delivery.next_attempt_at = None
+    if decision.verdict == Verdict.GONE:
+        _disable(session, job.endpoint_id, "GONE")
+    return delivery.status
+
+
+def _disable(session: Session, endpoint_id: uuid.UUID, reason: str) -> None:
+    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    if endpoint is None or not endpoint.enabled:
+        return
+    endpoint.enabled = False
+    endpoint.disabled_reason = reason
+    audit.record(
+        session,
+        action="webhook.endpoint_disabled",
+        entity_type="webhook_endpoint",
+        entity_id=endpoint.id,
+        actor_id=None,
+        details={"reason": reason},
+    )
+
+
+def _read_prefix(response: httpx.Response, limit: int) -> str:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break  # the rest is not read: a huge answer cannot hold the worker
+    return b"".join(chunks)[:limit].decode("utf-8", errors="replace")
+
+
+def _ms(started: float) -> int:
+    return max(0, round((time.monotonic() - started) * 1000))

@@ -1,0 +1,156 @@
+"""Webhook tables: endpoints, the outbox of events, deliveries per endpoint and their attempts."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models import Base
+
+
+class EventType(enum.StrEnum):
+    TRANSFER_PENDING = "transfer.pending"
+    TRANSFER_COMPLETED = "transfer.completed"
+    TRANSFER_FAILED = "transfer.failed"
+    ACCOUNT_CREDITED = "account.credited"
+    ACCOUNT_DEBITED = "account.debited"
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored by value as VARCHAR + CHECK, like core.models (event names are longer than 16).
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+def _timestamp() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class WebhookEndpoint(Base):
+    """A partner's receiver URL. Secrets are Fernet ciphertexts, never the plain ``whsec_…``."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(500))
+    events: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
+    enabled: Mapped[bool] = mapped_column(default=True, server_default="true")
+    disabled_reason: Mapped[str | None] = mapped_column(String(64))
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    # After a rotation the old secret still signs (a second signature) until it expires.
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _timestamp()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    __table_args__ = (CheckConstraint("cardinality(events) > 0", name="events_nonempty"),)
+
+
+class WebhookEvent(Base):
+    """The outbox: written in the same transaction as the state change it reports."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # Allocation order: later state changes of one transfer always get a larger number.
+    sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    event_type: Mapped[EventType] = mapped_column(_enum(EventType, "webhook_event_type"))
+    occurred_at: Mapped[datetime] = _timestamp()
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # The users the event concerns; only their endpoints receive it. Empty: nobody (bank-only).
+    owner_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    relayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # The relay's scan: events not yet fanned out, oldest first.
+        Index("ix_webhook_events_unrelayed", "sequence", postgresql_where="relayed_at IS NULL"),
+    )
+
+
+class WebhookDelivery(Base):
+    """One event to one endpoint; ``next_attempt_at`` drives retries (and leases an attempt in flight)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_events.id"))
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_type: Mapped[EventType] = mapped_column(_enum(EventType, "webhook_delivery_event_type"))
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "webhook_delivery_status"), default=DeliveryStatus.PENDING
+    )
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # attempts started
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Internal: queued to a worker until then, so the dispatcher does not queue it again meanwhile.
+    queued_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _timestamp()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+        CheckConstraint("attempt >= 0", name="attempt_nonneg"),
+        CheckConstraint("(status = 'PENDING') = (next_attempt_at IS NOT NULL)", name="next_attempt_iff_pending"),
+        # The dispatcher's scan: pending deliveries by due time.
+        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where="status = 'PENDING'"),
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
+    )
+
+
+class WebhookDeliveryAttempt(Base):
+    """One HTTP attempt: what the receiver answered (or why there was no answer), and how fast."""
+
+    __tablename__ = "webhook_delivery_attempts"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(200))
+    response_body: Mapped[str | None] = mapped_column(Text)  # truncated to RESPONSE_BODY_LIMIT
+    created_at: Mapped[datetime] = _timestamp()
+
+    __table_args__ = (CheckConstraint("duration_ms >= 0", name="duration_nonneg"),)

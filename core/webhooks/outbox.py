@@ -1,0 +1,80 @@
+"""The outbox: webhook events written in the same transaction as the change they report.
+
+A committed state change always has its events, a rolled-back one never has: the relay
+(core.webhooks.relay) fans committed events out to deliveries later, whatever crashed between.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.models import Account, Transfer, TransferStatus
+from core.webhooks.models import EventType, WebhookEvent
+
+_STATUS_EVENTS = {
+    TransferStatus.PENDING: EventType.TRANSFER_PENDING,
+    TransferStatus.COMPLETED: EventType.TRANSFER_COMPLETED,
+    TransferStatus.FAILED: EventType.TRANSFER_FAILED,
+}
+
+
+def emit(
+    session: Session, event_type: EventType, data: dict[str, Any], owner_ids: Iterable[uuid.UUID | None]
+) -> WebhookEvent | None:
+    """Add one event to the caller's transaction, for the endpoints of ``owner_ids``.
+
+    Owners that are None (the bank's settlement accounts) are dropped; an event that
+    concerns nobody is not written at all.
+    """
+    owners = sorted({o for o in owner_ids if o is not None})
+    if not owners:
+        return None
+    event = WebhookEvent(event_type=event_type, data=data, owner_ids=owners)
+    session.add(event)
+    return event
+
+
+def transfer_changed(session: Session, transfer: Transfer, source: Account, destination: Account) -> None:
+    """Events for the transfer's new status; when it completed, also debited/credited per account.
+
+    Call after the change is flushed, with both accounts as they are now (balances included).
+    """
+    event_type = _STATUS_EVENTS.get(transfer.status)
+    if event_type is None:
+        return
+    data = transfer_data(transfer)
+    emit(session, event_type, data, (source.user_id, destination.user_id))
+    if transfer.status == TransferStatus.COMPLETED:
+        for kind, account in ((EventType.ACCOUNT_DEBITED, source), (EventType.ACCOUNT_CREDITED, destination)):
+            emit(
+                session,
+                kind,
+                {**data, "account_id": str(account.id), "balance_after": account.balance},
+                [account.user_id],
+            )
+
+
+def transfer_data(transfer: Transfer) -> dict[str, Any]:
+    """The transfer as the API's Transfer schema shows it, plus ``updated_at``."""
+    return {
+        "id": str(transfer.id),
+        "source_account_id": str(transfer.source_account_id),
+        "destination_account_id": str(transfer.destination_account_id),
+        "amount": transfer.amount,
+        "currency": transfer.currency,
+        "reference": transfer.reference,
+        "status": transfer.status.value,
+        "failure_code": transfer.failure_code,
+        "created_at": _iso(transfer.created_at),
+        "completed_at": _iso(transfer.completed_at),
+        "updated_at": _iso(transfer.updated_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

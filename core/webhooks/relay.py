@@ -1,0 +1,101 @@
+"""The relay: outbox events become one delivery per subscribed endpoint; due deliveries get queued.
+
+Both scans take their rows ``FOR UPDATE SKIP LOCKED``, so any number of relays (beat ticks that
+overlap, several beat processes) split the work instead of doubling it; the unique
+(event_id, endpoint_id) is the last guard against a second delivery of one event to one endpoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import any_, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import func
+
+from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+
+@dataclass(frozen=True)
+class Relayed:
+    events: int
+    delivery_ids: list[uuid.UUID]  # new deliveries, due now: the caller queues them after commit
+
+
+def relay_events(session: Session, *, now: datetime, queue_lease: timedelta, limit: int = 100) -> Relayed:
+    """Fan out up to ``limit`` unrelayed events, oldest first, and mark them relayed."""
+    event_ids = list(
+        session.scalars(
+            select(WebhookEvent.id)
+            .where(WebhookEvent.relayed_at.is_(None))
+            .order_by(WebhookEvent.sequence)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not event_ids:
+        return Relayed(0, [])
+    # Endpoints of the event's owners, enabled, subscribed to its type: one INSERT … SELECT.
+    targets = (
+        select(
+            func.gen_random_uuid(),
+            WebhookEvent.id,
+            WebhookEndpoint.id,
+            WebhookEvent.event_type,
+            literal(DeliveryStatus.PENDING.value),
+            literal(now),
+            literal(now + queue_lease),
+        )
+        .join(
+            WebhookEndpoint,
+            (WebhookEndpoint.user_id == any_(WebhookEvent.owner_ids))
+            & WebhookEndpoint.enabled
+            & (WebhookEvent.event_type == any_(WebhookEndpoint.events))
+            # An endpoint receives what happens after it was registered, not an unrelayed backlog.
+            & (WebhookEndpoint.created_at <= WebhookEvent.occurred_at),
+        )
+        .where(WebhookEvent.id.in_(event_ids))
+        .order_by(WebhookEvent.sequence)
+    )
+    delivery_ids = list(
+        session.scalars(
+            insert(WebhookDelivery)
+            .from_select(
+                ["id", "event_id", "endpoint_id", "event_type", "status", "next_attempt_at", "queued_until"],
+                targets,
+            )
+            .on_conflict_do_nothing(constraint="uq_webhook_deliveries_event_endpoint")
+            .returning(WebhookDelivery.id)
+        )
+    )
+    session.execute(update(WebhookEvent).where(WebhookEvent.id.in_(event_ids)).values(relayed_at=now))
+    return Relayed(len(event_ids), delivery_ids)
+
+
+def due_deliveries(session: Session, *, now: datetime, queue_lease: timedelta, limit: int = 200) -> list[uuid.UUID]:
+    """PENDING deliveries whose attempt is due and that are not already queued: retries after
+    their backoff, attempts lost with a crashed worker, publishes lost after a commit.
+
+    Marks them queued until ``now + queue_lease``; the caller queues them after commit.
+    """
+    ids = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status == DeliveryStatus.PENDING,
+                WebhookDelivery.next_attempt_at <= now,
+                or_(WebhookDelivery.queued_until.is_(None), WebhookDelivery.queued_until <= now),
+            )
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(queued_until=now + queue_lease)
+        )
+    return ids

@@ -1,0 +1,129 @@
+"""HTTP hardening: hostile JSON, body size, security headers, CORS."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.authflow import API, PROBLEM, assert_problem, bearer, tokens
+from tests.factories import PASSWORD
+from web.hardening import json_depth
+
+JSON = {"Content-Type": "application/json"}
+DEEP = [
+    "[" * 10_000 + "]" * 10_000,
+    "[" * 10_000,
+    '{"a":' * 10_000 + "1" + "}" * 10_000,
+    '{"email": ' + "[" * 5_000 + "]" * 5_000 + "}",
+]
+
+
+@pytest.fixture
+def auth_headers(client, make_customer):  # type: ignore[no-untyped-def]
+    c = make_customer()
+    return {**JSON, **bearer(tokens(client, c.email)["access_token"]), "Idempotency-Key": "k"}
+
+
+@pytest.mark.parametrize("body", DEEP, ids=["array", "unclosed", "object", "inside-a-field"])
+@pytest.mark.parametrize(
+    "method,path", [("post", "/auth/login"), ("post", "/auth/register"), ("post", "/transfers"), ("put", "/me/pin")]
+)
+def test_deeply_nested_json_is_400_not_500(client, auth_headers, method, path, body) -> None:  # type: ignore[no-untyped-def]
+    r = getattr(client, method)(API + path, data=body, headers=auth_headers)
+    assert_problem(r, 400, "BAD_REQUEST")
+
+
+def test_nesting_inside_strings_is_only_text(client) -> None:  # type: ignore[no-untyped-def]
+    body = '{"email": "' + "[{" * 100 + '\\"]", "password": "x"}'
+    assert json_depth(body.encode()) == 1
+    assert_problem(client.post(f"{API}/auth/login", data=body, headers=JSON), 401, "UNAUTHORIZED")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "{not json",
+        '{"email": "a@b.c", "password": }',
+        '{"email": "a@b.c"',
+        b'{"email": "\xff\xfe", "password": "x"}',
+        '{"email": NaN, "password": "x"}',
+        '{"email": "a@b.c", "password": 1e999999}',
+        '{"email": "a@b.c", "password": 1' + "0" * 5000 + "}",
+        '{"email": "a@b.c\\u0000", "password": "x"}',
+        '{"email": "\\ud800", "password": "x"}',
+        "",
+        "null",
+        '"just a string"',
+        "[1, 2]",
+        "123",
+        '{"email": {"$ne": null}, "password": {"$gt": ""}}',
+        '{"email": "a@b.c", "email": "x@y.z", "password": "p"}',
+        '{"email": "' + "a" * 60_000 + '", "password": "x"}',
+    ],
+)
+def test_malformed_bodies_are_4xx_problems_never_500(client, body) -> None:  # type: ignore[no-untyped-def]
+    r = client.post(f"{API}/auth/login", data=body, headers=JSON)
+    assert 400 <= r.status_code < 500, r.get_data(as_text=True)
+    assert r.headers["Content-Type"] == PROBLEM
+
+
+def test_wrong_content_type_is_a_problem(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post(f"{API}/auth/login", data="email=a&password=b", headers={"Content-Type": "text/plain"})
+    assert 400 <= r.status_code < 500 and r.headers["Content-Type"] == PROBLEM
+
+
+def test_body_over_64_kib_is_413(client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    big = '{"reference": "' + "x" * (64 * 1024) + '"}'
+    assert_problem(client.post(f"{API}/transfers", data=big, headers=auth_headers), 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_security_headers_on_every_response(client, auth_headers) -> None:  # type: ignore[no-untyped-def]
+    for r in (
+        client.get(f"{API}/me", headers=auth_headers),
+        client.post(f"{API}/auth/login", json={"email": "x@y.z", "password": PASSWORD}),
+        client.get(f"{API}/accounts"),
+        client.get(f"{API}/nope"),
+        client.get("/healthz"),
+    ):
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Cache-Control"] == "no-store"
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        assert "Strict-Transport-Security" not in r.headers  # only in production (behind TLS)
+
+
+def test_hsts_in_production(make_app, settings) -> None:  # type: ignore[no-untyped-def]
+    # Validation bypassed on purpose: this is about headers, not about production's secret checks.
+    app = make_app(settings=settings.model_copy(update={"app_env": "production"}))
+    r = app.test_client().get("/healthz")
+    assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_cors_is_closed_by_default(client) -> None:  # type: ignore[no-untyped-def]
+    origin = {"Origin": "https://evil.example"}
+    for r in (
+        client.get(f"{API}/healthz", headers=origin),
+        client.options(f"{API}/transfers", headers={**origin, "Access-Control-Request-Method": "POST"}),
+    ):
+        assert not any(name.lower().startswith("access-control-") for name, _ in r.headers.items())
+
+
+def test_cors_allows_only_configured_origins(make_app) -> None:  # type: ignore[no-untyped-def]
+    client = make_app(cors_origins="https://app.bank.example, https://admin.bank.example").test_client()
+    ok = client.get(f"{API}/healthz", headers={"Origin": "https://app.bank.example"})
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://app.bank.example"
+    assert "Origin" in ok.headers["Vary"] and "Access-Control-Allow-Credentials" not in ok.headers
+    preflight = client.options(
+        f"{API}/transfers",
+        headers={"Origin": "https://admin.bank.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 200
+    assert "Idempotency-Key" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    evil = client.get(f"{API}/healthz", headers={"Origin": "https://app.bank.example.evil.com"})
+    assert "Access-Control-Allow-Origin" not in evil.headers
+
+
+@pytest.mark.parametrize("value", ["%00", "%ED%A0%80", "a%00b"])
+def test_unstorable_query_text_is_400(client, auth_headers, value) -> None:  # type: ignore[no-untyped-def]
+    r = client.get(f"{API}/transfers?cursor={value}", headers=auth_headers)
+    assert 400 <= r.status_code < 500 and r.headers["Content-Type"] == PROBLEM

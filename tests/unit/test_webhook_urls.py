@@ -1,0 +1,105 @@
+"""Webhook URL rules and the SSRF guard (a fake resolver: no DNS in unit tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from core.webhooks.urls import UnsafeUrl, UrlRules, check_url, is_public_address
+
+PROD = UrlRules(production=True)
+DEV = UrlRules(production=False)
+
+
+def resolver(*addresses: str):  # type: ignore[no-untyped-def]
+    def resolve(host: str, port: int) -> Iterable[str]:
+        return list(addresses)
+
+    return resolve
+
+
+def unresolvable(host: str, port: int) -> Iterable[str]:
+    raise OSError("Name or service not known")
+
+
+def test_production_accepts_https_to_a_public_address() -> None:
+    url = "https://hooks.partner.example/bank?tenant=7"
+    assert check_url(url, PROD, resolver("93.184.216.34", "2606:2800:220:1::1")) == url
+
+
+def test_production_requires_https() -> None:
+    with pytest.raises(UnsafeUrl, match="must use https"):
+        check_url("http://hooks.partner.example/x", PROD, resolver("93.184.216.34"))
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",  # loopback
+        "10.1.2.3",  # private
+        "172.16.0.9",
+        "192.168.1.1",
+        "169.254.169.254",  # link-local: cloud metadata
+        "100.64.0.1",  # carrier-grade NAT
+        "0.0.0.0",  # noqa: S104 (unspecified)
+        "224.0.0.1",  # multicast
+        "::1",
+        "fe80::1%eth0",  # IPv6 link-local with a zone
+        "fd00::1",  # unique local
+        "::ffff:127.0.0.1",  # IPv4-mapped loopback
+    ],
+)
+def test_production_refuses_internal_destinations(address: str) -> None:
+    assert not is_public_address(address)
+    with pytest.raises(UnsafeUrl, match="private, loopback or link-local"):
+        check_url("https://innocent.example/hook", PROD, resolver(address))
+
+
+def test_one_internal_address_among_public_ones_is_enough_to_refuse() -> None:
+    with pytest.raises(UnsafeUrl):
+        check_url("https://split.example/hook", PROD, resolver("93.184.216.34", "10.0.0.5"))
+
+
+def test_ip_literals_are_resolved_and_checked_too() -> None:
+    with pytest.raises(UnsafeUrl):
+        check_url("https://[::1]:8443/hook", PROD, resolver("::1"))
+
+
+def test_production_refuses_hosts_that_do_not_resolve() -> None:
+    with pytest.raises(UnsafeUrl, match="does not resolve"):
+        check_url("https://nowhere.invalid/hook", PROD, unresolvable)
+
+
+def test_allowlisted_hosts_skip_the_address_check_but_not_https() -> None:
+    rules = UrlRules.from_setting("production", " 127.0.0.1, Partner.Internal ")
+    assert check_url("https://127.0.0.1:9000/hook", rules, unresolvable)
+    assert check_url("https://partner.internal/hook", rules, resolver("10.0.0.5"))
+    with pytest.raises(UnsafeUrl, match="https"):
+        check_url("http://127.0.0.1:9000/hook", rules, unresolvable)
+
+
+def test_development_and_test_accept_http_and_local_receivers() -> None:
+    for env in ("development", "test"):
+        rules = UrlRules.from_setting(env, "")
+        assert not rules.production
+        assert check_url("http://127.0.0.1:5000/hook", rules, unresolvable)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://partner.example/hook", "must use"),
+        ("javascript:alert(1)", "must use"),
+        ("https:///no-host", "must have a host"),
+        ("https://user:pass@partner.example/hook", "credentials"),
+        ("https://partner.example/hook#frag", "fragment"),
+        ("https://partner.example:99999/hook", "not a valid URL"),
+        ("https://partner.example/" + "a" * 2100, "at most 2048"),
+    ],
+)
+def test_malformed_urls_are_refused_everywhere(url: str, reason: str) -> None:
+    for rules in (PROD, DEV):
+        with pytest.raises(UnsafeUrl, match=reason) as err:
+            check_url(url, rules, resolver("93.184.216.34"))
+        assert err.value.status == 422 and "url" in err.value.extra["errors"]

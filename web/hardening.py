@@ -1,0 +1,129 @@
+"""HTTP hardening: security headers, CORS (closed unless configured), JSON nesting limit, proxies.
+
+The body size limit is Flask's MAX_CONTENT_LENGTH (413 PAYLOAD_TOO_LARGE, see web/__init__.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from flask import Flask, Response, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from web.context import settings
+from web.problems import problem
+
+MAX_JSON_DEPTH = 32
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates
+API_PATH = "/api/"
+CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
+CORS_EXPOSE_HEADERS = (
+    "Location, Retry-After, X-Request-ID, Idempotent-Replayed, X-RateLimit-Limit, X-RateLimit-Remaining"
+)
+CORS_ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+
+
+def json_depth(data: bytes) -> int:
+    """Deepest nesting of arrays/objects in a JSON text, without parsing it (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def _refuse_hostile_input() -> Response | None:
+    """Input that would crash a parser or the database driver further in, refused as malformed (400):
+
+    - nesting: Python's JSON parser recurses, a 10,000-deep array would be a RecursionError;
+    - numbers past Python's int-parsing limit (4300 digits) raise a bare ValueError;
+    - NUL characters and lone surrogates (``"\\u0000"``, ``"\\ud800"``) are valid JSON escapes
+      but cannot be stored in Postgres text or encoded as UTF-8;
+    - the same characters in the query string.
+    """
+    for value in request.args.values():
+        if _bad_text(value):
+            return problem(400, "BAD_REQUEST", "query parameters must be valid text without NUL characters")
+    if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
+        return None
+    data = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
+    if json_depth(data) > MAX_JSON_DEPTH:
+        return problem(400, "BAD_REQUEST", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        body = json.loads(data)
+    except json.JSONDecodeError:
+        return None  # plain malformed JSON: the schema layer answers it (400 BAD_REQUEST)
+    except ValueError:
+        return problem(400, "BAD_REQUEST", "malformed request body")
+    if _bad_text(body):
+        return problem(400, "BAD_REQUEST", "JSON strings must be valid text without NUL characters")
+    return None
+
+
+def _bad_text(value: object) -> bool:
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_bad_text(k) or _bad_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_bad_text(v) for v in value)
+    return False
+
+
+def _security_headers(response: Response) -> Response:
+    h = response.headers
+    h["X-Content-Type-Options"] = "nosniff"
+    h["Referrer-Policy"] = "no-referrer"
+    h["X-Frame-Options"] = "DENY"
+    if response.mimetype in ("application/json", "application/problem+json"):
+        h["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'none'"
+    if request.path.startswith(API_PATH) or request.path in ("/healthz", "/readyz"):
+        # Auth and money answers must never be cached by a browser or a proxy.
+        h["Cache-Control"] = "no-store"
+        h["Pragma"] = "no-cache"
+    if settings().app_env == "production":
+        h["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+    return response
+
+
+def _cors(response: Response) -> Response:
+    """Allow only the configured origins; without CORS_ORIGINS no CORS header is ever sent."""
+    origin = request.headers.get("Origin")
+    allowed = settings().cors_origin_list
+    if not origin or not allowed:
+        return response
+    response.vary.add("Origin")
+    if origin.rstrip("/") not in allowed:
+        return response
+    h = response.headers
+    h["Access-Control-Allow-Origin"] = origin
+    h["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
+    if request.method == "OPTIONS":  # preflight (Flask answers OPTIONS itself)
+        h["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
+        h["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
+        h["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Before the rate limiter: its key functions may read the JSON body."""
+    hops = app.extensions["bank"].settings.trusted_proxy_hops
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    app.before_request(_refuse_hostile_input)
+    app.after_request(_security_headers)
+    app.after_request(_cors)

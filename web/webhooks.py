@@ -1,0 +1,167 @@
+"""/webhooks: partner endpoints (secret shown once), their deliveries, manual retries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+from flask_jwt_extended import jwt_required
+from flask_smorest import Blueprint
+from marshmallow import fields, validate
+
+from core.pagination import Page
+from core.webhooks import service
+from core.webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
+from core.webhooks.policy import WebhookPolicy
+from core.webhooks.urls import MAX_URL_LENGTH
+from web.context import request_id, settings, transaction
+from web.docs import BEARER
+from web.schemas import PageArgs, Strict, page_of
+from web.security import me
+from worker.webhooks import enqueue_delivery
+
+blp = Blueprint("webhooks", __name__, url_prefix="/webhooks", description="Partner webhooks")
+
+
+# ---- schemas -----------------------------------------------------------------------------
+
+
+class EndpointIn(Strict):
+    url = fields.String(required=True, validate=validate.Length(min=1, max=MAX_URL_LENGTH))
+    events = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        required=True,
+        validate=validate.Length(min=1, max=len(EVENT_TYPES) * 2),
+    )
+    description = fields.String(validate=validate.Length(max=500), allow_none=True)
+
+
+class EndpointOut(ma.Schema):
+    id = fields.UUID()
+    url = fields.String()
+    events = fields.List(fields.String())
+    description = fields.String(allow_none=True)
+    enabled = fields.Boolean()
+    created_at = fields.DateTime()
+
+
+class EndpointCreatedOut(EndpointOut):
+    secret = fields.String(metadata={"description": "whsec_…: shown only in this response"})
+
+
+class SecretOut(ma.Schema):
+    secret = fields.String(metadata={"description": "The new secret; the old one also signs for the grace period"})
+
+
+class DeliveryOut(ma.Schema):
+    id = fields.UUID()
+    event_id = fields.UUID()
+    event_type = fields.String()
+    attempt = fields.Integer()
+    status = fields.String()
+    response_status = fields.Integer(allow_none=True)
+    next_attempt_at = fields.DateTime(allow_none=True)
+    created_at = fields.DateTime()
+
+
+EndpointList = ma.Schema.from_dict({"items": fields.List(fields.Nested(EndpointOut))}, name="WebhookEndpointList")
+DeliveryPage = page_of(DeliveryOut, "WebhookDeliveryPage")
+
+
+def _policy() -> WebhookPolicy:
+    return WebhookPolicy.from_settings(settings())
+
+
+# ---- views -------------------------------------------------------------------------------
+
+
+@blp.route("/endpoints", methods=["POST"])
+@jwt_required()
+@blp.arguments(EndpointIn)
+@blp.response(201, EndpointCreatedOut)
+@blp.doc(**BEARER)
+def create_endpoint(body: dict[str, Any]) -> dict[str, Any]:
+    with transaction() as session:
+        created = service.create_endpoint(
+            session,
+            me(),
+            url=body["url"],
+            events=body["events"],
+            description=body.get("description"),
+            policy=_policy(),
+            request_id=request_id(),
+        )
+    e = created.endpoint
+    return {
+        "id": e.id,
+        "url": e.url,
+        "events": e.events,
+        "description": e.description,
+        "enabled": e.enabled,
+        "created_at": e.created_at,
+        "secret": created.secret,
+    }
+
+
+@blp.route("/endpoints", methods=["GET"])
+@jwt_required()
+@blp.response(200, EndpointList)
+@blp.doc(**BEARER)
+def list_endpoints() -> dict[str, Any]:
+    with transaction() as session:
+        return {"items": list(service.list_endpoints(session, me()))}
+
+
+@blp.route("/endpoints/<uuid:endpoint_id>", methods=["GET"])
+@jwt_required()
+@blp.response(200, EndpointOut)
+@blp.doc(**BEARER)
+def get_endpoint(endpoint_id: uuid.UUID) -> WebhookEndpoint:
+    with transaction() as session:
+        return service.get_endpoint(session, me(), endpoint_id)
+
+
+@blp.route("/endpoints/<uuid:endpoint_id>", methods=["DELETE"])
+@jwt_required()
+@blp.response(204)
+@blp.doc(**BEARER)
+def delete_endpoint(endpoint_id: uuid.UUID) -> None:
+    with transaction() as session:
+        service.delete_endpoint(session, me(), endpoint_id, request_id())
+
+
+@blp.route("/endpoints/<uuid:endpoint_id>/rotate-secret", methods=["POST"])
+@jwt_required()
+@blp.response(200, SecretOut)
+@blp.doc(**BEARER)
+def rotate_secret(endpoint_id: uuid.UUID) -> dict[str, str]:
+    with transaction() as session:
+        secret = service.rotate_secret(
+            session, me(), endpoint_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
+        )
+    return {"secret": secret}
+
+
+@blp.route("/endpoints/<uuid:endpoint_id>/deliveries", methods=["GET"])
+@jwt_required()
+@blp.arguments(PageArgs, location="query")
+@blp.response(200, DeliveryPage)
+@blp.doc(**BEARER)
+def list_deliveries(args: dict[str, Any], endpoint_id: uuid.UUID) -> Page[WebhookDelivery]:
+    with transaction() as session:
+        return service.list_deliveries(session, me(), endpoint_id, cursor=args.get("cursor"), limit=args["limit"])
+
+
+@blp.route("/deliveries/<uuid:delivery_id>/retry", methods=["POST"])
+@jwt_required()
+@blp.response(202, DeliveryOut)
+@blp.doc(**BEARER)
+def retry_delivery(delivery_id: uuid.UUID) -> WebhookDelivery:
+    with transaction() as session:
+        delivery = service.retry_delivery(
+            session, me(), delivery_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
+        )
+    enqueue_delivery(delivery.id)  # only now: the row is committed
+    return delivery

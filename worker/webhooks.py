@@ -1,0 +1,123 @@
+"""Webhook tasks on their own ``webhooks`` queue: relay the outbox, queue due deliveries, deliver one.
+
+Tasks take only ids. Secrets are read and decrypted inside the delivery task, never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+import structlog
+from celery.exceptions import SoftTimeLimitExceeded
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError
+
+from core.config import get_settings
+from core.observability import metrics
+from core.webhooks import delivery
+from core.webhooks.policy import WebhookPolicy
+from core.webhooks.relay import due_deliveries, relay_events
+from worker import resources
+from worker.app import celery_app
+
+log = structlog.get_logger(__name__)
+# httpx logs every request's full URL at INFO; a partner's URL may carry a token in its query.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+RELAY_BATCH = 200
+RELAY_MAX_BATCHES = 20  # per run; the next beat tick continues
+
+
+def _policy() -> WebhookPolicy:
+    return WebhookPolicy.from_settings(get_settings())
+
+
+@celery_app.task(acks_late=True)
+def relay_outbox() -> int:
+    """Outbox events -> deliveries (one per subscribed endpoint), each queued after commit."""
+    policy = _policy()
+    sessions = resources.get().sessions
+    total = 0
+    for _ in range(RELAY_MAX_BATCHES):
+        with sessions.begin() as session:
+            relayed = relay_events(session, now=datetime.now(UTC), queue_lease=policy.queue_lease, limit=RELAY_BATCH)
+        for delivery_id in relayed.delivery_ids:
+            enqueue_delivery(delivery_id)
+        total += relayed.events
+        if relayed.events < RELAY_BATCH:
+            break
+    if total:
+        log.info("webhook_events_relayed", events=total)
+    return total
+
+
+@celery_app.task(acks_late=True)
+def dispatch_due() -> int:
+    """Queue deliveries whose retry is due, or whose task or worker was lost (lease expired)."""
+    policy = _policy()
+    with resources.get().sessions.begin() as session:
+        ids = due_deliveries(session, now=datetime.now(UTC), queue_lease=policy.queue_lease)
+    for delivery_id in ids:
+        enqueue_delivery(delivery_id)
+    return len(ids)
+
+
+@celery_app.task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=0.5,
+    retry_backoff_max=30,
+    retry_jitter=True,
+    max_retries=10,  # past this the dispatcher picks the delivery up when its lease ends
+    # The HTTP timeout bounds each network step; this bounds the whole task.
+    soft_time_limit=int(3 * get_settings().webhook_timeout_seconds) + 10,
+)
+def deliver(delivery_id: str) -> str:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(delivery_id=delivery_id)
+    policy = _policy()
+    sessions = resources.get().sessions
+    with sessions.begin() as session:
+        job = delivery.claim(session, uuid.UUID(delivery_id), policy=policy, now=datetime.now(UTC))
+    if job is None:
+        return "skipped"
+    try:
+        outcome = delivery.send(job, policy=policy)  # outside any transaction
+    except SoftTimeLimitExceeded:
+        outcome = delivery.Outcome(None, round(policy.timeout * 3000), error="timeout")
+    with sessions.begin() as session:
+        status = delivery.record(session, job, outcome, policy=policy, now=datetime.now(UTC))
+    metrics.WEBHOOK_ATTEMPT_SECONDS.observe(outcome.duration_ms / 1000)
+    if status is not None:
+        label = {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status.value, "retry")
+        metrics.WEBHOOK_DELIVERIES.labels(outcome=label).inc()
+    log.info(
+        "webhook_attempt",
+        endpoint_id=str(job.endpoint_id),
+        event_id=job.msg_id,
+        attempt=job.attempt,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        duration_ms=outcome.duration_ms,
+        delivery_status=status.value if status else None,
+    )
+    return status.value if status else "gone"
+
+
+def enqueue_delivery(delivery_id: uuid.UUID) -> bool:
+    """Publish after commit. A failure is logged, not raised: the dispatcher queues the
+    delivery again once its queue lease ends."""
+    try:
+        deliver.apply_async(
+            args=[str(delivery_id)],
+            retry=True,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        )
+        return True
+    except (OSError, RedisError, KombuError) as exc:
+        log.error("webhook_enqueue_failed", delivery_id=str(delivery_id), error=type(exc).__name__)
+        return False
