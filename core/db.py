@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,3 +29,10 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     # expire_on_commit=False: results are read after commit to build responses.
     return sessionmaker(engine, expire_on_commit=False)
+
+
+# Row locks are FOR NO KEY UPDATE: we never change a key, and unlike FOR UPDATE it does not
+# conflict with the FOR KEY SHARE locks that foreign-key checks take (inserting a transfer
+# or a ledger entry that references an account), which would otherwise deadlock against
+# settlement on a hot account.
+ROW_LOCK: dict[str, Any] = {"key_share": True}

@@ -38,14 +38,14 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    # Stored by value as VARCHAR + CHECK: readable in SQL, easy to extend in a migration.
+def enum_column(cls: type[enum.Enum], name: str, length: int = 16) -> Enum:
+    """Stored by value as VARCHAR + CHECK: readable in SQL, easy to extend in a migration."""
     return Enum(
         cls,
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=16,
+        length=length,
         values_callable=lambda e: [m.value for m in e],
         validate_strings=True,
     )
@@ -103,9 +103,9 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(Text)
     full_name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"), default=Role.CUSTOMER)
-    kyc_status: Mapped[KycStatus] = mapped_column(_enum(KycStatus, "kyc_status"), default=KycStatus.PENDING)
-    status: Mapped[UserStatus] = mapped_column(_enum(UserStatus, "user_status"), default=UserStatus.INACTIVE)
+    role: Mapped[Role] = mapped_column(enum_column(Role, "user_role"), default=Role.CUSTOMER)
+    kyc_status: Mapped[KycStatus] = mapped_column(enum_column(KycStatus, "kyc_status"), default=KycStatus.PENDING)
+    status: Mapped[UserStatus] = mapped_column(enum_column(UserStatus, "user_status"), default=UserStatus.INACTIVE)
     pin_hash: Mapped[str | None] = mapped_column(Text)
     pin_failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     pin_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -128,11 +128,11 @@ class Account(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"), index=True)
-    kind: Mapped[AccountKind] = mapped_column(_enum(AccountKind, "account_kind"), default=AccountKind.CUSTOMER)
+    kind: Mapped[AccountKind] = mapped_column(enum_column(AccountKind, "account_kind"), default=AccountKind.CUSTOMER)
     currency: Mapped[str] = mapped_column(String(3))
     balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     status: Mapped[AccountStatus] = mapped_column(
-        _enum(AccountStatus, "account_status"), default=AccountStatus.INACTIVE
+        enum_column(AccountStatus, "account_status"), default=AccountStatus.INACTIVE
     )
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(
@@ -159,7 +159,7 @@ class Transfer(Base):
     __tablename__ = "transfers"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    kind: Mapped[TransferKind] = mapped_column(_enum(TransferKind, "transfer_kind"))
+    kind: Mapped[TransferKind] = mapped_column(enum_column(TransferKind, "transfer_kind"))
     initiated_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
@@ -169,7 +169,7 @@ class Transfer(Base):
     currency: Mapped[str] = mapped_column(String(3))
     reference: Mapped[str | None] = mapped_column(String(140))
     status: Mapped[TransferStatus] = mapped_column(
-        _enum(TransferStatus, "transfer_status"), default=TransferStatus.PENDING
+        enum_column(TransferStatus, "transfer_status"), default=TransferStatus.PENDING
     )
     failure_code: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))

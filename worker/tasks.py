@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from celery import Task
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from core.config import get_settings
@@ -22,6 +20,7 @@ from core.transfers.settle import settle_transfer as settle
 from core.transfers.sweep import oldest_pending_age_seconds, stale_pending_ids
 from worker import resources
 from worker.app import QUEUES, celery_app
+from worker.publish import publish
 
 log = structlog.get_logger(__name__)
 
@@ -135,14 +134,4 @@ def sweep_pending() -> int:
 def enqueue_settlement(transfer_id: uuid.UUID, request_id: str | None) -> bool:
     """Publish after commit. A failure is logged, not raised: the row is durable and the
     sweeper will publish it again, so the client's 202 still holds."""
-    try:
-        settle_transfer.apply_async(
-            args=[str(transfer_id)],
-            kwargs={"request_id": request_id},
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
-        )
-        return True
-    except (OSError, RedisError, KombuError) as exc:
-        log.error("enqueue_failed", transfer_id=str(transfer_id), error=type(exc).__name__)
-        return False
+    return publish(settle_transfer, str(transfer_id), request_id=request_id)

@@ -11,8 +11,6 @@ from datetime import UTC, datetime
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
-from kombu.exceptions import KombuError
-from redis.exceptions import RedisError
 from sqlalchemy.exc import OperationalError
 
 from core.config import get_settings
@@ -22,6 +20,7 @@ from core.webhooks.policy import WebhookPolicy
 from core.webhooks.relay import due_deliveries, relay_events
 from worker import resources
 from worker.app import celery_app
+from worker.publish import publish
 
 log = structlog.get_logger(__name__)
 # httpx logs every request's full URL at INFO; a partner's URL may carry a token in its query.
@@ -111,13 +110,4 @@ def deliver(delivery_id: str) -> str:
 def enqueue_delivery(delivery_id: uuid.UUID) -> bool:
     """Publish after commit. A failure is logged, not raised: the dispatcher queues the
     delivery again once its queue lease ends."""
-    try:
-        deliver.apply_async(
-            args=[str(delivery_id)],
-            retry=True,
-            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
-        )
-        return True
-    except (OSError, RedisError, KombuError) as exc:
-        log.error("webhook_enqueue_failed", delivery_id=str(delivery_id), error=type(exc).__name__)
-        return False
+    return publish(deliver, str(delivery_id))

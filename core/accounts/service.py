@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import ROW_LOCK
 from core.errors import Conflict, NotFound
 from core.models import Account, AccountKind, AccountStatus, KycStatus, User
 from core.money import validate_currency
@@ -56,7 +57,7 @@ def set_frozen(
     reason: str,
     request_id: str | None,
 ) -> Account:
-    account = session.get(Account, account_id, with_for_update=True)
+    account = session.get(Account, account_id, with_for_update=ROW_LOCK)
     if account is None or account.kind != AccountKind.CUSTOMER:
         raise NotFound("account not found")
     if frozen:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from core.db import ROW_LOCK
 from core.identity.models import LoginThrottle
 
 
@@ -31,7 +32,7 @@ def throttle_for_update(session: Session, normalized_email: str) -> LoginThrottl
     """The email's row, created if missing and locked: concurrent guesses queue behind each other."""
     digest = email_digest(normalized_email)
     session.execute(insert(LoginThrottle).values(email_digest=digest).on_conflict_do_nothing())
-    return session.get_one(LoginThrottle, digest, with_for_update=True, populate_existing=True)
+    return session.get_one(LoginThrottle, digest, with_for_update=ROW_LOCK, populate_existing=True)
 
 
 def seconds_locked(throttle: LoginThrottle, now: datetime) -> int | None:

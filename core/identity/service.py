@@ -12,6 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import ROW_LOCK
 from core.errors import (
     Conflict,
     Forbidden,
@@ -132,7 +133,7 @@ def change_password(
         raise ValidationFailed(
             "password too short", errors={"new_password": [f"Must be at least {MIN_PASSWORD_LENGTH} characters."]}
         )
-    user = session.get_one(User, user_id, with_for_update=True)
+    user = session.get_one(User, user_id, with_for_update=ROW_LOCK)
     throttle = lockout.throttle_for_update(session, user.email)
     locked_for = lockout.seconds_locked(throttle, now)
     if locked_for is not None:
@@ -165,7 +166,7 @@ def change_password(
 
 def set_otp(session: Session, *, user_id: uuid.UUID, enabled: bool, request_id: str | None = None) -> User:
     """Turn OTP on or off: when on, logins from untrusted devices need a one-time code."""
-    user = session.get_one(User, user_id, with_for_update=True)
+    user = session.get_one(User, user_id, with_for_update=ROW_LOCK)
     if user.otp_enabled != enabled:
         user.otp_enabled = enabled
         audit.record(
@@ -189,7 +190,7 @@ def decide_kyc(
     request_id: str | None = None,
 ) -> User:
     """APPROVE activates the user and their inactive accounts; REJECT keeps them inactive."""
-    user = session.get(User, user_id, with_for_update=True)
+    user = session.get(User, user_id, with_for_update=ROW_LOCK)
     if user is None or user.role != Role.CUSTOMER:
         raise NotFound("user not found")
     if approve:
@@ -228,7 +229,7 @@ def set_pin(
     Returns the outcome instead of raising so the caller can commit the failed-attempt counter.
     """
     validate_pin(pin)
-    user = session.get_one(User, user_id, with_for_update=True)
+    user = session.get_one(User, user_id, with_for_update=ROW_LOCK)
     if user.pin_hash is not None:
         if current_pin is None:
             raise ValidationFailed(
@@ -287,7 +288,7 @@ def check_pin(
 
     The user row is locked so concurrent guesses cannot slip past the attempt limit.
     """
-    user = session.get_one(User, user_id, with_for_update=True)
+    user = session.get_one(User, user_id, with_for_update=ROW_LOCK)
     if user.pin_hash is None:
         return PinCheck.NOT_SET
     return _check_locked_user(session, user, pin, policy, now, request_id)

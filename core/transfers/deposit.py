@@ -74,7 +74,10 @@ def deposit(
     locked = {
         a.id: a
         for a in session.scalars(
-            select(Account).where(Account.id.in_([settlement_id, account_id])).order_by(Account.id).with_for_update()
+            select(Account)
+            .where(Account.id.in_([settlement_id, account_id]))
+            .order_by(Account.id)
+            .with_for_update(key_share=True)  # ROW_LOCK, see core.db
         )
     }
     if locked[account_id].status != AccountStatus.ACTIVE:

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit, ledger
+from core.db import ROW_LOCK
 from core.models import Account, AccountStatus, Transfer, TransferStatus
 from core.observability import tracing
 from core.webhooks import outbox
@@ -29,11 +30,11 @@ class Settled:
 def settle_transfer(session: Session, transfer_id: uuid.UUID, request_id: str | None = None) -> Settled:
     """Apply a PENDING transfer or fail it with a code. Safe to call any number of times.
 
-    Locks the transfer row first, then both accounts ``FOR UPDATE`` in id order, so
+    Locks the transfer row first, then both accounts (``FOR NO KEY UPDATE``) in id order, so
     concurrent settlements of crossing pairs cannot deadlock, and a redelivered task
     sees the final status and does nothing. The caller owns (and commits) the transaction.
     """
-    transfer = session.get(Transfer, transfer_id, with_for_update=True)
+    transfer = session.get(Transfer, transfer_id, with_for_update=ROW_LOCK)
     if transfer is None:
         raise LookupError(f"transfer {transfer_id} does not exist")
     if transfer.status not in (TransferStatus.PENDING, TransferStatus.PROCESSING):
@@ -45,7 +46,7 @@ def settle_transfer(session: Session, transfer_id: uuid.UUID, request_id: str | 
             select(Account)
             .where(Account.id.in_([transfer.source_account_id, transfer.destination_account_id]))
             .order_by(Account.id)
-            .with_for_update()
+            .with_for_update(key_share=True)  # ROW_LOCK, see core.db
         )
     }
     source = accounts[transfer.source_account_id]

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import ROW_LOCK
 from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.retry import Verdict, decide
@@ -77,7 +78,9 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
     delivery (redelivered message, dispatcher) finds it not due and does nothing.
     """
     delivery = session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.id == delivery_id).with_for_update(skip_locked=True)
+        select(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .with_for_update(skip_locked=True, key_share=True)
     ).one_or_none()
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
         return None
@@ -142,7 +145,7 @@ def record(
 
     Returns the delivery's status, or None when the delivery is gone (endpoint deleted meanwhile).
     """
-    delivery = session.get(WebhookDelivery, job.delivery_id, with_for_update=True)
+    delivery = session.get(WebhookDelivery, job.delivery_id, with_for_update=ROW_LOCK)
     if delivery is None:
         return None
     session.add(
@@ -177,7 +180,7 @@ def record(
 
 
 def _disable(session: Session, endpoint_id: uuid.UUID, reason: str) -> None:
-    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=ROW_LOCK)
     if endpoint is None or not endpoint.enabled:
         return
     endpoint.enabled = False

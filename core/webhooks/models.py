@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models import Base
+from core.models import Base, enum_column
 
 
 class EventType(enum.StrEnum):
@@ -46,16 +46,7 @@ class DeliveryStatus(enum.StrEnum):
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    # Stored by value as VARCHAR + CHECK, like core.models (event names are longer than 16).
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-        validate_strings=True,
-    )
+    return enum_column(cls, name, length=32)  # event names are longer than 16
 
 
 def _timestamp() -> Mapped[datetime]:

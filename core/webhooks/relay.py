@@ -33,7 +33,7 @@ def relay_events(session: Session, *, now: datetime, queue_lease: timedelta, lim
             .where(WebhookEvent.relayed_at.is_(None))
             .order_by(WebhookEvent.sequence)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
     )
     if not event_ids:
@@ -91,7 +91,7 @@ def due_deliveries(session: Session, *, now: datetime, queue_lease: timedelta, l
             )
             .order_by(WebhookDelivery.next_attempt_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
     )
     if ids:

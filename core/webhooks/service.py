@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.db import ROW_LOCK
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import User
 from core.pagination import Page, paginate
@@ -70,7 +71,7 @@ def list_endpoints(session: Session, user: User) -> Sequence[WebhookEndpoint]:
 
 
 def get_endpoint(session: Session, user: User, endpoint_id: uuid.UUID, *, lock: bool = False) -> WebhookEndpoint:
-    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=lock)
+    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=ROW_LOCK if lock else False)
     if endpoint is None or endpoint.user_id != user.id:
         raise NotFound("webhook endpoint not found")
     return endpoint
@@ -131,7 +132,7 @@ def retry_delivery(
     One more attempt, whatever the status: a FAILED delivery whose retries are used up gets a
     single attempt (no new schedule), a PENDING one is simply brought forward.
     """
-    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=ROW_LOCK)
     if delivery is None:
         raise NotFound("webhook delivery not found")
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)

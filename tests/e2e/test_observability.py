@@ -125,7 +125,7 @@ def test_every_metric_on_the_dashboards_and_alerts_is_exported(api_url, workers,
 
 def _is_locking_sql(span) -> bool:  # type: ignore[no-untyped-def]
     statement = str(span.attributes.get("db.statement", span.attributes.get("db.query.text", "")))
-    return span.service == "bank-worker" and span.kind == "CLIENT" and "FOR UPDATE" in statement
+    return span.service == "bank-worker" and span.kind == "CLIENT" and "FOR NO KEY UPDATE" in statement
 
 
 def test_one_transfer_is_one_trace_from_request_to_sql(http, workers, otlp, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
