@@ -178,6 +178,9 @@ class Transfer(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Last time the sweeper re-published it: at most one re-publish per age window, so a
+    # long queue backlog is not flooded with duplicates of the same transfers.
+    requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         UniqueConstraint("initiated_by", "idempotency_key", name="uq_transfers_idempotency"),

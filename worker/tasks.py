@@ -17,7 +17,7 @@ from core.observability import metrics, tracing
 from core.observability.backlog import measure
 from core.transfers.settle import Settled
 from core.transfers.settle import settle_transfer as settle
-from core.transfers.sweep import oldest_pending_age_seconds, stale_pending_ids
+from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
 from worker import resources
 from worker.app import QUEUES, celery_app
 from worker.publish import publish
@@ -121,14 +121,14 @@ def sweep_pending() -> int:
     """Re-queue transfers accepted but still PENDING: covers a publish lost after commit."""
     settings = get_settings()
     now = datetime.now(UTC)
-    with resources.get().sessions() as session:
-        ids = stale_pending_ids(session, older_than=timedelta(seconds=settings.sweeper_pending_age_seconds), now=now)
+    with resources.get().sessions.begin() as session:
+        due = claim_stale_pending(session, older_than=timedelta(seconds=settings.sweeper_pending_age_seconds), now=now)
         oldest = oldest_pending_age_seconds(session, now)
-    for tid in ids:
-        enqueue_settlement(tid, request_id=None)
-    if ids:
-        log.warning("sweeper_requeued", count=len(ids), oldest_pending_age_seconds=round(oldest, 1))
-    return len(ids)
+    for tid, request_id in due:
+        enqueue_settlement(tid, request_id)  # the original request id, so its logs stay joined
+    if due:
+        log.warning("sweeper_requeued", count=len(due), oldest_pending_age_seconds=round(oldest, 1))
+    return len(due)
 
 
 def enqueue_settlement(transfer_id: uuid.UUID, request_id: str | None) -> bool:
