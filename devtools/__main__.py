@@ -7,15 +7,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
+from pathlib import Path
 
 from devtools import processes, services
 from devtools.demo import run_demo
 
 ADMIN_EMAIL = os.environ.get("ADMIN_EMAIL", "admin@bank.local")
 ADMIN_PASSWORD = os.environ.get("ADMIN_PASSWORD", "admin-password-for-demo-only")
+
+
+def _metrics_dir(root: Path, name: str) -> dict[str, str]:
+    """A fresh multiprocess-metrics directory: stale files from a previous run would add up."""
+    path = root / ".data" / f"prom-{name}"
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return {"PROMETHEUS_MULTIPROC_DIR": str(path)}
 
 
 def main() -> int:
@@ -51,10 +61,11 @@ def main() -> int:
         print("· alembic upgrade head")
         processes.migrate(env, root)
         processes.run([str(processes.BIN / "flask"), "--app", "web", "create-admin"], env, root)
-        procs.append(processes.start_api(env, log_dir, root, args.port))
+        procs.append(processes.start_api({**env, **_metrics_dir(root, "api")}, log_dir, root, args.port))
         print(f"· API on http://127.0.0.1:{args.port} (docs: /docs, metrics: /metrics); logs in {log_dir}")
-        procs.append(processes.start_worker("worker", env, log_dir, root, beat=True))
-        print("· celery worker ready")
+        worker_env = {**env, **_metrics_dir(root, "worker"), "WORKER_METRICS_PORT": str(args.port + 1)}
+        procs.append(processes.start_worker("worker", worker_env, log_dir, root, beat=True))
+        print(f"· celery worker ready (metrics: http://127.0.0.1:{args.port + 1}/metrics)")
         if args.mode == "demo":
             print("\n== demo: the user flow over HTTP ==")
             run_demo(f"http://127.0.0.1:{args.port}", ADMIN_EMAIL, ADMIN_PASSWORD)
