@@ -204,17 +204,25 @@ def test_prometheus_scrapes_the_api_and_the_worker() -> None:
     config = _yaml(PROMETHEUS_FILE)
     targets = _scrape_targets()
     assert targets.get("api") == ["web:8000"], targets
-    assert targets.get("worker") == ["worker:9808"], targets
+    assert targets.get("worker") == ["worker:9808", "webhook-worker:9808"], targets
     for job in config["scrape_configs"]:
         if job["job_name"] in {"api", "worker"}:
             assert job.get("metrics_path", "/metrics") == "/metrics", job
 
 
-def test_worker_serves_metrics_on_the_scraped_port() -> None:
-    """The worker only serves /metrics when WORKER_METRICS_PORT is set (worker/telemetry.py)."""
-    (target,) = _scrape_targets()["worker"]
-    port = target.rsplit(":", 1)[1]
-    assert _environment("worker").get("WORKER_METRICS_PORT") == port
+def test_workers_serve_metrics_on_the_scraped_port() -> None:
+    """A worker only serves /metrics when WORKER_METRICS_PORT is set (worker/telemetry.py)."""
+    for target in _scrape_targets()["worker"]:
+        service, port = target.rsplit(":", 1)
+        assert _environment(service).get("WORKER_METRICS_PORT") == port, service
+
+
+def test_settlement_and_webhooks_run_in_separate_worker_pools() -> None:
+    """A slow partner endpoint must never hold the processes that settle transfers."""
+    compose = _yaml(COMPOSE_FILE)["services"]
+    assert "--queues" in compose["worker"]["command"] and "transfers" in compose["worker"]["command"]
+    assert "webhooks" not in " ".join(compose["worker"]["command"])
+    assert "webhooks" in compose["webhook-worker"]["command"]
 
 
 def test_prometheus_config_and_rule_files_are_mounted() -> None:
