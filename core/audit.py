@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from core.errors import ValidationFailed
@@ -61,3 +61,29 @@ def search(
     more = len(rows) > limit
     rows = rows[:limit]
     return Page(items=rows, next_cursor=str(rows[-1].id) if more and rows else None)
+
+
+def entry(
+    *,
+    action: str,
+    entity_type: str,
+    entity_id: uuid.UUID | str | None,
+    actor_id: uuid.UUID | None,
+    request_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One audit row for ``record_many`` (same rules as ``record``)."""
+    return {
+        "actor_id": actor_id,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": str(entity_id) if entity_id is not None else None,
+        "request_id": request_id,
+        "details": details or {},
+    }
+
+
+def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert many audit rows with one statement, in the caller's transaction (hot paths)."""
+    if rows:
+        session.execute(insert(AuditLog), rows)

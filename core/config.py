@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = Field(default=10.0, gt=0)
     sweeper_pending_age_seconds: float = Field(default=30.0, gt=0)
 
+    # Settlement: transfers route to this many partition queues by source account, and a
+    # drainer settles up to settle_batch_size of a partition's transfers per transaction.
+    settle_partitions: int = Field(default=4, gt=0, le=1024)
+    settle_batch_size: int = Field(default=250, gt=0, le=5000)
+
     # How often workers refresh the backlog gauges (queue depth, oldest pending, outbox).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -181,6 +182,8 @@ class Transfer(Base):
     # Last time the sweeper re-published it: at most one re-publish per age window, so a
     # long queue backlog is not flooded with duplicates of the same transfers.
     requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Settlement partition (core.transfers.routing): a function of the source account.
+    partition: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("initiated_by", "idempotency_key", name="uq_transfers_idempotency"),
@@ -189,6 +192,8 @@ class Transfer(Base):
         CheckConstraint("(status = 'FAILED') = (failure_code IS NOT NULL)", name="failure_code_iff_failed"),
         # The sweeper's scan: oldest PENDING first.
         Index("ix_transfers_pending_created", "created_at", postgresql_where="status = 'PENDING'"),
+        # A partition drainer's scan: its PENDING transfers in accept order.
+        Index("ix_transfers_pending_partition", "partition", "created_at", "id", postgresql_where="status = 'PENDING'"),
         Index("ix_transfers_created_id", "created_at", "id"),
     )
 

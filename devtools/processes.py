@@ -87,7 +87,6 @@ def start_worker(
         str(BIN / "celery"), "-A", "worker", "worker",
         "--hostname", f"{name}@%h",
         "--concurrency", str(concurrency),
-        "--queues", "transfers,webhooks",
         "--without-gossip", "--without-mingle",
         "--loglevel", "INFO",
     ]  # fmt: skip

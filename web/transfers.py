@@ -11,14 +11,14 @@ from flask import request, url_for
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
-from core.identity.service import check_pin
+from core.identity.service import PinCheck, check_pin
 from core.models import Transfer, TransferKind, TransferStatus
 from core.observability import metrics, tracing
 from core.pagination import Page
 from core.transfers import queries
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.submit import submit_transfer
-from web.context import request_id, transaction
+from web.context import request_id, settings, transaction
 from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.me import pin_policy
 from web.schemas import TransferIn, TransferListArgs, TransferOut, TransferPage
@@ -49,34 +49,36 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer, int, dict[str, str]
         currency=body["currency"],
         reference=body.get("reference"),
     )
-    # A retry of an accepted request gets the same transfer back before any other check.
-    with tracing.span("idempotency_check"), transaction() as session:
+    # One transaction: the replay lookup (a retry gets its transfer back before any other
+    # check), the PIN, the checks and the insert. A wrong PIN commits its failure count.
+    accepted = None
+    with tracing.span("accept_transfer") as span, transaction() as session:
         replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
-    if replay is not None:
-        return replay, 200, {"Location": _location(replay), "Idempotent-Replayed": "true"}
-
-    with tracing.span("verify_pin"), transaction() as session:
-        pin_ok = check_pin(
-            session,
-            user_id=user.id,
-            pin=pin,
-            policy=pin_policy(),
-            now=datetime.now(UTC),
-            request_id=request_id(),
-        )
-    pin_ok.raise_if_failed()  # after commit: a wrong PIN counts even though the request fails
-
-    with tracing.span("validate_and_accept") as span, transaction() as session:
-        accepted = submit_transfer(session, user=user, idempotency_key=key, movement=movement, request_id=request_id())
-        span.set_attribute("transfer.id", str(accepted.transfer.id))
-    transfer = accepted.transfer
-    headers = {"Location": _location(transfer)}
-    if not accepted.created:
-        return transfer, 200, {**headers, "Idempotent-Replayed": "true"}
-    metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc()
-    structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
-    enqueue_settlement(transfer.id, request_id())  # only now: the row is committed
-    return transfer, 202, headers
+        if replay is None:
+            pin_ok = check_pin(
+                session, user_id=user.id, pin=pin, policy=pin_policy(), now=datetime.now(UTC), request_id=request_id()
+            )
+            if pin_ok is PinCheck.OK:
+                accepted = submit_transfer(
+                    session,
+                    user=user,
+                    idempotency_key=key,
+                    movement=movement,
+                    partitions=settings().settle_partitions,
+                    request_id=request_id(),
+                )
+                span.set_attribute("transfer.id", str(accepted.transfer.id))
+    if replay is None:
+        pin_ok.raise_if_failed()
+        assert accepted is not None
+        if accepted.created:
+            transfer = accepted.transfer
+            metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc()
+            structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
+            enqueue_settlement(transfer.partition)  # only now: the row is committed
+            return transfer, 202, {"Location": _location(transfer)}
+        replay = accepted.transfer
+    return replay, 200, {"Location": _location(replay), "Idempotent-Replayed": "true"}
 
 
 @blp.route("/<uuid:transfer_id>", methods=["GET"])

@@ -10,13 +10,18 @@ from kombu.entity import Queue
 
 from core import logs
 from core.config import get_settings
+from core.transfers.routing import queue_names
 from worker import telemetry  # connects the metrics and tracing signal handlers
 
 settings = get_settings()
 __all__ = ["QUEUES", "celery_app", "telemetry"]
 
-# Every queue the workers consume; declared up front so RabbitMQ makes them quorum queues.
-QUEUES = ("transfers", "webhooks")
+# Every queue the workers consume, declared up front (so RabbitMQ makes them quorum queues):
+# "transfers" for maintenance (sweeper, gauges), one settlement queue per partition
+# ("transfers.0" ...), and "webhooks" apart so partner servers never delay settlement.
+# `celery -A worker worker -X webhooks` consumes every settlement partition; a host can
+# take a subset with `-Q transfers,transfers.0,transfers.1`.
+QUEUES = ("transfers", *queue_names(settings.settle_partitions), "webhooks")
 
 
 def _broker_options() -> dict[str, Any]:
@@ -30,10 +35,11 @@ def _broker_options() -> dict[str, Any]:
     # Redis redelivers an unacknowledged task only after the visibility timeout; the
     # sweeper covers the gap, so the timeout can stay well above the longest task.
     return {
+        "task_queues": [Queue(name) for name in QUEUES],
         "broker_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
             "socket_connect_timeout": 3,
-        }
+        },
     }
 
 

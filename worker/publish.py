@@ -15,10 +15,12 @@ log = structlog.get_logger(__name__)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2}
 
 
-def publish(task: Task, *args: str, **kwargs: Any) -> bool:
-    """Queue ``task``; on a broker failure log it and return False instead of raising."""
+def publish(task: Task, *args: Any, queue: str | None = None, **kwargs: Any) -> bool:
+    """Queue ``task`` (on ``queue``, else its routed queue); on a broker failure log it and
+    return False instead of raising."""
     try:
-        task.apply_async(args=list(args), kwargs=kwargs, retry=True, retry_policy=RETRY_POLICY)
+        routing = {"queue": queue} if queue else {}
+        task.apply_async(args=list(args), kwargs=kwargs, retry=True, retry_policy=RETRY_POLICY, **routing)
         return True
     except (OSError, RedisError, KombuError) as exc:
         log.error("enqueue_failed", task=task.name, error=type(exc).__name__, ids=list(args))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -12,11 +11,12 @@ from sqlalchemy.exc import OperationalError
 
 from core.config import get_settings
 from core.locks import AccountLocks, LockTimeout
-from core.models import Transfer, TransferStatus
+from core.models import TransferStatus
 from core.observability import metrics, tracing
 from core.observability.backlog import measure
-from core.transfers.settle import Settled
-from core.transfers.settle import settle_transfer as settle
+from core.transfers import drain
+from core.transfers.routing import queue_name
+from core.transfers.settle import Settled, settle_batch
 from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
 from worker import resources
 from worker.app import QUEUES, celery_app
@@ -28,6 +28,11 @@ log = structlog.get_logger(__name__)
 TRANSIENT = (OperationalError, LockTimeout)
 
 
+# A nudge settles at most this many batches, then hands its partition on in a new message so
+# one long backlog does not hold a worker process while other partitions wait.
+MAX_BATCHES_PER_TASK = 40
+
+
 @celery_app.task(
     bind=True,
     acks_late=True,
@@ -36,49 +41,70 @@ TRANSIENT = (OperationalError, LockTimeout)
     retry_backoff=0.5,
     retry_backoff_max=30,
     retry_jitter=True,
-    max_retries=20,  # past this the sweeper re-queues it: still nothing is lost
+    max_retries=20,  # past this the sweeper nudges the partition again: still nothing is lost
 )
-def settle_transfer(self: Task, transfer_id: str, request_id: str | None = None) -> str:
+def settle_partition(self: Task, partition: int) -> int:
+    """A durable nudge: settle the partition's PENDING transfers, batch by batch, until none is left.
+
+    Postgres is the queue: the message names no transfer, so a duplicate, redelivered or lost
+    nudge changes nothing but timing (the sweeper nudges again). Acknowledged after the return,
+    when every batch it settled has committed and anything else is still PENDING in Postgres.
+    """
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id, transfer_id=transfer_id, task_id=self.request.id)
+    structlog.contextvars.bind_contextvars(partition=partition, task_id=self.request.id)
     settings = get_settings()
     res = resources.get()
-    tid = uuid.UUID(transfer_id)
-    with res.sessions() as session:
-        pair = session.get(Transfer, tid)
-        if pair is None:
-            log.error("settle_unknown_transfer")
-            return "missing"
-        accounts = (pair.source_account_id, pair.destination_account_id)
-    locks = AccountLocks(res.redis, accounts, ttl=settings.lock_ttl_seconds, wait=settings.lock_wait_seconds)
-    with tracing.span("acquire_account_locks", transfer_id=transfer_id, account_count=2):
-        try:
-            lock = locks.acquire()
-        except LockTimeout:
-            metrics.LOCK_FAILURES.labels(reason="timeout").inc()
-            raise
+    settled = 0
+    for _ in range(MAX_BATCHES_PER_TASK):
+        with res.sessions() as session:
+            batch = drain.next_batch(session, partition, settings.settle_batch_size)
+        if not batch.transfer_ids:
+            return settled
+        outcomes = _settle(res, partition, batch)
+        if outcomes is None:  # another drainer holds the partition and looks again after its commit
+            return settled
+        settled += len(outcomes)
+    enqueue_settlement(partition)
+    return settled
+
+
+def _settle(res: resources.Resources, partition: int, batch: drain.Batch) -> list[Settled] | None:
+    """One batch in one transaction, under the Redis locks of all its accounts (released after commit)."""
+    settings = get_settings()
+    locks = AccountLocks(res.redis, batch.account_ids, ttl=settings.lock_ttl_seconds, wait=settings.lock_wait_seconds)
     try:
-        metrics.LOCK_WAIT.observe(lock.wait_seconds)
-        if lock.degraded:
-            metrics.LOCK_FAILURES.labels(reason="redis_unavailable").inc()
-        started = time.monotonic()
-        with tracing.span("settle", transfer_id=transfer_id) as span, res.sessions.begin() as session:
-            outcome = settle(session, tid, request_id=request_id)
-            span.set_attribute("transfer.status", outcome.status.value)
+        with res.sessions.begin() as session:
+            if not drain.claim_partition(session, partition):
+                return None
+            with tracing.span("acquire_account_locks", account_count=len(batch.account_ids)):
+                try:
+                    lock = locks.acquire()
+                except LockTimeout:
+                    metrics.LOCK_FAILURES.labels(reason="timeout").inc()
+                    raise
+            metrics.LOCK_WAIT.observe(lock.wait_seconds)
+            if lock.degraded:
+                metrics.LOCK_FAILURES.labels(reason="redis_unavailable").inc()
+            started = time.monotonic()
+            with tracing.span("settle_batch", settle_partition=partition, transfer_count=len(batch.transfer_ids)):
+                outcomes = settle_batch(session, batch.transfer_ids)
         metrics.SETTLE_TRANSACTION.observe(time.monotonic() - started)
     finally:
         locks.release()
-    if outcome.applied:
+    metrics.SETTLE_BATCH_SIZE.observe(len(outcomes))
+    for outcome in outcomes:
         _record(outcome)
-    log.info(
-        "transfer_settled" if outcome.applied else "transfer_already_final",
-        status=outcome.status.value,
-        failure_code=outcome.failure_code,
-        lock_wait_ms=round(lock.wait_seconds * 1000, 1),
-        lock_degraded=lock.degraded,
-        retries=self.request.retries,
-    )
-    return outcome.status.value
+        log.info(
+            "transfer_settled",
+            request_id=outcome.request_id,  # the accepting request's id: its logs stay joined
+            transfer_id=str(outcome.transfer_id),
+            status=outcome.status.value,
+            failure_code=outcome.failure_code,
+            batch_size=len(outcomes),
+            lock_wait_ms=round(lock.wait_seconds * 1000, 1),
+            lock_degraded=lock.degraded,
+        )
+    return outcomes
 
 
 def _record(outcome: Settled) -> None:
@@ -118,20 +144,30 @@ def queue_depths() -> dict[str, int]:
 
 @celery_app.task(acks_late=True)
 def sweep_pending() -> int:
-    """Re-queue transfers accepted but still PENDING: covers a publish lost after commit."""
+    """Nudge the partitions of transfers accepted but still PENDING: covers a nudge lost after commit."""
     settings = get_settings()
     now = datetime.now(UTC)
     with resources.get().sessions.begin() as session:
-        due = claim_stale_pending(session, older_than=timedelta(seconds=settings.sweeper_pending_age_seconds), now=now)
+        due = claim_stale_pending(
+            session,
+            older_than=timedelta(seconds=settings.sweeper_pending_age_seconds),
+            now=now,
+            partitions=settings.settle_partitions,
+        )
         oldest = oldest_pending_age_seconds(session, now)
-    for tid, request_id in due:
-        enqueue_settlement(tid, request_id)  # the original request id, so its logs stay joined
+    for partition in sorted({stale.partition for stale in due}):
+        enqueue_settlement(partition)
     if due:
-        log.warning("sweeper_requeued", count=len(due), oldest_pending_age_seconds=round(oldest, 1))
+        log.warning(
+            "sweeper_requeued",
+            count=len(due),
+            oldest_pending_age_seconds=round(oldest, 1),
+            request_ids=sorted({stale.request_id for stale in due if stale.request_id})[:20],
+        )
     return len(due)
 
 
-def enqueue_settlement(transfer_id: uuid.UUID, request_id: str | None) -> bool:
-    """Publish after commit. A failure is logged, not raised: the row is durable and the
-    sweeper will publish it again, so the client's 202 still holds."""
-    return publish(settle_transfer, str(transfer_id), request_id=request_id)
+def enqueue_settlement(partition: int) -> bool:
+    """Nudge a partition, after the commit of the transfers it must settle. A failure is logged,
+    not raised: the rows are durable and the sweeper nudges again, so the client's 202 holds."""
+    return publish(settle_partition, partition, queue=queue_name(partition))

@@ -286,11 +286,19 @@ def check_pin(
 ) -> PinCheck:
     """Verify a PIN and keep the lockout counter in Postgres (holds across processes and restarts).
 
-    The user row is locked so concurrent guesses cannot slip past the attempt limit.
+    A right PIN with no failures to reset writes nothing and takes no lock, so one customer's
+    transfers are not serialised on their user row. Anything that writes (a wrong PIN, a reset
+    of the counter) re-reads the row under ``FOR NO KEY UPDATE`` and decides there, so
+    concurrent guesses cannot slip past the attempt limit.
     """
-    user = session.get_one(User, user_id, with_for_update=ROW_LOCK)
+    user = session.get_one(User, user_id)
     if user.pin_hash is None:
         return PinCheck.NOT_SET
+    if user.pin_locked_until is not None and user.pin_locked_until > now:
+        return PinCheck.LOCKED
+    if user.pin_failed_attempts == 0 and verify_pin(policy.pepper, user.id, pin, user.pin_hash):
+        return PinCheck.OK
+    user = session.get_one(User, user_id, with_for_update=ROW_LOCK, populate_existing=True)
     return _check_locked_user(session, user, pin, policy, now, request_id)
 
 

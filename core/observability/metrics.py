@@ -24,6 +24,11 @@ ACCEPT_TO_FINAL = Histogram(
 SETTLE_TRANSACTION = Histogram(
     "bank_settle_transaction_seconds", "Duration of the settlement database transaction", buckets=LATENCY_BUCKETS
 )
+SETTLE_BATCH_SIZE = Histogram(
+    "bank_settle_batch_size",
+    "Transfers settled per settlement transaction",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000),
+)
 LOCK_WAIT = Histogram("bank_lock_wait_seconds", "Time a worker waited for its account locks", buckets=LATENCY_BUCKETS)
 LOCK_FAILURES = Counter(
     "bank_lock_failures_total",
@@ -72,4 +77,4 @@ def touch_known_labels() -> None:
         LOCK_FAILURES.labels(reason=reason)
     for outcome in ("succeeded", "retry", "failed"):
         WEBHOOK_DELIVERIES.labels(outcome=outcome)
-    TASK_RETRIES.labels(task="worker.tasks.settle_transfer")
+    TASK_RETRIES.labels(task="worker.tasks.settle_partition")

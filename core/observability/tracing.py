@@ -25,6 +25,8 @@ SAFE_ATTRIBUTES = frozenset(
         "transfer.failure_code",
         "transfer.applied",
         "transfer.replayed",
+        "transfer.count",
+        "settle.partition",
         "account.count",
         "lock.wait_seconds",
         "lock.degraded",

@@ -30,6 +30,7 @@ from core.models import (
 )
 from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers.routing import partition_of
 from core.webhooks import outbox
 
 
@@ -45,42 +46,41 @@ def submit_transfer(
     user: User,
     idempotency_key: str,
     movement: MoneyMovement,
+    partitions: int = 1,
     request_id: str | None = None,
 ) -> Accepted:
     """Check a customer transfer and write it PENDING with its key, race-safe against duplicates.
 
-    The caller commits, then queues settlement (never before the commit).
+    A caller that wants a replay to skip the checks (the API) looks it up first with
+    ``find_replay``; a key bound meanwhile is still caught here by the unique index. The
+    caller commits, then queues settlement on ``partition_of(source, partitions)``.
     """
     key = validate_key(idempotency_key)
     request_hash = fingerprint(TransferKind.TRANSFER, movement)
-    replay = find_replay(session, user.id, key, request_hash)
-    if replay is not None:
-        return Accepted(replay, created=False)
-    _check(session, user, movement)
-
-    transfer_id = uuid.uuid4()
+    source, destination = _check(session, user, movement)
     # A concurrent duplicate blocks on the unique index until the first commits, then
     # does nothing: exactly one row per (user, key) whatever the interleaving.
-    inserted = session.execute(
+    transfer = session.execute(
         insert(Transfer)
         .values(
-            id=transfer_id,
+            id=uuid.uuid4(),
             kind=TransferKind.TRANSFER,
             initiated_by=user.id,
             idempotency_key=key,
             request_hash=request_hash,
-            source_account_id=movement.source_account_id,
-            destination_account_id=movement.destination_account_id,
+            source_account_id=source.id,
+            destination_account_id=destination.id,
             amount=movement.amount,
             currency=movement.currency,
             reference=movement.reference,
             status=TransferStatus.PENDING,
             request_id=request_id,
+            partition=partition_of(source.id, partitions),
         )
         .on_conflict_do_nothing(constraint="uq_transfers_idempotency")
-        .returning(Transfer.id)
+        .returning(Transfer)
     ).scalar_one_or_none()
-    if inserted is None:
+    if transfer is None:
         replay = find_replay(session, user.id, key, request_hash)
         assert replay is not None  # the conflicting row is committed and visible now
         return Accepted(replay, created=False)
@@ -88,23 +88,17 @@ def submit_transfer(
         session,
         action="transfer.requested",
         entity_type="transfer",
-        entity_id=transfer_id,
+        entity_id=transfer.id,
         actor_id=user.id,
         request_id=request_id,
         details={"amount": movement.amount, "currency": movement.currency},
     )
-    transfer = session.get_one(Transfer, transfer_id)
-    # transfer.pending for both owners, committed with the row (the accounts are loaded by _check).
-    outbox.transfer_changed(
-        session,
-        transfer,
-        session.get_one(Account, movement.source_account_id),
-        session.get_one(Account, movement.destination_account_id),
-    )
+    # transfer.pending for both owners, committed with the row.
+    outbox.transfer_changed(session, transfer, source, destination)
     return Accepted(transfer, created=True)
 
 
-def _check(session: Session, user: User, movement: MoneyMovement) -> None:
+def _check(session: Session, user: User, movement: MoneyMovement) -> tuple[Account, Account]:
     validate_amount(movement.amount)
     validate_currency(movement.currency)
     if user.kyc_status != KycStatus.APPROVED:
@@ -124,3 +118,4 @@ def _check(session: Session, user: User, movement: MoneyMovement) -> None:
     for role, account in (("source", source), ("destination", destination)):
         if account.status != AccountStatus.ACTIVE:
             raise AccountInactive(f"{role} account is {account.status.value}")
+    return source, destination

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import SmallInteger, Uuid, column, func, or_, select, update, values
 from sqlalchemy.orm import Session
 
 from core.models import Transfer, TransferStatus
+from core.transfers.routing import partition_of
+
+
+class Stale(NamedTuple):
+    transfer_id: uuid.UUID
+    request_id: str | None
+    partition: int
 
 
 def claim_stale_pending(
-    session: Session, *, older_than: timedelta, now: datetime, limit: int = 500
-) -> list[tuple[uuid.UUID, str | None]]:
+    session: Session, *, older_than: timedelta, now: datetime, partitions: int = 1, limit: int = 500
+) -> list[Stale]:
     """PENDING transfers accepted before ``now - older_than`` and not re-published within that
-    window, oldest first, with the request id that accepted them; marks them re-published now.
+    window, oldest first, with the request id that accepted them and their partition; marks them
+    re-published now. A transfer routed under another partition count (K changed) is re-routed.
 
     SKIP LOCKED lets a running settlement (which holds the row) and a concurrent sweeper pass
     them by."""
@@ -32,7 +41,18 @@ def claim_stale_pending(
         .with_for_update(skip_locked=True, key_share=True)
     )
     stmt = update(Transfer).where(Transfer.id.in_(due.scalar_subquery())).values(requeued_at=now)
-    return [(row.id, row.request_id) for row in session.execute(stmt.returning(Transfer.id, Transfer.request_id))]
+    rows = session.execute(
+        stmt.returning(Transfer.id, Transfer.request_id, Transfer.partition, Transfer.source_account_id)
+    ).all()
+    routed = [(r, partition_of(r.source_account_id, partitions)) for r in rows]
+    moved = [(r.id, p) for r, p in routed if p != r.partition]
+    if moved:
+        route = values(column("id", Uuid), column("partition", SmallInteger), name="route").data(moved)
+        session.execute(
+            update(Transfer).where(Transfer.id == route.c.id).values(partition=route.c.partition),
+            execution_options={"synchronize_session": False},
+        )
+    return [Stale(r.id, r.request_id, p) for r, p in routed]
 
 
 def oldest_pending_age_seconds(session: Session, now: datetime) -> float:

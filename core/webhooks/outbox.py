@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from core.models import Account, Transfer, TransferStatus
@@ -44,22 +45,59 @@ def transfer_changed(session: Session, transfer: Transfer, source: Account, dest
 
     Call after the change is flushed, with both accounts as they are now (balances included).
     """
+    emit_many(
+        session,
+        transfer_events(
+            transfer,
+            source_owner=source.user_id,
+            destination_owner=destination.user_id,
+            balances_after=(source.balance, destination.balance),
+        ),
+    )
+
+
+def transfer_events(
+    transfer: Any,
+    *,
+    source_owner: uuid.UUID | None,
+    destination_owner: uuid.UUID | None,
+    balances_after: tuple[int, int] | None,
+) -> list[dict[str, Any]]:
+    """Rows for ``emit_many``: the transfer's status event, and when it completed (with the
+    source and destination balances right after it) account.debited and account.credited.
+
+    ``transfer`` is a Transfer or a row with the same columns."""
     event_type = _STATUS_EVENTS.get(transfer.status)
     if event_type is None:
-        return
+        return []
     data = transfer_data(transfer)
-    emit(session, event_type, data, (source.user_id, destination.user_id))
-    if transfer.status == TransferStatus.COMPLETED:
-        for kind, account in ((EventType.ACCOUNT_DEBITED, source), (EventType.ACCOUNT_CREDITED, destination)):
-            emit(
-                session,
-                kind,
-                {**data, "account_id": str(account.id), "balance_after": account.balance},
-                [account.user_id],
-            )
+    events = [_event_row(event_type, data, (source_owner, destination_owner))]
+    if transfer.status == TransferStatus.COMPLETED and balances_after is not None:
+        sides = (
+            (EventType.ACCOUNT_DEBITED, transfer.source_account_id, source_owner, balances_after[0]),
+            (EventType.ACCOUNT_CREDITED, transfer.destination_account_id, destination_owner, balances_after[1]),
+        )
+        for kind, account_id, owner, balance in sides:
+            events.append(_event_row(kind, {**data, "account_id": str(account_id), "balance_after": balance}, [owner]))
+    return [e for e in events if e is not None]
 
 
-def transfer_data(transfer: Transfer) -> dict[str, Any]:
+def emit_many(session: Session, events: list[dict[str, Any]]) -> None:
+    """Write many events with one statement (the hot path: settlement batches)."""
+    if events:
+        session.execute(insert(WebhookEvent), events)
+
+
+def _event_row(
+    event_type: EventType, data: dict[str, Any], owner_ids: Iterable[uuid.UUID | None]
+) -> dict[str, Any] | None:
+    owners = sorted({o for o in owner_ids if o is not None})
+    if not owners:
+        return None  # an event that concerns nobody (the bank's settlement side) is not written
+    return {"id": uuid.uuid4(), "event_type": event_type, "data": data, "owner_ids": owners}
+
+
+def transfer_data(transfer: Any) -> dict[str, Any]:
     """The transfer as the API's Transfer schema shows it, plus ``updated_at``."""
     return {
         "id": str(transfer.id),

@@ -93,9 +93,11 @@ class Cluster:
 def _purge_rabbitmq() -> None:
     import kombu
 
+    from worker.app import QUEUES
+
     with kombu.Connection(RABBITMQ_URL) as conn:
         channel = conn.channel()
-        for queue in ("transfers", "webhooks"):
+        for queue in QUEUES:
             try:
                 channel.queue_purge(queue)
             except Exception:  # absent queue on a first run

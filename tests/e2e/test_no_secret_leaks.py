@@ -15,7 +15,9 @@ import pytest
 from celery.signals import before_task_publish
 from sqlalchemy import func, select
 
+from core.config import get_settings
 from core.models import AuditLog
+from core.transfers.routing import partition_of
 from tests import factories
 from tests.authflow import API, assert_problem, bearer, otp_code
 from tests.e2e.conftest import wait_final
@@ -135,10 +137,11 @@ def test_full_flow_leaks_no_secret(http, sessions, settings, admin_user, log_dir
         assert r.status_code == 202, r.json
     finally:
         before_task_publish.disconnect(capture)
-    settle = [m for m in published if m["task"] == "worker.tasks.settle_transfer"]
+    settle = [m for m in published if m["task"] == "worker.tasks.settle_partition"]
     assert len(settle) == 1
     args, kwargs, _embed = settle[0]["body"]
-    assert args == [r.json["id"]] and set(kwargs) == {"request_id"}
+    assert args == [partition_of(uuid.UUID(flow["account_id"]), get_settings().settle_partitions)]
+    assert kwargs == {}  # a nudge names only a partition: nothing of the request travels
     assert secrets.found_in(json.dumps(published, default=str)) == []
 
     # Every log line of every process: the session API, both workers (settlement, webhooks).

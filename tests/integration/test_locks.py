@@ -56,3 +56,26 @@ def test_waiter_gets_the_lock_when_the_holder_releases(redis_client) -> None:  #
     t.join()
     assert order == ["holder-done", "waiter-in"]
     assert stats.wait_seconds > 0.1
+
+
+def test_a_waiter_holds_none_of_its_accounts_while_it_waits(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """All or nothing: a batch waiting for one busy account must not block the others."""
+    first, busy = sorted([uuid.uuid4(), uuid.uuid4()])  # the waiter would take `first` first in sorted order
+    waiting = threading.Event()
+    result: dict[str, object] = {}
+
+    def waiter() -> None:
+        waiting.set()
+        with account_locks(redis_client, [first, busy], ttl=5, wait=3) as stats:
+            result["wait"] = stats.wait_seconds
+
+    with account_locks(redis_client, [busy], ttl=5, wait=1):
+        t = threading.Thread(target=waiter)
+        t.start()
+        waiting.wait()
+        time.sleep(0.2)  # the waiter is now blocked on `busy`
+        assert redis_client.exists(account_lock_key(first)) == 0
+        with account_locks(redis_client, [first], ttl=5, wait=0.1):  # free for anyone meanwhile
+            pass
+    t.join(5)
+    assert "wait" in result  # and the waiter got both once `busy` was released

@@ -33,7 +33,7 @@ def test_stale_pending_is_claimed_once_per_window(sessions, make_customer, admin
 
     def claim(now: datetime) -> set[uuid.UUID]:
         with sessions.begin() as s:
-            return {tid for tid, _ in claim_stale_pending(s, older_than=AGE, now=now, limit=10_000)}
+            return {r.transfer_id for r in claim_stale_pending(s, older_than=AGE, now=now, limit=10_000)}
 
     now = datetime.now(UTC)
     assert ids[0] not in claim(now)  # too young
@@ -44,4 +44,4 @@ def test_stale_pending_is_claimed_once_per_window(sessions, make_customer, admin
     assert ids[1] not in claim(later + 10 * AGE)
     with sessions.begin() as s:
         rows = claim_stale_pending(s, older_than=AGE, now=later + 20 * AGE, limit=10_000)
-    assert "req-sweep" in {rid for tid, rid in rows if tid == ids[0]}
+    assert "req-sweep" in {r.request_id for r in rows if r.transfer_id == ids[0]}
