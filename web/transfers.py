@@ -18,12 +18,12 @@ from core.pagination import Page
 from core.transfers import queries
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.submit import submit_transfer
-from web.context import request_id, settings, transaction
+from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.me import pin_policy
 from web.schemas import TransferIn, TransferListArgs, TransferOut, TransferPage
 from web.security import me
-from worker.tasks import enqueue_settlement
+from worker.tasks import nudge_after_accept
 
 blp = Blueprint("transfers", __name__, url_prefix="/transfers", description="Transfers")
 
@@ -75,7 +75,7 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer, int, dict[str, str]
             transfer = accepted.transfer
             metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc()
             structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
-            enqueue_settlement(transfer.partition)  # only now: the row is committed
+            nudge_after_accept(resources().redis, transfer.partition)  # only now: the row is committed
             return transfer, 202, {"Location": _location(transfer)}
         replay = accepted.transfer
     return replay, 200, {"Location": _location(replay), "Idempotent-Replayed": "true"}

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from celery import Task
+from redis import Redis
 from sqlalchemy.exc import OperationalError
 
 from core.config import get_settings
@@ -14,7 +15,7 @@ from core.locks import AccountLocks, LockTimeout
 from core.models import TransferStatus
 from core.observability import metrics, tracing
 from core.observability.backlog import measure
-from core.transfers import drain
+from core.transfers import drain, nudges
 from core.transfers.routing import queue_name
 from core.transfers.settle import Settled, settle_batch
 from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
@@ -54,6 +55,7 @@ def settle_partition(self: Task, partition: int) -> int:
     structlog.contextvars.bind_contextvars(partition=partition, task_id=self.request.id)
     settings = get_settings()
     res = resources.get()
+    nudges.release_nudge(res.redis, partition)  # before the first look: see core.transfers.nudges
     settled = 0
     for _ in range(MAX_BATCHES_PER_TASK):
         with res.sessions() as session:
@@ -171,3 +173,9 @@ def enqueue_settlement(partition: int) -> bool:
     """Nudge a partition, after the commit of the transfers it must settle. A failure is logged,
     not raised: the rows are durable and the sweeper nudges again, so the client's 202 holds."""
     return publish(settle_partition, partition, queue=queue_name(partition))
+
+
+def nudge_after_accept(redis: Redis, partition: int) -> None:
+    """After an accept commits: publish the partition's nudge unless one is already waiting."""
+    if nudges.claim_nudge(redis, partition) and not enqueue_settlement(partition):
+        nudges.release_nudge(redis, partition)  # so the next accept tries to publish again

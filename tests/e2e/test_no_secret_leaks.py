@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 
 from core.config import get_settings
 from core.models import AuditLog
+from core.transfers import nudges
 from core.transfers.routing import partition_of
 from tests import factories
 from tests.authflow import API, assert_problem, bearer, otp_code
@@ -113,7 +114,9 @@ def _login(http: httpx.Client, email: str, password: str, **extra: object) -> di
     return r.json()  # type: ignore[no-any-return]
 
 
-def test_full_flow_leaks_no_secret(http, sessions, settings, admin_user, log_dir: Path, workers, app) -> None:  # type: ignore[no-untyped-def]
+def test_full_flow_leaks_no_secret(  # type: ignore[no-untyped-def]
+    http, sessions, settings, admin_user, log_dir: Path, workers, app, redis_client
+) -> None:
     with sessions() as s:
         audit_before = s.scalar(select(func.coalesce(func.max(AuditLog.id), 0)))
     secrets = Secrets()
@@ -133,6 +136,8 @@ def test_full_flow_leaks_no_secret(http, sessions, settings, admin_user, log_dir
         secrets.add("in-process access token", h["Authorization"].split()[1])
         body = {"source_account_id": flow["account_id"], "destination_account_id": str(flow["bob"].account.id),
                 "amount": 100, "currency": "USD", "pin": PIN}  # fmt: skip
+        partition = partition_of(uuid.UUID(flow["account_id"]), get_settings().settle_partitions)
+        nudges.release_nudge(redis_client, partition)  # no earlier nudge waiting: this one publishes
         r = client.post(f"{API}/transfers", json=body, headers={**h, "Idempotency-Key": "leak-3"})
         assert r.status_code == 202, r.json
     finally:
@@ -140,7 +145,7 @@ def test_full_flow_leaks_no_secret(http, sessions, settings, admin_user, log_dir
     settle = [m for m in published if m["task"] == "worker.tasks.settle_partition"]
     assert len(settle) == 1
     args, kwargs, _embed = settle[0]["body"]
-    assert args == [partition_of(uuid.UUID(flow["account_id"]), get_settings().settle_partitions)]
+    assert args == [partition]
     assert kwargs == {}  # a nudge names only a partition: nothing of the request travels
     assert secrets.found_in(json.dumps(published, default=str)) == []
 

@@ -12,6 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from core.models import Transfer, TransferStatus
+from core.transfers import nudges
+from core.transfers.routing import partition_of
 from tests import factories
 from tests.e2e.conftest import bearer, wait_final
 
@@ -128,9 +130,13 @@ def _is_locking_sql(span) -> bool:  # type: ignore[no-untyped-def]
     return span.service == "bank-worker" and span.kind == "CLIENT" and "FOR NO KEY UPDATE" in statement
 
 
-def test_one_transfer_is_one_trace_from_request_to_sql(http, workers, otlp, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
+def test_one_transfer_is_one_trace_from_request_to_sql(  # type: ignore[no-untyped-def]
+    http, workers, otlp, sessions, settings, admin_user, redis_client
+) -> None:
     alice, bob = factories.customer(sessions, settings), factories.customer(sessions, settings)
     factories.fund(sessions, admin_user, alice.account, 500)
+    # No nudge of an earlier test waiting on this partition: this request publishes its own.
+    nudges.release_nudge(redis_client, partition_of(alice.account.id, settings.settle_partitions))
     r = http.post(
         "/transfers",
         json=transfer_body(alice, bob, 125),

@@ -79,3 +79,15 @@ def test_a_waiter_holds_none_of_its_accounts_while_it_waits(redis_client) -> Non
             pass
     t.join(5)
     assert "wait" in result  # and the waiter got both once `busy` was released
+
+
+def test_one_waiting_nudge_per_partition(redis_client) -> None:  # type: ignore[no-untyped-def]
+    from core.transfers import nudges
+
+    partition = 900 + uuid.uuid4().int % 100
+    nudges.release_nudge(redis_client, partition)
+    assert nudges.claim_nudge(redis_client, partition)  # the first accept publishes
+    assert not nudges.claim_nudge(redis_client, partition)  # later ones ride on the waiting nudge
+    nudges.release_nudge(redis_client, partition)  # its drainer is about to look
+    assert nudges.claim_nudge(redis_client, partition)  # so the next accept publishes again
+    nudges.release_nudge(redis_client, partition)
