@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     sweeper_interval_seconds: float = Field(default=10.0, gt=0)
     sweeper_pending_age_seconds: float = Field(default=30.0, gt=0)
 
+    # Beat: how often the sealer chains the committed audit rows (core/audit_seal.py).
+    audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
+
     # How often workers refresh the backlog gauges (queue depth, oldest pending, outbox).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
 
