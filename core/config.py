@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     settle_partitions: int = Field(default=4, gt=0, le=1024)
     settle_batch_size: int = Field(default=250, gt=0, le=5000)
 
+    # Beat: how often the sealer chains the committed audit rows (core/audit_seal.py).
+    audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
+
     # How often workers refresh the backlog gauges (queue depth, oldest pending, outbox).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -229,13 +230,48 @@ class AuditLog(Base):
     entity_id: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
-    # Hash chain, filled by the audit_log_chain trigger (never by the app): seq orders the
-    # chain in commit order; row_hash covers this row's content and prev_hash.
-    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
-    prev_hash: Mapped[str | None] = mapped_column(String(64))
-    row_hash: Mapped[str | None] = mapped_column(String(64))
+    # The inserting transaction (xid8 as bigint), set by the database; never by the app. The
+    # sealer chains a row once its transaction is below the xmin horizon (core/audit_seal.py).
+    # Rows chained before migration 0006 have 0.
+    txid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
 
     __table_args__ = (
         Index("ix_audit_log_entity_id", "entity_id"),
         Index("ix_audit_log_action", "action"),
+        Index("ix_audit_log_txid_id", "txid", "id"),  # the unsealed rows: txid >= last horizon
     )
+
+
+class AuditSealBatch(Base):
+    """One sealer run: the seals first_seq..last_seq, the Merkle root of their row hashes and
+    root = sha256(prev_root || merkle_root), chaining the batches. Append-only by trigger."""
+
+    __tablename__ = "audit_seal_batches"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    # Every audit row with txid below this was sealed by this batch or an earlier one.
+    horizon: Mapped[int] = mapped_column(BigInteger)
+    merkle_root: Mapped[str] = mapped_column(String(64))
+    prev_root: Mapped[str | None] = mapped_column(String(64))  # NULL for the first batch
+    root: Mapped[str] = mapped_column(String(64))
+    sealed_at: Mapped[datetime] = _now()
+
+    __table_args__ = (CheckConstraint("last_seq >= first_seq", name="seq_range"),)
+
+
+class AuditSeal(Base):
+    """An audit row's place in the hash chain, written by the sealer only. Append-only by trigger.
+
+    row_hash = audit_row_hash(seq, the audit row's content, prev_hash) (migration 0002)."""
+
+    __tablename__ = "audit_seals"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    audit_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit_log.id"), unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    row_hash: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit_seal_batches.id"))
+
+    __table_args__ = (Index("ix_audit_seals_batch_id", "batch_id"),)

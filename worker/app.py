@@ -61,6 +61,13 @@ celery_app.conf.update(
             "task": "worker.tasks.sweep_pending",
             "schedule": settings.sweeper_interval_seconds,
         },
+        # The audit hash chain, off the writers' path. One sealer runs at a time (an advisory
+        # lock); a tick no worker took in time is dropped, the next one seals the same rows.
+        "seal-audit": {
+            "task": "worker.tasks.seal_audit",
+            "schedule": settings.audit_seal_interval_seconds,
+            "options": {"expires": max(10.0, 5 * settings.audit_seal_interval_seconds)},
+        },
         "refresh-gauges": {
             "task": "worker.tasks.refresh_gauges",
             "schedule": settings.metrics_refresh_seconds,

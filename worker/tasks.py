@@ -10,6 +10,7 @@ from celery import Task
 from redis import Redis
 from sqlalchemy.exc import OperationalError
 
+from core.audit_seal import SEAL_BATCH, seal
 from core.config import get_settings
 from core.locks import AccountLocks, LockTimeout
 from core.models import TransferStatus
@@ -125,6 +126,8 @@ def refresh_gauges() -> None:
     metrics.PENDING_TRANSFERS.set(backlog.pending_transfers)
     metrics.OLDEST_PENDING_AGE.set(backlog.oldest_pending_age_seconds)
     metrics.OUTBOX_BACKLOG.set(backlog.outbox_backlog)
+    metrics.AUDIT_UNSEALED.set(backlog.unsealed_audit_rows)
+    metrics.AUDIT_SEAL_LAG.set(backlog.oldest_unsealed_audit_age_seconds)
     for queue, depth in queue_depths().items():
         metrics.QUEUE_LENGTH.labels(queue=queue).set(depth)
     metrics.WORKER_HEARTBEAT.set_to_current_time()
@@ -142,6 +145,23 @@ def queue_depths() -> dict[str, int]:
                 channel = conn.channel()
                 depths[queue] = 0
     return depths
+
+
+SEAL_MAX_BATCHES = 20  # per run; the next beat tick continues
+
+
+@celery_app.task(acks_late=True)
+def seal_audit() -> int:
+    """Chain the committed audit rows, a batch per transaction, until less than a batch is left."""
+    sessions = resources.get().sessions
+    total = 0
+    for _ in range(SEAL_MAX_BATCHES):
+        with sessions.begin() as session:
+            result = seal(session, limit=SEAL_BATCH)
+        total += result.sealed
+        if result.busy or result.sealed < SEAL_BATCH:
+            break
+    return total
 
 
 @celery_app.task(acks_late=True)

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from core.audit_seal import unsealed
 from core.models import Transfer, TransferStatus
 
 
@@ -16,6 +17,8 @@ class Backlog:
     pending_transfers: int
     oldest_pending_age_seconds: float
     outbox_backlog: int
+    unsealed_audit_rows: int
+    oldest_unsealed_audit_age_seconds: float
 
 
 def measure(session: Session, now: datetime) -> Backlog:
@@ -26,4 +29,5 @@ def measure(session: Session, now: datetime) -> Backlog:
     ).one()
     outbox = session.execute(text("SELECT count(*) FROM webhook_events WHERE relayed_at IS NULL")).scalar_one()
     age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-    return Backlog(count, age, outbox)
+    audit = unsealed(session, now)
+    return Backlog(count, age, outbox, audit.rows, audit.oldest_age_seconds)

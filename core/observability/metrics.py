@@ -61,6 +61,14 @@ OLDEST_PENDING_AGE = Gauge(
 OUTBOX_BACKLOG = Gauge(
     "bank_outbox_backlog", "Webhook events written but not yet relayed to deliveries", multiprocess_mode="mostrecent"
 )
+AUDIT_UNSEALED = Gauge(
+    "bank_audit_unsealed_rows", "Committed audit rows not yet chained by the sealer", multiprocess_mode="mostrecent"
+)
+AUDIT_SEAL_LAG = Gauge(
+    "bank_audit_seal_lag_seconds",
+    "Age of the oldest audit row not yet chained by the sealer (0 when all are sealed)",
+    multiprocess_mode="mostrecent",
+)
 WORKER_HEARTBEAT = Gauge(
     "bank_worker_heartbeat_timestamp_seconds", "Last time a worker refreshed the gauges", multiprocess_mode="max"
 )

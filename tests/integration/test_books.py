@@ -9,9 +9,9 @@ from pathlib import Path
 from sqlalchemy import select, text
 
 from core.audit_chain import verify_chain
-from core.models import Account, AuditLog
+from core.models import Account, AuditSeal
 from core.reconcile import reconcile
-from tests.factories import fund
+from tests.factories import fund, seal_all
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).parent / "flask")
@@ -59,16 +59,21 @@ def test_reconcile_spots_a_missing_ledger_leg(sessions, make_customer, admin_use
     assert any("entries, debit -5, credit 10" in p for p in problems)
 
 
+def _sealed(s, count: int) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """The audit id and seq of the count-th last sealed row."""
+    return s.execute(select(AuditSeal.audit_id, AuditSeal.seq).order_by(AuditSeal.seq.desc()).limit(count)).all()[-1]
+
+
 def test_audit_chain_verifies_and_finds_the_first_altered_row(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
     make_customer()
+    seal_all(sessions)
     ok = cli("verify-audit")
     assert ok.returncode == 0, ok.stderr
     assert "audit chain intact" in ok.stdout
+    assert "0 unsealed" in ok.stdout
     with sessions.begin() as s:
         assert verify_chain(s).ok
-        victim_id, victim_seq = s.execute(
-            select(AuditLog.id, AuditLog.seq).order_by(AuditLog.seq.desc()).limit(3)
-        ).all()[-1]
+        victim_id, victim_seq = _sealed(s, 3)
         # Only someone with DDL rights can even try: the trigger blocks the app.
         s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
         s.execute(text("UPDATE audit_log SET details = '{\"amount\": 1}' WHERE id = :id"), {"id": victim_id})
@@ -79,14 +84,47 @@ def test_audit_chain_verifies_and_finds_the_first_altered_row(sessions, make_cus
     assert "content does not match" in (result.reason or "")
 
 
-def test_audit_chain_detects_a_deleted_row(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
+def test_verify_audit_exits_1_on_a_broken_chain_only(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
     make_customer()
+    seal_all(sessions)
+    make_customer()  # not sealed yet: reported, not an error
+    ok = cli("verify-audit")
+    assert ok.returncode == 0, ok.stderr
+    assert "audit chain intact" in ok.stdout
+    assert " 0 unsealed" not in ok.stdout
+    victim_seq = 0
+    with sessions.begin() as s:  # a seal's hash rewritten, committed, then put back
+        s.execute(text("ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only"))
+        victim_seq = _sealed(s, 1)[1]
+        s.execute(text("UPDATE audit_seals SET row_hash = repeat('0', 64) WHERE seq = :seq"), {"seq": victim_seq})
+        s.execute(text("ALTER TABLE audit_seals ENABLE TRIGGER audit_seals_append_only"))
+    try:
+        bad = cli("verify-audit")
+    finally:
+        with sessions.begin() as s:
+            s.execute(text("ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only"))
+            s.execute(
+                text(
+                    "UPDATE audit_seals s SET row_hash = audit_row_hash(s.seq, a.occurred_at, a.actor_id, a.action,"
+                    " a.entity_type, a.entity_id, a.request_id, a.details, s.prev_hash)"
+                    " FROM audit_log a WHERE a.id = s.audit_id AND s.seq = :seq"
+                ),
+                {"seq": victim_seq},
+            )
+            s.execute(text("ALTER TABLE audit_seals ENABLE TRIGGER audit_seals_append_only"))
+    assert bad.returncode == 1
+    assert f"BROKEN at seq {victim_seq}" in bad.stderr
+    assert cli("verify-audit").returncode == 0
+
+
+def test_audit_chain_detects_a_deleted_seal(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
+    make_customer()
+    seal_all(sessions)
     with sessions.begin() as s:
-        victim_id, victim_seq = s.execute(
-            select(AuditLog.id, AuditLog.seq).order_by(AuditLog.seq.desc()).limit(2)
-        ).all()[-1]
-        s.execute(text("ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only"))
-        s.execute(text("DELETE FROM audit_log WHERE id = :id"), {"id": victim_id})
+        _, victim_seq = _sealed(s, 2)
+        s.execute(text("ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only"))
+        s.execute(text("DELETE FROM audit_seals WHERE seq = :seq"), {"seq": victim_seq})
         result = verify_chain(s)
         s.rollback()
     assert result.broken_at_seq == victim_seq + 1
+    assert "missing" in (result.reason or "")

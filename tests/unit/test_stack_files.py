@@ -143,6 +143,8 @@ DASHBOARD_METRICS = FLASK_METRICS | {
     "bank_oldest_pending_transfer_age_seconds",
     "bank_outbox_backlog",
     "bank_worker_heartbeat_timestamp_seconds",
+    "bank_audit_unsealed_rows",
+    "bank_audit_seal_lag_seconds",
 }
 
 REQUIRED_ALERTS = {
@@ -152,6 +154,7 @@ REQUIRED_ALERTS = {
     "QueueDepthHigh",
     "WebhookFailureRateHigh",
     "NoWorkerHeartbeat",
+    "AuditSealLagHigh",
 }
 SEVERITIES = {"info", "warning", "critical"}
 
@@ -476,6 +479,18 @@ RULE_TESTS: list[dict[str, Any]] = [
         "alert_rule_test": [
             _alert("WebhookFailureRateHigh", "3m"),
             _alert("WebhookFailureRateHigh", "10m", {"severity": "warning"}),
+        ],
+    },
+    {  # The sealer stops at t=3m: the oldest unsealed row ages by 60 s a minute; the API exports 0.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'bank_audit_seal_lag_seconds{job="worker"}', "values": "1 1 1 0+60x10"},
+            {"series": 'bank_audit_seal_lag_seconds{job="api"}', "values": "0x13"},
+        ],
+        "alert_rule_test": [
+            _alert("AuditSealLagHigh", "3m"),  # 0 s
+            _alert("AuditSealLagHigh", "5m"),  # above since 4m, pending
+            _alert("AuditSealLagHigh", "6m", {"severity": "warning"}),  # above for 2m
         ],
     },
     {  # No webhook traffic at all: 0/0 is no alert.

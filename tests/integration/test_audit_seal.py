@@ -1,0 +1,270 @@
+"""The audit sealer: writers never wait for each other, the chain is built after commit in
+(txid, id) order, one sealer at a time, and tampering with seals or batches is found."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.audit_chain import ChainResult, verify_chain
+from core.audit_seal import SealResult, seal, unsealed
+from core.merkle import merkle_root
+from core.models import AuditLog, AuditSeal, AuditSealBatch
+from core.observability.backlog import measure
+from tests.factories import seal_all
+
+
+def write(s: Session, action: str = "test.sealer") -> int:
+    """Insert one audit row and flush, so the transaction has its id; returns the row id."""
+    marker = uuid.uuid4().hex
+    audit.record(s, action=action, entity_type="test", entity_id=marker, actor_id=None)
+    s.flush()  # the INSERT runs now: the row's txid is this transaction's
+    return s.scalars(select(AuditLog.id).where(AuditLog.entity_id == marker)).one()
+
+
+def seal_of(sessions: sessionmaker[Session], audit_id: int) -> AuditSeal | None:
+    with sessions() as s:
+        return s.scalar(select(AuditSeal).where(AuditSeal.audit_id == audit_id))
+
+
+def test_writers_do_not_wait_for_each_other(sessions) -> None:  # type: ignore[no-untyped-def]
+    """With the 0002 trigger, B blocked on the chain lock until A committed: here B fails fast if so."""
+    with sessions.begin() as a:
+        a_id = write(a)  # A holds its row, uncommitted
+        done: dict[str, object] = {}
+
+        def writer_b() -> None:
+            try:
+                with sessions.begin() as b:
+                    b.execute(text("SET LOCAL lock_timeout = '2s'"))
+                    done["id"] = write(b)
+            except Exception as exc:  # surfaced by the assertion below
+                done["error"] = exc
+
+        thread = threading.Thread(target=writer_b)
+        thread.start()
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "writer B is waiting for writer A"
+        assert "error" not in done, done.get("error")
+        with sessions() as other:  # B committed while A is still open
+            assert other.get(AuditLog, done["id"]) is not None
+            assert other.get(AuditLog, a_id) is None
+
+
+def test_an_open_transaction_holds_back_later_rows_until_it_commits(sessions) -> None:  # type: ignore[no-untyped-def]
+    seal_all(sessions)
+    with sessions.begin() as a:
+        early = write(a)  # lower txid, still open
+        with sessions.begin() as b:
+            late = write(b)
+        with sessions.begin() as c:
+            c_txid = c.scalar(select(AuditLog.txid).where(AuditLog.id == late))
+            a_txid = a.scalar(select(AuditLog.txid).where(AuditLog.id == early))
+            assert a_txid is not None and c_txid is not None and a_txid < c_txid
+        assert seal_all(sessions) == 0  # B's row waits behind A's open transaction
+        assert seal_of(sessions, late) is None
+        with sessions() as s:
+            pending = unsealed(s, datetime.now(UTC))
+            assert pending.rows >= 1
+    assert seal_all(sessions) >= 2
+    first, second = seal_of(sessions, early), seal_of(sessions, late)
+    assert first is not None and second is not None
+    assert first.seq < second.seq  # txid order, not id or commit order
+    assert_txid_order(sessions)
+    with sessions() as s:
+        assert unsealed(s, datetime.now(UTC)).rows == 0
+        assert verify_chain(s).ok
+
+
+def test_an_aborted_transaction_leaves_no_hole(sessions) -> None:  # type: ignore[no-untyped-def]
+    seal_all(sessions)
+    with sessions.begin() as a:
+        write(a)
+        with sessions.begin() as b:
+            kept = write(b)
+        a.rollback()
+    seal_all(sessions)
+    assert seal_of(sessions, kept) is not None
+    with sessions() as s:
+        assert verify_chain(s).ok
+
+
+def assert_txid_order(sessions: sessionmaker[Session]) -> None:
+    """No sealed row comes after a row of a later transaction."""
+    with sessions() as s:
+        inversions = s.scalar(
+            text(
+                "SELECT count(*) FROM (SELECT a.txid, lag(a.txid) OVER (ORDER BY s.seq) AS before"
+                " FROM audit_seals s JOIN audit_log a ON a.id = s.audit_id) x WHERE x.txid < x.before"
+            )
+        )
+    assert inversions == 0
+
+
+def test_a_batch_is_limited_but_never_splits_a_transaction(sessions) -> None:  # type: ignore[no-untyped-def]
+    seal_all(sessions)
+    with sessions.begin() as s:
+        ids = [write(s) for _ in range(3)]
+    with sessions.begin() as s:
+        later = write(s)
+    with sessions.begin() as s:
+        first = seal(s, limit=2)
+    assert (first.busy, first.sealed) == (False, 3)  # all of the first transaction, not 2
+    with sessions() as s:
+        batch = s.get_one(AuditSealBatch, first.batch_id)
+        leaves = list(
+            s.scalars(select(AuditSeal.row_hash).where(AuditSeal.batch_id == batch.id).order_by(AuditSeal.seq))
+        )
+        assert merkle_root(leaves) == batch.merkle_root  # SQL and Python trees agree
+        assert s.scalar(select(func.count()).where(AuditSeal.audit_id.in_(ids))) == 3
+    assert seal_of(sessions, later) is None
+    with sessions.begin() as s:
+        assert seal(s, limit=2).sealed == 1
+    assert seal_of(sessions, later) is not None
+
+
+def test_a_second_sealer_is_busy_and_does_nothing(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        write(s)
+    with sessions.begin() as first:
+        assert not seal(first).busy
+        with sessions.begin() as second:
+            assert seal(second) == SealResult(busy=True)
+
+
+def test_concurrent_sealers_and_writers_never_duplicate_or_skip_a_seq(sessions) -> None:  # type: ignore[no-untyped-def]
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def work(sealer: bool) -> None:
+        try:
+            barrier.wait(timeout=10)
+            for _ in range(25):
+                with sessions.begin() as s:
+                    if sealer:
+                        seal(s, limit=7)
+                    else:
+                        write(s)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i % 2 == 0,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    seal_all(sessions)
+    with sessions() as s:
+        count, low, high, distinct = s.execute(
+            select(
+                func.count(),
+                func.min(AuditSeal.seq),
+                func.max(AuditSeal.seq),
+                func.count(AuditSeal.audit_id.distinct()),
+            )
+        ).one()
+        assert (low, high, distinct) == (1, count, count)
+        assert s.scalar(select(func.count()).select_from(AuditLog)) == count
+        result = verify_chain(s)
+        assert result.ok, result.reason
+        assert result.rows_checked == count and result.unsealed_rows == 0
+    assert_txid_order(sessions)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE audit_seals SET row_hash = repeat('0', 64)",
+        "DELETE FROM audit_seals",
+        "TRUNCATE audit_seals",
+        "UPDATE audit_seal_batches SET root = repeat('0', 64)",
+        "DELETE FROM audit_seal_batches",
+        "TRUNCATE audit_seal_batches CASCADE",
+    ],
+)
+def test_seal_tables_are_append_only(sessions, statement) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        write(s)
+    seal_all(sessions)
+    with pytest.raises(DBAPIError, match="append-only"), sessions.begin() as s:
+        s.execute(text(statement))
+
+
+LAST_BATCH = "(SELECT max(id) FROM audit_seal_batches)"
+
+
+def tampered(sessions: sessionmaker[Session], *statements: str) -> tuple[ChainResult, int]:
+    """Apply statements with the append-only triggers off, verify, roll everything back."""
+    with sessions.begin() as s:
+        write(s)
+    seal_all(sessions)
+    with sessions.begin() as s:
+        last = s.scalar(select(func.max(AuditSeal.seq)))
+        assert last is not None
+        for table in ("audit_log", "audit_seals", "audit_seal_batches"):
+            s.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only"))
+        for statement in statements:
+            s.execute(text(statement), {"last": last})
+        result = verify_chain(s)
+        s.rollback()
+    return result, last
+
+
+def test_verify_finds_an_altered_merkle_root(sessions) -> None:  # type: ignore[no-untyped-def]
+    result, _ = tampered(
+        sessions, f"UPDATE audit_seal_batches SET merkle_root = repeat('0', 64) WHERE id = {LAST_BATCH}"
+    )
+    assert not result.ok
+    assert "Merkle root" in (result.reason or "")
+
+
+def test_verify_finds_a_broken_root_chain(sessions) -> None:  # type: ignore[no-untyped-def]
+    result, _ = tampered(sessions, f"UPDATE audit_seal_batches SET root = repeat('0', 64) WHERE id = {LAST_BATCH}")
+    assert "root does not chain" in (result.reason or "")
+
+
+def test_verify_finds_the_last_seal_deleted(sessions) -> None:  # type: ignore[no-untyped-def]
+    result, last = tampered(sessions, "DELETE FROM audit_seals WHERE seq = :last")
+    assert result.broken_at_seq == last
+
+
+def test_verify_finds_a_rehashed_row(sessions) -> None:  # type: ignore[no-untyped-def]
+    """Rewriting a row and its row_hash breaks the next row's link and the batch's Merkle root."""
+    result, _ = tampered(
+        sessions,
+        "UPDATE audit_log SET action = 'tampered' WHERE id = (SELECT audit_id FROM audit_seals WHERE seq = :last)",
+        "UPDATE audit_seals s SET row_hash = audit_row_hash(s.seq, a.occurred_at, a.actor_id, a.action,"
+        " a.entity_type, a.entity_id, a.request_id, a.details, s.prev_hash)"
+        " FROM audit_log a WHERE a.id = s.audit_id AND s.seq = :last",
+    )
+    assert "Merkle root" in (result.reason or "")
+
+
+def test_verify_finds_a_row_below_the_horizon_without_a_seal(sessions) -> None:  # type: ignore[no-untyped-def]
+    result, _ = tampered(
+        sessions,
+        "INSERT INTO audit_log (action, entity_type, txid) VALUES ('slipped.in', 'test', 1)",
+    )
+    assert "below the sealed horizon" in (result.reason or "")
+
+
+def test_backlog_reports_unsealed_rows_and_their_age(sessions) -> None:  # type: ignore[no-untyped-def]
+    seal_all(sessions)
+    with sessions() as s:
+        backlog = measure(s, datetime.now(UTC))
+        assert (backlog.unsealed_audit_rows, backlog.oldest_unsealed_audit_age_seconds) == (0, 0.0)
+    with sessions.begin() as s:
+        write(s)
+    with sessions() as s:
+        backlog = measure(s, datetime.now(UTC))
+        assert backlog.unsealed_audit_rows == 1
+        assert backlog.oldest_unsealed_audit_age_seconds >= 0
+    seal_all(sessions)

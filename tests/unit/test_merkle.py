@@ -1,0 +1,92 @@
+"""The Merkle tree over a seal batch (core/merkle.py): roots, odd counts, inclusion proofs."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from core.merkle import ProofStep, batch_root, merkle_proof, merkle_root, verify_proof
+
+
+def h(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def leaves(n: int) -> list[str]:
+    return [hashlib.sha256(f"row {i}".encode()).hexdigest() for i in range(n)]
+
+
+def L(hex_leaf: str) -> bytes:
+    return h(b"\x00" + bytes.fromhex(hex_leaf))
+
+
+def N(left: bytes, right: bytes) -> bytes:
+    return h(b"\x01" + left + right)
+
+
+def test_one_leaf_is_its_leaf_hash() -> None:
+    (a,) = leaves(1)
+    assert merkle_root([a]) == L(a).hex()
+    assert merkle_proof([a], 0) == []
+    assert verify_proof(a, [], merkle_root([a]))
+
+
+def test_two_and_four_leaves_are_balanced_trees() -> None:
+    a, b, c, d = leaves(4)
+    assert merkle_root([a, b]) == N(L(a), L(b)).hex()
+    assert merkle_root([a, b, c, d]) == N(N(L(a), L(b)), N(L(c), L(d))).hex()
+
+
+def test_an_odd_last_node_is_carried_up_unchanged() -> None:
+    a, b, c, d, e = leaves(5)
+    assert merkle_root([a, b, c]) == N(N(L(a), L(b)), L(c)).hex()
+    assert merkle_root([a, b, c, d, e]) == N(N(N(L(a), L(b)), N(L(c), L(d))), L(e)).hex()
+
+
+def test_no_duplication_ambiguity() -> None:
+    """Bitcoin-style duplication gives [a, b, c] and [a, b, c, c] one root; carrying up does not."""
+    a, b, c = leaves(3)
+    assert merkle_root([a, b, c]) != merkle_root([a, b, c, c])
+
+
+def test_no_leaves_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        merkle_root([])
+    with pytest.raises(IndexError):
+        merkle_proof(leaves(3), 3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17, 31, 100])
+def test_every_leaf_has_a_proof_that_verifies(n: int) -> None:
+    items = leaves(n)
+    root = merkle_root(items)
+    for i, leaf in enumerate(items):
+        proof = merkle_proof(items, i)
+        assert verify_proof(leaf, proof, root), (n, i)
+        assert len(proof) <= max(1, (n - 1).bit_length())
+
+
+def test_a_proof_does_not_verify_another_leaf_root_or_a_changed_sibling() -> None:
+    items = leaves(7)
+    root = merkle_root(items)
+    proof = merkle_proof(items, 2)
+    assert not verify_proof(items[3], proof, root)
+    assert not verify_proof(items[2], proof, merkle_root(items[:6]))
+    flipped = [ProofStep(proof[0].side, "00" * 32), *proof[1:]]
+    assert not verify_proof(items[2], flipped, root)
+    swapped = [ProofStep("left" if proof[0].side == "right" else "right", proof[0].sibling), *proof[1:]]
+    assert not verify_proof(items[2], swapped, root)
+
+
+def test_the_last_odd_leaf_proof_skips_the_levels_it_is_carried_up() -> None:
+    items = leaves(5)
+    proof = merkle_proof(items, 4)
+    assert proof == [ProofStep("left", N(N(L(items[0]), L(items[1])), N(L(items[2]), L(items[3]))).hex())]
+
+
+def test_batch_root_chains_from_zero() -> None:
+    m = merkle_root(leaves(3))
+    first = batch_root(None, m)
+    assert first == h(bytes(32) + bytes.fromhex(m)).hex()
+    assert batch_root(first, m) == h(bytes.fromhex(first) + bytes.fromhex(m)).hex()
