@@ -215,10 +215,7 @@ def load_mode(ctx: Context, mode: str) -> dict[str, Any]:
     before = db.balance_sum(ctx.sql, accounts) if ctx.sql else 0
     tps = run_pgbench(ctx)
     result: dict[str, Any] = {"mode": mode, "customers": count}
-    sampler = system.RssSampler(ctx.sut) if ctx.sut else None
-    if sampler:
-        sampler.__enter__()
-    try:
+    with system.RssSampler(ctx.sut) as sampler:  # a no-op with --no-start
         say(f"{mode}: wrk -t{args.threads} -c{args.connections} -d{args.duration:.0f}s")
         busy0, total0 = system.cpu_times()
         run = load.run_wrk(ctx.wrk, ctx.base_url, plan, connections=args.connections, threads=args.threads,
@@ -232,11 +229,7 @@ def load_mode(ctx: Context, mode: str) -> dict[str, Any]:
             result["all_final"], _ = wait_final(ctx, accounts, deadline)
             result["final_deadline_s"] = round(deadline)
             result.update(settle_figures(ctx, accounts, before, run.accepted, since=None))
-    finally:
-        if sampler:
-            sampler.__exit__()
-    if sampler:
-        result["worker_rss_mb"] = sampler.summary()
+    result["worker_rss_mb"] = sampler.summary()
     plan.unlink(missing_ok=True)
     return with_ratios(ctx, result, tps)
 
@@ -342,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             "system": {
                 "started_by_bench": sut is not None,
                 "log_level": args.log_level if sut else "unknown",
-                "procfile": sut.entries if sut else None,
+                "procfile_entries": list(sut.entries) if sut else None,
+                "settlement_workers": sut.worker_names if sut else None,
             },
             "duration_s": args.duration,
             "connections": args.connections,

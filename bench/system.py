@@ -118,7 +118,7 @@ def rss_of_groups(groups: set[int]) -> int:
 class RssSampler:
     """Samples the settlement workers' RSS every ``interval`` seconds in a background thread."""
 
-    def __init__(self, system: System, interval: float = 1.0) -> None:
+    def __init__(self, system: System | None, interval: float = 1.0) -> None:
         self.system = system
         self.interval = interval
         self.samples: list[float] = []
@@ -126,14 +126,17 @@ class RssSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> RssSampler:
-        self._thread.start()
+        if self.system is not None:
+            self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _loop(self) -> None:
+        assert self.system is not None
         while not self._stop.is_set():
             mb = self.system.group_rss_mb(self.system.worker_names)
             if mb > 0:
