@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -77,6 +78,24 @@ def write_plan(rows: list[tuple[str, str, str]], directory: Path) -> Path:
     return Path(name)
 
 
+def _interrupt_when_done(popen: subprocess.Popen[str], markers: list[Path]) -> None:
+    """wrk sleeps for its whole -d even when every thread stopped at its quota: SIGINT ends the sleep."""
+    while not all(m.exists() for m in markers):
+        if not Path(f"/proc/{popen.pid}").exists() or _is_zombie(popen.pid):
+            return  # ended on its own (the -d ceiling); left for wait4 to reap
+        time.sleep(0.2)
+    popen.send_signal(signal.SIGINT)
+    for m in markers:
+        m.unlink(missing_ok=True)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def run_wrk(
     wrk: str,
     url: str,
@@ -100,7 +119,9 @@ def run_wrk(
         started_at = time.time()
         t0 = time.perf_counter()
         popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(popen.pid, 0)
+        if quota:
+            _interrupt_when_done(popen, [plan.with_name(f"{plan.name}.done.{i}") for i in range(1, threads + 1)])
+        _, status, usage = os.wait4(popen.pid, 0)  # reaps wrk: its own CPU time, not ours
         wall = time.perf_counter() - t0
         popen.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)

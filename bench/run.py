@@ -77,6 +77,7 @@ class Context:
     meta: dict[str, Any]
     log_dir: Path
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exited: list[str] = field(default_factory=list)  # non-essential Procfile entries that exited
 
 
 def start_system(args: argparse.Namespace, log_dir: Path) -> system.System:
@@ -126,7 +127,10 @@ def wait_final(ctx: Context, accounts: list[str], deadline_s: float) -> tuple[bo
             say(f"deadline: {left} transfers still not final after {waited:.0f} s")
             return False, waited
         if ctx.sut:
-            ctx.sut.check_alive()
+            for gone in ctx.sut.check_alive():
+                if gone not in ctx.exited:
+                    ctx.exited.append(gone)
+                    say(f"WARNING: {gone} exited during the run; see its log")
         if time.monotonic() - last_report > 10:
             say(f"  {left} not final yet ({waited:.0f} s)")
             last_report = time.monotonic()
@@ -360,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["hot_vs_spread_settled"] = round(
                     result["settled_per_s"] / ctx.results["spread"]["settled_per_s"], 3
                 )
+            result["exited_processes"] = list(ctx.exited)
             ctx.results[mode] = result
             emit(ctx, result)
         return 0

@@ -88,10 +88,16 @@ class System:
     def stop_all(self) -> None:
         self.stop(list(self.procs))
 
-    def check_alive(self) -> None:
+    def check_alive(self) -> list[str]:
+        """Raise if the API or a settlement worker exited; return the other entries that exited (e.g. beat)."""
+        gone = []
         for name, proc in self.procs.items():
-            if proc.popen.poll() is not None:
+            if proc.popen.poll() is None:
+                continue
+            if name == "web" or is_settlement_worker(name):
                 raise RuntimeError(f"{name} exited with {proc.popen.returncode}; log tail:\n{proc.log()[-2000:]}")
+            gone.append(f"{name} (exit {proc.popen.returncode})")
+        return gone
 
     def group_rss_mb(self, names: Iterable[str]) -> float:
         procs = [self.procs.get(n) for n in names]

@@ -1,7 +1,9 @@
 -- wrk script: POST /api/v1/transfers with a fresh Idempotency-Key per request.
 --   wrk -t2 -c32 -d20s --timeout 30s -s bench/transfers.lua URL -- DATA_FILE [PER_THREAD_QUOTA]
 -- DATA_FILE: one "token source_account_id destination_account_id" per line; each request picks one at random.
--- PER_THREAD_QUOTA > 0: a thread stops after that many responses (drain mode's fixed count).
+-- PER_THREAD_QUOTA > 0: a thread stops after that many responses (drain mode's fixed count) and creates
+-- DATA_FILE.done.<thread>; wrk's main thread sleeps for the whole -d, so the harness sends SIGINT once every
+-- thread has its file (wrk then prints its summary and runs done()).
 -- done() prints one line "WRK_JSON {...}" with status counts and latency percentiles (microseconds).
 
 local threads = {}
@@ -13,6 +15,7 @@ end
 
 function init(args)
   quota = tonumber(args[2] or "0") or 0
+  marker = args[1] .. ".done." .. tid
   tuples = {}
   for line in io.lines(args[1]) do
     local token, src, dst = line:match("^(%S+) (%S+) (%S+)$")
@@ -49,6 +52,8 @@ function response(status, headers, body)
   counts[key] = (counts[key] or 0) + 1
   received = received + 1
   if quota > 0 and received >= quota then
+    local f = io.open(marker, "w")
+    if f then f:close() end
     wrk.thread:stop()
   end
 end
