@@ -27,15 +27,18 @@ def record(
 
     Never pass secrets in ``details``: the row is kept forever and cannot be edited.
     """
-    session.add(
-        AuditLog(
-            actor_id=actor_id,
-            action=action,
-            entity_type=entity_type,
-            entity_id=str(entity_id) if entity_id is not None else None,
-            request_id=request_id,
-            details=details or {},
-        )
+    record_many(
+        session,
+        [
+            entry(
+                action=action,
+                entity_type=entity_type,
+                entity_id=entity_id,
+                actor_id=actor_id,
+                request_id=request_id,
+                details=details,
+            )
+        ],
     )
 
 
@@ -86,4 +89,5 @@ def entry(
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert many audit rows with one statement, in the caller's transaction (hot paths)."""
     if rows:
-        session.execute(insert(AuditLog), rows)
+        # Core, not the ORM's bulk path: this runs on every accept and settlement batch.
+        session.execute(insert(AuditLog.__table__), rows)

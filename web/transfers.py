@@ -56,7 +56,13 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer, int, dict[str, str]
         replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
         if replay is None:
             pin_ok = check_pin(
-                session, user_id=user.id, pin=pin, policy=pin_policy(), now=datetime.now(UTC), request_id=request_id()
+                session,
+                user_id=user.id,
+                pin=pin,
+                policy=pin_policy(),
+                now=datetime.now(UTC),
+                request_id=request_id(),
+                known_user=user,
             )
             if pin_ok is PinCheck.OK:
                 accepted = submit_transfer(

@@ -283,15 +283,19 @@ def check_pin(
     policy: PinPolicy,
     now: datetime,
     request_id: str | None = None,
+    known_user: User | None = None,
 ) -> PinCheck:
     """Verify a PIN and keep the lockout counter in Postgres (holds across processes and restarts).
+
+    ``known_user``: the user's row as read earlier in this request (the API's authenticated user),
+    enough for the lock-free path; anything that writes re-reads the row.
 
     A right PIN with no failures to reset writes nothing and takes no lock, so one customer's
     transfers are not serialised on their user row. Anything that writes (a wrong PIN, a reset
     of the counter) re-reads the row under ``FOR NO KEY UPDATE`` and decides there, so
     concurrent guesses cannot slip past the attempt limit.
     """
-    user = session.get_one(User, user_id)
+    user = known_user if known_user is not None and known_user.id == user_id else session.get_one(User, user_id)
     if user.pin_hash is None:
         return PinCheck.NOT_SET
     if user.pin_locked_until is not None and user.pin_locked_until > now:

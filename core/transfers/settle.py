@@ -66,7 +66,7 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
     plan = _decide(session, pending)
     _write_balances(session, plan)
     if plan.entries:
-        session.execute(insert(LedgerEntry), plan.entries)
+        session.execute(insert(LedgerEntry.__table__), plan.entries)
     finals = _write_statuses(session, plan)
     audit.record_many(
         session,

@@ -85,7 +85,7 @@ def transfer_events(
 def emit_many(session: Session, events: list[dict[str, Any]]) -> None:
     """Write many events with one statement (the hot path: settlement batches)."""
     if events:
-        session.execute(insert(WebhookEvent), events)
+        session.execute(insert(WebhookEvent.__table__), events)  # Core: cheaper than the ORM's bulk path
 
 
 def _event_row(
