@@ -29,7 +29,11 @@ def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
 
 
 def run_demo(base_url: str, admin_email: str, admin_password: str, say: Printer = print) -> DemoResult:
-    api = httpx.Client(base_url=f"{base_url}/api/v1", timeout=30)
+    with httpx.Client(base_url=f"{base_url}/api/v1", timeout=30) as api:
+        return _demo(api, admin_email, admin_password, say)
+
+
+def _demo(api: httpx.Client, admin_email: str, admin_password: str, say: Printer) -> DemoResult:
     run = uuid.uuid4().hex[:8]
 
     def bearer(token: str) -> dict[str, str]:

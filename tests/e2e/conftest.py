@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import httpx
 import pytest
@@ -20,9 +20,10 @@ def admin_user(sessions):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def http(api_url: str, workers) -> httpx.Client:  # type: ignore[no-untyped-def]
+def http(api_url: str, workers) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
     """An HTTP client for the gunicorn API, with the Celery workers running."""
-    return httpx.Client(base_url=f"{api_url}/api/v1", timeout=30)
+    with httpx.Client(base_url=f"{api_url}/api/v1", timeout=30) as client:
+        yield client
 
 
 def bearer(http: httpx.Client, email: str, password: str = factories.PASSWORD) -> dict[str, str]:
