@@ -274,7 +274,10 @@ def queue_depth(ctx: Context) -> int | None:
     broker = ctx.args.broker_url or ctx.args.redis_url
     if not broker.startswith("redis"):
         return None
-    return int(redis.Redis.from_url(broker).llen("transfers"))  # type: ignore[arg-type]
+    # Every settlement queue: "transfers" (sweeper, gauges) and the partitions "transfers.N".
+    client = redis.Redis.from_url(broker)
+    queues = [q.decode() for q in client.scan_iter(match="transfers*", _type="list")]
+    return sum(int(client.llen(q)) for q in queues)  # type: ignore[misc]
 
 
 def machine(sql_server: str) -> dict[str, Any]:

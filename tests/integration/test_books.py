@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from core.audit_chain import verify_chain
 from core.models import Account, AuditSeal
 from core.reconcile import reconcile
-from tests.factories import fund, seal_all
+from tests.factories import fund, seal_all, sealer_paused
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).parent / "flask")
@@ -95,26 +95,28 @@ def test_verify_audit_exits_1_on_a_broken_chain_only(sessions, make_customer) ->
     assert ok.returncode == 0, ok.stderr
     assert "audit chain intact" in ok.stdout
     assert " 0 unsealed" not in ok.stdout
-    victim_seq = 0
-    with sessions.begin() as s:  # a seal's hash rewritten, committed, then put back
-        s.execute(text("ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only"))
-        victim_seq = _sealed(s, 1)[1]
-        s.execute(text("UPDATE audit_seals SET row_hash = repeat('0', 64) WHERE seq = :seq"), {"seq": victim_seq})
-        s.execute(text("ALTER TABLE audit_seals ENABLE TRIGGER audit_seals_append_only"))
-    try:
-        bad = cli("verify-audit")
-    finally:
-        with sessions.begin() as s:
+    # Tampering with committed seals: keep the e2e tier's background sealer from chaining onto them.
+    with sealer_paused(sessions):
+        victim_seq = 0
+        with sessions.begin() as s:  # a seal's hash rewritten, committed, then put back
             s.execute(text("ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only"))
-            s.execute(
-                text(
-                    "UPDATE audit_seals s SET row_hash = audit_row_hash(s.seq, a.occurred_at, a.actor_id, a.action,"
-                    " a.entity_type, a.entity_id, a.request_id, a.details, s.prev_hash)"
-                    " FROM audit_log a WHERE a.id = s.audit_id AND s.seq = :seq"
-                ),
-                {"seq": victim_seq},
-            )
+            victim_seq = _sealed(s, 1)[1]
+            s.execute(text("UPDATE audit_seals SET row_hash = repeat('0', 64) WHERE seq = :seq"), {"seq": victim_seq})
             s.execute(text("ALTER TABLE audit_seals ENABLE TRIGGER audit_seals_append_only"))
+        try:
+            bad = cli("verify-audit")
+        finally:
+            with sessions.begin() as s:
+                s.execute(text("ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only"))
+                s.execute(
+                    text(
+                        "UPDATE audit_seals s SET row_hash = audit_row_hash(s.seq, a.occurred_at, a.actor_id, a.action,"
+                        " a.entity_type, a.entity_id, a.request_id, a.details, s.prev_hash)"
+                        " FROM audit_log a WHERE a.id = s.audit_id AND s.seq = :seq"
+                    ),
+                    {"seq": victim_seq},
+                )
+                s.execute(text("ALTER TABLE audit_seals ENABLE TRIGGER audit_seals_append_only"))
     assert bad.returncode == 1
     assert f"BROKEN at seq {victim_seq}" in bad.stderr
     assert cli("verify-audit").returncode == 0
