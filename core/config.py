@@ -61,8 +61,11 @@ class Settings(BaseSettings):
 
     # Settlement: transfers route to this many partition queues by source account, and a
     # drainer settles up to settle_batch_size of a partition's transfers per transaction.
-    settle_partitions: int = Field(default=4, gt=0, le=1024)
+    settle_partitions: int = Field(default=2, gt=0, le=1024)
     settle_batch_size: int = Field(default=250, gt=0, le=5000)
+    # A drainer whose last batch was not full waits this long before it looks again, so
+    # transfers arriving together share a transaction instead of paying one each.
+    settle_linger_ms: int = Field(default=50, ge=0, le=1000)
 
     # Beat: how often the sealer chains the committed audit rows (core/audit_seal.py).
     audit_seal_interval_seconds: float = Field(default=1.0, gt=0)

@@ -57,8 +57,10 @@ def settle_partition(self: Task, partition: int) -> int:
     settings = get_settings()
     res = resources.get()
     nudges.release_nudge(res.redis, partition)  # before the first look: see core.transfers.nudges
-    settled = 0
+    settled, full = 0, False
     for _ in range(MAX_BATCHES_PER_TASK):
+        if not full and settings.settle_linger_ms:
+            time.sleep(settings.settle_linger_ms / 1000)  # let the transfers arriving now join this batch
         with res.sessions() as session:
             batch = drain.next_batch(session, partition, settings.settle_batch_size)
         if not batch.transfer_ids:
@@ -67,6 +69,7 @@ def settle_partition(self: Task, partition: int) -> int:
         if outcomes is None:  # another drainer holds the partition and looks again after its commit
             return settled
         settled += len(outcomes)
+        full = len(batch.transfer_ids) >= settings.settle_batch_size
     enqueue_settlement(partition)
     return settled
 

@@ -19,6 +19,7 @@ from core.models import Transfer, TransferStatus
 
 # pg_try_advisory_xact_lock(class, partition): the class says "settlement partition".
 PARTITION_LOCK_CLASS = 7_201_009
+_T = Transfer.__table__
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,9 @@ class Batch:
 def next_batch(session: Session, partition: int, limit: int) -> Batch:
     """The partition's oldest PENDING transfers (a read without locks: settle_batch locks)."""
     rows = session.execute(
-        select(Transfer.id, Transfer.source_account_id, Transfer.destination_account_id)
-        .where(Transfer.status == TransferStatus.PENDING, Transfer.partition == partition)
-        .order_by(Transfer.created_at, Transfer.id)
+        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id)
+        .where(_T.c.status == TransferStatus.PENDING, _T.c.partition == partition)
+        .order_by(_T.c.created_at, _T.c.id)
         .limit(limit)
     ).all()
     accounts = {r.source_account_id for r in rows} | {r.destination_account_id for r in rows}

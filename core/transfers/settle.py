@@ -15,6 +15,10 @@ from core import audit
 from core.models import Account, AccountStatus, LedgerEntry, Transfer, TransferStatus
 from core.webhooks import outbox
 
+# Core tables, not ORM entities, on this hot path: no ORM compile or identity-map work per batch.
+_T = Transfer.__table__
+_A = Account.__table__
+
 # PROCESSING is never persisted (settlement is one transaction) but would be safe to take.
 SETTLEABLE = (TransferStatus.PENDING, TransferStatus.PROCESSING)
 
@@ -56,9 +60,9 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
     if not transfer_ids:
         return []
     pending = session.execute(
-        select(Transfer.id, Transfer.source_account_id, Transfer.destination_account_id, Transfer.amount)
-        .where(Transfer.id.in_(list(transfer_ids)), Transfer.status.in_(SETTLEABLE))
-        .order_by(Transfer.created_at, Transfer.id)
+        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount)
+        .where(_T.c.id.in_(list(transfer_ids)), _T.c.status.in_(SETTLEABLE))
+        .order_by(_T.c.created_at, _T.c.id)
         .with_for_update(key_share=True)  # ROW_LOCK, see core.db
     ).all()
     if not pending:
@@ -124,9 +128,9 @@ def settle_transfer(session: Session, transfer_id: uuid.UUID) -> Settled:
 def _decide(session: Session, pending: list[Any]) -> _Plan:
     account_ids = sorted({t.source_account_id for t in pending} | {t.destination_account_id for t in pending})
     accounts = session.execute(
-        select(Account.id, Account.user_id, Account.balance, Account.status)
-        .where(Account.id.in_(account_ids))
-        .order_by(Account.id)
+        select(_A.c.id, _A.c.user_id, _A.c.balance, _A.c.status)
+        .where(_A.c.id.in_(account_ids))
+        .order_by(_A.c.id)
         .with_for_update(key_share=True)
     ).all()
     plan = _Plan(balances={a.id: a.balance for a in accounts}, owners={a.id: a.user_id for a in accounts})
@@ -157,10 +161,7 @@ def _write_balances(session: Session, plan: _Plan) -> None:
     new = values(column("id", Uuid), column("balance", BigInteger), name="new_balance").data(
         [(account_id, plan.balances[account_id]) for account_id in sorted(plan.touched)]
     )
-    session.execute(
-        update(Account).where(Account.id == new.c.id).values(balance=new.c.balance, updated_at=func.now()),
-        execution_options={"synchronize_session": False},
-    )
+    session.execute(update(_A).where(_A.c.id == new.c.id).values(balance=new.c.balance, updated_at=func.now()))
 
 
 def _write_statuses(session: Session, plan: _Plan) -> list[Any]:
@@ -173,11 +174,11 @@ def _write_statuses(session: Session, plan: _Plan) -> list[Any]:
         ]
     )
     rows = session.execute(
-        update(Transfer.__table__)
-        .where(Transfer.__table__.c.id == final.c.id)
+        update(_T)
+        .where(_T.c.id == final.c.id)
         .values(
             status=final.c.status, failure_code=final.c.failure_code, completed_at=func.now(), updated_at=func.now()
         )
-        .returning(*Transfer.__table__.c)
+        .returning(*_T.c)
     ).all()
     return sorted(rows, key=lambda r: order[r.id])
