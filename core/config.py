@@ -18,7 +18,8 @@ MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+    # hide_input_in_errors: a refused configuration must never echo a secret's value.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     app_env: Literal["development", "test", "production"] = "development"
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/bank"
@@ -103,11 +104,14 @@ class Settings(BaseSettings):
             ("PIN_PEPPER", self.pin_pepper, DEV_PIN_PEPPER),
             ("WEBHOOK_SECRETS_KEY", self.webhook_secrets_key, DEV_WEBHOOK_SECRETS_KEY),
         ):
-            secret = value.get_secret_value()
+            secret = value.get_secret_value().strip()  # whitespace is not key material
             if secret == default or len(secret.encode()) < MIN_SECRET_BYTES:
                 raise ValueError(
                     f"{name} must be set to at least {MIN_SECRET_BYTES} random bytes when APP_ENV=production"
                 )
+        secrets = [self.jwt_secret_key, self.pin_pepper, self.webhook_secrets_key]
+        if len({v.get_secret_value() for v in secrets}) < len(secrets):
+            raise ValueError("JWT_SECRET_KEY, PIN_PEPPER and WEBHOOK_SECRETS_KEY must be different secrets")
         previous = self.jwt_previous_secret_key
         if previous is not None:
             # A well-known previous key would let anyone forge tokens until the rotation ends.

@@ -7,7 +7,7 @@ import re
 from core.errors import ValidationFailed
 
 MAX_AMOUNT = 2**53 - 1  # largest integer every JSON client represents exactly
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 
 
 def validate_amount(amount: object) -> int:

@@ -10,8 +10,8 @@ from marshmallow import fields, validate
 from core.money import MAX_AMOUNT
 from core.pagination import MAX_LIMIT
 
-CURRENCY = validate.Regexp(r"^[A-Z]{3}$", error="Must be an ISO 4217 code (3 upper-case letters).")
-PIN = validate.Regexp(r"^[0-9]{4,6}$", error="Must be 4 to 6 digits.")
+CURRENCY = validate.Regexp(r"^[A-Z]{3}\Z", error="Must be an ISO 4217 code (3 upper-case letters).")
+PIN = validate.Regexp(r"^[0-9]{4,6}\Z", error="Must be 4 to 6 digits.")
 
 
 class MinorUnits(fields.Integer):
@@ -55,7 +55,7 @@ class PinIn(Strict):
 class OtpVerifyIn(Strict):
     challenge_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     code = fields.String(
-        required=True, load_only=True, validate=validate.Regexp(r"^[0-9]{6}$", error="Must be 6 digits.")
+        required=True, load_only=True, validate=validate.Regexp(r"^[0-9]{6}\Z", error="Must be 6 digits.")
     )
     trust_device = fields.Boolean(load_default=False, truthy={True}, falsy={False})
 

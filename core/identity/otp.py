@@ -21,7 +21,7 @@ from typing import Any
 from redis import Redis
 
 CODE_DIGITS = 6
-CODE_PATTERN = re.compile(r"^[0-9]{6}$")
+CODE_PATTERN = re.compile(r"^[0-9]{6}\Z")
 _KEY = "otp:challenge:{}"
 
 # Returns nil for an unknown/expired/ended challenge, else {attempts, user_id, code_mac, device_id, purpose}.

@@ -14,7 +14,7 @@ import uuid
 
 from core.errors import ValidationFailed
 
-PIN_PATTERN = re.compile(r"^[0-9]{4,6}$")
+PIN_PATTERN = re.compile(r"^[0-9]{4,6}\Z")
 _VERSION = "v1"  # lets a future pepper rotation tell old hashes from new ones
 
 

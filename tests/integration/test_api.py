@@ -300,3 +300,17 @@ def test_ops_endpoints(client) -> None:  # type: ignore[no-untyped-def]
 def test_unknown_route_and_method_are_problems(client) -> None:  # type: ignore[no-untyped-def]
     assert_problem(client.get("/api/v1/nope"), 404, "NOT_FOUND")
     assert_problem(client.delete("/api/v1/auth/login"), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize("value", ["USD\n", "usd", "US"])
+def test_a_currency_with_a_trailing_newline_is_422_not_500(client, make_customer, value) -> None:  # type: ignore[no-untyped-def]
+    """`$` matches before a final newline; validation anchors at the very end (\\Z)."""
+    c = make_customer()
+    assert_problem(
+        client.post("/api/v1/accounts", json={"currency": value}, headers=login(client, c.email)),
+        422,
+        "VALIDATION_ERROR",
+    )
+    email = f"nl.{uuid.uuid4().hex[:8]}@example.com"
+    body = {"email": email, "password": PASSWORD, "full_name": "N", "currency": value}
+    assert_problem(client.post("/api/v1/auth/register", json=body), 422, "VALIDATION_ERROR")

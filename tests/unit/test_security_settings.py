@@ -104,3 +104,23 @@ def test_json_depth_ignores_brackets_in_strings() -> None:
     assert json_depth(b'{"a": [1, {"b": "[[[[\\"]]]"}]}') == 3
     assert json_depth(b"[" * 100) == 100
     assert json_depth(b'"[[["') == 0
+
+
+def test_a_refused_configuration_never_echoes_a_secret() -> None:
+    short = "short-but-very-distinctive-secret-x"[:30]  # under 32 bytes: refused
+    with pytest.raises(ValidationError) as refused:
+        prod(webhook_secrets_key=short)
+    assert "WEBHOOK_SECRETS_KEY" in str(refused.value)
+    assert short[-12:] not in str(refused.value) and "s" * 40 not in str(refused.value)
+
+
+@pytest.mark.parametrize("key", ["jwt_secret_key", "pin_pepper", "webhook_secrets_key"])
+def test_production_refuses_whitespace_keys(key: str) -> None:
+    with pytest.raises(ValidationError, match=key.upper()):
+        prod(**{key: " " * 64})
+
+
+def test_production_refuses_one_value_for_two_secrets() -> None:
+    same = "one-random-looking-value-" + "q" * 40
+    with pytest.raises(ValidationError, match="different secrets"):
+        prod(jwt_secret_key=same, pin_pepper=same)
