@@ -58,7 +58,8 @@ def settlement(conninfo: str, accounts: list[str]) -> dict[str, Any]:
     with psycopg.connect(conninfo) as conn:
         row = conn.execute(
             """SELECT count(*), min(created_at), max(created_at),
-                      max(completed_at) FILTER (WHERE status IN ('COMPLETED', 'FAILED'))
+                      max(completed_at) FILTER (WHERE status IN ('COMPLETED', 'FAILED')),
+                      min(completed_at) FILTER (WHERE status IN ('COMPLETED', 'FAILED'))
                  FROM transfers WHERE source_account_id = ANY(%s::uuid[]) AND kind = 'TRANSFER'""",
             (accounts,),
         ).fetchone()
@@ -68,12 +69,13 @@ def settlement(conninfo: str, accounts: list[str]) -> dict[str, Any]:
             (accounts,),
         ).fetchall()
     assert row is not None
-    count, first_created, last_created, last_final = row
+    count, first_created, last_created, last_final, first_final = row
     return {
         "count": int(count),
         "first_created": _epoch(first_created),
         "last_created": _epoch(last_created),
         "last_final": _epoch(last_final),
+        "first_final": _epoch(first_final),
         "statuses": {str(s): int(n) for s, n in statuses},
     }
 

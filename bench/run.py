@@ -197,6 +197,9 @@ def settle_figures(
         if s["last_final"] and s["last_created"]
         else None,
     }
+    if since is not None and s["first_final"] and s["last_final"] and s["last_final"] > s["first_final"]:
+        # The drain without the workers' boot: first settlement to last final.
+        out["settled_per_s_after_first_final"] = round(s["count"] / (s["last_final"] - s["first_final"]), 1)
     checks = db.applied_once(ctx.sql, accounts, balance_before)
     out["applied_once"] = checks.pop("ok")
     out["checks"] = checks
