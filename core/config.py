@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     # Settlement: transfers route to this many partition queues by source account, and a
     # drainer settles up to settle_batch_size of a partition's transfers per transaction.
     settle_partitions: int = Field(default=2, gt=0, le=1024)
-    settle_batch_size: int = Field(default=250, gt=0, le=5000)
+    settle_batch_size: int = Field(default=1000, gt=0, le=5000)
     # A drainer whose last batch was not full waits this long before it looks again, so
     # transfers arriving together share a transaction instead of paying one each.
     settle_linger_ms: int = Field(default=50, ge=0, le=1000)
