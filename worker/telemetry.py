@@ -11,7 +11,7 @@ import os
 from typing import Any
 
 import structlog
-from celery.signals import task_retry, worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import task_prerun, task_retry, worker_init, worker_process_init, worker_process_shutdown
 from sqlalchemy import Engine
 
 from core.observability import metrics, tracing
@@ -78,3 +78,11 @@ def _child_gone(pid: int | None = None, **_: Any) -> None:
 @task_retry.connect
 def _count_retry(sender: Any = None, **_: Any) -> None:
     metrics.TASK_RETRIES.labels(task=getattr(sender, "name", "unknown")).inc()
+
+
+@task_prerun.connect
+def _fresh_log_context(task_id: str | None = None, **_: Any) -> None:
+    """Every task starts with a clean log context: a prefork child runs task after task, and the
+    ids bound by one (a transfer's request id) must never appear on the next one's lines."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id)
