@@ -8,16 +8,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String, Uuid, column, func, insert, select, update, values
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.models import Account, AccountStatus, LedgerEntry, Transfer, TransferStatus
+from core.db import copy_rows
+from core.models import Account, AccountStatus, Transfer, TransferStatus
 from core.webhooks import outbox
 
 # Core tables, not ORM entities, on this hot path: no ORM compile or identity-map work per batch.
 _T = Transfer.__table__
+_ENTRY_COLUMNS = ("id", "transfer_id", "account_id", "amount", "balance_after")
 _A = Account.__table__
+
+# One statement each for a whole batch, with array parameters: prepared once, whatever the size.
+_UPDATE_BALANCES = text(
+    "UPDATE accounts SET balance = new.balance, updated_at = now()"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[])) AS new(id, balance)"
+    " WHERE accounts.id = new.id"
+)
+_UPDATE_STATUSES = text(
+    "UPDATE transfers SET status = final.status, failure_code = final.code, completed_at = now(), updated_at = now()"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS varchar[]), CAST(:codes AS varchar[]))"
+    " AS final(id, status, code)"
+    " WHERE transfers.id = final.id"
+    f" RETURNING {', '.join(f'transfers.{c.name}' for c in Transfer.__table__.c)}"
+).columns(*Transfer.__table__.c)
 
 # PROCESSING is never persisted (settlement is one transaction) but would be safe to take.
 SETTLEABLE = (TransferStatus.PENDING, TransferStatus.PROCESSING)
@@ -42,7 +58,7 @@ class _Plan:
     balances: dict[uuid.UUID, int]
     owners: dict[uuid.UUID, uuid.UUID | None]
     outcomes: dict[uuid.UUID, str | None] = field(default_factory=dict)  # transfer -> failure code
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[tuple[Any, ...]] = field(default_factory=list)  # rows of _ENTRY_COLUMNS
     balance_after: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)  # transfer -> (src, dst)
     touched: set[uuid.UUID] = field(default_factory=set)
 
@@ -69,8 +85,7 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
         return []
     plan = _decide(session, pending)
     _write_balances(session, plan)
-    if plan.entries:
-        session.execute(insert(LedgerEntry.__table__), plan.entries)
+    copy_rows(session, "ledger_entries", _ENTRY_COLUMNS, plan.entries)
     finals = _write_statuses(session, plan)
     audit.record_many(
         session,
@@ -149,8 +164,8 @@ def _decide(session: Session, pending: list[Any]) -> _Plan:
             after = (plan.balances[src], plan.balances[dst])
             plan.balance_after[t.id] = after
             plan.entries += [
-                {"transfer_id": t.id, "account_id": src, "amount": -t.amount, "balance_after": after[0]},
-                {"transfer_id": t.id, "account_id": dst, "amount": t.amount, "balance_after": after[1]},
+                (uuid.uuid4(), t.id, src, -t.amount, after[0]),
+                (uuid.uuid4(), t.id, dst, t.amount, after[1]),
             ]
     return plan
 
@@ -158,27 +173,21 @@ def _decide(session: Session, pending: list[Any]) -> _Plan:
 def _write_balances(session: Session, plan: _Plan) -> None:
     if not plan.touched:
         return
-    new = values(column("id", Uuid), column("balance", BigInteger), name="new_balance").data(
-        [(account_id, plan.balances[account_id]) for account_id in sorted(plan.touched)]
-    )
-    session.execute(update(_A).where(_A.c.id == new.c.id).values(balance=new.c.balance, updated_at=func.now()))
+    ids = sorted(plan.touched)
+    session.execute(_UPDATE_BALANCES, {"ids": ids, "balances": [plan.balances[i] for i in ids]})
 
 
 def _write_statuses(session: Session, plan: _Plan) -> list[Any]:
     """Final status of every transfer in the batch; returns the updated rows in accept order."""
     order = {transfer_id: i for i, transfer_id in enumerate(plan.outcomes)}
-    final = values(column("id", Uuid), column("status", String), column("failure_code", String), name="final").data(
-        [
-            (transfer_id, TransferStatus.FAILED.value if code else TransferStatus.COMPLETED.value, code)
-            for transfer_id, code in plan.outcomes.items()
-        ]
-    )
     rows = session.execute(
-        update(_T)
-        .where(_T.c.id == final.c.id)
-        .values(
-            status=final.c.status, failure_code=final.c.failure_code, completed_at=func.now(), updated_at=func.now()
-        )
-        .returning(*_T.c)
+        _UPDATE_STATUSES,
+        {
+            "ids": list(plan.outcomes),
+            "statuses": [
+                TransferStatus.FAILED.value if c else TransferStatus.COMPLETED.value for c in plan.outcomes.values()
+            ],
+            "codes": list(plan.outcomes.values()),
+        },
     ).all()
     return sorted(rows, key=lambda r: order[r.id])
