@@ -23,6 +23,7 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=5,
         pool_pre_ping=True,
+        hide_parameters=True,  # a logged or raised SQL error never carries a password hash or a token
         connect_args={"options": options},
     )
 

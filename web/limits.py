@@ -18,6 +18,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from core.config import Settings
+from core.errors import ValidationFailed
 from core.identity.service import normalize_email
 from web.context import settings
 
@@ -27,7 +28,10 @@ def _login_email() -> str:
     body = request.get_json(silent=True)
     email = body.get("email") if isinstance(body, dict) else None
     if isinstance(email, str) and email.strip():
-        return "account:" + normalize_email(email)[:254]
+        try:
+            return "account:" + normalize_email(email)
+        except ValidationFailed:  # the view answers 422; the limiter counts the address
+            pass
     return "ip:" + get_remote_address()
 
 

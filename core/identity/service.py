@@ -34,8 +34,16 @@ from core.pagination import Page, paginate
 MIN_PASSWORD_LENGTH = 12
 
 
+MAX_EMAIL_LENGTH = 254
+
+
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """Lower-cased, trimmed, and checked for length afterwards: ``lower()`` can lengthen a string
+    ("İ" becomes two code points), so a valid-looking input may no longer fit the column."""
+    normalized = email.strip().lower()
+    if len(normalized) > MAX_EMAIL_LENGTH:
+        raise ValidationFailed("email is too long", errors={"email": [f"Longer than {MAX_EMAIL_LENGTH} characters."]})
+    return normalized
 
 
 def register(

@@ -314,3 +314,21 @@ def test_a_currency_with_a_trailing_newline_is_422_not_500(client, make_customer
     email = f"nl.{uuid.uuid4().hex[:8]}@example.com"
     body = {"email": email, "password": PASSWORD, "full_name": "N", "currency": value}
     assert_problem(client.post("/api/v1/auth/register", json=body), 422, "VALIDATION_ERROR")
+
+
+def test_an_email_that_grows_on_lower_is_422_not_500(client) -> None:  # type: ignore[no-untyped-def]
+    email = "İ" * 200 + "@x.io"  # 205 characters, 405 once lower-cased
+    body = {"email": email, "password": PASSWORD, "full_name": "Long"}
+    assert_problem(client.post("/api/v1/auth/register", json=body), 422, "VALIDATION_ERROR")
+    login_body = {"email": email, "password": PASSWORD}
+    assert_problem(client.post("/api/v1/auth/login", json=login_body), 422, "VALIDATION_ERROR")
+
+
+def test_sql_errors_never_carry_their_parameters(sessions) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    secret = "argon2-hash-that-must-not-be-logged"
+    with pytest.raises(DBAPIError) as failed, sessions.begin() as s:
+        s.execute(text("SELECT 1 / 0 WHERE CAST(:v AS text) IS NOT NULL"), {"v": secret})  # fails, not on :v
+    assert secret not in str(failed.value)
