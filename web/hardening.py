@@ -49,6 +49,7 @@ def json_depth(data: bytes) -> int:
 def _refuse_hostile_input() -> Response | None:
     """Input that would crash a parser or the database driver further in, refused as malformed (400):
 
+    - JSON in another encoding than UTF-8 (the parser would take UTF-16/32);
     - nesting: Python's JSON parser recurses, a 10,000-deep array would be a RecursionError;
     - numbers past Python's int-parsing limit (4300 digits) raise a bare ValueError;
     - NUL characters and lone surrogates (``"\\u0000"``, ``"\\ud800"``) are valid JSON escapes
@@ -61,6 +62,10 @@ def _refuse_hostile_input() -> Response | None:
     if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
         return None
     data = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
+    if json.detect_encoding(data) not in ("utf-8", "utf-8-sig"):
+        # RFC 8259: JSON between systems is UTF-8. The parser would accept UTF-16/32, which the
+        # byte-level nesting check below cannot read.
+        return problem(400, "BAD_REQUEST", "JSON request bodies must be UTF-8")
     if json_depth(data) > MAX_JSON_DEPTH:
         return problem(400, "BAD_REQUEST", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:

@@ -32,6 +32,19 @@ def test_deeply_nested_json_is_400_not_500(client, auth_headers, method, path, b
     assert_problem(r, 400, "BAD_REQUEST")
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_json_in_another_encoding_than_utf8_is_400_not_500(client, encoding) -> None:  # type: ignore[no-untyped-def]
+    """The parser reads UTF-16/32 too, where the byte-level nesting check saw no brackets."""
+    for deep in (
+        "[" * 5_000 + "]" * 5_000,
+        # U+2241 encodes to a byte 0x22 (a quote) in UTF-16: a byte-level scanner loses track of strings.
+        '{"email": "\u2241", "password": ' + "[" * 5_000 + "]" * 5_000 + "}",
+    ):
+        assert_problem(client.post(f"{API}/auth/login", data=deep.encode(encoding), headers=JSON), 400, "BAD_REQUEST")
+    login = '{"email": "a@b.c", "password": "correct horse battery"}'.encode(encoding)
+    assert_problem(client.post(f"{API}/auth/login", data=login, headers=JSON), 400, "BAD_REQUEST")
+
+
 def test_nesting_inside_strings_is_only_text(client) -> None:  # type: ignore[no-untyped-def]
     body = '{"email": "' + "[{" * 100 + '\\"]", "password": "x"}'
     assert json_depth(body.encode()) == 1
