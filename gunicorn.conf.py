@@ -11,6 +11,10 @@ from typing import Any
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
 worker_class = "gthread"
+# Idle keep-alive connections stay open longer than clients and load balancers keep theirs
+# (httpx 5 s, ALB 60 s): a server that closes first races a client reusing the connection,
+# and the request is lost with "server disconnected" (gunicorn's default is 2 s).
+keepalive = int(os.environ.get("WEB_KEEPALIVE_SECONDS", "75"))
 
 
 def child_exit(server: Any, worker: Any) -> None:
