@@ -75,23 +75,25 @@ def settle_partition(self: Task, partition: int) -> int:
 
 
 def _settle(res: resources.Resources, partition: int, batch: drain.Batch) -> list[Settled] | None:
-    """One batch in one transaction, under the Redis locks of all its accounts (released after commit)."""
+    """One batch in one transaction, under the Redis locks of all its accounts (released after commit).
+
+    The locks are taken before the transaction begins, so no transaction waits on Redis."""
     settings = get_settings()
     locks = AccountLocks(res.redis, batch.account_ids, ttl=settings.lock_ttl_seconds, wait=settings.lock_wait_seconds)
+    with tracing.span("acquire_account_locks", account_count=len(batch.account_ids)):
+        try:
+            lock = locks.acquire()
+        except LockTimeout:
+            metrics.LOCK_FAILURES.labels(reason="timeout").inc()
+            raise
+    metrics.LOCK_WAIT.observe(lock.wait_seconds)
+    if lock.degraded:
+        metrics.LOCK_FAILURES.labels(reason="redis_unavailable").inc()
     try:
+        started = time.monotonic()
         with res.sessions.begin() as session:
             if not drain.claim_partition(session, partition):
                 return None
-            with tracing.span("acquire_account_locks", account_count=len(batch.account_ids)):
-                try:
-                    lock = locks.acquire()
-                except LockTimeout:
-                    metrics.LOCK_FAILURES.labels(reason="timeout").inc()
-                    raise
-            metrics.LOCK_WAIT.observe(lock.wait_seconds)
-            if lock.degraded:
-                metrics.LOCK_FAILURES.labels(reason="redis_unavailable").inc()
-            started = time.monotonic()
             with tracing.span("settle_batch", settle_partition=partition, transfer_count=len(batch.transfer_ids)):
                 outcomes = settle_batch(session, batch.transfer_ids)
         metrics.SETTLE_TRANSACTION.observe(time.monotonic() - started)
