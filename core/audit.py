@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from core.db import copy_rows
@@ -94,6 +94,6 @@ def entry(
 def record_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert many audit rows with one statement, in the caller's transaction (hot paths)."""
     if len(rows) == 1:  # an accept, a login...: one cached Core statement
-        session.execute(insert(AuditLog.__table__), rows)
+        session.execute(insert(cast(Table, AuditLog.__table__)), rows)
     elif rows:  # a settlement batch: COPY, no statement to compile, no per-row round trip
         copy_rows(session, "audit_log", _COLUMNS, ([r[c] for c in _COLUMNS[:-1]] + [Jsonb(r["details"])] for r in rows))

@@ -10,6 +10,7 @@ import structlog
 from flask import request, url_for
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
+from sqlalchemy import Row
 
 from core.identity.service import PinCheck, check_pin
 from core.models import Transfer, TransferKind, TransferStatus
@@ -28,7 +29,7 @@ from worker.tasks import nudge_after_accept
 blp = Blueprint("transfers", __name__, url_prefix="/transfers", description="Transfers")
 
 
-def _location(transfer: Transfer) -> str:
+def _location(transfer: Transfer | Row[Any]) -> str:
     return url_for("transfers.get_transfer", transfer_id=transfer.id)
 
 
@@ -38,7 +39,7 @@ def _location(transfer: Transfer) -> str:
 @blp.response(202, TransferOut)
 @blp.alt_response(200, schema=TransferOut, description="Idempotent replay of an accepted transfer")
 @blp.doc(**doc(BEARER, IDEMPOTENCY_KEY))
-def create_transfer(body: dict[str, Any]) -> tuple[Transfer, int, dict[str, str]]:
+def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dict[str, str]]:
     user = me()
     key = validate_key(request.headers.get("Idempotency-Key"))
     pin = body.pop("pin")
@@ -83,8 +84,12 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer, int, dict[str, str]
             structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
             nudge_after_accept(resources().redis, transfer.partition)  # only now: the row is committed
             return transfer, 202, {"Location": _location(transfer)}
-        replay = accepted.transfer
-    return replay, 200, {"Location": _location(replay), "Idempotent-Replayed": "true"}
+        return _replayed(accepted.transfer)  # a concurrent duplicate bound the key first
+    return _replayed(replay)
+
+
+def _replayed(transfer: Transfer | Row[Any]) -> tuple[Transfer | Row[Any], int, dict[str, str]]:
+    return transfer, 200, {"Location": _location(transfer), "Idempotent-Replayed": "true"}
 
 
 @blp.route("/<uuid:transfer_id>", methods=["GET"])

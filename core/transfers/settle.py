@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -140,7 +140,7 @@ def settle_transfer(session: Session, transfer_id: uuid.UUID) -> Settled:
     )
 
 
-def _decide(session: Session, pending: list[Any]) -> _Plan:
+def _decide(session: Session, pending: Sequence[Any]) -> _Plan:
     account_ids = sorted({t.source_account_id for t in pending} | {t.destination_account_id for t in pending})
     accounts = session.execute(
         select(_A.c.id, _A.c.user_id, _A.c.balance, _A.c.status)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Table, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,7 @@ from core.webhooks import outbox
 # nothing: exactly one row per (user, key) whatever the interleaving. One Core statement,
 # compiled once (the accept path's hottest statement).
 _INSERT_PENDING = (
-    insert(Transfer.__table__)
+    insert(cast(Table, Transfer.__table__))
     .on_conflict_do_nothing(constraint="uq_transfers_idempotency")
     .returning(*Transfer.__table__.c)
 )

@@ -9,14 +9,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from core.db import copy_rows
-from core.models import Account, Transfer, TransferStatus
+from core.models import Account, TransferStatus
 from core.webhooks.models import EventType, WebhookEvent
 
 _STATUS_EVENTS = {
@@ -42,7 +42,7 @@ def emit(
     return event
 
 
-def transfer_changed(session: Session, transfer: Transfer, source: Account, destination: Account) -> None:
+def transfer_changed(session: Session, transfer: Any, source: Account, destination: Account) -> None:
     """Events for the transfer's new status; when it completed, also debited/credited per account.
 
     Call after the change is flushed, with both accounts as they are now (balances included).
@@ -88,7 +88,7 @@ def emit_many(session: Session, events: list[dict[str, Any]]) -> None:
     """Write many events with one statement (the hot path: settlement batches)."""
     if len(events) <= 3:  # one transfer's events: one cached Core statement
         if events:
-            session.execute(insert(WebhookEvent.__table__), events)
+            session.execute(insert(cast(Table, WebhookEvent.__table__)), events)
         return
     copy_rows(  # a settlement batch: COPY, no statement to compile, no per-row round trip
         session,
