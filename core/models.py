@@ -85,6 +85,7 @@ class AccountStatus(enum.StrEnum):
 class TransferKind(enum.StrEnum):
     TRANSFER = "TRANSFER"
     DEPOSIT = "DEPOSIT"
+    REFUND = "REFUND"
 
 
 class TransferStatus(enum.StrEnum):
@@ -92,6 +93,9 @@ class TransferStatus(enum.StrEnum):
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    HELD = "HELD"  # funds reserved (accounts.held_amount); captured, voided or expired later
+    VOIDED = "VOIDED"
+    EXPIRED = "EXPIRED"
 
 
 def _now() -> Mapped[datetime]:
@@ -133,6 +137,8 @@ class Account(Base):
     kind: Mapped[AccountKind] = mapped_column(enum_column(AccountKind, "account_kind"), default=AccountKind.CUSTOMER)
     currency: Mapped[str] = mapped_column(String(3))
     balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Sum of the account's open holds (transfers HELD from it): available = balance - held_amount.
+    held_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     status: Mapped[AccountStatus] = mapped_column(
         enum_column(AccountStatus, "account_status"), default=AccountStatus.INACTIVE
     )
@@ -146,6 +152,8 @@ class Account(Base):
     __table_args__ = (
         CheckConstraint("balance >= 0 OR kind = 'SETTLEMENT'", name="customer_balance_nonneg"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
+        CheckConstraint("held_amount >= 0", name="held_nonneg"),
+        CheckConstraint("held_amount <= balance OR kind = 'SETTLEMENT'", name="held_within_balance"),
         CheckConstraint("(kind = 'SETTLEMENT') = (user_id IS NULL)", name="owner_matches_kind"),
         # One settlement account per currency.
         Index(
@@ -155,6 +163,20 @@ class Account(Base):
             postgresql_where="kind = 'SETTLEMENT'",
         ),
     )
+
+
+class TransferBatch(Base):
+    """One POST /transfers/batch request; atomic batches settle all together or all fail."""
+
+    __tablename__ = "transfer_batches"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
+    atomic: Mapped[bool] = mapped_column()
+    item_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (CheckConstraint("item_count BETWEEN 1 AND 1000", name="item_count_range"),)
 
 
 class Transfer(Base):
@@ -185,9 +207,24 @@ class Transfer(Base):
     requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Settlement partition (core.transfers.routing): a function of the source account.
     partition: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    hold: Mapped[bool] = mapped_column(default=False, server_default="false")
+    hold_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    captured_amount: Mapped[int | None] = mapped_column(BigInteger)
+    refund_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfers.id"))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfer_batches.id"))
 
     __table_args__ = (
         UniqueConstraint("initiated_by", "idempotency_key", name="uq_transfers_idempotency"),
+        CheckConstraint("NOT hold OR hold_expires_at IS NOT NULL", name="hold_has_expiry"),
+        CheckConstraint(
+            "captured_amount IS NULL OR (captured_amount > 0 AND captured_amount <= amount)",
+            name="captured_within_amount",
+        ),
+        CheckConstraint("(kind = 'REFUND') = (refund_of IS NOT NULL)", name="refund_kind"),
+        Index("ix_transfers_refund_of", "refund_of", postgresql_where="refund_of IS NOT NULL"),
+        Index("ix_transfers_batch_id", "batch_id", postgresql_where="batch_id IS NOT NULL"),
+        # The expiry sweep's scan: open holds by expiry.
+        Index("ix_transfers_held_expiry", "hold_expires_at", postgresql_where="status = 'HELD'"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("source_account_id <> destination_account_id", name="distinct_accounts"),
         CheckConstraint("(status = 'FAILED') = (failure_code IS NOT NULL)", name="failure_code_iff_failed"),
