@@ -103,7 +103,9 @@ class PageArgs(ma.Schema):
 
 
 class TransferListArgs(PageArgs):
-    status = fields.String(validate=validate.OneOf(["PENDING", "PROCESSING", "COMPLETED", "FAILED"]))
+    status = fields.String(
+        validate=validate.OneOf(["PENDING", "PROCESSING", "COMPLETED", "FAILED", "HELD", "VOIDED", "EXPIRED"])
+    )
     account_id = fields.UUID()
 
 
@@ -136,12 +138,17 @@ class AccountOut(ma.Schema):
     user_id = fields.UUID()
     currency = fields.String()
     balance = fields.Integer()
+    # Balance less the account's open holds: what new transfers may spend.
+    available_balance = fields.Function(
+        lambda account: account.balance - account.held_amount, metadata={"type": "integer"}
+    )
     status = fields.String()
     created_at = fields.DateTime()
 
 
 class TransferOut(ma.Schema):
     id = fields.UUID()
+    kind = fields.String()
     source_account_id = fields.UUID()
     destination_account_id = fields.UUID()
     amount = fields.Integer()
@@ -149,6 +156,11 @@ class TransferOut(ma.Schema):
     reference = fields.String(allow_none=True)
     status = fields.String()
     failure_code = fields.String(allow_none=True)
+    hold = fields.Boolean()
+    hold_expires_at = fields.DateTime(allow_none=True)
+    captured_amount = fields.Integer(allow_none=True)
+    refund_of = fields.UUID(allow_none=True)
+    batch_id = fields.UUID(allow_none=True)
     created_at = fields.DateTime()
     completed_at = fields.DateTime(allow_none=True)
 

@@ -111,6 +111,7 @@ def transfer_data(transfer: Any) -> dict[str, Any]:
     """The transfer as the API's Transfer schema shows it, plus ``updated_at``."""
     return {
         "id": str(transfer.id),
+        "kind": transfer.kind.value,
         "source_account_id": str(transfer.source_account_id),
         "destination_account_id": str(transfer.destination_account_id),
         "amount": transfer.amount,
@@ -118,10 +119,19 @@ def transfer_data(transfer: Any) -> dict[str, Any]:
         "reference": transfer.reference,
         "status": transfer.status.value,
         "failure_code": transfer.failure_code,
+        "hold": transfer.hold,
+        "hold_expires_at": _iso(transfer.hold_expires_at),
+        "captured_amount": transfer.captured_amount,
+        "refund_of": _str(transfer.refund_of),
+        "batch_id": _str(transfer.batch_id),
         "created_at": _iso(transfer.created_at),
         "completed_at": _iso(transfer.completed_at),
         "updated_at": _iso(transfer.updated_at),
     }
+
+
+def _str(value: uuid.UUID | None) -> str | None:
+    return str(value) if value is not None else None
 
 
 def _iso(value: datetime | None) -> str | None:
