@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import structlog
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,11 +39,37 @@ def settings() -> Settings:
     return resources().settings
 
 
+def request_session() -> Session:
+    """The request's one session: the token check reads the user in it and the view's first
+    ``transaction()`` continues that transaction, so a request checks out one connection once."""
+    session: Session | None = g.get("bank_session")
+    if session is None:
+        session = g.bank_session = resources().sessions()
+    return session
+
+
 @contextmanager
 def transaction() -> Iterator[Session]:
     """One unit of work: commits on success, rolls back on any exception."""
-    with resources().sessions.begin() as session:
+    if not has_request_context():
+        with resources().sessions.begin() as session:
+            yield session
+        return
+    session = request_session()
+    if not session.in_transaction():
+        session.begin()
+    try:
         yield session
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()
+
+
+def _close_request_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("bank_session", None)
+    if session is not None:
+        session.close()  # rolls back whatever a view left open (a read, or an error path)
 
 
 def request_id() -> str:
@@ -78,3 +104,4 @@ def init_app(app: Flask, res: Resources) -> None:
     app.extensions["bank"] = res
     app.before_request(_begin_request)
     app.after_request(_end_request)
+    app.teardown_request(_close_request_session)

@@ -33,7 +33,7 @@ from flask_jwt_extended import (
 from core.errors import Forbidden
 from core.identity import tokens
 from core.models import Role, User, UserStatus
-from web.context import resources, settings
+from web.context import request_session, resources, settings
 from web.problems import problem
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,9 +106,8 @@ def _load_user_row(user_id: Any) -> User | None:
         uid = uuid.UUID(user_id)
     except (ValueError, TypeError, AttributeError):
         return None
-    # A short session of its own: the view's unit of work starts clean after this.
-    with resources().sessions() as session:
-        return session.get(User, uid)
+    # In the request's session: the view's transaction continues this one (one checkout).
+    return request_session().get(User, uid)
 
 
 @jwt.token_in_blocklist_loader
