@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The user flow with curl and jq, top to bottom, against a running system (./run.sh serve).
+# Every run uses fresh emails and idempotency keys, so it can run again and again.
+set -euo pipefail
+API=${API:-http://127.0.0.1:8000/api/v1}
+ADMIN_EMAIL=${ADMIN_EMAIL:-admin@bank.local}
+ADMIN_PASSWORD=${ADMIN_PASSWORD:-admin-password-for-demo-only}
+RUN=$(date +%s)-$RANDOM
+call() { curl -sS --fail-with-body -H 'Content-Type: application/json' "$@"; }  # stops on any 4xx/5xx
+
+# 1. register Alice and Bob: users PENDING KYC and INACTIVE, one INACTIVE USD account each, balance 0
+ALICE=$(call "$API/auth/register" \
+  -d "{\"email\":\"alice-$RUN@example.com\",\"password\":\"correct horse battery\",\"full_name\":\"Alice\"}")
+BOB=$(call "$API/auth/register" \
+  -d "{\"email\":\"bob-$RUN@example.com\",\"password\":\"correct horse battery\",\"full_name\":\"Bob\"}")
+ALICE_ACCOUNT=$(jq -r .account.id <<<"$ALICE")
+BOB_ACCOUNT=$(jq -r .account.id <<<"$BOB")
+
+# 2. an admin approves both KYCs: users and accounts become ACTIVE
+ADMIN=$(call "$API/auth/login" -d "{\"email\":\"$ADMIN_EMAIL\",\"password\":\"$ADMIN_PASSWORD\"}" | jq -r .access_token)
+for USER_ID in $(jq -r .user.id <<<"$ALICE") $(jq -r .user.id <<<"$BOB"); do
+  call "$API/admin/users/$USER_ID/kyc" -H "Authorization: Bearer $ADMIN" -d '{"decision":"APPROVE"}' \
+    | jq -c '{email, kyc_status, status}'
+done
+
+# 3. Alice logs in and sets her transaction PIN
+TOKEN=$(call "$API/auth/login" -d "{\"email\":\"alice-$RUN@example.com\",\"password\":\"correct horse battery\"}" \
+  | jq -r .access_token)
+call -X PUT "$API/me/pin" -H "Authorization: Bearer $TOKEN" -d '{"pin":"2468"}'
+
+# 4. the admin deposits 100.00 USD (money comes from the bank's USD settlement account)
+call "$API/admin/accounts/$ALICE_ACCOUNT/deposits" -H "Authorization: Bearer $ADMIN" -H "Idempotency-Key: dep-$RUN" \
+  -d '{"amount":10000,"currency":"USD"}' | jq -c '.transfer | {kind, amount, status}'
+
+# 5. transfer 25.10 USD to Bob (202, PENDING); the same call again is a replay: 200, the same transfer
+TRANSFER="{\"source_account_id\":\"$ALICE_ACCOUNT\",\"destination_account_id\":\"$BOB_ACCOUNT\",\
+\"amount\":2510,\"currency\":\"USD\",\"pin\":\"2468\",\"reference\":\"invoice 42\"}"
+TRANSFER_ID=$(call "$API/transfers" -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: order-$RUN" \
+  -d "$TRANSFER" | jq -r .id)
+call -i "$API/transfers" -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: order-$RUN" -d "$TRANSFER" \
+  | grep -i -e '^HTTP/' -e '^idempotent-replayed'
+
+# 6. poll until the worker has settled it
+for _ in $(seq 100); do
+  STATUS=$(call "$API/transfers/$TRANSFER_ID" -H "Authorization: Bearer $TOKEN" | jq -r .status)
+  [ "$STATUS" != PENDING ] && break
+  sleep 0.2
+done
+echo "transfer $TRANSFER_ID: $STATUS"
+
+# 7. balances and the ledger (newest first)
+call "$API/accounts" -H "Authorization: Bearer $TOKEN" | jq -c '.items[] | {currency, balance, available_balance}'
+call "$API/accounts/$ALICE_ACCOUNT/entries?limit=20" -H "Authorization: Bearer $TOKEN" \
+  | jq -c '.items[] | {amount, balance_after}'
