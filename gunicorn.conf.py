@@ -15,6 +15,9 @@ worker_class = "gthread"
 # (httpx 5 s, ALB 60 s): a server that closes first races a client reusing the connection,
 # and the request is lost with "server disconnected" (gunicorn's default is 2 s).
 keepalive = int(os.environ.get("WEB_KEEPALIVE_SECONDS", "75"))
+# No runtime control socket (gunicorn >= 25.1): nothing uses it, and creating it under
+# $XDG_RUNTIME_DIR or ~/.gunicorn warned on every start where neither is usable.
+control_socket_disable = True
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -11,9 +11,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat .venv/.requirements.sha 2>/dev/null || true)" != "$want" ]; then
+  echo "run.sh: installing requirements into .venv (first run, or they changed; about 20 s)..." >&2
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements-dev.txt
   echo "$want" > .venv/.requirements.sha
+  echo "run.sh: .venv is ready" >&2
 fi
 
 cmd=${1:-demo}
