@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,10 @@ from devtools import processes
 from tests import factories
 
 ROOT = Path(__file__).resolve().parents[2]
-RABBITMQ_URL = os.environ.get("CHAOS_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
+# CHAOS_RABBITMQ_URL: a broker of your own (its vhost is used as given). Otherwise each run
+# creates a vhost of its own on the local RabbitMQ and deletes it at the end, so a run never
+# touches queues that anything else on the machine uses.
+RABBITMQ_URL = os.environ.get("CHAOS_RABBITMQ_URL")
 
 # Short timeouts so faults surface and heal within seconds.
 CHAOS_ENV = {
@@ -90,35 +96,49 @@ class Cluster:
         return "".join(p.log() for p in self.workers.values())
 
 
-def _purge_rabbitmq() -> None:
-    import kombu
+def _rabbitmqctl(*args: str) -> bool:
+    ctl = shutil.which("rabbitmqctl")
+    if ctl is None:
+        return False
+    try:
+        return subprocess.run([ctl, *args], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
-    from worker.app import QUEUES
 
-    with kombu.Connection(RABBITMQ_URL) as conn:
-        channel = conn.channel()
-        for queue in QUEUES:
-            try:
-                channel.queue_purge(queue)
-            except Exception:  # absent queue on a first run
-                channel = conn.channel()
+@contextmanager
+def _own_vhost() -> Iterator[str]:
+    """A broker URL on a vhost created for this run (and deleted after it)."""
+    if RABBITMQ_URL:
+        yield RABBITMQ_URL
+        return
+    vhost = f"bank-test-{uuid.uuid4().hex[:12]}"
+    if not (
+        _rabbitmqctl("add_vhost", vhost) and _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    ):
+        _rabbitmqctl("delete_vhost", vhost)
+        pytest.skip("cannot create a RabbitMQ vhost of this run's own (rabbitmqctl); set CHAOS_RABBITMQ_URL")
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session", params=["redis", "rabbitmq"])
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    env = dict(CHAOS_ENV)
-    if request.param == "rabbitmq":
-        if not rabbitmq_available():
-            pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672")
-        env["CELERY_BROKER_URL"] = RABBITMQ_URL
-        _purge_rabbitmq()
-    c = Cluster(request.param, env, tmp_path_factory.mktemp(f"chaos-{request.param}"))
-    port = processes.free_port()
-    c.api = processes.start_api(env, c.log_dir, ROOT, port)
-    c.api_url = f"http://127.0.0.1:{port}"
-    c.ensure_running()
-    yield c
-    c.stop()
+    with ExitStack() as stack:
+        env = dict(CHAOS_ENV)
+        if request.param == "rabbitmq":
+            if not RABBITMQ_URL and not rabbitmq_available():
+                pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672")
+            env["CELERY_BROKER_URL"] = stack.enter_context(_own_vhost())
+        c = Cluster(request.param, env, tmp_path_factory.mktemp(f"chaos-{request.param}"))
+        stack.callback(c.stop)
+        port = processes.free_port()
+        c.api = processes.start_api(env, c.log_dir, ROOT, port)
+        c.api_url = f"http://127.0.0.1:{port}"
+        c.ensure_running()
+        yield c
 
 
 @pytest.fixture
