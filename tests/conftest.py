@@ -1,7 +1,9 @@
-"""Real Postgres and Redis for every test: the ones in DATABASE_URL/REDIS_URL, else embedded.
+"""Real Postgres and Redis for every test that needs them: the ones in DATABASE_URL/REDIS_URL,
+else embedded.
 
 Services start in pytest_configure, before any test module imports the app, so every
-settings object (API, worker, this process) reads the same environment.
+settings object (API, worker, this process) reads the same environment. A run of the unit
+tier alone (``pytest tests/unit``) starts nothing: unit tests need no server.
 """
 
 from __future__ import annotations
@@ -24,7 +26,27 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_DB = "bank_test"
 
 
+UNIT = ROOT / "tests" / "unit"
+TIERS = ("unit", "integration", "e2e", "chaos")
+
+
+def _only_unit_tests(config: pytest.Config) -> bool:
+    paths = [Path(str(arg).split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(p == UNIT or UNIT in p.parents for p in paths)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker (``-m "not e2e and not chaos"`` is the fast loop)."""
+    for item in items:
+        tier = Path(str(item.path)).relative_to(ROOT / "tests").parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("APP_ENV", "test")
+    if _only_unit_tests(config):
+        return
     # BANK_TEST_DATA_DIR lets two test runs on one checkout use separate embedded servers.
     data_dir = Path(os.environ.get("BANK_TEST_DATA_DIR", ROOT / ".data" / "test"))
     svc = services.start(data_dir)

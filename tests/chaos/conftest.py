@@ -45,8 +45,6 @@ CHAOS_ENV = {
     "DB_LOCK_TIMEOUT_MS": "4000",
 }
 
-pytestmark = pytest.mark.chaos
-
 
 def rabbitmq_available() -> bool:
     try:

@@ -11,8 +11,6 @@ from sqlalchemy import select
 from core.models import Transfer, TransferStatus
 from tests import factories
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="session")
 def admin_user(sessions):  # type: ignore[no-untyped-def]
