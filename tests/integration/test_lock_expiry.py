@@ -44,6 +44,7 @@ def test_expired_redis_lock_cannot_cause_a_lost_update(sessions, redis_client, m
             a_in_txn.set()
             b_has_redis_lock.wait(5)  # "paused" past the TTL until B holds the Redis locks
             time.sleep(0.3)  # B is now blocked on our row locks
+        results["a_committed"] = time.monotonic()
 
     def worker_b() -> None:
         a_in_txn.wait(5)
@@ -52,6 +53,7 @@ def test_expired_redis_lock_cannot_cause_a_lost_update(sessions, redis_client, m
             b_has_redis_lock.set()
             with sessions.begin() as s:
                 results["b"] = settle_transfer(s, ids[1])
+                results["b_settled"] = time.monotonic()
 
     threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]
     for t in threads:
@@ -60,6 +62,8 @@ def test_expired_redis_lock_cannot_cause_a_lost_update(sessions, redis_client, m
         t.join(15)
 
     assert b_has_redis_lock.is_set()  # B really got the Redis locks while A was mid-transaction
+    assert results["b_wait"] > 0.1  # B waited on A's Redis locks until they expired...
+    assert results["b_settled"] > results["a_committed"]  # ...then on A's row locks until A committed
     assert results["a"].status == TransferStatus.COMPLETED  # type: ignore[attr-defined]
     assert results["b"].status == TransferStatus.FAILED  # type: ignore[attr-defined]
     assert results["b"].failure_code == "INSUFFICIENT_FUNDS"  # type: ignore[attr-defined]

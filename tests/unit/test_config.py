@@ -19,9 +19,11 @@ def test_production_refuses_the_default_webhook_secrets_key() -> None:
         Settings(app_env="production", jwt_secret_key="j" * 40, pin_pepper="p" * 40)
 
 
-def test_production_starts_with_real_secrets() -> None:
+def test_production_starts_with_real_secrets_and_never_shows_them() -> None:
     s = Settings(app_env="production", jwt_secret_key="j" * 40, pin_pepper="p" * 40, webhook_secrets_key="w" * 40)
-    assert s.app_env == "production"
+    assert s.jwt_secret_key.get_secret_value() == "j" * 40
+    for secret in ("j" * 40, "p" * 40, "w" * 40):
+        assert secret not in repr(s) and secret not in str(s.model_dump())
 
 
 def test_broker_defaults_to_redis_and_speaks_kombu_for_sockets() -> None:

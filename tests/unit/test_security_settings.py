@@ -38,9 +38,15 @@ def test_previous_jwt_key_is_optional_and_free_outside_production() -> None:
     assert Settings(jwt_previous_secret_key=DEV_JWT_SECRET).jwt_previous_secret_key is not None
 
 
-@pytest.mark.parametrize("value", ["log", "file:/tmp/otp.jsonl"])
-def test_notifier_values(value: str) -> None:
-    assert Settings(notifier=value).notifier == value
+def test_notifier_setting_builds_the_notifier_that_delivers(tmp_path: Path) -> None:
+    from core.notifications import FileNotifier, LogNotifier, OtpMessage, make_notifier
+
+    assert isinstance(make_notifier(Settings(notifier="log").notifier), LogNotifier)
+    path = tmp_path / "otp.jsonl"
+    notifier = make_notifier(Settings(notifier=f"file:{path}").notifier)
+    assert isinstance(notifier, FileNotifier)
+    notifier.send_otp(OtpMessage(uuid.uuid4(), "a@example.com", "login", "123456", "c1"))
+    assert json.loads(path.read_text())["code"] == "123456"
 
 
 @pytest.mark.parametrize("value", ["", "sms", "file:", "FILE:/x"])
