@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import re
+import pycountry
 
 from core.errors import ValidationFailed
 
 MAX_AMOUNT = 2**53 - 1  # largest integer every JSON client represents exactly
-_CURRENCY = re.compile(r"^[A-Z]{3}\Z")
+
+# ISO 4217 codes that are not money an account holds: testing, "no currency", precious metals,
+# bond-market units and the IMF's SDR and ADB unit.
+_NOT_ACCOUNT_CURRENCIES = frozenset(
+    {"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS", "XUA", "XXX"}
+)
+CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies) - _NOT_ACCOUNT_CURRENCIES
 
 
 def validate_amount(amount: object) -> int:
@@ -20,12 +26,12 @@ def validate_amount(amount: object) -> int:
 
 
 def is_currency(code: str) -> bool:
-    return bool(_CURRENCY.match(code))
+    return code in CURRENCIES
 
 
 def validate_currency(code: str) -> str:
     if not is_currency(code):
         raise ValidationFailed(
-            "currency must be an ISO 4217 code", errors={"currency": ["Must be 3 upper-case letters."]}
+            "currency must be an ISO 4217 code", errors={"currency": ["Must be an ISO 4217 currency code."]}
         )
     return code

@@ -332,3 +332,17 @@ def test_sql_errors_never_carry_their_parameters(sessions) -> None:  # type: ign
     with pytest.raises(DBAPIError) as failed, sessions.begin() as s:
         s.execute(text("SELECT 1 / 0 WHERE CAST(:v AS text) IS NOT NULL"), {"v": secret})  # fails, not on :v
     assert secret not in str(failed.value)
+
+
+def test_an_unknown_currency_is_a_422_everywhere(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": f"z.{uuid.uuid4().hex[:8]}@example.com",
+            "password": PASSWORD,
+            "full_name": "Z",
+            "currency": "ZZZ",
+        },
+    )
+    assert_problem(r, 422, "VALIDATION_ERROR")
+    assert "currency" in r.get_json()["errors"]

@@ -15,7 +15,12 @@ def test_rejects_everything_else(amount: object) -> None:
         validate_amount(amount)
 
 
-@pytest.mark.parametrize("code", ["usd", "US", "USDT", "U1D", ""])
-def test_currency_must_be_iso_4217_shaped(code: str) -> None:
+@pytest.mark.parametrize("code", ["usd", "US", "USDT", "U1D", "", "ZZZ", "ABC", "USD\n", "XXX", "XTS", "XAU"])
+def test_currency_must_be_an_iso_4217_money_code(code: str) -> None:
     with pytest.raises(ValidationFailed):
         validate_currency(code)
+
+
+@pytest.mark.parametrize("code", ["USD", "EUR", "IDR", "JPY", "KWD", "XOF", "CHF"])
+def test_iso_4217_currencies_are_accepted(code: str) -> None:
+    assert validate_currency(code) == code
