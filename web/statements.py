@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import marshmallow as ma
 from flask import Response, request
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
@@ -37,12 +38,13 @@ _CSV_DOC: dict[str, Any] = {
 
 @blp.route("/<uuid:account_id>/statement", methods=["GET"])
 @jwt_required()
-@blp.arguments(StatementArgs, location="query")
+@blp.arguments(StatementArgs, location="query", unknown=ma.RAISE)  # a mistyped parameter is a 422
 @blp.response(200, StatementOut, description="JSON (default) or, with Accept: text/csv, a CSV file")
 @blp.doc(**doc(BEARER, _CSV_DOC))
 def get_statement(args: dict[str, Any], account_id: uuid.UUID) -> statements.Statement | Response:
     # An unsupported Accept is refused before any work; no Accept (or */*) means JSON.
-    wanted = request.accept_mimetypes.best_match([JSON, CSV])
+    accept = request.accept_mimetypes
+    wanted = accept.best_match([JSON, CSV]) if accept else JSON
     if wanted is None:
         raise NotAcceptable(f"this resource is offered as {JSON} or {CSV}")
     with transaction() as session:
