@@ -12,7 +12,7 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from core import statements
-from core.errors import NotAcceptable
+from core.errors import NotAcceptable, ValidationFailed
 from web.context import transaction
 from web.docs import BEARER, doc
 from web.schemas import StatementArgs, StatementOut
@@ -36,12 +36,28 @@ _CSV_DOC: dict[str, Any] = {
 }
 
 
+_PERIOD: dict[str, Any] = {
+    "parameters": [
+        {
+            "in": "query",
+            "name": name,
+            "required": True,
+            "schema": {"type": "string", "format": "date-time"},
+            "description": description,
+        }
+        for name, description in (
+            ("from", "RFC 3339 instant with an offset; included."),
+            ("to", "RFC 3339 instant with an offset; excluded. At most 366 days after `from`."),
+        )
+    ]
+}
+
+
 @blp.route("/<uuid:account_id>/statement", methods=["GET"])
 @jwt_required()
-@blp.arguments(StatementArgs, location="query", unknown=ma.RAISE)  # a mistyped parameter is a 422
 @blp.response(200, StatementOut, description="JSON (default) or, with Accept: text/csv, a CSV file")
-@blp.doc(**doc(BEARER, _CSV_DOC))
-def get_statement(args: dict[str, Any], account_id: uuid.UUID) -> statements.Statement | Response:
+@blp.doc(**doc(BEARER, _PERIOD, _CSV_DOC))
+def get_statement(account_id: uuid.UUID) -> statements.Statement | Response:
     # An unsupported Accept is refused before any work; no Accept (or */*) means JSON.
     accept = request.accept_mimetypes
     wanted = accept.best_match([JSON, CSV]) if accept else JSON
@@ -50,8 +66,10 @@ def get_statement(args: dict[str, Any], account_id: uuid.UUID) -> statements.Sta
     with transaction() as session:
         # One snapshot: the opening balance and the entries see the same settlements.
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        # Ownership first: someone else's account is a 404 whatever the parameters.
         account = statements.visible_account(session, account_id, me())
-        stmt = statements.statement(session, account, args["from_"], args["to"])
+        period = _period()
+        stmt = statements.statement(session, account, period["from_"], period["to"])
     if wanted == JSON:
         return stmt
     return Response(
@@ -59,6 +77,13 @@ def get_statement(args: dict[str, Any], account_id: uuid.UUID) -> statements.Sta
         mimetype=CSV,
         headers={"Content-Disposition": f'attachment; filename="{_filename(stmt)}"'},
     )
+
+
+def _period() -> dict[str, Any]:
+    try:
+        return StatementArgs().load(request.args.to_dict())
+    except ma.ValidationError as error:  # unknown parameters too: a mistyped one is not ignored
+        raise ValidationFailed("request validation failed", errors=error.messages) from error
 
 
 def _filename(stmt: statements.Statement) -> str:
