@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from core.accounts.service import set_frozen
 from core.models import AuditLog, Transfer, TransferKind, TransferStatus
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_transfer
@@ -252,3 +253,28 @@ def test_concurrent_duplicates_of_one_refund_make_one(app, sessions, paid) -> No
     assert len({ident for _, ident in results}) == 1
     with sessions() as s:
         assert s.scalar(select(func.count()).where(Transfer.refund_of == original)) == 1
+
+
+def test_openapi_documents_refunds_statements_and_audit_proofs(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").json
+    refunds = spec["paths"]["/api/v1/transfers/{transfer_id}/refunds"]["post"]
+    assert refunds["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/RefundIn")
+    assert {"200", "202"} <= set(refunds["responses"])
+    assert any(p["name"] == "Idempotency-Key" and p["required"] for p in refunds["parameters"])
+    statement = spec["paths"]["/api/v1/accounts/{account_id}/statement"]["get"]
+    assert {p["name"] for p in statement["parameters"] if p["required"]} == {"from", "to"}
+    content = statement["responses"]["200"]["content"]
+    assert content["application/json"]["schema"]["$ref"].endswith("/StatementOut") and "text/csv" in content
+    audit = spec["paths"]["/api/v1/transfers/{transfer_id}/audit"]["get"]
+    schema = audit["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    item = spec["components"]["schemas"]["TransferAuditItemOut"]["properties"]
+    assert schema == "TransferAuditOut" and {"seq", "row_hash", "sealed_batch", "proof"} <= set(item)
+
+
+def test_a_frozen_payee_account_cannot_refund(client, sessions, paid, admin_user) -> None:  # type: ignore[no-untyped-def]
+    _, bob, original = paid
+    with sessions.begin() as s:
+        set_frozen(s, bob.account.id, frozen=True, admin_id=admin_user.id, reason="review", request_id=None)
+    assert_problem(refund(client, login(client, bob.email), original, {"amount": 1}), 409, "ACCOUNT_INACTIVE")
+    with sessions() as s:
+        assert s.scalar(select(func.count()).where(Transfer.refund_of == original)) == 0  # nothing bound
