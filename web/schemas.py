@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from core.money import MAX_AMOUNT
 from core.pagination import MAX_LIMIT
+from core.transfers.refund import MAX_REASON_LENGTH
 
 CURRENCY = validate.Regexp(r"^[A-Z]{3}\Z", error="Must be an ISO 4217 code (3 upper-case letters).")
 PIN = validate.Regexp(r"^[0-9]{4,6}\Z", error="Must be 4 to 6 digits.")
@@ -91,7 +92,7 @@ class DepositIn(Strict):
 class RefundIn(Strict):
     amount = MinorUnits(metadata={"description": "Default: all that is still refundable."})
     reason = fields.String(
-        validate=validate.Length(max=140),
+        validate=validate.Length(max=MAX_REASON_LENGTH),
         allow_none=True,
         metadata={"description": "Stored as the refund's reference and in its audit row."},
     )
