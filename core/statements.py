@@ -72,8 +72,10 @@ def validate_period(start: datetime, end: datetime) -> None:
         )
 
 
-def statement(session: Session, account: Account, start: datetime, end: datetime) -> Statement:
-    """The statement of ``account`` for ``[start, end)``, entries oldest first."""
+def statement(
+    session: Session, account: Account, start: datetime, end: datetime, *, max_entries: int = MAX_ENTRIES
+) -> Statement:
+    """The statement of ``account`` for ``[start, end)``, entries oldest first (at most ``max_entries``)."""
     validate_period(start, end)
     opening = session.scalar(
         select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
@@ -87,12 +89,12 @@ def statement(session: Session, account: Account, start: datetime, end: datetime
         # The entries of one settlement share created_at (its transaction's start); within one,
         # transfers were applied in accept order, which is what balance_after follows.
         .order_by(LedgerEntry.created_at, Transfer.created_at, Transfer.id)
-        .limit(MAX_ENTRIES + 1)
+        .limit(max_entries + 1)
     ).all()
-    if len(rows) > MAX_ENTRIES:
+    if len(rows) > max_entries:
         raise ValidationFailed(
             "too many entries for one statement",
-            errors={"to": [f"The period holds more than {MAX_ENTRIES} entries; ask for a shorter one."]},
+            errors={"to": [f"The period holds more than {max_entries} entries; ask for a shorter one."]},
         )
     entries = [
         StatementEntry(e.id, e.transfer_id, e.amount, e.balance_after, reference, e.created_at) for e, reference in rows

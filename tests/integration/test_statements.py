@@ -14,8 +14,9 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from core.models import LedgerEntry
-from core.statements import safe_cell
+from core.errors import ValidationFailed
+from core.models import Account, LedgerEntry
+from core.statements import safe_cell, statement
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
@@ -205,3 +206,14 @@ def test_unsupported_accept_is_406(client, make_customer) -> None:  # type: igno
         url(c.account.id, now - timedelta(days=1), now), headers={**login(client, c.email), "Accept": "*/*"}
     )
     assert default.status_code == 200 and default.mimetype == "application/json"
+
+
+def test_a_period_with_too_many_entries_is_refused(sessions, history) -> None:  # type: ignore[no-untyped-def]
+    alice, _, times = history
+    start, end = times[0], times[-1] + timedelta(seconds=1)
+    with sessions() as s:
+        account = s.get_one(Account, alice.account.id)
+        assert len(statement(s, account, start, end, max_entries=len(times)).entries) == len(times)
+        with pytest.raises(ValidationFailed) as refused:
+            statement(s, account, start, end, max_entries=len(times) - 1)
+    assert "shorter" in refused.value.extra["errors"]["to"][0]
