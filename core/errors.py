@@ -94,3 +94,15 @@ class RateLimited(DomainError):
     def __init__(self, detail: str | None = None, *, retry_after: int, **extra: object) -> None:
         super().__init__(detail, **extra)
         self.retry_after = max(1, retry_after)
+
+
+class RefundExceedsAmount(DomainError):
+    """The refunds of a transfer (those not FAILED) would sum to more than it moved."""
+
+    code, status, title = "REFUND_EXCEEDS_AMOUNT", 422, "Unprocessable Entity"
+
+
+class NotAcceptable(DomainError):
+    """No representation the client accepts (``Accept``) is offered."""
+
+    code, status, title = "NOT_ACCEPTABLE", 406, "Not Acceptable"

@@ -14,6 +14,7 @@ from core.db import make_engine, make_session_factory
 from web import (
     accounts,
     admin,
+    audit_proofs,
     auth,
     cli,
     hardening,
@@ -21,7 +22,9 @@ from web import (
     me,
     ops,
     problems,
+    refunds,
     security,
+    statements,
     telemetry,
     transfers,
     webhooks,
@@ -66,7 +69,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.init_app(app)
     hardening.init_app(app)  # before the rate limiter, whose key functions may read the body
     api = BankApi(app)
-    for blp in (auth.blp, me.blp, accounts.blp, transfers.blp, admin.blp, webhooks.blp, ops.blp):
+    for blp in (
+        auth.blp,
+        me.blp,
+        accounts.blp,
+        statements.blp,
+        transfers.blp,
+        refunds.blp,
+        audit_proofs.blp,
+        admin.blp,
+        webhooks.blp,
+        ops.blp,
+    ):
         api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))
     limits.init_app(app)  # after the blueprints: limits attach to their views
     problems.register(app)  # after Api(): our handlers replace flask-smorest's JSON errors

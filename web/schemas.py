@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from core.money import CURRENCIES, MAX_AMOUNT
 from core.pagination import MAX_LIMIT
+from core.transfers.refund import MAX_REASON_LENGTH
 
 # The list goes into the OpenAPI spec as an enum: clients and fuzzers see the real rule.
 CURRENCY = validate.OneOf(sorted(CURRENCIES), error="Must be an ISO 4217 currency code.")
@@ -87,6 +88,22 @@ class DepositIn(Strict):
     amount = MinorUnits(required=True)
     currency = fields.String(required=True, validate=CURRENCY)
     reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+
+
+class RefundIn(Strict):
+    amount = MinorUnits(metadata={"description": "Default: all that is still refundable."})
+    reason = fields.String(
+        validate=validate.Length(max=MAX_REASON_LENGTH),
+        allow_none=True,
+        metadata={"description": "Stored as the refund's reference and in its audit row."},
+    )
+
+
+class StatementArgs(Strict):
+    from_ = fields.AwareDateTime(
+        data_key="from", required=True, format="iso", metadata={"description": "RFC 3339 instant, included."}
+    )
+    to = fields.AwareDateTime(required=True, format="iso", metadata={"description": "RFC 3339 instant, excluded."})
 
 
 class KycDecisionIn(Strict):
@@ -246,3 +263,69 @@ TransferPage = page_of(TransferOut, "TransferPage")
 EntryPage = page_of(EntryOut, "EntryPage")
 UserPage = page_of(UserOut, "UserPage")
 AuditPage = page_of(AuditOut, "AuditPage")
+
+
+# ---- statements and audit proofs ---------------------------------------------------------------
+
+
+class StatementEntryOut(ma.Schema):
+    id = fields.UUID()
+    transfer_id = fields.UUID()
+    amount = fields.Integer(metadata={"description": "Signed: a debit is negative."})
+    balance_after = fields.Integer()
+    reference = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class StatementOut(ma.Schema):
+    account_id = fields.UUID()
+    currency = fields.String()
+    from_ = fields.DateTime(attribute="start", data_key="from")
+    to = fields.DateTime(attribute="end")
+    opening_balance = fields.Integer(metadata={"description": "Balance at `from`."})
+    closing_balance = fields.Integer(metadata={"description": "opening_balance + the entries' amounts."})
+    entries = fields.List(fields.Nested(StatementEntryOut), metadata={"description": "Oldest first."})
+
+
+class ProofStepOut(ma.Schema):
+    side = fields.String(metadata={"description": "Where the sibling sits: left or right."})
+    sibling = fields.String(metadata={"description": "Hex SHA-256 of the sibling node."})
+
+
+class SealedBatchOut(ma.Schema):
+    id = fields.Integer()
+    merkle_root = fields.String(metadata={"description": "RFC 6962 Merkle root of the batch's row hashes."})
+    prev_root = fields.String(allow_none=True, metadata={"description": "The previous batch's root (null: first)."})
+    root = fields.String(metadata={"description": "sha256(prev_root || merkle_root), 32 zero bytes for no prev_root."})
+    leaf_index = fields.Integer()
+    tree_size = fields.Integer()
+    first_seq = fields.Integer()
+    last_seq = fields.Integer()
+    sealed_at = fields.DateTime()
+
+
+class TransferAuditItemOut(ma.Schema):
+    seq = fields.Integer(allow_none=True, metadata={"description": "Place in the audit chain; null until sealed."})
+    action = fields.String()
+    occurred_at = fields.DateTime()
+    details = fields.Dict()
+    row_hash = fields.String(allow_none=True)
+    prev_hash = fields.String(allow_none=True)
+    sealed_batch = fields.Nested(SealedBatchOut, allow_none=True)
+    proof = fields.List(
+        fields.Nested(ProofStepOut),
+        allow_none=True,
+        metadata={"description": "Audit path from the leaf sha256(0x00 || row_hash) up to merkle_root."},
+    )
+
+
+class ChainHeadOut(ma.Schema):
+    batch_id = fields.Integer()
+    root = fields.String()
+    sealed_at = fields.DateTime()
+
+
+class TransferAuditOut(ma.Schema):
+    transfer_id = fields.UUID()
+    items = fields.List(fields.Nested(TransferAuditItemOut))
+    root = fields.Nested(ChainHeadOut, allow_none=True, metadata={"description": "The newest sealed batch."})

@@ -76,7 +76,7 @@ WORKER_HEARTBEAT = Gauge(
 
 def touch_known_labels() -> None:
     """Create the bounded label sets at zero so dashboards and alerts see series from the start."""
-    for kind in ("TRANSFER", "DEPOSIT"):
+    for kind in ("TRANSFER", "DEPOSIT", "REFUND"):
         TRANSFERS_ACCEPTED.labels(kind=kind)
     TRANSFERS_SETTLED.labels(outcome="COMPLETED", failure_code="")
     for code in ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE"):

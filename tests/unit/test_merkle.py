@@ -90,3 +90,46 @@ def test_batch_root_chains_from_zero() -> None:
     first = batch_root(None, m)
     assert first == h(bytes(32) + bytes.fromhex(m)).hex()
     assert batch_root(first, m) == h(bytes.fromhex(first) + bytes.fromhex(m)).hex()
+
+
+# ---- RFC 6962 conformance -----------------------------------------------------------------------
+
+
+def rfc6962_mth(items: list[bytes]) -> bytes:
+    """MTH of RFC 6962 section 2.1, as written: split at the largest power of two below n."""
+    if len(items) == 1:
+        return h(b"\x00" + items[0])
+    k = 1 << ((len(items) - 1).bit_length() - 1)
+    return h(b"\x01" + rfc6962_mth(items[:k]) + rfc6962_mth(items[k:]))
+
+
+def rfc9162_verify(leaf: bytes, index: int, size: int, path: list[bytes], root: bytes) -> bool:
+    """The inclusion-proof check of RFC 9162 section 2.1.3.2: index, size and siblings, no sides."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, h(b"\x00" + leaf)
+    for p in path:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = h(b"\x01" + p + r)
+            if not fn & 1:
+                while fn & 1 == 0 and fn != 0:
+                    fn, sn = fn >> 1, sn >> 1
+        else:
+            r = h(b"\x01" + r + p)
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root
+
+
+@pytest.mark.parametrize("n", range(1, 70))
+def test_the_tree_is_rfc6962s(n: int) -> None:
+    """Pairing left to right and carrying an odd node up gives RFC 6962's tree, and our audit paths
+    are RFC 9162 inclusion proofs: a client with any RFC 6962 library can check them."""
+    items = leaves(n)
+    root = merkle_root(items)
+    assert root == rfc6962_mth([bytes.fromhex(x) for x in items]).hex()
+    for i, leaf in enumerate(items):
+        path = [bytes.fromhex(step.sibling) for step in merkle_proof(items, i)]
+        assert rfc9162_verify(bytes.fromhex(leaf), i, n, path, bytes.fromhex(root)), (n, i)
+        assert not rfc9162_verify(bytes.fromhex(leaf), (i + 1) % n, n, path, bytes.fromhex(root)) or n == 1

@@ -1,0 +1,219 @@
+"""GET /accounts/{id}/statement: opening + entries = closing over random periods, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import select
+
+from core.errors import ValidationFailed
+from core.models import Account, LedgerEntry
+from core.statements import safe_cell, statement
+from core.transfers.idempotency import MoneyMovement
+from core.transfers.settle import settle_transfer
+from core.transfers.submit import submit_transfer
+from tests.factories import balance, fund
+from tests.integration.test_api import assert_problem, login
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def url(account_id, start: datetime | str, end: datetime | str) -> str:  # type: ignore[no-untyped-def]
+    params = {"from": start if isinstance(start, str) else iso(start), "to": end if isinstance(end, str) else iso(end)}
+    return f"/api/v1/accounts/{account_id}/statement?{urlencode(params)}"
+
+
+def move(sessions, payer, payee_account, amount: int, reference: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        transfer = submit_transfer(
+            s,
+            user=payer.user,
+            idempotency_key=str(uuid.uuid4()),
+            movement=MoneyMovement(payer.account.id, payee_account.id, amount, "USD", reference),
+        ).transfer
+    with sessions.begin() as s:
+        settle_transfer(s, transfer.id)
+
+
+@pytest.fixture
+def history(sessions, make_customer, admin_user):  # type: ignore[no-untyped-def]
+    """Alice's account with 24 entries (deposits, payments both ways, one failed), a little apart."""
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, bob.account, 100_000)
+    rng = random.Random(12)
+    for i in range(24):
+        kind = i % 3
+        if kind == 0:
+            fund(sessions, admin_user, alice.account, rng.randint(100, 5000))
+        elif kind == 1:
+            move(sessions, alice, bob.account, rng.randint(1, 3000), reference=f"to bob {i}")  # may fail
+        else:
+            move(sessions, bob, alice.account, rng.randint(1, 2000), reference=f"from bob {i}")
+        time.sleep(0.002)
+    with sessions() as s:
+        times = list(
+            s.scalars(
+                select(LedgerEntry.created_at)
+                .where(LedgerEntry.account_id == alice.account.id)
+                .order_by(LedgerEntry.created_at)
+            )
+        )
+    return alice, bob, times
+
+
+def parse_csv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_opening_plus_entries_is_closing_over_random_periods(client, sessions, history) -> None:  # type: ignore[no-untyped-def]
+    alice, _, times = history
+    h = login(client, alice.email)
+    rng = random.Random(7)
+    first, last = times[0] - timedelta(seconds=1), times[-1] + timedelta(seconds=1)
+    span = (last - first).total_seconds()
+    periods = [(first, last)] + [
+        tuple(sorted(first + timedelta(seconds=rng.uniform(0, span)) for _ in range(2))) for _ in range(25)
+    ]
+    periods += [(times[5], times[9]), (times[9], times[10]), (times[-1], last)]  # boundaries on entries
+    for start, end in periods:
+        js = client.get(url(alice.account.id, start, end), headers=h)
+        assert js.status_code == 200, js.json
+        body = js.json
+        entries = body["entries"]
+        assert body["opening_balance"] + sum(e["amount"] for e in entries) == body["closing_balance"]
+        # The opening balance is where the last earlier entry left the account (0 if none).
+        before = [t for t in times if t < start]
+        assert len(entries) == sum(1 for t in times if start <= t < end)
+        if entries:
+            assert entries[0]["balance_after"] - entries[0]["amount"] == body["opening_balance"]
+            assert entries[-1]["balance_after"] == body["closing_balance"]
+            for a, b in itertools.pairwise(entries):
+                assert a["created_at"] <= b["created_at"] and b["balance_after"] == a["balance_after"] + b["amount"]
+        elif not before:
+            assert body["opening_balance"] == 0
+        # The CSV says the same, and the csv module reads it back.
+        text = client.get(url(alice.account.id, start, end), headers={**h, "Accept": "text/csv"})
+        assert text.status_code == 200 and text.mimetype == "text/csv"
+        rows = parse_csv(text.get_data(as_text=True))
+        assert [(r["transfer_id"], int(r["amount"]), int(r["balance_after"])) for r in rows] == [
+            (e["transfer_id"], e["amount"], e["balance_after"]) for e in entries
+        ]
+        assert [datetime.fromisoformat(r["created_at"]) for r in rows] == [
+            datetime.fromisoformat(e["created_at"]) for e in entries
+        ]
+    whole = client.get(url(alice.account.id, first, last), headers=h).json
+    assert whole["opening_balance"] == 0 and whole["closing_balance"] == balance(sessions, alice.account.id)
+    assert len(whole["entries"]) == len(times)
+
+
+def test_json_shape_and_csv_file(client, history) -> None:  # type: ignore[no-untyped-def]
+    alice, _, times = history
+    h = login(client, alice.email)
+    start, end = times[0], times[-1] + timedelta(seconds=1)
+    body = client.get(url(alice.account.id, start, end), headers={**h, "Accept": "application/json"}).json
+    assert set(body) == {"account_id", "currency", "from", "to", "opening_balance", "closing_balance", "entries"}
+    assert body["account_id"] == str(alice.account.id) and body["currency"] == "USD"
+    assert datetime.fromisoformat(body["from"]) == start and datetime.fromisoformat(body["to"]) == end
+    assert set(body["entries"][0]) == {"id", "transfer_id", "amount", "balance_after", "reference", "created_at"}
+    r = client.get(url(alice.account.id, start, end), headers={**h, "Accept": "text/csv"})
+    assert r.headers["Content-Type"] == "text/csv; charset=utf-8"
+    disposition = r.headers["Content-Disposition"]
+    assert disposition.startswith("attachment; filename=") and disposition.endswith('.csv"')
+    lines = r.get_data(as_text=True).split("\r\n")
+    assert lines[0] == "created_at,transfer_id,amount,balance_after,reference"
+    refs = [row["reference"] for row in parse_csv(r.get_data(as_text=True))]
+    assert "test funding" in refs and any(ref.startswith("from bob") for ref in refs)
+
+
+@pytest.mark.parametrize("reference", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
+def test_csv_neutralises_formulas(client, sessions, make_customer, admin_user, reference) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 1000)
+    move(sessions, alice, bob.account, 10, reference=reference)
+    now = datetime.now(UTC)
+    r = client.get(
+        url(bob.account.id, now - timedelta(hours=1), now + timedelta(hours=1)),
+        headers={**login(client, bob.email), "Accept": "text/csv"},
+    )
+    (row,) = parse_csv(r.get_data(as_text=True))
+    assert row["reference"] == "'" + reference and row["amount"] == "10"
+
+
+def test_safe_cell_leaves_plain_text_alone() -> None:
+    assert safe_cell("invoice 42") == "invoice 42" and safe_cell(None) == "" and safe_cell("a=b") == "a=b"
+
+
+def test_only_the_owner_or_an_admin(client, history, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    alice, _, times = history
+    now = datetime.now(UTC)
+    stranger = login(client, make_customer().email)
+    assert_problem(client.get(url(alice.account.id, times[0], now), headers=stranger), 404, "NOT_FOUND")
+    assert_problem(client.get(url(uuid.uuid4(), times[0], now), headers=stranger), 404, "NOT_FOUND")
+    as_admin = client.get(url(alice.account.id, times[0], now), headers=login(client, admin_user.email))
+    assert as_admin.status_code == 200 and len(as_admin.json["entries"]) == len(times)
+    assert client.get(url(alice.account.id, times[0], now)).status_code == 401
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},  # to before from
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},  # empty period
+        {"from": "2026-01-01T00:00:00Z"},  # to missing
+        {"to": "2026-01-01T00:00:00Z"},  # from missing
+        {"from": "2026-01-01T00:00:00", "to": "2026-01-02T00:00:00Z"},  # no offset: not an instant
+        {"from": "yesterday", "to": "2026-01-02T00:00:00Z"},
+        {"from": "2024-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},  # longer than 366 days
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "limit": "5"},  # unknown parameter
+        {"from": "2026-01-01T00:00:00+0100x", "to": "2026-01-02T00:00:00Z"},
+    ],
+)
+def test_bad_periods_are_422(client, make_customer, query) -> None:  # type: ignore[no-untyped-def]
+    c = make_customer()
+    r = client.get(f"/api/v1/accounts/{c.account.id}/statement?{urlencode(query)}", headers=login(client, c.email))
+    assert_problem(r, 422, "VALIDATION_ERROR")
+
+
+def test_offsets_are_instants(client, history) -> None:  # type: ignore[no-untyped-def]
+    alice, _, times = history
+    h = login(client, alice.email)
+    start, end = times[3], times[-1] + timedelta(seconds=1)
+    utc = client.get(url(alice.account.id, start, end), headers=h).json
+    same_instant = start.astimezone(timezone(timedelta(hours=2))).isoformat()  # "...+02:00"
+    other = client.get(url(alice.account.id, same_instant, end), headers=h).json
+    assert other["entries"] == utc["entries"] and other["opening_balance"] == utc["opening_balance"]
+    assert other["from"] == utc["from"]  # given back in UTC
+
+
+def test_unsupported_accept_is_406(client, make_customer) -> None:  # type: ignore[no-untyped-def]
+    c = make_customer()
+    now = datetime.now(UTC)
+    r = client.get(
+        url(c.account.id, now - timedelta(days=1), now), headers={**login(client, c.email), "Accept": "text/html"}
+    )
+    assert_problem(r, 406, "NOT_ACCEPTABLE")
+    default = client.get(
+        url(c.account.id, now - timedelta(days=1), now), headers={**login(client, c.email), "Accept": "*/*"}
+    )
+    assert default.status_code == 200 and default.mimetype == "application/json"
+
+
+def test_a_period_with_too_many_entries_is_refused(sessions, history) -> None:  # type: ignore[no-untyped-def]
+    alice, _, times = history
+    start, end = times[0], times[-1] + timedelta(seconds=1)
+    with sessions() as s:
+        account = s.get_one(Account, alice.account.id)
+        assert len(statement(s, account, start, end, max_entries=len(times)).entries) == len(times)
+        with pytest.raises(ValidationFailed) as refused:
+            statement(s, account, start, end, max_entries=len(times) - 1)
+    assert "shorter" in refused.value.extra["errors"]["to"][0]

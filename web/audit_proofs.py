@@ -1,0 +1,29 @@
+"""/transfers/{id}/audit: a transfer's audit rows with their Merkle inclusion proofs."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask_jwt_extended import jwt_required
+from flask_smorest import Blueprint
+
+from core.audit_proofs import TransferAudit, transfer_audit
+from core.transfers import queries
+from web.context import transaction
+from web.docs import BEARER
+from web.schemas import TransferAuditOut
+from web.security import me
+
+blp = Blueprint("transfer_audit", __name__, url_prefix="/transfers", description="Audit proofs")
+
+
+@blp.route("/<uuid:transfer_id>/audit", methods=["GET"])
+@jwt_required()
+@blp.response(200, TransferAuditOut)
+@blp.doc(**BEARER)
+def get_transfer_audit(transfer_id: uuid.UUID) -> TransferAudit:
+    with transaction() as session:
+        # One snapshot: a batch sealed meanwhile is seen whole or not at all.
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        queries.get_visible(session, transfer_id, me())  # same visibility as GET /transfers/{id}
+        return transfer_audit(session, transfer_id)

@@ -1,0 +1,96 @@
+"""/accounts/{id}/statement: a period's opening balance, entries and closing balance, JSON or CSV."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import marshmallow as ma
+from flask import Response, request
+from flask_jwt_extended import jwt_required
+from flask_smorest import Blueprint
+
+from core import statements
+from core.errors import NotAcceptable, ValidationFailed
+from web.context import transaction
+from web.docs import BEARER, doc
+from web.schemas import StatementArgs, StatementOut
+from web.security import me
+
+blp = Blueprint("statements", __name__, url_prefix="/accounts", description="Account statements")
+
+JSON, CSV = "application/json", "text/csv"
+
+# Both representations of the 200, written out: a manual doc replaces what @blp.response generates.
+_BOTH_DOC: dict[str, Any] = {
+    "responses": {
+        "200": {
+            "description": "The statement: JSON (default) or, with `Accept: text/csv`, a CSV file",
+            "content": {
+                JSON: {"schema": StatementOut},
+                CSV: {
+                    "schema": {"type": "string"},
+                    "example": "created_at,transfer_id,amount,balance_after,reference\r\n",
+                },
+            },
+        }
+    }
+}
+
+
+_PERIOD: dict[str, Any] = {
+    "parameters": [
+        {
+            "in": "query",
+            "name": name,
+            "required": True,
+            "schema": {"type": "string", "format": "date-time"},
+            "description": description,
+        }
+        for name, description in (
+            ("from", "RFC 3339 instant with an offset; included."),
+            ("to", "RFC 3339 instant with an offset; excluded. At most 366 days after `from`."),
+        )
+    ]
+}
+
+
+@blp.route("/<uuid:account_id>/statement", methods=["GET"])
+@jwt_required()
+@blp.response(200, StatementOut, description="JSON (default) or, with Accept: text/csv, a CSV file")
+@blp.doc(**doc(BEARER, _PERIOD, _BOTH_DOC))
+def get_statement(account_id: uuid.UUID) -> statements.Statement | Response:
+    # An unsupported Accept is refused before any work; no Accept (or */*) means JSON.
+    accept = request.accept_mimetypes
+    wanted = accept.best_match([JSON, CSV]) if accept else JSON
+    if wanted is None:
+        raise NotAcceptable(f"this resource is offered as {JSON} or {CSV}")
+    with transaction() as session:
+        # One snapshot: the opening balance and the entries see the same settlements.
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        # Ownership first: someone else's account is a 404 whatever the parameters.
+        account = statements.visible_account(session, account_id, me())
+        period = _period()
+        stmt = statements.statement(session, account, period["from_"], period["to"])
+    if wanted == JSON:
+        return stmt
+    return Response(
+        statements.to_csv(stmt),
+        mimetype=CSV,
+        headers={"Content-Disposition": f'attachment; filename="{_filename(stmt)}"'},
+    )
+
+
+def _period() -> dict[str, Any]:
+    try:
+        return StatementArgs().load(request.args.to_dict())
+    except ma.ValidationError as error:  # unknown parameters too: a mistyped one is not ignored
+        raise ValidationFailed("request validation failed", errors=error.messages) from error
+
+
+def _filename(stmt: statements.Statement) -> str:
+    def stamp(moment: datetime) -> str:
+        return statements.rfc3339(moment).replace("-", "").replace(":", "")
+
+    return f"statement-{stmt.account_id}-{stamp(stmt.start)}-{stamp(stmt.end)}.csv"
