@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from core.audit_proofs import TransferAudit, transfer_audit
 from core.transfers import queries
-from web.context import transaction
+from web.context import snapshot
 from web.docs import BEARER
 from web.schemas import TransferAuditOut
 from web.security import me
@@ -22,8 +22,7 @@ blp = Blueprint("transfer_audit", __name__, url_prefix="/transfers", description
 @blp.response(200, TransferAuditOut)
 @blp.doc(**BEARER)
 def get_transfer_audit(transfer_id: uuid.UUID) -> TransferAudit:
-    with transaction() as session:
+    with snapshot() as session:
         # One snapshot: a batch sealed meanwhile is seen whole or not at all.
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         queries.get_visible(session, transfer_id, me())  # same visibility as GET /transfers/{id}
         return transfer_audit(session, transfer_id)

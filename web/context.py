@@ -66,6 +66,15 @@ def transaction() -> Iterator[Session]:
     session.commit()
 
 
+@contextmanager
+def snapshot() -> Iterator[Session]:
+    """A read-only unit of work that sees one REPEATABLE READ snapshot. A session of its own:
+    the request's has begun already (the token check) and its isolation is set."""
+    with resources().sessions() as session:
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        yield session
+
+
 def _close_request_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("bank_session", None)
     if session is not None:

@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 
 from core import statements
 from core.errors import NotAcceptable, ValidationFailed
-from web.context import transaction
+from web.context import snapshot
 from web.docs import BEARER, doc
 from web.schemas import StatementArgs, StatementOut
 from web.security import me
@@ -66,9 +66,8 @@ def get_statement(account_id: uuid.UUID) -> statements.Statement | Response:
     wanted = accept.best_match([JSON, CSV]) if accept else JSON
     if wanted is None:
         raise NotAcceptable(f"this resource is offered as {JSON} or {CSV}")
-    with transaction() as session:
+    with snapshot() as session:
         # One snapshot: the opening balance and the entries see the same settlements.
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         # Ownership first: someone else's account is a 404 whatever the parameters.
         account = statements.visible_account(session, account_id, me())
         period = _period()
