@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     # Beat: how often the sealer chains the committed audit rows (core/audit_seal.py).
     audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
 
-    # How often workers refresh the backlog gauges (queue depth, oldest pending, outbox).
+    # How often beat sends every queue its heartbeat task, and the backlog exporter measures
+    # the backlog (queue depth, oldest pending, outbox, webhook lag, audit seal lag).
     metrics_refresh_seconds: float = Field(default=15.0, gt=0)
 
     # Redis broker only: how long before an unacknowledged task is handed to another worker.

@@ -66,6 +66,8 @@ def main() -> int:
         worker_env = {**env, **_metrics_dir(root, "worker"), "WORKER_METRICS_PORT": str(args.port + 1)}
         procs.append(processes.start_worker("worker", worker_env, log_dir, root, beat=True))
         print(f"· celery worker ready (metrics: http://127.0.0.1:{args.port + 1}/metrics)")
+        procs.append(processes.start_backlog_exporter(env, log_dir, root, args.port + 2))
+        print(f"· backlog exporter ready (metrics: http://127.0.0.1:{args.port + 2}/metrics)")
         if args.mode == "demo":
             print("\n== demo: the user flow over HTTP ==")
             run_demo(f"http://127.0.0.1:{args.port}", ADMIN_EMAIL, ADMIN_PASSWORD)

@@ -81,14 +81,22 @@ def start_api(env: dict[str, str], log_dir: Path, cwd: Path, port: int, workers:
 
 
 def start_worker(
-    name: str, env: dict[str, str], log_dir: Path, cwd: Path, concurrency: int = 2, beat: bool = False
+    name: str,
+    env: dict[str, str],
+    log_dir: Path,
+    cwd: Path,
+    concurrency: int = 2,
+    beat: bool = False,
+    queues: list[str] | None = None,
 ) -> Proc:
+    """A Celery pool; ``queues`` as on the command line, e.g. ``["--queues", "webhooks"]``."""
     args = [
         str(BIN / "celery"), "-A", "worker", "worker",
         "--hostname", f"{name}@%h",
         "--concurrency", str(concurrency),
         "--without-gossip", "--without-mingle",
         "--loglevel", "INFO",
+        *(queues or []),
     ]  # fmt: skip
     if beat:
         args += ["--beat", "--schedule", str(log_dir / f"{name}-beat-schedule")]
@@ -98,6 +106,40 @@ def start_worker(
         if proc.popen.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"celery worker {name} failed to start:\n{proc.log()[-3000:]}")
         time.sleep(0.1)
+    return proc
+
+
+def start_beat(env: dict[str, str], log_dir: Path, cwd: Path, name: str = "beat") -> Proc:
+    """Celery beat on its own, as the Procfile and docker-compose run it."""
+    args = [
+        str(BIN / "celery"),
+        "-A",
+        "worker",
+        "beat",
+        "--loglevel",
+        "INFO",
+        "--schedule",
+        str(log_dir / f"{name}-schedule"),
+    ]
+    proc = spawn(name, args, env, log_dir, cwd)
+    deadline = time.monotonic() + 60
+    while "beat: Starting" not in proc.log():
+        if proc.popen.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"celery beat failed to start:\n{proc.log()[-3000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+def start_backlog_exporter(env: dict[str, str], log_dir: Path, cwd: Path, port: int) -> Proc:
+    """The backlog exporter (worker/backlog_exporter.py), serving on 127.0.0.1:port."""
+    proc = spawn(
+        "backlog-exporter",
+        [str(BIN / "python"), "-m", "worker.backlog_exporter"],
+        {**env, "BACKLOG_EXPORTER_PORT": str(port), "BACKLOG_EXPORTER_ADDR": "127.0.0.1"},
+        log_dir,
+        cwd,
+    )
+    wait_http(f"http://127.0.0.1:{port}/metrics", proc)
     return proc
 
 

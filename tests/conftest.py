@@ -189,5 +189,15 @@ def workers(log_dir: Path, otlp: Receiver) -> Iterator[list[processes.Proc]]:
         p.stop()
 
 
+@pytest.fixture(scope="session")
+def backlog_exporter(log_dir: Path) -> Iterator[processes.Proc]:
+    """The backlog exporter process; ``proc.metrics_url`` serves the backlog gauges."""
+    port = processes.free_port()
+    proc = processes.start_backlog_exporter({"METRICS_REFRESH_SECONDS": "1"}, log_dir, ROOT, port)
+    proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
+    yield proc
+    proc.stop()
+
+
 def unique_email(prefix: str = "user") -> str:
     return f"{prefix}.{uuid.uuid4().hex[:12]}@example.com"

@@ -17,7 +17,7 @@ settings = get_settings()
 __all__ = ["QUEUES", "celery_app", "telemetry"]
 
 # Every queue the workers consume, declared up front (so RabbitMQ makes them quorum queues):
-# "transfers" for maintenance (sweeper, gauges), one settlement queue per partition
+# "transfers" for maintenance (sweeper, sealer), one settlement queue per partition
 # ("transfers.0" ...), and "webhooks" apart so partner servers never delay settlement.
 # `celery -A worker worker -X webhooks` consumes every settlement partition; a host can
 # take a subset with `-Q transfers,transfers.0,transfers.1`.
@@ -68,10 +68,16 @@ celery_app.conf.update(
             "schedule": settings.audit_seal_interval_seconds,
             "options": {"expires": max(10.0, 5 * settings.audit_seal_interval_seconds)},
         },
-        "refresh-gauges": {
-            "task": "worker.tasks.refresh_gauges",
-            "schedule": settings.metrics_refresh_seconds,
-            "options": {"expires": 4 * settings.metrics_refresh_seconds},
+        # One heartbeat per queue, sent to that queue: each pool proves it takes work from each
+        # queue it should consume. A tick not taken in time is dropped; the next one counts.
+        **{
+            f"heartbeat-{queue}": {
+                "task": "worker.tasks.heartbeat",
+                "schedule": settings.metrics_refresh_seconds,
+                "args": (queue,),
+                "options": {"queue": queue, "expires": 2 * settings.metrics_refresh_seconds},
+            }
+            for queue in QUEUES
         },
         # Webhooks: outbox events -> deliveries, and deliveries whose (re)try is due. A tick
         # that no worker took in time is dropped: the next one does the same work.

@@ -15,13 +15,12 @@ from core.config import get_settings
 from core.locks import AccountLocks, LockTimeout
 from core.models import TransferStatus
 from core.observability import metrics, tracing
-from core.observability.backlog import measure
 from core.transfers import drain, nudges
 from core.transfers.routing import queue_name
 from core.transfers.settle import Settled, settle_batch
 from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
 from worker import resources
-from worker.app import QUEUES, celery_app
+from worker.app import celery_app
 from worker.publish import publish
 
 log = structlog.get_logger(__name__)
@@ -122,34 +121,11 @@ def _record(outcome: Settled) -> None:
         metrics.MONEY_MOVED.labels(currency=outcome.currency, kind="TRANSFER").inc(outcome.amount)
 
 
-@celery_app.task(acks_late=True, ignore_result=True)
-def refresh_gauges() -> None:
-    """Backlog gauges for dashboards and alerts: queue depth, pending transfers, outbox."""
-    res = resources.get()
-    with res.sessions() as session:
-        backlog = measure(session, datetime.now(UTC))
-    metrics.PENDING_TRANSFERS.set(backlog.pending_transfers)
-    metrics.OLDEST_PENDING_AGE.set(backlog.oldest_pending_age_seconds)
-    metrics.OUTBOX_BACKLOG.set(backlog.outbox_backlog)
-    metrics.AUDIT_UNSEALED.set(backlog.unsealed_audit_rows)
-    metrics.AUDIT_SEAL_LAG.set(backlog.oldest_unsealed_audit_age_seconds)
-    for queue, depth in queue_depths().items():
-        metrics.QUEUE_LENGTH.labels(queue=queue).set(depth)
-    metrics.WORKER_HEARTBEAT.set_to_current_time()
-
-
-def queue_depths() -> dict[str, int]:
-    """Messages waiting per queue, as the broker reports them (Redis lists or AMQP queues)."""
-    depths = {}
-    with celery_app.connection_for_read() as conn:
-        channel = conn.default_channel
-        for queue in QUEUES:
-            try:
-                depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
-            except Exception:  # a queue not declared yet has no backlog
-                channel = conn.channel()
-                depths[queue] = 0
-    return depths
+@celery_app.task(ignore_result=True)
+def heartbeat(queue: str) -> None:
+    """Beat sends one to every queue: its timestamp advances only while a pool takes work from
+    that queue, so a stopped, hung or missing pool shows per queue (alert NoWorkerHeartbeat)."""
+    metrics.WORKER_HEARTBEAT.labels(queue=queue).set_to_current_time()
 
 
 SEAL_MAX_BATCHES = 20  # per run; the next beat tick continues

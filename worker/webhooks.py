@@ -94,6 +94,8 @@ def deliver(delivery_id: str) -> str:
     if status is not None:
         label = {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status.value, "retry")
         metrics.WEBHOOK_DELIVERIES.labels(outcome=label).inc()
+        result = "ok" if status.value == "SUCCEEDED" else "error"
+        metrics.WEBHOOK_ATTEMPTS.labels(endpoint_id=str(job.endpoint_id), result=result).inc()
     log.info(
         "webhook_attempt",
         endpoint_id=str(job.endpoint_id),

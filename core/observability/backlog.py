@@ -19,6 +19,11 @@ class Backlog:
     outbox_backlog: int
     unsealed_audit_rows: int
     oldest_unsealed_audit_age_seconds: float
+    oldest_undelivered_webhook_age_seconds: float
+
+
+def _age(now: datetime, oldest: datetime | None) -> float:
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 
 
 def measure(session: Session, now: datetime) -> Backlog:
@@ -27,7 +32,24 @@ def measure(session: Session, now: datetime) -> Backlog:
             Transfer.status.in_([TransferStatus.PENDING, TransferStatus.PROCESSING])
         )
     ).one()
-    outbox = session.execute(text("SELECT count(*) FROM webhook_events WHERE relayed_at IS NULL")).scalar_one()
-    age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    outbox, oldest_unrelayed = session.execute(
+        text("SELECT count(*), min(occurred_at) FROM webhook_events WHERE relayed_at IS NULL")
+    ).one()
+    # A delivery is undelivered until it succeeds or is given up; its event's age is how late
+    # the receiver is. Both scans use partial indexes on the (small) waiting sets.
+    oldest_pending_delivery = session.execute(
+        text(
+            "SELECT min(e.occurred_at) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
+            " WHERE d.status = 'PENDING'"
+        )
+    ).scalar_one()
+    undelivered = [t for t in (oldest_unrelayed, oldest_pending_delivery) if t is not None]
     audit = unsealed(session, now)
-    return Backlog(count, age, outbox, audit.rows, audit.oldest_age_seconds)
+    return Backlog(
+        pending_transfers=count,
+        oldest_pending_age_seconds=_age(now, oldest),
+        outbox_backlog=outbox,
+        unsealed_audit_rows=audit.rows,
+        oldest_unsealed_audit_age_seconds=audit.oldest_age_seconds,
+        oldest_undelivered_webhook_age_seconds=_age(now, min(undelivered, default=None)),
+    )

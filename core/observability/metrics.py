@@ -48,30 +48,32 @@ WEBHOOK_ATTEMPT_SECONDS = Histogram(
     "bank_webhook_attempt_seconds", "Duration of one webhook HTTP attempt", buckets=LATENCY_BUCKETS
 )
 
-# Refreshed periodically by the worker's refresh_gauges task; the latest value wins.
-QUEUE_LENGTH = Gauge(
-    "bank_queue_length", "Messages waiting in a Celery queue", ["queue"], multiprocess_mode="mostrecent"
+# Per-endpoint attempts, so one dead receiver shows (and alerts) long before its deliveries
+# are given up (~27 h of retries). Bounded by the endpoints registered (capped per user).
+WEBHOOK_ATTEMPTS = Counter(
+    "bank_webhook_attempts_total",
+    "Webhook HTTP attempts by endpoint and result",
+    ["endpoint_id", "result"],  # ok | error (any non-2xx answer, timeout or connection failure)
 )
-PENDING_TRANSFERS = Gauge(
-    "bank_pending_transfers", "Transfers accepted and not yet final", multiprocess_mode="mostrecent"
-)
-OLDEST_PENDING_AGE = Gauge(
-    "bank_oldest_pending_transfer_age_seconds", "Age of the oldest PENDING transfer", multiprocess_mode="mostrecent"
-)
-OUTBOX_BACKLOG = Gauge(
-    "bank_outbox_backlog", "Webhook events written but not yet relayed to deliveries", multiprocess_mode="mostrecent"
-)
-AUDIT_UNSEALED = Gauge(
-    "bank_audit_unsealed_rows", "Committed audit rows not yet chained by the sealer", multiprocess_mode="mostrecent"
-)
-AUDIT_SEAL_LAG = Gauge(
-    "bank_audit_seal_lag_seconds",
-    "Age of the oldest audit row not yet chained by the sealer (0 when all are sealed)",
-    multiprocess_mode="mostrecent",
-)
+
+# Set by a heartbeat task that beat sends to every queue: a pool that stops taking work from a
+# queue (stopped, hung, or not consuming it) stops advancing that queue's series. Labelled, so
+# a process that never ran a heartbeat (the API) exports no sample rather than a false 0.
+# The backlog gauges (pending transfers, queue depth...) are not here: the backlog exporter
+# (worker/backlog_exporter.py) measures them in a process of its own.
 WORKER_HEARTBEAT = Gauge(
-    "bank_worker_heartbeat_timestamp_seconds", "Last time a worker refreshed the gauges", multiprocess_mode="max"
+    "bank_worker_heartbeat_timestamp_seconds",
+    "Last time a worker pool ran a heartbeat task taken from this queue",
+    ["queue"],
+    multiprocess_mode="max",
 )
+
+
+# failure_code values. A decline is the customer's business (charted); a system failure is
+# ours (paged by SettleErrorRateHigh, which counts every code that is not a decline). The
+# system codes are created at zero so the first one is a visible increase, not a new series.
+BUSINESS_DECLINES = ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE")
+SYSTEM_FAILURES = ("INTERNAL_ERROR",)
 
 
 def touch_known_labels() -> None:
@@ -79,7 +81,7 @@ def touch_known_labels() -> None:
     for kind in ("TRANSFER", "DEPOSIT", "REFUND"):
         TRANSFERS_ACCEPTED.labels(kind=kind)
     TRANSFERS_SETTLED.labels(outcome="COMPLETED", failure_code="")
-    for code in ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE"):
+    for code in (*BUSINESS_DECLINES, *SYSTEM_FAILURES):
         TRANSFERS_SETTLED.labels(outcome="FAILED", failure_code=code)
     for reason in ("timeout", "redis_unavailable"):
         LOCK_FAILURES.labels(reason=reason)

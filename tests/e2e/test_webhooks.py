@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 
 from core.webhooks import outbox
@@ -115,7 +116,7 @@ def test_a_completed_transfer_reaches_sender_and_receiver_signed(  # type: ignor
 
 
 def test_two_failures_then_success_is_three_attempts_of_one_message(  # type: ignore[no-untyped-def]
-    http, sessions, settings, admin_user, receiver
+    http, workers, sessions, settings, admin_user, receiver
 ) -> None:
     bob = factories.customer(sessions, settings)
     hb = bearer(http, bob.email)
@@ -130,6 +131,19 @@ def test_two_failures_then_success_is_three_attempts_of_one_message(  # type: ig
     (d,) = poll("delivery SUCCEEDED", lambda: [x for x in deliveries(http, hb, ep["id"]) if x["status"] == "SUCCEEDED"])
     assert (d["attempt"], d["response_status"]) == (3, 200)
     assert len(receiver.requests(url)) == 3
+    # Each attempt counted for its endpoint: what WebhookFailureRateHigh alerts on, per endpoint.
+    poll("attempts counted per endpoint", lambda: attempts_by_result(workers, ep["id"]) == {"error": 2, "ok": 1}, 15)
+
+
+def attempts_by_result(workers: list[Any], endpoint_id: str) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for w in workers:
+        for family in text_string_to_metric_families(httpx.get(w.metrics_url, timeout=10).text):
+            for sample in family.samples:
+                if sample.name == "bank_webhook_attempts_total" and sample.labels["endpoint_id"] == endpoint_id:
+                    result = sample.labels["result"]
+                    counts[result] = counts.get(result, 0) + sample.value
+    return counts
 
 
 def test_a_receiver_down_for_good_fails_then_a_manual_retry_succeeds(  # type: ignore[no-untyped-def]

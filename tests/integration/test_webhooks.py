@@ -403,3 +403,30 @@ def test_another_users_endpoints_and_deliveries_are_404(client, make_customer, s
     assert client.get(f"{API}/endpoints", headers=h).json == {"items": []}
     unauth = client.get(f"{API}/endpoints")
     assert_problem(unauth, 401, "UNAUTHORIZED")
+
+
+# ---- the backlog exporter's measure ---------------------------------------------------------
+
+
+def test_the_backlog_counts_an_event_undelivered_until_its_delivery_ends(  # type: ignore[no-untyped-def]
+    sessions, make_customer, admin_user, policy
+) -> None:
+    """An event waits in the outbox, then as a PENDING delivery: its age is measured in both."""
+    from core.observability.backlog import measure
+
+    bob = make_customer()
+    endpoint(sessions, policy, bob, ["account.credited"])
+    fund(sessions, admin_user, bob.account, 100)
+    an_hour_later = datetime.now(UTC) + timedelta(hours=1)
+    with sessions() as s:
+        unrelayed = measure(s, an_hour_later)
+    assert unrelayed.outbox_backlog >= 1
+    assert unrelayed.oldest_undelivered_webhook_age_seconds >= 3590
+    with sessions.begin() as s:
+        while relay_events(s, now=datetime.now(UTC), queue_lease=policy.queue_lease, limit=1000).events:
+            pass
+    with sessions() as s:
+        relayed = measure(s, an_hour_later)
+        assert s.scalar(select(func.count()).select_from(WebhookEvent).where(WebhookEvent.relayed_at.is_(None))) == 0
+    assert relayed.outbox_backlog == 0
+    assert relayed.oldest_undelivered_webhook_age_seconds >= 3590  # its delivery is still PENDING

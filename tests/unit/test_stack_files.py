@@ -41,7 +41,21 @@ PROMETHEUS_FILE = ROOT / "ops" / "prometheus" / "prometheus.yml"
 DATASOURCES_FILE = ROOT / "ops" / "grafana" / "provisioning" / "datasources" / "datasources.yml"
 DASHBOARD_PROVIDERS_FILE = ROOT / "ops" / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 
-SERVICES = {"postgres", "redis", "migrate", "web", "worker", "beat", "prometheus", "grafana", "jaeger"}
+SERVICES = {
+    "postgres",
+    "redis",
+    "migrate",
+    "web",
+    "worker",
+    "webhook-worker",
+    "beat",
+    "backlog-exporter",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+    "jaeger",
+}
+ALERTMANAGER_FILE = ROOT / "ops" / "alertmanager" / "alertmanager.yml"
 TIMEOUT = 60
 
 
@@ -123,7 +137,12 @@ def test_dashboard_uids_are_unique() -> None:
 
 # --- How the files refer to each other ---------------------------------------------------------
 
-METRICS_MODULE = ROOT / "core" / "observability" / "metrics.py"
+# Where the exported metrics are declared: metrics.py (API and workers) and the backlog
+# exporter's own registry (backlog_gauges.py, whose ``gauge(...)`` helper declares them).
+METRICS_MODULES = (
+    ROOT / "core" / "observability" / "metrics.py",
+    ROOT / "core" / "observability" / "backlog_gauges.py",
+)
 FLASK_METRICS = {"flask_http_request_duration_seconds", "flask_http_request_total"}
 
 # What the Transfers dashboard answers: every one of these must be on some panel.
@@ -138,6 +157,10 @@ DASHBOARD_METRICS = FLASK_METRICS | {
     "bank_money_moved_minor_units_total",
     "bank_webhook_deliveries_total",
     "bank_webhook_attempt_seconds",
+    "bank_webhook_attempts_total",
+    "bank_webhook_oldest_undelivered_age_seconds",
+    "bank_backlog_measured_timestamp_seconds",
+    "bank_queue_length_measured_timestamp_seconds",
     "bank_queue_length",
     "bank_pending_transfers",
     "bank_oldest_pending_transfer_age_seconds",
@@ -152,7 +175,9 @@ REQUIRED_ALERTS = {
     "SettleErrorRateHigh",
     "OldestPendingTransferTooOld",
     "QueueDepthHigh",
+    "BacklogNotMeasured",
     "WebhookFailureRateHigh",
+    "WebhookDeliveryLagHigh",
     "NoWorkerHeartbeat",
     "AuditSealLagHigh",
 }
@@ -189,12 +214,13 @@ def _scrape_targets() -> dict[str, list[str]]:
 
 
 def _exported_bank_metrics() -> set[str]:
-    """Metric names declared in core/observability/metrics.py, as exported (counters end in _total)."""
+    """Metric names declared in METRICS_MODULES, as exported (counters end in _total)."""
     names = set()
-    for node in ast.walk(ast.parse(METRICS_MODULE.read_text())):
+    calls = [node for path in METRICS_MODULES for node in ast.walk(ast.parse(path.read_text()))]
+    for node in calls:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
             continue
-        if node.func.id not in {"Counter", "Gauge", "Histogram"} or not node.args:
+        if node.func.id not in {"Counter", "Gauge", "Histogram", "gauge"} or not node.args:
             continue
         first = node.args[0]
         if isinstance(first, ast.Constant) and isinstance(first.value, str):
@@ -203,13 +229,14 @@ def _exported_bank_metrics() -> set[str]:
     return names
 
 
-def test_prometheus_scrapes_the_api_and_the_worker() -> None:
+def test_prometheus_scrapes_the_api_the_workers_and_the_backlog_exporter() -> None:
     config = _yaml(PROMETHEUS_FILE)
     targets = _scrape_targets()
     assert targets.get("api") == ["web:8000"], targets
     assert targets.get("worker") == ["worker:9808", "webhook-worker:9808"], targets
+    assert targets.get("backlog") == ["backlog-exporter:9809"], targets
     for job in config["scrape_configs"]:
-        if job["job_name"] in {"api", "worker"}:
+        if job["job_name"] in {"api", "worker", "backlog"}:
             assert job.get("metrics_path", "/metrics") == "/metrics", job
 
 
@@ -218,6 +245,60 @@ def test_workers_serve_metrics_on_the_scraped_port() -> None:
     for target in _scrape_targets()["worker"]:
         service, port = target.rsplit(":", 1)
         assert _environment(service).get("WORKER_METRICS_PORT") == port, service
+
+
+def test_backlog_exporter_runs_apart_from_every_worker() -> None:
+    """The backlog alerts must fire while settlement is stopped or hung: the gauges come from a
+    process of their own, served on the scraped port, started without any worker or beat."""
+    service = _yaml(COMPOSE_FILE)["services"]["backlog-exporter"]
+    assert service["command"] == ["python", "-m", "worker.backlog_exporter"]
+    (target,) = _scrape_targets()["backlog"]
+    assert _environment("backlog-exporter").get("BACKLOG_EXPORTER_PORT") == target.rsplit(":", 1)[1]
+    multiproc_dir = _environment("backlog-exporter").get("PROMETHEUS_MULTIPROC_DIR")
+    assert multiproc_dir is None or multiproc_dir in service.get("tmpfs", []), "prometheus_client needs that directory"
+    depends = set(service.get("depends_on") or {})
+    assert not depends & {"worker", "webhook-worker", "beat"}, depends
+
+
+def test_alerts_reach_alertmanager() -> None:
+    """A firing alert leaves Prometheus for Alertmanager, which routes every severity to a receiver."""
+    alerting = _yaml(PROMETHEUS_FILE).get("alerting") or {}
+    targets = [t for am in alerting.get("alertmanagers", []) for s in am["static_configs"] for t in s["targets"]]
+    assert targets == ["alertmanager:9093"], alerting
+    compose = _yaml(COMPOSE_FILE)["services"]
+    assert "alertmanager" in compose["alertmanager"]["image"]
+    assert _mounts("alertmanager").get("/etc/alertmanager/alertmanager.yml") == ALERTMANAGER_FILE.resolve()
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in compose["alertmanager"]["command"]
+    assert "alertmanager" in (compose["prometheus"].get("depends_on") or {})
+    config = _yaml(ALERTMANAGER_FILE)
+    receivers = {r["name"]: r for r in config["receivers"]}
+    routes = {m for route in config["route"].get("routes", []) for m in route.get("matchers", [])}
+    assert 'severity="critical"' in routes, "critical alerts have no route of their own"
+    for name in {config["route"]["receiver"], *(r["receiver"] for r in config["route"].get("routes", []))}:
+        integrations = [key for key in receivers[name] if key.endswith("_configs") and receivers[name][key]]
+        assert integrations, f"receiver {name!r} sends nowhere"
+
+
+def test_amtool_check_config() -> None:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool is not on PATH (Debian: `apt-get install prometheus-alertmanager`, as .ci/run does)")
+    result = subprocess.run(
+        [amtool, "check-config", str(ALERTMANAGER_FILE)], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_queue_gets_its_own_heartbeat() -> None:
+    """Beat sends a heartbeat task to each queue, labelled with it: each pool reports per queue."""
+    from worker.app import QUEUES, celery_app
+
+    beats = {
+        entry["args"][0]: entry["options"]["queue"]
+        for entry in celery_app.conf.beat_schedule.values()
+        if entry["task"] == "worker.tasks.heartbeat"
+    }
+    assert beats == {queue: queue for queue in QUEUES}
 
 
 def test_settlement_and_webhooks_run_in_separate_worker_pools() -> None:
@@ -287,7 +368,7 @@ def test_transfers_dashboard() -> None:
         assert len(ref_ids) == len(set(ref_ids)), f"duplicate refIds in {panel['title']!r}"
     exprs = " ".join(target["expr"] for panel in panels for target in panel["targets"])
     assert "histogram_quantile(0.99, sum by (le) (rate(bank_transfer_accept_to_final_seconds_bucket" in exprs
-    assert "time() - max(bank_worker_heartbeat_timestamp_seconds)" in exprs
+    assert "time() - max by (queue) (bank_worker_heartbeat_timestamp_seconds)" in exprs
 
 
 # --- Alert rules --------------------------------------------------------------------------------
@@ -346,7 +427,7 @@ def test_dashboard_covers_every_metric() -> None:
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.skip("promtool is not on PATH (Debian/Ubuntu: `apt-get install prometheus` provides it)")
+        pytest.skip("promtool is not on PATH (Debian: `apt-get install prometheus`, as .ci/run does when root)")
     return path
 
 
@@ -381,41 +462,102 @@ def _alert(name: str, at: str, *fired: dict[str, str]) -> dict[str, Any]:
 
 
 # Scenarios for `promtool test rules` (interval 1m: a value per minute from t=0).
+HB = "bank_worker_heartbeat_timestamp_seconds"
+SETTLED = "bank_transfers_settled_total"
+ATTEMPTS = "bank_webhook_attempts_total"
+
+
+def _heartbeat(queue: str, values: str) -> dict[str, str]:
+    pool = "webhook-worker" if queue == "webhooks" else "worker"
+    return {"series": f'{HB}{{job="worker", instance="{pool}:9808", queue="{queue}"}}', "values": values}
+
+
+def _settled(code: str, values: str) -> dict[str, str]:
+    outcome = "COMPLETED" if code == "" else "FAILED"
+    return {"series": f'{SETTLED}{{outcome="{outcome}", failure_code="{code}"}}', "values": values}
+
+
+def _attempts(endpoint: str, result: str, values: str) -> dict[str, str]:
+    return {"series": f'{ATTEMPTS}{{endpoint_id="{endpoint}", result="{result}"}}', "values": values}
+
+
+# What the backlog exporter exports when it is healthy, for scenarios about something else.
+BACKLOG_OK = [
+    {"series": 'bank_backlog_measured_timestamp_seconds{job="backlog"}', "values": "0+60x60"},
+    {"series": 'bank_queue_length_measured_timestamp_seconds{job="backlog"}', "values": "0+60x60"},
+    {"series": 'bank_oldest_pending_transfer_age_seconds{job="backlog"}', "values": "0x60"},
+    {"series": 'bank_queue_length{job="backlog", queue="transfers"}', "values": "0x60"},
+]
+
 RULE_TESTS: list[dict[str, Any]] = [
-    {  # The worker target is down.
-        "interval": "1m",
-        "input_series": [{"series": 'up{job="worker", instance="worker:9808"}', "values": "0x10"}],
-        "alert_rule_test": [
-            _alert("TargetDown", "2m", {"job": "worker", "instance": "worker:9808", "severity": "critical"})
-        ],
-    },
-    {  # The heartbeat follows the clock until t=5m, then stops; the API exports the gauge at 0.
+    {  # The worker target is down; so is the backlog exporter.
         "interval": "1m",
         "input_series": [
-            {"series": 'bank_worker_heartbeat_timestamp_seconds{job="worker"}', "values": "0+60x5 300x20"},
-            {"series": 'bank_worker_heartbeat_timestamp_seconds{job="api"}', "values": "0x25"},
+            {"series": 'up{job="worker", instance="worker:9808"}', "values": "0x10"},
+            {"series": 'up{job="backlog", instance="backlog-exporter:9809"}', "values": "0x10"},
+        ],
+        "alert_rule_test": [
+            _alert(
+                "TargetDown",
+                "2m",
+                {"job": "backlog", "instance": "backlog-exporter:9809", "severity": "critical"},
+                {"job": "worker", "instance": "worker:9808", "severity": "critical"},
+            )
+        ],
+    },
+    {  # The settlement pool hangs at t=5m: its queues' heartbeats stop; the webhooks pool's goes on.
+        "interval": "1m",
+        "input_series": [
+            _heartbeat("transfers", "0+60x5 300x20"),
+            _heartbeat("transfers.0", "0+60x5 300x20"),
+            _heartbeat("webhooks", "0+60x25"),
         ],
         "alert_rule_test": [
             _alert("NoWorkerHeartbeat", "7m"),  # 120 s old: not above the threshold yet
             _alert("NoWorkerHeartbeat", "9m"),  # above since 8m, pending for 2m
-            _alert("NoWorkerHeartbeat", "10m", {"severity": "critical"}),
+            _alert(
+                "NoWorkerHeartbeat",
+                "10m",
+                {"queue": "transfers", "severity": "critical"},
+                {"queue": "transfers.0", "severity": "critical"},
+            ),
         ],
     },
-    {  # No heartbeat exported at all.
+    {  # The webhooks pool hangs at t=5m: a hung pool of either kind alerts, for its queue only.
+        "interval": "1m",
+        "input_series": [_heartbeat("transfers", "0+60x25"), _heartbeat("webhooks", "0+60x5 300x20")],
+        "alert_rule_test": [_alert("NoWorkerHeartbeat", "10m", {"queue": "webhooks", "severity": "critical"})],
+    },
+    {  # The webhooks pool is not running at all (it used to export no heartbeat: never noticed).
+        "interval": "1m",
+        "input_series": [_heartbeat("transfers", "0+60x10")],
+        "alert_rule_test": [
+            _alert("NoWorkerHeartbeat", "1m"),
+            _alert("NoWorkerHeartbeat", "3m", {"queue": "webhooks", "severity": "critical"}),
+        ],
+    },
+    {  # No heartbeat exported at all (no pool, or beat never ran): both absent() branches.
         "interval": "1m",
         "input_series": [{"series": 'up{job="worker", instance="worker:9808"}', "values": "1x10"}],
         "alert_rule_test": [
             _alert("NoWorkerHeartbeat", "1m"),
-            _alert("NoWorkerHeartbeat", "3m", {"severity": "critical"}),
+            _alert(
+                "NoWorkerHeartbeat",
+                "3m",
+                {"queue": "transfers", "severity": "critical"},
+                {"queue": "webhooks", "severity": "critical"},
+            ),
             _alert("TargetDown", "3m"),
         ],
     },
-    {  # The oldest pending transfer ages by 60 s a minute.
+    {  # Healthy pools: no heartbeat alert.
         "interval": "1m",
-        "input_series": [
-            {"series": 'bank_oldest_pending_transfer_age_seconds{job="worker"}', "values": "0+60x10"},
-            {"series": 'bank_oldest_pending_transfer_age_seconds{job="api"}', "values": "0x10"},
-        ],
+        "input_series": [_heartbeat("transfers", "0+60x20"), _heartbeat("webhooks", "0+60x20")],
+        "alert_rule_test": [_alert("NoWorkerHeartbeat", "15m")],
+    },
+    {  # The oldest pending transfer ages by 60 s a minute (measured by the exporter).
+        "interval": "1m",
+        "input_series": [{"series": 'bank_oldest_pending_transfer_age_seconds{job="backlog"}', "values": "0+60x10"}],
         "alert_rule_test": [
             _alert("OldestPendingTransferTooOld", "5m"),
             _alert("OldestPendingTransferTooOld", "6m"),
@@ -425,81 +567,114 @@ RULE_TESTS: list[dict[str, Any]] = [
     {  # One deep queue, one shallow one.
         "interval": "1m",
         "input_series": [
-            {"series": 'bank_queue_length{job="worker", queue="transfers"}', "values": "1500x10"},
-            {"series": 'bank_queue_length{job="worker", queue="webhooks"}', "values": "10x10"},
+            {"series": 'bank_queue_length{job="backlog", queue="transfers"}', "values": "1500x10"},
+            {"series": 'bank_queue_length{job="backlog", queue="webhooks"}', "values": "10x10"},
         ],
         "alert_rule_test": [
             _alert("QueueDepthHigh", "4m"),
             _alert("QueueDepthHigh", "5m", {"queue": "transfers", "severity": "warning"}),
         ],
     },
-    {  # 40% of 10 settlements a minute fail.
+    {  # The exporter is healthy: the backlog is measured.
+        "interval": "1m",
+        "input_series": BACKLOG_OK,
+        "alert_rule_test": [_alert("BacklogNotMeasured", "10m")],
+    },
+    {  # The exporter's Postgres measurement stops at t=3m (its gauges stay, frozen).
         "interval": "1m",
         "input_series": [
-            {"series": 'bank_transfers_settled_total{outcome="COMPLETED", failure_code=""}', "values": "0+6x30"},
-            {
-                "series": 'bank_transfers_settled_total{outcome="FAILED", failure_code="INSUFFICIENT_FUNDS"}',
-                "values": "0+4x30",
-            },
+            {"series": 'bank_backlog_measured_timestamp_seconds{job="backlog"}', "values": "0+60x3 180x10"},
+            *BACKLOG_OK[1:],
         ],
         "alert_rule_test": [
-            _alert("SettleErrorRateHigh", "3m"),
-            _alert("SettleErrorRateHigh", "10m", {"severity": "warning"}),
+            _alert("BacklogNotMeasured", "4m"),  # 60 s old: not above
+            _alert("BacklogNotMeasured", "6m"),  # above since 5m, pending
+            _alert("BacklogNotMeasured", "7m", {"severity": "critical"}),
         ],
     },
-    {  # 50% fail, but only one settlement a minute: under the volume guard.
+    {  # No exporter at all: the backlog gauges are absent, so their alerts could never fire.
         "interval": "1m",
-        "input_series": [
-            {"series": 'bank_transfers_settled_total{outcome="COMPLETED", failure_code=""}', "values": "0+0.5x30"},
-            {
-                "series": 'bank_transfers_settled_total{outcome="FAILED", failure_code="ACCOUNT_INACTIVE"}',
-                "values": "0+0.5x30",
-            },
+        "input_series": [_heartbeat("transfers", "0+60x10")],
+        "alert_rule_test": [
+            _alert("BacklogNotMeasured", "1m"),
+            _alert("BacklogNotMeasured", "3m", {"severity": "critical"}),
         ],
-        "alert_rule_test": [_alert("SettleErrorRateHigh", "20m")],
     },
-    {  # 10% fail at volume: not above 20%.
+    {  # 40% of 10 settlements a minute are declined: business, charted, never paged.
         "interval": "1m",
         "input_series": [
-            {"series": 'bank_transfers_settled_total{outcome="COMPLETED", failure_code=""}', "values": "0+90x30"},
-            {
-                "series": 'bank_transfers_settled_total{outcome="FAILED", failure_code="INSUFFICIENT_FUNDS"}',
-                "values": "0+10x30",
-            },
+            _settled("", "0+6x30"),
+            _settled("INSUFFICIENT_FUNDS", "0+3x30"),
+            _settled("ACCOUNT_INACTIVE", "0+1x30"),
+            _settled("INTERNAL_ERROR", "0x30"),
         ],
-        "alert_rule_test": [_alert("SettleErrorRateHigh", "20m")],
+        "alert_rule_test": [_alert("SettleErrorRateHigh", "10m"), _alert("SettleErrorRateHigh", "20m")],
     },
-    {  # 2 of 10 webhook attempts a minute are given up.
+    {  # 2 of 150 settlements a minute fail for a system reason (INTERNAL_ERROR): paged.
         "interval": "1m",
         "input_series": [
-            {"series": 'bank_webhook_deliveries_total{outcome="succeeded"}', "values": "0+5x30"},
-            {"series": 'bank_webhook_deliveries_total{outcome="retry"}', "values": "0+3x30"},
-            {"series": 'bank_webhook_deliveries_total{outcome="failed"}', "values": "0+2x30"},
+            _settled("", "0+98x30"),
+            _settled("INSUFFICIENT_FUNDS", "0+50x30"),
+            _settled("INTERNAL_ERROR", "0+2x30"),
         ],
         "alert_rule_test": [
-            _alert("WebhookFailureRateHigh", "3m"),
-            _alert("WebhookFailureRateHigh", "10m", {"severity": "warning"}),
+            _alert("SettleErrorRateHigh", "2m"),  # above since 1m, pending
+            _alert("SettleErrorRateHigh", "5m", {"severity": "critical"}),
         ],
     },
-    {  # The sealer stops at t=3m: the oldest unsealed row ages by 60 s a minute; the API exports 0.
+    {  # A failure code added later is a system failure too, unless it is a known decline.
+        "interval": "1m",
+        "input_series": [_settled("", "0+10x30"), _settled("SOMETHING_NEW", "0+1x30")],
+        "alert_rule_test": [_alert("SettleErrorRateHigh", "5m", {"severity": "critical"})],
+    },
+    {  # 1 system failure in 200 a minute (0.5%): under the threshold.
+        "interval": "1m",
+        "input_series": [_settled("", "0+199x30"), _settled("INTERNAL_ERROR", "0+1x30")],
+        "alert_rule_test": [_alert("SettleErrorRateHigh", "20m")],
+    },
+    {  # Endpoint A's receiver is dead: every attempt fails. B is fine. Only A alerts, in minutes.
         "interval": "1m",
         "input_series": [
-            {"series": 'bank_audit_seal_lag_seconds{job="worker"}', "values": "1 1 1 0+60x10"},
-            {"series": 'bank_audit_seal_lag_seconds{job="api"}', "values": "0x13"},
+            _attempts("A", "error", "0+2x30"),
+            _attempts("B", "ok", "0+5x30"),
+            _attempts("B", "error", "0x30"),
         ],
+        "alert_rule_test": [
+            _alert("WebhookFailureRateHigh", "5m"),  # pending: for 10m
+            _alert("WebhookFailureRateHigh", "15m", {"endpoint_id": "A", "severity": "warning"}),
+        ],
+    },
+    {  # One timeout among many successes, and a single failure on a quiet endpoint: no alert.
+        "interval": "1m",
+        "input_series": [
+            _attempts("A", "ok", "0+5x30"),
+            _attempts("A", "error", "0 1x30"),
+            _attempts("C", "error", "0 1x30"),
+        ],
+        "alert_rule_test": [_alert("WebhookFailureRateHigh", "20m")],
+    },
+    {  # No webhook traffic at all: 0/0 is no alert.
+        "interval": "1m",
+        "input_series": [_attempts("A", result, "0x30") for result in ("ok", "error")],
+        "alert_rule_test": [_alert("WebhookFailureRateHigh", "20m")],
+    },
+    {  # An event waits: its age grows by 60 s a minute (a receiver retried rarely, or no pool).
+        "interval": "1m",
+        "input_series": [{"series": 'bank_webhook_oldest_undelivered_age_seconds{job="backlog"}', "values": "0+60x40"}],
+        "alert_rule_test": [
+            _alert("WebhookDeliveryLagHigh", "30m"),  # 1800 s: not above
+            _alert("WebhookDeliveryLagHigh", "35m"),  # above since 31m, pending
+            _alert("WebhookDeliveryLagHigh", "36m", {"severity": "warning"}),
+        ],
+    },
+    {  # The sealer stops at t=3m: the oldest unsealed row ages by 60 s a minute.
+        "interval": "1m",
+        "input_series": [{"series": 'bank_audit_seal_lag_seconds{job="backlog"}', "values": "1 1 1 0+60x10"}],
         "alert_rule_test": [
             _alert("AuditSealLagHigh", "3m"),  # 0 s
             _alert("AuditSealLagHigh", "5m"),  # above since 4m, pending
             _alert("AuditSealLagHigh", "6m", {"severity": "warning"}),  # above for 2m
         ],
-    },
-    {  # No webhook traffic at all: 0/0 is no alert.
-        "interval": "1m",
-        "input_series": [
-            {"series": f'bank_webhook_deliveries_total{{outcome="{outcome}"}}', "values": "0x30"}
-            for outcome in ("succeeded", "retry", "failed")
-        ],
-        "alert_rule_test": [_alert("WebhookFailureRateHigh", "20m")],
     },
 ]
 

@@ -1,0 +1,55 @@
+"""The backlog gauges, exported only by the backlog exporter (worker/backlog_exporter.py).
+
+They live on a registry of their own rather than in metrics.py: every process imports
+metrics.py, and an unlabelled gauge there is exported as 0 by processes that never measure it
+(the API, the workers), which hid the real value and made ``absent()`` unreachable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Gauge
+
+from core.observability.backlog import Backlog
+
+
+class BacklogGauges:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, doc, labels, registry=registry)
+
+        self.queue_length = gauge("bank_queue_length", "Messages waiting in a Celery queue", ("queue",))
+        self.pending = gauge("bank_pending_transfers", "Transfers accepted and not yet final")
+        self.oldest_pending_age = gauge(
+            "bank_oldest_pending_transfer_age_seconds", "Age of the oldest PENDING transfer (0 when none)"
+        )
+        self.outbox = gauge("bank_outbox_backlog", "Webhook events written but not yet relayed to deliveries")
+        self.undelivered_age = gauge(
+            "bank_webhook_oldest_undelivered_age_seconds",
+            "Age of the oldest webhook event not yet delivered nor given up (0 when none)",
+        )
+        self.audit_unsealed = gauge("bank_audit_unsealed_rows", "Committed audit rows not yet chained by the sealer")
+        self.audit_seal_lag = gauge(
+            "bank_audit_seal_lag_seconds", "Age of the oldest audit row not yet chained by the sealer (0 when all are)"
+        )
+        self.measured_at = gauge(
+            "bank_backlog_measured_timestamp_seconds", "When the backlog was last measured in Postgres"
+        )
+        self.queues_measured_at = gauge(
+            "bank_queue_length_measured_timestamp_seconds", "When the queue depths were last read from the broker"
+        )
+
+    def set_backlog(self, backlog: Backlog) -> None:
+        self.pending.set(backlog.pending_transfers)
+        self.oldest_pending_age.set(backlog.oldest_pending_age_seconds)
+        self.outbox.set(backlog.outbox_backlog)
+        self.undelivered_age.set(backlog.oldest_undelivered_webhook_age_seconds)
+        self.audit_unsealed.set(backlog.unsealed_audit_rows)
+        self.audit_seal_lag.set(backlog.oldest_unsealed_audit_age_seconds)
+        self.measured_at.set_to_current_time()
+
+    def set_queue_depths(self, depths: Mapping[str, int]) -> None:
+        for queue, depth in depths.items():
+            self.queue_length.labels(queue=queue).set(depth)
+        self.queues_measured_at.set_to_current_time()

@@ -1,0 +1,304 @@
+"""The alerts in the cases they exist for: a settlement pool hung, then stopped.
+
+Real processes: the API (gunicorn), a settlement pool and a webhooks pool (Celery prefork, each
+serving /metrics), beat on its own and the backlog exporter. Scraping every 0.5 s as Prometheus
+would, the test hangs the settlement pool (SIGSTOP of its prefork children: the main process
+still answers scrapes, like a pool stuck in its tasks), accepts transfers nobody settles, then
+kills the whole pool. It checks that the gauges move (pending transfers and the oldest one's age
+grow, the settlement queues' heartbeats freeze then vanish, the webhooks pool's goes on), then
+replays the recorded series through ``promtool test rules`` with the real ops/prometheus/alerts.yml
+and checks which alerts fire.
+
+Time dilation: the recording is replayed DILATION times slower (a 0.5 s tick becomes 15 s) and
+every value that is a time (timestamps, relative to the start, and ages) is multiplied by the
+same factor, so thresholds and ``for`` durations of minutes are reached by a run of seconds with
+data of the same shape. Counter rates are not used by the alerts expected here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from devtools import processes
+from tests import factories
+from tests.chaos.conftest import wait_final
+from tests.stack_metrics import ALERTS_FILE, alert_exprs, metric_names
+
+pytestmark = [pytest.mark.chaos, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+TICK = 0.5  # seconds between scrapes, and METRICS_REFRESH_SECONDS (heartbeats, exporter)
+DILATION = 30  # one tick replays as 15 s
+HEALTHY_TICKS, HUNG_TICKS, STOPPED_TICKS = 6, 24, 16
+# What the alerts query, and the pending count the test checks.
+RECORDED = {name for expr in alert_exprs() for name in metric_names(expr)} | {"bank_pending_transfers"}
+
+
+Series = tuple[str, tuple[tuple[str, str], ...]]
+
+
+@dataclass
+class Recording:
+    started: float
+    ticks: int = 0
+    values: dict[Series, dict[int, float]] = field(default_factory=dict)
+
+    def add(self, name: str, labels: dict[str, str], value: float) -> None:
+        self.values.setdefault((name, tuple(sorted(labels.items()))), {})[self.ticks] = value
+
+    def series(self, name: str, **labels: str) -> list[float]:
+        """Every tick's value of one series (NaN where it was missing)."""
+        key = (name, tuple(sorted(labels.items())))
+        return [self.values.get(key, {}).get(i, math.nan) for i in range(self.ticks)]
+
+
+@dataclass
+class Target:
+    job: str
+    instance: str
+    url: str
+
+
+def scrape(recording: Recording, targets: list[Target]) -> None:
+    for target in targets:
+        labels = {"job": target.job, "instance": target.instance}
+        try:
+            text = httpx.get(target.url, timeout=TICK).text
+        except httpx.HTTPError:
+            recording.add("up", labels, 0)
+            continue
+        recording.add("up", labels, 1)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in RECORDED:
+                    recording.add(sample.name, {**sample.labels, **labels}, sample.value)
+    recording.ticks += 1
+
+
+def record(recording: Recording, targets: list[Target], ticks: int) -> None:
+    next_at = time.monotonic()
+    for _ in range(ticks):
+        scrape(recording, targets)
+        next_at += TICK
+        time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def dilated(recording: Recording, name: str, value: float) -> float:
+    if name.endswith("_timestamp_seconds"):
+        return (value - recording.started) * DILATION
+    if name.endswith("_age_seconds") or name == "bank_audit_seal_lag_seconds":
+        return value * DILATION
+    return value
+
+
+def input_series(recording: Recording) -> list[dict[str, str]]:
+    """promtool notation: a value per tick, ``stale`` where a series vanished (as Prometheus marks a
+    failed scrape), ``_`` while it stays missing."""
+    out = []
+    for (name, labels), by_tick in sorted(recording.values.items()):
+        values, seen = [], False
+        for i in range(recording.ticks):
+            if i in by_tick:
+                values.append(repr(dilated(recording, name, by_tick[i])))
+                seen = True
+            else:
+                values.append("stale" if seen and values[-1] not in ("stale", "_") else "_")
+        selector = ", ".join(f'{k}="{v}"' for k, v in labels)
+        out.append({"series": f"{name}{{{selector}}}", "values": " ".join(values)})
+    return out
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+@pytest.fixture
+def alerting_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not on PATH (Debian: `apt-get install prometheus`, as .ci/run does when root)")
+    from worker.app import QUEUES
+
+    env = {"METRICS_REFRESH_SECONDS": str(TICK)}
+    procs: dict[str, processes.Proc] = {}
+    targets = []
+
+    def pool(name: str, queues: list[str]) -> processes.Proc:
+        port = processes.free_port()
+        prom = tmp_path / f"prom-{name}"
+        prom.mkdir()
+        pool_env = {
+            **env,
+            "PROMETHEUS_MULTIPROC_DIR": str(prom),
+            "WORKER_METRICS_PORT": str(port),
+            "WORKER_METRICS_ADDR": "127.0.0.1",
+        }
+        proc = processes.start_worker(name, pool_env, tmp_path, ROOT, concurrency=2, queues=queues)
+        targets.append(Target("worker", name, f"http://127.0.0.1:{port}/metrics"))
+        return proc
+
+    try:
+        api_port = processes.free_port()
+        (tmp_path / "prom-api").mkdir()
+        procs["api"] = processes.start_api(
+            {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-api")}, tmp_path, ROOT, api_port, workers=1
+        )
+        procs["settle"] = pool("settle", ["--exclude-queues", "webhooks"])
+        procs["webhooks"] = pool("webhooks", ["--queues", "webhooks"])
+        exporter_port = processes.free_port()
+        procs["exporter"] = processes.start_backlog_exporter(env, tmp_path, ROOT, exporter_port)
+        targets.append(Target("backlog", "backlog", f"http://127.0.0.1:{exporter_port}/metrics"))
+        procs["beat"] = processes.start_beat(env, tmp_path, ROOT)
+        yield {
+            "procs": procs,
+            "targets": targets,
+            "api": f"http://127.0.0.1:{api_port}/api/v1",
+            "queues": QUEUES,
+            "promtool": promtool,
+            "pool": pool,
+        }
+    finally:
+        for proc in procs.values():
+            proc.signal(signal.SIGCONT)
+            proc.stop()
+
+
+def test_hung_then_stopped_settlement_pool_moves_the_gauges_and_fires_the_alerts(  # type: ignore[no-untyped-def]
+    alerting_stack, sessions, settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    procs, targets, queues = alerting_stack["procs"], alerting_stack["targets"], alerting_stack["queues"]
+    settle_queues = [q for q in queues if q != "webhooks"]
+    admin_user = factories.admin(sessions)
+    alice, bob = factories.customer(sessions, settings), factories.customer(sessions, settings)
+    factories.fund(sessions, admin_user, alice.account, 1_000)
+    http = httpx.Client(base_url=alerting_stack["api"], timeout=30)
+    request.addfinalizer(http.close)
+    token = http.post("/auth/login", json={"email": alice.email, "password": factories.PASSWORD}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+
+    # Healthy: every queue's heartbeat is exported before the recording starts.
+    deadline = time.monotonic() + 30
+    while True:
+        probe = Recording(time.time())
+        scrape(probe, targets)
+        beats = {
+            dict(labels).get("queue") for (name, labels) in probe.values if name.endswith("heartbeat_timestamp_seconds")
+        }
+        if beats >= set(queues) or time.monotonic() > deadline:
+            break
+        time.sleep(TICK)
+    assert beats >= set(queues), beats
+
+    recording = Recording(time.time())
+    record(recording, targets, HEALTHY_TICKS)
+    hung_at = recording.ticks
+
+    # Hang: the prefork children stop; the main process still serves /metrics.
+    for pid in children(procs["settle"].popen.pid):
+        os.kill(pid, signal.SIGSTOP)
+    submitted = time.time()
+    ids = []
+    for amount in (10, 20, 30, 40, 50):
+        r = http.post(
+            "/transfers",
+            json={
+                "source_account_id": str(alice.account.id),
+                "destination_account_id": str(bob.account.id),
+                "amount": amount,
+                "currency": "USD",
+                "pin": factories.PIN,
+            },
+            headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+        )
+        assert r.status_code == 202, r.text
+        ids.append(uuid.UUID(r.json()["id"]))
+    record(recording, targets, HUNG_TICKS - 1)
+    hung_end = recording.ticks - 1
+
+    # Stop: the whole pool is gone (its target down, its series stale).
+    procs["settle"].signal(signal.SIGKILL)
+    procs["settle"].popen.wait(10)
+    record(recording, targets, STOPPED_TICKS)
+    stopped_end = recording.ticks - 1
+    now = time.time()
+
+    # The gauges moved, from the exporter, while no settlement ran.
+    pending = recording.series("bank_pending_transfers", job="backlog", instance="backlog")
+    oldest = recording.series("bank_oldest_pending_transfer_age_seconds", job="backlog", instance="backlog")
+    assert pending[hung_end] >= len(ids) and pending[stopped_end] >= len(ids), pending
+    assert oldest[stopped_end] >= now - submitted - 2, oldest
+    assert oldest[stopped_end] > oldest[hung_end] > oldest[hung_at], oldest
+    up = recording.series("up", job="worker", instance="settle")
+    assert up[hung_at:hung_end] == [1] * (hung_end - hung_at) and up[stopped_end] == 0, up
+
+    def beat(queue: str, instance: str) -> list[float]:
+        return recording.series("bank_worker_heartbeat_timestamp_seconds", queue=queue, job="worker", instance=instance)
+
+    frozen = beat("transfers", "settle")
+    assert frozen[hung_end] <= submitted + 1, "the hung pool's heartbeat went on"
+    assert all(math.isnan(v) for v in frozen[hung_end + 2 :]), "the stopped pool's heartbeat is still exported"
+    webhooks = beat("webhooks", "webhooks")
+    assert webhooks[stopped_end] >= now - 5 * TICK - 1, "the webhooks pool's heartbeat stopped"
+
+    # The alerts, on the recorded series.
+    def at(tick: int, name: str, *fired: dict[str, str]) -> dict[str, Any]:
+        return {
+            "eval_time": f"{tick * int(TICK * DILATION)}s",
+            "alertname": name,
+            "exp_alerts": [{"exp_labels": labels} for labels in fired],
+        }
+
+    critical = {"severity": "critical"}
+    tests = [
+        {
+            "interval": f"{int(TICK * DILATION)}s",
+            "input_series": input_series(recording),
+            "alert_rule_test": [
+                at(hung_at - 1, "NoWorkerHeartbeat"),
+                at(hung_at - 1, "BacklogNotMeasured"),
+                at(hung_end, "NoWorkerHeartbeat", *({"queue": q, **critical} for q in settle_queues)),
+                at(hung_end, "TargetDown"),
+                at(hung_end, "BacklogNotMeasured"),
+                at(stopped_end, "NoWorkerHeartbeat", {"queue": "transfers", **critical}),
+                at(stopped_end, "OldestPendingTransferTooOld", {"severity": "warning"}),
+                at(stopped_end, "TargetDown", {"job": "worker", "instance": "settle", **critical}),
+                at(stopped_end, "BacklogNotMeasured"),
+            ],
+        }
+    ]
+    document = yaml.safe_load(ALERTS_FILE.read_text())
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)  # promtool compares them exactly; check rules validates them
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(document, sort_keys=False))
+    spec = {"rule_files": ["alerts.yml"], "evaluation_interval": f"{int(TICK * DILATION)}s", "tests": tests}
+    (tmp_path / "recorded_test.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    result = subprocess.run(
+        [alerting_stack["promtool"], "test", "rules", "recorded_test.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+    # A fresh pool settles what was accepted meanwhile: every 202 still ends final.
+    alerting_stack["procs"]["settle2"] = alerting_stack["pool"]("settle2", ["--exclude-queues", "webhooks"])
+    wait_final(sessions, ids, timeout=60)
