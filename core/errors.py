@@ -94,3 +94,9 @@ class RateLimited(DomainError):
     def __init__(self, detail: str | None = None, *, retry_after: int, **extra: object) -> None:
         super().__init__(detail, **extra)
         self.retry_after = max(1, retry_after)
+
+
+class LinkedFailed(DomainError):
+    """An item of an atomic batch that was valid, refused because another item was not."""
+
+    code, status, title = "LINKED_FAILED", 424, "Failed Dependency"
