@@ -23,6 +23,7 @@ from web import (
     problems,
     security,
     telemetry,
+    transfer_batches,
     transfers,
     webhooks,
 )
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.init_app(app)
     hardening.init_app(app)  # before the rate limiter, whose key functions may read the body
     api = BankApi(app)
-    for blp in (auth.blp, me.blp, accounts.blp, transfers.blp, admin.blp, webhooks.blp, ops.blp):
+    for blp in (auth.blp, me.blp, accounts.blp, transfers.blp, transfer_batches.blp, admin.blp, webhooks.blp, ops.blp):
         api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))
     limits.init_app(app)  # after the blueprints: limits attach to their views
     problems.register(app)  # after Api(): our handlers replace flask-smorest's JSON errors
