@@ -6,13 +6,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from core.models import Transfer, TransferBatch
-from tests.factories import PIN
-from tests.integration.test_api import assert_problem, login, pair, post_transfer, transfer_body  # noqa: F401
+from tests.factories import PIN, fund
+from tests.integration.test_api import assert_problem, login, post_transfer, transfer_body
 
 URL = "/api/v1/transfers/batch"
+
+
+@pytest.fixture
+def pair(make_customer, sessions, admin_user):  # type: ignore[no-untyped-def]
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 10_000)
+    return alice, bob
 
 
 def item(src, dst, amount: int = 100, key: str | None = None, **over: Any) -> dict[str, Any]:  # type: ignore[no-untyped-def]
