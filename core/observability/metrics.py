@@ -79,7 +79,7 @@ def touch_known_labels() -> None:
     for kind in ("TRANSFER", "DEPOSIT"):
         TRANSFERS_ACCEPTED.labels(kind=kind)
     TRANSFERS_SETTLED.labels(outcome="COMPLETED", failure_code="")
-    for code in ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE"):
+    for code in ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE", "LINKED_FAILED"):
         TRANSFERS_SETTLED.labels(outcome="FAILED", failure_code=code)
     for reason in ("timeout", "redis_unavailable"):
         LOCK_FAILURES.labels(reason=reason)

@@ -167,3 +167,14 @@ def test_pin_errors_refuse_the_whole_batch_and_bind_nothing(client, pair, sessio
     assert codes == [403, 403, 403, 403, 423]
     assert_problem(post_batch(client, h, items), 423, "PIN_LOCKED")
     assert bound(sessions, [i["idempotency_key"] for i in items]) == 0
+
+
+def test_openapi_documents_the_batch_endpoint(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/openapi.json").json
+    post = spec["paths"]["/api/v1/transfers/batch"]["post"]
+    assert post["security"] == [{"bearerAuth": []}] and "200" in post["responses"]
+    schemas = spec["components"]["schemas"]
+    body = schemas["Batch"]["properties"]
+    assert body["items"]["maxItems"] == 1000 and body["items"]["items"] == {"$ref": "#/components/schemas/BatchItem"}
+    assert set(schemas["BatchItem"]["properties"]) >= {"idempotency_key", "source_account_id", "hold"}
+    assert "pin" in schemas["Batch"]["required"]
