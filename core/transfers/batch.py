@@ -272,9 +272,12 @@ def _resolve_lost(
     batch_id: uuid.UUID,
 ) -> None:
     """Keys a concurrent request bound between our look-up and our insert: as POST /transfers does,
-    a replay of that transfer (same body) or IDEMPOTENCY_KEY_REUSED."""
-    if atomic:  # the batch could no longer be linked whole: refuse it, the transaction rolls back
-        raise Conflict("a concurrent request bound a key of this atomic batch; nothing was accepted")
+    a replay of that transfer (same body) or IDEMPOTENCY_KEY_REUSED. An atomic batch is a replay
+    only if every key was bound so (the same batch sent twice at once); otherwise it could no
+    longer be linked whole, and is refused (the transaction rolls back)."""
+    refused = Conflict("a concurrent request bound a key of this atomic batch; nothing was accepted")
+    if atomic and rows:
+        raise refused
     lost = {i.idempotency_key: i for i in new if i.idempotency_key not in rows}
     for r in results:
         if r.key in lost:
@@ -284,6 +287,8 @@ def _resolve_lost(
                 assert replay is not None  # the conflicting row is committed and visible now
                 r.status, r.transfer, r.key = 200, replay, None
             except DomainError as error:
+                if atomic:
+                    raise refused from error
                 r.status, r.error, r.key = error.status, error, None
     if rows:
         session.execute(update(_B).where(_B.c.id == batch_id).values(item_count=len(rows)))
