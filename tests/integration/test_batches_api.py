@@ -174,7 +174,7 @@ def test_openapi_documents_the_batch_endpoint(client) -> None:  # type: ignore[n
     post = spec["paths"]["/api/v1/transfers/batch"]["post"]
     assert post["security"] == [{"bearerAuth": []}] and "200" in post["responses"]
     schemas = spec["components"]["schemas"]
-    body = schemas["Batch"]["properties"]
-    assert body["items"]["maxItems"] == 1000 and body["items"]["items"] == {"$ref": "#/components/schemas/BatchItem"}
-    assert set(schemas["BatchItem"]["properties"]) >= {"idempotency_key", "source_account_id", "hold"}
-    assert "pin" in schemas["Batch"]["required"]
+    body = schemas["BatchIn"]["properties"]
+    assert body["items"]["maxItems"] == 1000 and body["items"]["items"] == {"$ref": "#/components/schemas/BatchItemIn"}
+    assert set(schemas["BatchItemIn"]["properties"]) >= {"idempotency_key", "source_account_id", "hold"}
+    assert "pin" in schemas["BatchIn"]["required"]
