@@ -72,6 +72,16 @@ class BatchItem:
     hold: bool = False
 
 
+@dataclass(frozen=True)
+class _New:
+    """An item that passed every check: a transfer to insert."""
+
+    key: str
+    movement: MoneyMovement
+    hold: bool
+    request_hash: str
+
+
 @dataclass
 class ItemResult:
     """202 (accepted now), 200 (replay) or the error's status; in request order."""
@@ -91,9 +101,8 @@ class BatchPlan:
     @property
     def needs_pin(self) -> bool:
         """False when nothing can be accepted (every item a replay or invalid), as for POST /transfers."""
-        return any(
-            isinstance(i, BatchItem) and _valid_key(i.idempotency_key) not in (None, *self.existing) for i in self.items
-        )
+        keys = (_valid_key(i.idempotency_key) for i in self.items if isinstance(i, BatchItem))
+        return any(k is not None and k not in self.existing for k in keys)
 
 
 @dataclass
@@ -163,10 +172,10 @@ def accept_batch(
     return BatchResult(results, batch_id, partitions={t.partition for t in created})
 
 
-def _judge(user: User, plan: BatchPlan, accounts: dict[uuid.UUID, Account]) -> tuple[list[ItemResult], list[BatchItem]]:
+def _judge(user: User, plan: BatchPlan, accounts: dict[uuid.UUID, Account]) -> tuple[list[ItemResult], list[_New]]:
     """Every item's result in request order, and the items to insert (one per new key)."""
     results: list[ItemResult] = []
-    new: list[BatchItem] = []
+    new: list[_New] = []
     bound: dict[str, tuple[str, Transfer | None]] = {}  # key -> (hash, earlier transfer or None if new)
     for item in plan.items:
         try:
@@ -191,12 +200,12 @@ def _judge(user: User, plan: BatchPlan, accounts: dict[uuid.UUID, Account]) -> t
             results.append(ItemResult(error.status, error=error))
             continue
         bound[key] = (request_hash, None)
-        new.append(BatchItem(key, item.movement, item.hold))
+        new.append(_New(key, item.movement, item.hold, request_hash))
         results.append(ItemResult(202, key=key))
     return results, new
 
 
-def _refuse_atomic(results: list[ItemResult], new: list[BatchItem]) -> bool:
+def _refuse_atomic(results: list[ItemResult], new: list[_New]) -> bool:
     """An atomic batch is refused whole if any item is invalid, or if it mixes new transfers with
     ones bound before (those cannot be linked any more). Marks the items that would have passed."""
     if new:
@@ -227,7 +236,7 @@ def _accounts(session: Session, items: Sequence[BatchItem | DomainError]) -> dic
 def _insert(
     session: Session,
     user: User,
-    new: list[BatchItem],
+    new: list[_New],
     batch_id: uuid.UUID,
     partition: int | None,
     partitions: int,
@@ -245,8 +254,8 @@ def _insert(
             "hold_seconds": HOLD_SECONDS,
             "batch_id": batch_id,
             "ids": [uuid.uuid4() for _ in new],
-            "keys": [i.idempotency_key for i in new],
-            "hashes": [item_hash(i.movement, i.hold) for i in new],
+            "keys": [i.key for i in new],
+            "hashes": [i.request_hash for i in new],
             "srcs": sources,
             "dsts": [i.movement.destination_account_id for i in new],
             "amounts": [i.movement.amount for i in new],
@@ -258,14 +267,14 @@ def _insert(
         },
     ).all()
     by_key: dict[str, Row[Any]] = {r.idempotency_key: r for r in rows}
-    keys = [cast(str, i.idempotency_key) for i in new]
+    keys = [i.key for i in new]
     return {k: by_key[k] for k in keys if k in by_key}  # in request order
 
 
 def _resolve_lost(
     session: Session,
     user: User,
-    new: list[BatchItem],
+    new: list[_New],
     rows: dict[str, Row[Any]],
     results: list[ItemResult],
     atomic: bool,
@@ -278,12 +287,12 @@ def _resolve_lost(
     refused = Conflict("a concurrent request bound a key of this atomic batch; nothing was accepted")
     if atomic and rows:
         raise refused
-    lost = {i.idempotency_key: i for i in new if i.idempotency_key not in rows}
+    lost = {i.key: i for i in new if i.key not in rows}
     for r in results:
         if r.key in lost:
             item = lost[r.key]
             try:
-                replay = find_replay(session, user.id, r.key, item_hash(item.movement, item.hold))  # type: ignore[arg-type]
+                replay = find_replay(session, user.id, item.key, item.request_hash)
                 assert replay is not None  # the conflicting row is committed and visible now
                 r.status, r.transfer, r.key = 200, replay, None
             except DomainError as error:
