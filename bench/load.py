@@ -1,4 +1,4 @@
-"""The load generator: wrk with bench/transfers.lua, and what its output means."""
+"""The load generator: wrk with bench/transfers.lua (or batches.lua), and what its output means."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 LUA_SCRIPT = Path(__file__).with_name("transfers.lua")
+BATCH_LUA_SCRIPT = Path(__file__).with_name("batches.lua")  # POST /transfers/batch
 WRK_MISSING = (
     "wrk is not installed: the load generator must cost little CPU next to the system. "
     "Install it with `apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`."
@@ -33,6 +34,9 @@ class WrkResult:
 
     @property
     def accepted(self) -> int:
+        """Transfers accepted: 202 responses, or in batch mode the items answered 202."""
+        if "items_accepted" in self.report:
+            return int(self.report["items_accepted"])
         return self.status_counts.get("202", 0)
 
     def cpu_share(self, cores: int) -> float:
@@ -106,12 +110,14 @@ def run_wrk(
     duration_s: float,
     quota: int = 0,
     log_dir: Path,
+    script: Path = LUA_SCRIPT,
+    script_args: tuple[str, ...] = (),
 ) -> WrkResult:
     """Run wrk to completion and measure its own CPU time with wait4 (rusage of that child only)."""
     per_thread = -(-quota // threads) if quota else 0
     args = [
         wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s", "--timeout", "30s",
-        "-s", str(LUA_SCRIPT), url, "--", str(plan), str(per_thread),
+        "-s", str(script), url, "--", str(plan), str(per_thread), *script_args,
     ]  # fmt: skip
     log_dir.mkdir(parents=True, exist_ok=True)
     out_path = log_dir / "wrk.out"

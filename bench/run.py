@@ -1,4 +1,4 @@
-"""``python -m bench``: spread, hot and drain modes end to end, each next to pgbench on the same server.
+"""``python -m bench``: spread, hot, drain and batch modes end to end, each next to pgbench on the same server.
 
 One JSON line per mode on stdout (also appended to .data/bench/results.jsonl); progress on stderr.
 """
@@ -28,7 +28,7 @@ from devtools import processes
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / ".data" / "bench"
 BANK_DATABASE = "bench_bank"
-MODES = ("spread", "hot", "drain")
+MODES = ("spread", "hot", "drain", "batch")
 GENEROUS = "1000000 per minute"
 
 
@@ -38,13 +38,15 @@ def say(message: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--modes", default=",".join(MODES), help="comma-separated: spread,hot,drain")
+    p.add_argument("--modes", default=",".join(MODES), help="comma-separated: spread,hot,drain,batch")
     p.add_argument("--duration", type=float, default=20, help="seconds of load per mode, and of each pgbench run")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
     p.add_argument("--spread-customers", type=int, default=50)
     p.add_argument("--hot-customers", type=int, default=8)
     p.add_argument("--drain-transfers", type=int, default=50_000)
+    p.add_argument("--batch-size", type=int, default=100, help="batch mode: transfers per POST /transfers/batch")
+    p.add_argument("--batch-atomic", action="store_true", help='batch mode: send "atomic": true')
     p.add_argument("--final-deadline", type=float, help="seconds for every accepted transfer to be final "
                    "(default: 120 + 1 s per 20 transfers)")  # fmt: skip
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432",
@@ -214,6 +216,7 @@ def with_ratios(ctx: Context, result: dict[str, Any], tps: float | None) -> dict
 
 
 def load_mode(ctx: Context, mode: str) -> dict[str, Any]:
+    """spread, hot, or batch (the spread pattern, ``--batch-size`` transfers per request)."""
     args = ctx.args
     count = args.hot_customers if mode == "hot" else args.spread_customers
     people = setup_customers(ctx, count, mode)
@@ -222,13 +225,22 @@ def load_mode(ctx: Context, mode: str) -> dict[str, Any]:
     before = db.balance_sum(ctx.sql, accounts) if ctx.sql else 0
     tps = run_pgbench(ctx)
     result: dict[str, Any] = {"mode": mode, "customers": count}
+    script: dict[str, Any] = {}
+    if mode == "batch":
+        result.update(batch_size=args.batch_size, batch_atomic=args.batch_atomic)
+        script = {"script": load.BATCH_LUA_SCRIPT, "script_args": (str(args.batch_size), str(int(args.batch_atomic)))}
     with system.RssSampler(ctx.sut) as sampler:  # a no-op with --no-start
         say(f"{mode}: wrk -t{args.threads} -c{args.connections} -d{args.duration:.0f}s")
         busy0, total0 = system.cpu_times()
         run = load.run_wrk(ctx.wrk, ctx.base_url, plan, connections=args.connections, threads=args.threads,
-                           duration_s=args.duration, log_dir=ctx.log_dir)  # fmt: skip
+                           duration_s=args.duration, log_dir=ctx.log_dir, **script)  # fmt: skip
         busy1, total1 = system.cpu_times()
         result.update(accept_figures(ctx, run))
+        if mode == "batch":  # requests answer 200 (items 202): count requests, not transfers, here
+            duration_s = run.report.get("duration_us", 0) / 1e6 or run.wall_s
+            result["batch_requests"] = run.report.get("requests")
+            result["batch_requests_per_s"] = round(run.report.get("requests", 0) / duration_s, 1)
+            result["non_202"] = sum(n for s, n in run.status_counts.items() if s != "200")
         result["machine_cpu_busy_during_load"] = round((busy1 - busy0) / (total1 - total0), 3)
         say(f"  accepted {run.accepted} ({result['accepted_per_s']}/s), statuses {run.status_counts}")
         if ctx.sql:

@@ -106,3 +106,9 @@ class NotAcceptable(DomainError):
     """No representation the client accepts (``Accept``) is offered."""
 
     code, status, title = "NOT_ACCEPTABLE", 406, "Not Acceptable"
+
+
+class LinkedFailed(DomainError):
+    """An item of an atomic batch that was valid, refused because another item was not."""
+
+    code, status, title = "LINKED_FAILED", 424, "Failed Dependency"

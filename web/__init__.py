@@ -26,6 +26,7 @@ from web import (
     security,
     statements,
     telemetry,
+    transfer_batches,
     transfers,
     webhooks,
 )
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         accounts.blp,
         statements.blp,
         transfers.blp,
+        transfer_batches.blp,
         refunds.blp,
         audit_proofs.blp,
         admin.blp,

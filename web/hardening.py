@@ -1,6 +1,7 @@
 """HTTP hardening: security headers, CORS (closed unless configured), JSON nesting limit, proxies.
 
-The body size limit is Flask's MAX_CONTENT_LENGTH (413 PAYLOAD_TOO_LARGE, see web/__init__.py).
+The body size limit is Flask's MAX_CONTENT_LENGTH (413 PAYLOAD_TOO_LARGE, see web/__init__.py), raised
+for the few endpoints in LARGE_BODIES.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def json_depth(data: bytes) -> int:
         elif byte in (0x5D, 0x7D):  # ] }
             depth -= 1
     return deepest
+
+
+# Endpoints whose bodies may exceed MAX_CONTENT_LENGTH: a batch of 1,000 transfers with long
+# keys and references is up to ~600 KB.
+LARGE_BODIES = {"transfer_batches.create_batch": 1024 * 1024}
+
+
+def _body_limit() -> None:
+    limit = LARGE_BODIES.get(request.endpoint or "")
+    if limit is not None:
+        request.max_content_length = limit
 
 
 def _refuse_hostile_input() -> Response | None:
@@ -129,6 +141,7 @@ def init_app(app: Flask) -> None:
     hops = app.extensions["bank"].settings.trusted_proxy_hops
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    app.before_request(_body_limit)  # before anything reads the body
     app.before_request(_refuse_hostile_input)
     app.after_request(_security_headers)
     app.after_request(_cors)

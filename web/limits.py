@@ -59,6 +59,7 @@ RULES: dict[str, list[tuple[Callable[[Settings], str], Callable[[], str]]]] = {
     "auth.register": [(lambda s: s.rate_limit_register, _ip)],
     "transfers.create_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
     "refunds.create_refund": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
+    "transfer_batches.create_batch": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
 }
 
 

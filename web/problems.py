@@ -44,7 +44,16 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    body = {
+    body = problem_body(status, code, detail, title=title, **extra)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def problem_body(status: int, code: str, detail: str, *, title: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The problem object itself (also nested, e.g. as a batch item's ``error``)."""
+    return {
         "type": "about:blank",
         "title": title or _TITLES.get(status) or _title(status),
         "status": status,
@@ -52,10 +61,10 @@ def problem(
         "detail": detail,
         **{k: v for k, v in extra.items() if v is not None},
     }
-    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_JSON)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+
+
+def domain_problem_body(error: DomainError) -> dict[str, Any]:
+    return problem_body(error.status, error.code, error.detail, title=error.title, **error.extra)
 
 
 def _title(status: int) -> str:

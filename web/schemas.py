@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from core.money import CURRENCIES, MAX_AMOUNT
 from core.pagination import MAX_LIMIT
+from core.transfers.batch import MAX_ITEMS as MAX_BATCH_ITEMS
 from core.transfers.refund import MAX_REASON_LENGTH
 
 # The list goes into the OpenAPI spec as an enum: clients and fuzzers see the real rule.
@@ -82,6 +83,38 @@ class TransferIn(Strict):
     currency = fields.String(required=True, validate=CURRENCY)
     pin = fields.String(required=True, load_only=True, validate=PIN)
     reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+
+
+class BatchItemIn(Strict):
+    """One item of POST /transfers/batch: a transfer with its own idempotency key."""
+
+    # Checked like the Idempotency-Key header (a missing or bad key is the item's 400).
+    idempotency_key = fields.String(load_default=None, allow_none=True, metadata={"maxLength": 255})
+    source_account_id = fields.UUID(required=True)
+    destination_account_id = fields.UUID(required=True)
+    amount = MinorUnits(required=True)
+    currency = fields.String(required=True, validate=CURRENCY)
+    reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+    hold = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+
+
+class RawItem(fields.Nested):
+    """Documented as a ``BatchItemIn`` but loaded as the raw object: each item is validated on its
+    own (web/transfer_batches.py), so one bad item is that item's 422, not the whole request's."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(BatchItemIn, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, partial: Any = None, **kwargs: Any) -> Any:
+        if not isinstance(value, dict):
+            raise ma.ValidationError("Must be an object.")
+        return value
+
+
+class BatchIn(Strict):
+    pin = fields.String(required=True, load_only=True, validate=PIN)
+    atomic = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+    items = fields.List(RawItem(), required=True, validate=validate.Length(min=1, max=MAX_BATCH_ITEMS))
 
 
 class DepositIn(Strict):
@@ -244,6 +277,16 @@ class ProblemOut(ma.Schema):
 class HealthOut(ma.Schema):
     status = fields.String()
     checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class BatchItemOut(ma.Schema):
+    status = fields.Integer(metadata={"description": "202 accepted, 200 replay, or the item's error status"})
+    transfer = fields.Nested(TransferOut)
+    error = fields.Nested(ProblemOut)
+
+
+class BatchOut(ma.Schema):
+    items = fields.List(fields.Nested(BatchItemOut), metadata={"description": "One result per item, in order."})
 
 
 class DepositOut(ma.Schema):

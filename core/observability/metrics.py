@@ -72,7 +72,7 @@ WORKER_HEARTBEAT = Gauge(
 # failure_code values. A decline is the customer's business (charted); a system failure is
 # ours (paged by SettleErrorRateHigh, which counts every code that is not a decline). The
 # system codes are created at zero so the first one is a visible increase, not a new series.
-BUSINESS_DECLINES = ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE")
+BUSINESS_DECLINES = ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE", "LINKED_FAILED")
 SYSTEM_FAILURES = ("INTERNAL_ERROR",)
 
 

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.models import Transfer, TransferStatus
+from core.models import Transfer, TransferBatch, TransferStatus
 
 # pg_try_advisory_xact_lock(class, partition): the class says "settlement partition".
 PARTITION_LOCK_CLASS = 7_201_009
 _T = Transfer.__table__
+_B = TransferBatch.__table__
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,26 @@ class Batch:
 
 
 def next_batch(session: Session, partition: int, limit: int) -> Batch:
-    """The partition's oldest PENDING transfers (a read without locks: settle_batch locks)."""
+    """The partition's oldest PENDING transfers (a read without locks: settle_batch locks).
+
+    An atomic batch is never split: when the limit cuts one, the rest of it joins this batch
+    (so the batch may exceed ``limit`` by up to an atomic batch's size), and its accounts are
+    among those to lock."""
+    columns = (_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.created_at, _T.c.batch_id)
     rows = session.execute(
-        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id)
+        select(*columns)
         .where(_T.c.status == TransferStatus.PENDING, _T.c.partition == partition)
         .order_by(_T.c.created_at, _T.c.id)
         .limit(limit)
     ).all()
+    batch_ids = {r.batch_id for r in rows if r.batch_id is not None}
+    if batch_ids:
+        atomic = select(_B.c.id).where(_B.c.id.in_(batch_ids), _B.c.atomic)
+        taken = {r.id for r in rows}
+        rest = session.execute(
+            select(*columns).where(_T.c.status == TransferStatus.PENDING, _T.c.batch_id.in_(atomic))
+        ).all()
+        rows = sorted([*rows, *(r for r in rest if r.id not in taken)], key=lambda r: (r.created_at, r.id))
     accounts = {r.source_account_id for r in rows} | {r.destination_account_id for r in rows}
     return Batch([r.id for r in rows], sorted(accounts))
 

@@ -2,6 +2,9 @@
 
 The partition is a pure function of the source account, so every debit of an account is
 settled by one partition drainer in accept order, and partitions spread across worker hosts.
+The exception: an atomic batch goes whole to the partition of its first item's source, so one
+drainer settles it in one transaction; its other sources' debits may then settle beside their
+own partition's (row locks keep that safe, only the order between the two is not accept order).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import copy_rows
 from core.models import Account, AccountStatus, Transfer, TransferStatus
+from core.transfers import linked
 from core.webhooks import outbox
 
 # Core tables, not ORM entities, on this hot path: no ORM compile or identity-map work per batch.
@@ -71,19 +72,22 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
     redelivered batch finds its transfers final and applies nothing. Every transfer is decided
     exactly as if it ran alone after those accepted before it: balances carry over within the
     batch. Balances, ledger entries, statuses, audit rows and outbox events are each written
-    with one statement. Returns the transfers this call settled, in accept order.
+    with one statement. The transfers of an atomic batch among them are settled whole, all
+    together or all failed, with their siblings (core.transfers.linked). Returns the transfers
+    this call settled, in accept order.
     """
     if not transfer_ids:
         return []
+    groups = linked.atomic_batches(session, transfer_ids)  # settled whole, whichever of their ids were passed
     pending = session.execute(
-        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount)
-        .where(_T.c.id.in_(list(transfer_ids)), _T.c.status.in_(SETTLEABLE))
+        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount, _T.c.batch_id)
+        .where(linked.with_siblings(transfer_ids, groups), _T.c.status.in_(SETTLEABLE))
         .order_by(_T.c.created_at, _T.c.id)
         .with_for_update(key_share=True)  # ROW_LOCK, see core.db
     ).all()
     if not pending:
         return []
-    plan = _decide(session, pending)
+    plan = _decide(session, pending, groups)
     _write_balances(session, plan)
     copy_rows(session, "ledger_entries", _ENTRY_COLUMNS, plan.entries)
     finals = _write_statuses(session, plan)
@@ -122,8 +126,8 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
 
 def settle_transfer(session: Session, transfer_id: uuid.UUID) -> Settled:
     """Settle one transfer (a batch of one). Safe to call any number of times."""
-    settled = settle_batch(session, [transfer_id])
-    if settled:
+    settled = [s for s in settle_batch(session, [transfer_id]) if s.transfer_id == transfer_id]
+    if settled:  # (an atomic batch's siblings settle with it)
         return settled[0]
     transfer = session.get(Transfer, transfer_id)
     if transfer is None:
@@ -140,7 +144,7 @@ def settle_transfer(session: Session, transfer_id: uuid.UUID) -> Settled:
     )
 
 
-def _decide(session: Session, pending: Sequence[Any]) -> _Plan:
+def _decide(session: Session, pending: Sequence[Any], groups: Collection[uuid.UUID] = ()) -> _Plan:
     account_ids = sorted({t.source_account_id for t in pending} | {t.destination_account_id for t in pending})
     accounts = session.execute(
         select(_A.c.id, _A.c.user_id, _A.c.balance, _A.c.status)
@@ -150,24 +154,33 @@ def _decide(session: Session, pending: Sequence[Any]) -> _Plan:
     ).all()
     plan = _Plan(balances={a.id: a.balance for a in accounts}, owners={a.id: a.user_id for a in accounts})
     active = {a.id for a in accounts if a.status == AccountStatus.ACTIVE}
-    for t in pending:
-        src, dst = t.source_account_id, t.destination_account_id
-        if src not in active or dst not in active:
-            plan.outcomes[t.id] = "ACCOUNT_INACTIVE"
-        elif plan.balances[src] < t.amount:
-            plan.outcomes[t.id] = "INSUFFICIENT_FUNDS"
-        else:
-            plan.outcomes[t.id] = None
-            plan.balances[src] -= t.amount
-            plan.balances[dst] += t.amount
-            plan.touched.update((src, dst))
-            after = (plan.balances[src], plan.balances[dst])
-            plan.balance_after[t.id] = after
-            plan.entries += [
-                (uuid.uuid4(), t.id, src, -t.amount, after[0]),
-                (uuid.uuid4(), t.id, dst, t.amount, after[1]),
-            ]
+    for unit in linked.units(pending, groups):
+        if len(unit) == 1 and unit[0].batch_id not in groups:
+            _apply(plan, unit[0], active)
+        else:  # an atomic batch: all or nothing
+            linked.apply_all_or_none(plan, unit, lambda t: _apply(plan, t, active))
     return plan
+
+
+def _apply(plan: _Plan, t: Any, active: set[uuid.UUID]) -> str | None:
+    """Decide one transfer against the plan's running balances; returns its failure code."""
+    src, dst = t.source_account_id, t.destination_account_id
+    if src not in active or dst not in active:
+        plan.outcomes[t.id] = "ACCOUNT_INACTIVE"
+    elif plan.balances[src] < t.amount:
+        plan.outcomes[t.id] = "INSUFFICIENT_FUNDS"
+    else:
+        plan.outcomes[t.id] = None
+        plan.balances[src] -= t.amount
+        plan.balances[dst] += t.amount
+        plan.touched.update((src, dst))
+        after = (plan.balances[src], plan.balances[dst])
+        plan.balance_after[t.id] = after
+        plan.entries += [
+            (uuid.uuid4(), t.id, src, -t.amount, after[0]),
+            (uuid.uuid4(), t.id, dst, t.amount, after[1]),
+        ]
+    return plan.outcomes[t.id]
 
 
 def _write_balances(session: Session, plan: _Plan) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -108,14 +109,30 @@ def submit_transfer(
 def _check(session: Session, user: User, movement: MoneyMovement) -> tuple[Account, Account]:
     validate_amount(movement.amount)
     validate_currency(movement.currency)
-    if user.kyc_status != KycStatus.APPROVED:
-        raise KycNotApproved("KYC must be approved before moving money")
-    if user.status != UserStatus.ACTIVE:
-        raise Forbidden("user is not active")
+    check_user(user)
     if movement.source_account_id == movement.destination_account_id:
         raise SameAccount("source and destination must differ")
     ids = [movement.source_account_id, movement.destination_account_id]
     accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(ids)))}
+    return check_accounts(user, movement, accounts)
+
+
+def check_user(user: User) -> None:
+    """The caller may move money at all (the same for every transfer of a request)."""
+    if user.kyc_status != KycStatus.APPROVED:
+        raise KycNotApproved("KYC must be approved before moving money")
+    if user.status != UserStatus.ACTIVE:
+        raise Forbidden("user is not active")
+
+
+def check_accounts(
+    user: User, movement: MoneyMovement, accounts: Mapping[uuid.UUID, Account]
+) -> tuple[Account, Account]:
+    """Source owned by ``user``, destination a customer's, currencies equal, both active.
+
+    ``accounts`` holds (at least) both accounts if they exist; someone else's source is a 404."""
+    if movement.source_account_id == movement.destination_account_id:
+        raise SameAccount("source and destination must differ")
     source = accounts.get(movement.source_account_id)  # type: ignore[arg-type]
     if source is None or source.user_id != user.id:
         raise NotFound("source account not found")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.load import latency_ms, parse_wrk_output, percentile
+from bench.load import WrkResult, latency_ms, parse_wrk_output, percentile
 from bench.pgbench import parse_tps
 from bench.system import is_settlement_worker, parse_procfile
 
@@ -22,6 +22,13 @@ def test_parse_wrk_output_reads_the_json_line() -> None:
     assert report["status"] == {"202": 80, "422": 6}
     assert report["errors"]["status"] == 6
     assert latency_ms(report["latency_us"])["p90"] == 1962.89
+
+
+def test_batch_mode_counts_accepted_items_not_requests() -> None:
+    single = WrkResult(5.0, 0.1, 0.0, parse_wrk_output(WRK_OUTPUT))
+    assert single.accepted == 80
+    batch = WrkResult(5.0, 0.1, 0.0, {"requests": 30, "status": {"200": 30}, "items_accepted": 2990})
+    assert batch.accepted == 2990
 
 
 def test_parse_wrk_output_without_the_json_line_fails() -> None:

@@ -1,0 +1,107 @@
+"""/transfers/batch: up to 1,000 transfers in one request and one accept transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+from flask_jwt_extended import jwt_required
+from flask_smorest import Blueprint
+
+from core.errors import DomainError, ValidationFailed
+from core.identity.service import PinCheck, check_pin
+from core.observability import metrics, tracing
+from core.transfers.batch import BatchItem, ItemResult, accept_batch, prepare_batch
+from core.transfers.idempotency import MoneyMovement
+from web.context import request_id, resources, settings, transaction
+from web.docs import BEARER
+from web.me import pin_policy
+from web.problems import domain_problem_body
+from web.schemas import BatchIn, BatchItemIn, BatchOut
+from web.security import me
+from worker.tasks import nudge_after_accept
+
+blp = Blueprint("transfer_batches", __name__, url_prefix="/transfers", description="Transfer batches")
+
+_ITEM = BatchItemIn()
+
+
+@blp.route("/batch", methods=["POST"])
+@jwt_required()
+@blp.arguments(BatchIn)
+@blp.response(200, BatchOut)
+@blp.doc(**BEARER)
+def create_batch(body: dict[str, Any]) -> dict[str, Any]:
+    """Each item follows POST /transfers (its own key, replay, checks) after one PIN check.
+
+    `200` with one result per item in order: `202` accepted, `200` replay, or the item's error
+    (a problem object). `atomic: true`: an invalid item refuses the whole batch (`422`, nothing
+    accepted, the items' errors in `items`); accepted atomic items settle all together or all
+    end `FAILED` (`LINKED_FAILED` on all but the first failing one).
+    """
+    user = me()
+    items = [_item(raw) for raw in body["items"]]
+    # One transaction: the replay look-up, the PIN (a wrong one commits its failure count), the
+    # checks and the inserts.
+    result = None
+    pin = PinCheck.OK
+    with tracing.span("accept_transfer_batch", transfer_count=len(items)), transaction() as session:
+        plan = prepare_batch(session, user, items)
+        if plan.needs_pin:
+            pin = check_pin(
+                session,
+                user_id=user.id,
+                pin=body["pin"],
+                policy=pin_policy(),
+                now=datetime.now(UTC),
+                request_id=request_id(),
+                known_user=user,
+            )
+        if pin is PinCheck.OK:
+            result = accept_batch(
+                session,
+                plan,
+                user=user,
+                atomic=body["atomic"],
+                partitions=settings().settle_partitions,
+                request_id=request_id(),
+            )
+    pin.raise_if_failed()
+    assert result is not None
+    if result.refused:
+        raise ValidationFailed(
+            "atomic batch refused: an item is invalid, nothing was accepted",
+            items=[_out(r) for r in result.items],
+        )
+    accepted = sum(1 for r in result.items if r.status == 202)
+    if accepted:
+        metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc(accepted)
+    for partition in sorted(result.partitions):  # only now: the rows are committed
+        nudge_after_accept(resources().redis, partition)
+    return {"items": [_out(r) for r in result.items]}
+
+
+def _item(raw: dict[str, Any]) -> BatchItem | DomainError:
+    """An item's shape is its own error (422), as a POST /transfers body's would be."""
+    try:
+        data = _ITEM.load(raw)
+    except ma.ValidationError as error:
+        return ValidationFailed("item validation failed", errors=error.messages)
+    movement = MoneyMovement(
+        source_account_id=data["source_account_id"],
+        destination_account_id=data["destination_account_id"],
+        amount=data["amount"],
+        currency=data["currency"],
+        reference=data.get("reference"),
+    )
+    return BatchItem(data.get("idempotency_key"), movement, data["hold"])
+
+
+def _out(result: ItemResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": result.status}
+    if result.transfer is not None:
+        out["transfer"] = result.transfer
+    if result.error is not None:
+        out["error"] = domain_problem_body(result.error)
+    return out
