@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from core.accounts.service import settlement_account_id
 from core.models import Account, AccountStatus
-from tests.authflow import API, assert_problem, bearer, tokens
+from tests.authflow import API, assert_problem, bearer, login, tokens
 from tests.factories import PIN, fund
 
 
@@ -48,3 +48,42 @@ def test_every_destination_that_cannot_receive_gets_the_same_answer(
     # The caller's own account may be specific: it tells them nothing they do not know.
     assert_problem(_send(client, h, alice, str(make_customer().account.id), "EUR"), 422, "CURRENCY_MISMATCH")
     assert _send(client, h, alice, str(make_customer().account.id)).status_code == 202
+
+
+# ---- item 4: KYC REJECT after APPROVE suspends the user and freezes the accounts ----------------
+
+
+def test_kyc_reject_after_approve_suspends_and_freezes(client, make_customer, sessions, admin_user) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 100)
+    alice_h = bearer(tokens(client, alice.email)["access_token"])
+    bob_h = bearer(tokens(client, bob.email)["access_token"])
+    admin_h = bearer(tokens(client, admin_user.email)["access_token"])
+    assert _send(client, alice_h, alice, str(bob.account.id)).status_code == 202
+
+    r = client.post(f"{API}/admin/users/{bob.user.id}/kyc", json={"decision": "REJECT", "reason": "fraud"},
+                    headers=admin_h)  # fmt: skip
+    assert r.status_code == 200, r.json
+    assert (r.json["kyc_status"], r.json["status"]) == ("REJECTED", "SUSPENDED")
+    with sessions() as s:
+        assert s.get_one(Account, bob.account.id).status == AccountStatus.FROZEN
+    # Incoming transfers now fail, and bob's tokens and logins stop working.
+    assert_problem(_send(client, alice_h, alice, str(bob.account.id)), 404, "NOT_FOUND")
+    assert_problem(client.get(f"{API}/me", headers=bob_h), 401, "UNAUTHORIZED")
+    assert_problem(login(client, bob.email), 401, "UNAUTHORIZED")
+    audit = client.get(f"{API}/admin/audit", query_string={"entity_id": str(bob.user.id)}, headers=admin_h).json
+    rejected = [a for a in audit["items"] if a["action"] == "kyc.rejected"]
+    assert rejected and rejected[0]["details"]["user_suspended"] is True
+    assert rejected[0]["details"]["accounts_frozen"] == [str(bob.account.id)]
+    frozen = client.get(f"{API}/admin/audit", query_string={"entity_id": str(bob.account.id)}, headers=admin_h).json
+    assert "account.frozen" in [a["action"] for a in frozen["items"]]
+
+    # Re-approval reinstates the user; the frozen account waits for an explicit unfreeze.
+    r = client.post(f"{API}/admin/users/{bob.user.id}/kyc", json={"decision": "APPROVE"}, headers=admin_h)
+    assert (r.json["kyc_status"], r.json["status"]) == ("APPROVED", "ACTIVE")
+    with sessions() as s:
+        assert s.get_one(Account, bob.account.id).status == AccountStatus.FROZEN
+    unfreeze = client.post(f"{API}/admin/accounts/{bob.account.id}/unfreeze", json={"reason": "cleared"},
+                           headers=admin_h)  # fmt: skip
+    assert unfreeze.status_code == 200
+    assert _send(client, alice_h, alice, str(bob.account.id)).status_code == 202
