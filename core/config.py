@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     otp_max_attempts: int = Field(default=5, gt=0)
     login_max_failures: int = Field(default=5, gt=0)
     login_lock_minutes: int = Field(default=15, gt=0)
+    # Email-wide lock, from all client addresses together (the per-address one is login_max_failures).
+    login_email_max_failures: int = Field(default=50, gt=0)
     rate_limit_login_ip: str = "20 per minute"
     rate_limit_login_account: str = "10 per minute"
     rate_limit_otp_verify: str = "10 per minute"

@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from flask import request
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from core import audit
-from core.errors import InvalidOtp, OtpRequired, Unauthorized
+from core.errors import OtpRequired, Unauthorized
 from core.identity import login as logins
 from core.identity import otp
 from core.identity import service as identity
@@ -31,7 +32,16 @@ blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration 
 
 def login_policy() -> LoginPolicy:
     s = settings()
-    return LoginPolicy(max_failures=s.login_max_failures, lock_for=timedelta(minutes=s.login_lock_minutes))
+    return LoginPolicy(
+        max_failures=s.login_max_failures,
+        lock_for=timedelta(minutes=s.login_lock_minutes),
+        email_max_failures=s.login_email_max_failures,
+    )
+
+
+def client_address() -> str:
+    """The caller's address (ProxyFix has applied TRUSTED_PROXY_HOPS): half of a lockout key."""
+    return request.remote_addr or "unknown"
 
 
 def otp_policy() -> OtpPolicy:
@@ -67,6 +77,7 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
             email=body["email"],
             password=body["password"],
             device_id=body.get("device_id"),
+            client_address=client_address(),
             policy=login_policy(),
             now=datetime.now(UTC),
             request_id=request_id(),
@@ -93,25 +104,24 @@ def _send_challenge(user: User, device_id: str | None) -> str:
 @blp.response(200, TokensOut)
 @blp.doc(
     description="Answer an `OTP_REQUIRED` challenge. `trust_device: true` trusts the `device_id` sent at login "
-    "(ignored if none was). A wrong code is `401` `INVALID_OTP`; 5 wrong codes or the TTL end the challenge."
+    "(ignored if none was). A wrong code is `401` `INVALID_OTP`; 5 wrong codes or the TTL end the challenge. "
+    "Wrong codes count toward the login lockout; while the email is locked every answer is `429` `RATE_LIMITED`."
 )
 def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
-    challenge_id = body["challenge_id"]
-    verdict, challenge = otp.verify(resources().redis, otp_policy(), challenge_id=challenge_id, code=body["code"])
     with transaction() as session:
-        user = logins.finish_otp(
+        result = logins.answer_otp(
             session,
-            challenge_id=challenge_id,
-            challenge=challenge,
-            verdict=verdict,
+            resources().redis,
+            otp_policy(),
+            challenge_id=body["challenge_id"],
+            code=body["code"],
             trust_device=body["trust_device"],
+            client_address=client_address(),
             policy=login_policy(),
             now=datetime.now(UTC),
             request_id=request_id(),
         )
-    if user is None:  # after commit: the failed attempt counts toward the login lockout
-        raise InvalidOtp("the code is wrong, or the challenge has expired or ended")
-    return issue_tokens(user)
+    return issue_tokens(result.raise_if_failed())  # after commit: the failed attempt counts toward the lockout
 
 
 @blp.route("/refresh", methods=["POST"])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import update
+import pytest
+from sqlalchemy import select, update
 
 from core.accounts.service import settlement_account_id
-from core.models import Account, AccountStatus
-from tests.authflow import API, assert_problem, bearer, login, tokens
-from tests.factories import PIN, fund
+from core.models import Account, AccountStatus, AuditLog
+from tests.authflow import API, assert_problem, bearer, login, otp_code, tokens
+from tests.factories import PASSWORD, PIN, fund
 
 
 def _send(client: Any, h: dict[str, str], source: Any, destination: str, currency: str = "USD") -> Any:
@@ -87,3 +88,123 @@ def test_kyc_reject_after_approve_suspends_and_freezes(client, make_customer, se
                            headers=admin_h)  # fmt: skip
     assert unfreeze.status_code == 200
     assert _send(client, alice_h, alice, str(bob.account.id)).status_code == 202
+
+
+# ---- items 1 and 3: OTP under the login lockout; locks per client address ----------------------
+
+VERIFY = f"{API}/auth/otp/verify"
+
+
+@pytest.fixture
+def lax(make_app):  # type: ignore[no-untyped-def]
+    """An app whose rate limits stay out of the way (own key prefix), so only the lockout answers."""
+
+    def make(**overrides: Any):  # type: ignore[no-untyped-def]
+        limits = {f"rate_limit_{k}": "1000 per minute" for k in ("login_ip", "login_account", "otp_verify")}
+        return make_app(rate_limit_key_prefix=f"test-{uuid.uuid4().hex}", **limits, **overrides)
+
+    return make
+
+
+def _from(address: str) -> dict[str, Any]:
+    return {"address": address}
+
+
+def _login(client: Any, email: str, password: str = PASSWORD, address: str = "127.0.0.1", **body: Any) -> Any:
+    return client.post(f"{API}/auth/login", json={"email": email, "password": password, **body},
+                       environ_base={"REMOTE_ADDR": address})  # fmt: skip
+
+
+def _otp_on(client: Any, email: str) -> None:
+    h = bearer(tokens(client, email)["access_token"])
+    assert client.post(f"{API}/me/otp", json={"enabled": True}, headers=h).status_code == 200
+
+
+def _challenge(client: Any, email: str, **extra: Any) -> str:
+    return str(assert_problem(_login(client, email, **extra), 401, "OTP_REQUIRED")["challenge_id"])
+
+
+def _wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def _answer(client: Any, cid: str, code: str, address: str = "127.0.0.1", **extra: Any) -> Any:
+    return client.post(VERIFY, json={"challenge_id": cid, "code": code, **extra}, environ_base={"REMOTE_ADDR": address})
+
+
+def test_otp_answers_are_bounded_by_the_lockout_and_a_right_code_never_unlocks(
+    lax, make_customer, redis_client
+) -> None:  # type: ignore[no-untyped-def]
+    client = lax().test_client()
+    c = make_customer()
+    _otp_on(client, c.email)
+    cids = [_challenge(client, c.email) for _ in range(4)]  # the password is known: challenges are free
+    statuses = [_answer(client, cid, _wrong(otp_code(cid))).status_code for cid in cids[:3] for _ in range(5)]
+    assert statuses == [401] * 5 + [429] * 10  # 5 wrong codes in the window, across all challenges
+    last = cids[3]
+    r = _answer(client, last, otp_code(last))
+    assert_problem(r, 429, "RATE_LIMITED")
+    assert 14 * 60 < int(r.headers["Retry-After"]) <= 15 * 60
+    assert redis_client.hget(f"otp:challenge:{last}", "attempts") == b"0"  # not even compared
+    assert_problem(_login(client, c.email), 429, "RATE_LIMITED")  # and nothing was unlocked
+
+
+def test_wrong_codes_from_many_addresses_stop_at_the_email_wide_lock(lax, make_customer) -> None:  # type: ignore[no-untyped-def]
+    client = lax(login_email_max_failures=7).test_client()
+    c = make_customer()
+    _otp_on(client, c.email)
+    cids = [_challenge(client, c.email) for _ in range(4)]
+    wrong = 0
+    for i, cid in enumerate(cids):
+        code = otp_code(cid)
+        for _ in range(5):
+            wrong += _answer(client, cid, _wrong(code), address=f"10.1.0.{i}").status_code == 401
+    assert wrong == 7
+
+
+def test_a_locked_address_does_not_lock_the_owner_out_elsewhere(lax, make_customer) -> None:  # type: ignore[no-untyped-def]
+    client = lax().test_client()
+    c = make_customer()
+    attacker, owner = _from("10.2.0.1"), _from("10.2.0.2")
+    for _ in range(5):
+        assert_problem(_login(client, c.email, password="wrong password!!", **attacker), 401, "UNAUTHORIZED")
+    assert_problem(_login(client, c.email, **attacker), 429, "RATE_LIMITED")
+    assert _login(client, c.email, **owner).status_code == 200
+
+
+def test_the_email_wide_lock_spares_a_trusted_device(lax, make_customer) -> None:  # type: ignore[no-untyped-def]
+    client = lax(login_email_max_failures=6).test_client()
+    c = make_customer()
+    _otp_on(client, c.email)
+    cid = _challenge(client, c.email, device_id="owner-laptop")
+    assert _answer(client, cid, otp_code(cid), trust_device=True).status_code == 200
+    for i in range(6):  # spread over addresses: no address reaches its own limit
+        assert _login(client, c.email, password="wrong password!!", **_from(f"10.3.0.{i}")).status_code == 401
+    assert_problem(_login(client, c.email, **_from("10.3.1.1")), 429, "RATE_LIMITED")
+    assert_problem(_login(client, c.email, device_id="unknown-device", **_from("10.3.1.1")), 429, "RATE_LIMITED")
+    assert _login(client, c.email, device_id="owner-laptop", **_from("10.3.1.1")).status_code == 200
+    # A trusted device id does not skip the password, nor its own address's lock.
+    assert _login(client, c.email, password="wrong password!!", device_id="owner-laptop").status_code == 401
+
+
+def test_unlock_user_and_an_admin_password_reset_clear_the_lock(lax, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    app = lax(login_email_max_failures=5)
+    client, cli = app.test_client(), app.test_cli_runner()
+    c = make_customer()
+    for i in range(5):
+        _login(client, c.email, password="wrong password!!", **_from(f"10.4.0.{i}"))
+    assert_problem(_login(client, c.email), 429, "RATE_LIMITED")
+    result = cli.invoke(args=["unlock-user", "--email", c.email.upper()])
+    assert result.exit_code == 0, result.output
+    assert _login(client, c.email).status_code == 200
+    with sessions() as s:
+        actions = s.scalars(select(AuditLog.action).where(AuditLog.entity_id == str(c.user.id))).all()
+    assert "auth.login_unlocked" in actions
+
+    email = f"admin.{uuid.uuid4().hex[:10]}@bank.local"
+    assert cli.invoke(args=["create-admin", "--email", email, "--password", "first password 1"]).exit_code == 0
+    for _ in range(5):
+        _login(client, email, password="wrong password!!")
+    assert_problem(_login(client, email, password="first password 1"), 429, "RATE_LIMITED")
+    assert cli.invoke(args=["create-admin", "--email", email, "--password", "second password 2"]).exit_code == 0
+    assert _login(client, email, password="second password 2").status_code == 200
