@@ -23,7 +23,7 @@ from core.notifications import OtpMessage, make_notifier
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER
 from web.schemas import LoginIn, OtpVerifyIn, RegisterIn, RegisterOut, TokensOut
-from web.security import issue_tokens, me, refresh_lifetime_seconds, remaining_seconds, revoke_current
+from web.security import claim_refresh, family_expiry, issue_tokens, me, revoke_current
 
 log = structlog.get_logger(__name__)
 
@@ -134,20 +134,23 @@ def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
 )
 def refresh() -> dict[str, Any]:
     payload = get_jwt()
-    redis = resources().redis
-    if revocations.claim_refresh(redis, jti=payload["jti"], ttl_seconds=remaining_seconds(payload)):
-        return issue_tokens(me(), family=payload["fam"])
-    revocations.revoke_family(redis, family=payload["fam"], ttl_seconds=refresh_lifetime_seconds())
     with transaction() as session:
-        audit.record(
-            session,
-            action="auth.refresh_reused",
-            entity_type="user",
-            entity_id=me().id,
-            actor_id=None,
-            request_id=request_id(),
-            details={"token_family_revoked": True},
-        )
+        if claim_refresh(session, payload):
+            reused = False
+        else:
+            reused = True
+            revocations.revoke_family(session, family=payload["fam"], expires_at=family_expiry(datetime.now(UTC)))
+            audit.record(
+                session,
+                action="auth.refresh_reused",
+                entity_type="user",
+                entity_id=me().id,
+                actor_id=None,
+                request_id=request_id(),
+                details={"token_family_revoked": True},
+            )
+    if not reused:  # after commit: the spent refresh token is recorded before new tokens exist
+        return issue_tokens(me(), family=payload["fam"])
     log.warning("refresh_token_reused", user_id=str(me().id))
     raise Unauthorized("refresh token already used; every token of this login is now revoked")
 
@@ -157,8 +160,8 @@ def refresh() -> dict[str, Any]:
 @blp.response(204)
 @blp.doc(description="Revokes this access token and the refresh tokens of its login.", **BEARER)
 def logout() -> None:
-    revoke_current(get_jwt())
     with transaction() as session:
+        revoke_current(session, get_jwt())
         audit.record(
             session,
             action="auth.logout",

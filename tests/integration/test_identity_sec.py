@@ -208,3 +208,23 @@ def test_unlock_user_and_an_admin_password_reset_clear_the_lock(lax, make_custom
     assert_problem(_login(client, email, password="first password 1"), 429, "RATE_LIMITED")
     assert cli.invoke(args=["create-admin", "--email", email, "--password", "second password 2"]).exit_code == 0
     assert _login(client, email, password="second password 2").status_code == 200
+
+
+# ---- item 10: revocations survive losing Redis ---------------------------------------------------
+
+
+def test_revocations_survive_a_redis_flush(client, make_customer, redis_client) -> None:  # type: ignore[no-untyped-def]
+    c = make_customer()
+    out, rotated, live = tokens(client, c.email), tokens(client, c.email), tokens(client, c.email)
+    assert client.post(f"{API}/auth/logout", headers=bearer(out["access_token"])).status_code == 204
+    assert client.post(f"{API}/auth/refresh", headers=bearer(rotated["refresh_token"])).status_code == 200
+    # Redis restarts without persistence: every auth key it held is gone (only those: other tests share it).
+    for key in redis_client.scan_iter("auth:*"):
+        redis_client.delete(key)
+    assert_problem(client.get(f"{API}/me", headers=bearer(out["access_token"])), 401, "UNAUTHORIZED")
+    assert_problem(client.post(f"{API}/auth/refresh", headers=bearer(out["refresh_token"])), 401, "UNAUTHORIZED")
+    # A spent refresh token is still spent: its reuse is caught and revokes its family.
+    reuse = client.post(f"{API}/auth/refresh", headers=bearer(rotated["refresh_token"]))
+    assert_problem(reuse, 401, "UNAUTHORIZED")
+    assert_problem(client.get(f"{API}/me", headers=bearer(rotated["access_token"])), 401, "UNAUTHORIZED")
+    assert client.get(f"{API}/me", headers=bearer(live["access_token"])).status_code == 200
