@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -228,3 +229,48 @@ def test_revocations_survive_a_redis_flush(client, make_customer, redis_client) 
     assert_problem(reuse, 401, "UNAUTHORIZED")
     assert_problem(client.get(f"{API}/me", headers=bearer(rotated["access_token"])), 401, "UNAUTHORIZED")
     assert client.get(f"{API}/me", headers=bearer(live["access_token"])).status_code == 200
+
+
+# ---- item 9: /metrics not public in production, /docs without a CDN, accounts capped ---------------
+
+STRONG = {
+    "jwt_secret_key": "j" * 40 + uuid.uuid4().hex,
+    "pin_pepper": "p" * 40 + uuid.uuid4().hex,
+    "webhook_secrets_key": "w" * 40 + uuid.uuid4().hex,
+}
+
+
+def test_metrics_on_the_api_port_need_the_token_or_are_off_in_production(make_app) -> None:  # type: ignore[no-untyped-def]
+    token = "m" * 40
+    guarded = make_app(metrics_token=token).test_client()
+    for path in ("/metrics", f"{API}/metrics"):
+        assert_problem(guarded.get(path), 401, "UNAUTHORIZED")
+        assert_problem(guarded.get(path, headers={"Authorization": f"Bearer {token}x"}), 401, "UNAUTHORIZED")
+        ok = guarded.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200 and b"flask_http_request" in ok.data
+    production = make_app(app_env="production", **STRONG).test_client()
+    for path in ("/metrics", f"{API}/metrics"):
+        r = production.get(path)
+        assert_problem(r, 404, "NOT_FOUND")
+        assert b"bank_" not in r.data and b"flask_http" not in r.data
+
+
+def test_docs_load_swagger_ui_from_the_api_itself(client) -> None:  # type: ignore[no-untyped-def]
+    page = client.get(f"{API}/docs").get_data(as_text=True)
+    assert "cdn." not in page and "https://" not in page
+    scripts = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert scripts and all(s.startswith(f"{API}/docs/assets/") for s in scripts), scripts
+    for asset in scripts:
+        with client.get(asset) as r:  # a file response: closed, or its file stays open
+            assert r.status_code == 200 and len(r.data) > 1000, asset
+    assert client.get(f"{API}/docs/assets/../../openapi.json").status_code == 404
+
+
+def test_accounts_per_user_are_capped(make_app, make_customer) -> None:  # type: ignore[no-untyped-def]
+    client = make_app(max_accounts_per_user=3).test_client()
+    c = make_customer()  # holds one account already
+    h = bearer(tokens(client, c.email)["access_token"])
+    opened = [client.post(f"{API}/accounts", json={"currency": "EUR"}, headers=h).status_code for _ in range(2)]
+    assert opened == [201, 201]
+    assert_problem(client.post(f"{API}/accounts", json={"currency": "USD"}, headers=h), 409, "CONFLICT")
+    assert len(client.get(f"{API}/accounts", headers=h).json["items"]) == 3
