@@ -23,7 +23,7 @@ from core.notifications import OtpMessage, make_notifier
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER
 from web.schemas import LoginIn, OtpVerifyIn, RegisterIn, RegisterOut, TokensOut
-from web.security import claim_refresh, family_expiry, issue_tokens, me, revoke_current
+from web.security import family_expiry, issue_tokens, me, revoke_current, token_expiry
 
 log = structlog.get_logger(__name__)
 
@@ -134,22 +134,19 @@ def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
 )
 def refresh() -> dict[str, Any]:
     payload = get_jwt()
+    now = datetime.now(UTC)
     with transaction() as session:
-        if claim_refresh(session, payload):
-            reused = False
-        else:
-            reused = True
-            revocations.revoke_family(session, family=payload["fam"], expires_at=family_expiry(datetime.now(UTC)))
-            audit.record(
-                session,
-                action="auth.refresh_reused",
-                entity_type="user",
-                entity_id=me().id,
-                actor_id=None,
-                request_id=request_id(),
-                details={"token_family_revoked": True},
-            )
-    if not reused:  # after commit: the spent refresh token is recorded before new tokens exist
+        fresh = revocations.spend_refresh(
+            session,
+            jti=payload["jti"],
+            family=payload["fam"],
+            user_id=me().id,
+            expires_at=token_expiry(payload),
+            family_expires_at=family_expiry(now),
+            now=now,
+            request_id=request_id(),
+        )
+    if fresh:  # after commit: the spent refresh token is recorded before new tokens exist
         return issue_tokens(me(), family=payload["fam"])
     log.warning("refresh_token_reused", user_id=str(me().id))
     raise Unauthorized("refresh token already used; every token of this login is now revoked")

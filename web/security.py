@@ -194,19 +194,15 @@ def admin_required(view: F) -> F:
 def revoke_current(session: Session, payload: dict[str, Any]) -> None:
     """Logout: deny this token until it expires, and its whole family (so its refresh token too)."""
     now = datetime.now(UTC)
-    tokens.revoke_token(session, jti=payload["jti"], expires_at=_expiry(payload), now=now)
+    tokens.revoke_token(session, jti=payload["jti"], expires_at=token_expiry(payload), now=now)
     if payload.get("fam"):
         tokens.revoke_family(session, family=payload["fam"], expires_at=family_expiry(now))
 
 
-def _expiry(payload: dict[str, Any]) -> datetime:
+def token_expiry(payload: dict[str, Any]) -> datetime:
     return datetime.fromtimestamp(int(payload["exp"]) + 1, UTC)
 
 
 def family_expiry(now: datetime) -> datetime:
     """When every token of a family started by now has expired (its last refresh token)."""
     return now + timedelta(days=settings().refresh_token_days, seconds=1)
-
-
-def claim_refresh(session: Session, payload: dict[str, Any]) -> bool:
-    return tokens.claim_refresh(session, jti=payload["jti"], expires_at=_expiry(payload), now=datetime.now(UTC))

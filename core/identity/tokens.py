@@ -22,6 +22,7 @@ from sqlalchemy import delete, exists, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from core import audit
 from core.identity.models import RevokedToken
 from core.models import User
 
@@ -60,6 +61,34 @@ def claim_refresh(session: Session, *, jti: str, expires_at: datetime, now: date
     )
     prune(session, now)
     return claimed is not None
+
+
+def spend_refresh(
+    session: Session,
+    *,
+    jti: str,
+    family: str,
+    user_id: uuid.UUID,
+    expires_at: datetime,
+    family_expires_at: datetime,
+    now: datetime,
+    request_id: str | None = None,
+) -> bool:
+    """Exchange a refresh token, once. A second use (a sign of theft) revokes every token of its
+    login, audited, and returns False: the caller refuses it."""
+    if claim_refresh(session, jti=jti, expires_at=expires_at, now=now):
+        return True
+    revoke_family(session, family=family, expires_at=family_expires_at)
+    audit.record(
+        session,
+        action="auth.refresh_reused",
+        entity_type="user",
+        entity_id=user_id,
+        actor_id=None,
+        request_id=request_id,
+        details={"token_family_revoked": True},
+    )
+    return False
 
 
 def prune(session: Session, now: datetime) -> int:
