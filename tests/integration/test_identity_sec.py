@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -148,6 +149,18 @@ def test_otp_answers_are_bounded_by_the_lockout_and_a_right_code_never_unlocks(
     assert 14 * 60 < int(r.headers["Retry-After"]) <= 15 * 60
     assert redis_client.hget(f"otp:challenge:{last}", "attempts") == b"0"  # not even compared
     assert_problem(_login(client, c.email), 429, "RATE_LIMITED")  # and nothing was unlocked
+
+
+def test_parallel_wrong_codes_are_still_bounded(lax, make_customer) -> None:  # type: ignore[no-untyped-def]
+    """The lockout rows are held while a code is compared: parallel guesses queue, none slip past."""
+    app = lax()
+    c = make_customer()
+    _otp_on(app.test_client(), c.email)
+    cids = [_challenge(app.test_client(), c.email) for _ in range(4)]
+    guesses = [(cid, _wrong(otp_code(cid))) for cid in cids for _ in range(5)]
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        statuses = list(pool.map(lambda g: _answer(app.test_client(), *g).status_code, guesses))
+    assert sorted(statuses) == [401] * 5 + [429] * 15
 
 
 def test_wrong_codes_from_many_addresses_stop_at_the_email_wide_lock(lax, make_customer) -> None:  # type: ignore[no-untyped-def]
