@@ -25,3 +25,15 @@ def child_exit(server: Any, worker: Any) -> None:
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
         GunicornInternalPrometheusMetrics.mark_process_dead_on_child_exit(worker.pid)
+
+
+def when_ready(server: Any) -> None:
+    """API_METRICS_PORT: the master serves every worker's metrics on a port of its own, so
+    production keeps /metrics off the public API port (web/telemetry.py)."""
+    port = os.environ.get("API_METRICS_PORT")
+    if port and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(int(port), addr=os.environ.get("API_METRICS_ADDR", "0.0.0.0"), registry=registry)  # noqa: S104

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     otp_max_attempts: int = Field(default=5, gt=0)
     login_max_failures: int = Field(default=5, gt=0)
     login_lock_minutes: int = Field(default=15, gt=0)
+    # Email-wide lock, from all client addresses together (the per-address one is login_max_failures).
+    login_email_max_failures: int = Field(default=50, gt=0)
     rate_limit_login_ip: str = "20 per minute"
     rate_limit_login_account: str = "10 per minute"
     rate_limit_otp_verify: str = "10 per minute"
@@ -51,6 +53,13 @@ class Settings(BaseSettings):
     rate_limit_storage_url: str | None = None  # default: the Redis of REDIS_URL
     cors_origins: str = ""  # comma-separated allowed origins; empty: CORS closed
     trusted_proxy_hops: int = Field(default=0, ge=0)  # X-Forwarded-For hops to trust (ProxyFix)
+
+    # Open (not CLOSED) accounts a customer may hold; POST /accounts over it is 409.
+    max_accounts_per_user: int = Field(default=10, gt=0, le=1000)
+
+    # /metrics on the API port: a bearer token for scrapes. In production without it the API
+    # port does not serve /metrics (web/telemetry.py); API_METRICS_PORT serves it apart.
+    metrics_token: SecretStr | None = None
 
     # Redis account locks: an optimisation only, Postgres row locks are the guard.
     lock_ttl_seconds: float = Field(default=30.0, gt=0)
@@ -113,6 +122,9 @@ class Settings(BaseSettings):
         secrets = [self.jwt_secret_key, self.pin_pepper, self.webhook_secrets_key]
         if len({v.get_secret_value() for v in secrets}) < len(secrets):
             raise ValueError("JWT_SECRET_KEY, PIN_PEPPER and WEBHOOK_SECRETS_KEY must be different secrets")
+        token = self.metrics_token
+        if token is not None and len(token.get_secret_value().strip().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"METRICS_TOKEN must be at least {MIN_SECRET_BYTES} random bytes when APP_ENV=production")
         previous = self.jwt_previous_secret_key
         if previous is not None:
             # A well-known previous key would let anyone forge tokens until the rotation ends.

@@ -31,7 +31,7 @@ from web import (
     webhooks,
 )
 from web.context import Resources, init_app
-from web.docs import BankApi
+from web.docs import SWAGGER_UI_ASSETS, BankApi, init_swagger_assets
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX=API_PREFIX,
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_ASSETS,  # served locally (web/docs.py), never a CDN
         API_SPEC_OPTIONS={
             "servers": [{"url": "/"}],
             "components": {
@@ -88,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     problems.register(app)  # after Api(): our handlers replace flask-smorest's JSON errors
     ops.add_root_aliases(app)
     _root_doc_aliases(app, api)
+    init_swagger_assets(app)
     telemetry.init_app(app, app.extensions["bank"])
     cli.init_app(app)
     return app

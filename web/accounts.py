@@ -12,7 +12,7 @@ from core.accounts import service as accounts
 from core.models import Account
 from core.pagination import Page
 from core.transfers import queries
-from web.context import request_id, transaction
+from web.context import request_id, settings, transaction
 from web.docs import BEARER
 from web.schemas import AccountList, AccountOut, EntryPage, OpenAccountIn, PageArgs
 from web.security import me
@@ -33,10 +33,12 @@ def list_accounts() -> dict[str, Any]:
 @jwt_required()
 @blp.arguments(OpenAccountIn)
 @blp.response(201, AccountOut)
-@blp.doc(**BEARER)
+@blp.doc(description="At most `MAX_ACCOUNTS_PER_USER` (default 10) open accounts per user; over it `409`.", **BEARER)
 def open_account(body: dict[str, Any]) -> Account:
     with transaction() as session:
-        return accounts.open_account(session, me(), body["currency"], request_id())
+        return accounts.open_account(
+            session, me(), body["currency"], request_id(), max_accounts=settings().max_accounts_per_user
+        )
 
 
 @blp.route("/<uuid:account_id>", methods=["GET"])

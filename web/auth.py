@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from flask import request
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from core import audit
-from core.errors import InvalidOtp, OtpRequired, Unauthorized
+from core.errors import OtpRequired, Unauthorized
 from core.identity import login as logins
 from core.identity import otp
 from core.identity import service as identity
@@ -22,7 +23,7 @@ from core.notifications import OtpMessage, make_notifier
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER
 from web.schemas import LoginIn, OtpVerifyIn, RegisterIn, RegisterOut, TokensOut
-from web.security import issue_tokens, me, refresh_lifetime_seconds, remaining_seconds, revoke_current
+from web.security import family_expiry, issue_tokens, me, revoke_current, token_expiry
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +32,16 @@ blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration 
 
 def login_policy() -> LoginPolicy:
     s = settings()
-    return LoginPolicy(max_failures=s.login_max_failures, lock_for=timedelta(minutes=s.login_lock_minutes))
+    return LoginPolicy(
+        max_failures=s.login_max_failures,
+        lock_for=timedelta(minutes=s.login_lock_minutes),
+        email_max_failures=s.login_email_max_failures,
+    )
+
+
+def client_address() -> str:
+    """The caller's address (ProxyFix has applied TRUSTED_PROXY_HOPS): half of a lockout key."""
+    return request.remote_addr or "unknown"
 
 
 def otp_policy() -> OtpPolicy:
@@ -67,6 +77,7 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
             email=body["email"],
             password=body["password"],
             device_id=body.get("device_id"),
+            client_address=client_address(),
             policy=login_policy(),
             now=datetime.now(UTC),
             request_id=request_id(),
@@ -93,25 +104,24 @@ def _send_challenge(user: User, device_id: str | None) -> str:
 @blp.response(200, TokensOut)
 @blp.doc(
     description="Answer an `OTP_REQUIRED` challenge. `trust_device: true` trusts the `device_id` sent at login "
-    "(ignored if none was). A wrong code is `401` `INVALID_OTP`; 5 wrong codes or the TTL end the challenge."
+    "(ignored if none was). A wrong code is `401` `INVALID_OTP`; 5 wrong codes or the TTL end the challenge. "
+    "Wrong codes count toward the login lockout; while the email is locked every answer is `429` `RATE_LIMITED`."
 )
 def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
-    challenge_id = body["challenge_id"]
-    verdict, challenge = otp.verify(resources().redis, otp_policy(), challenge_id=challenge_id, code=body["code"])
     with transaction() as session:
-        user = logins.finish_otp(
+        result = logins.answer_otp(
             session,
-            challenge_id=challenge_id,
-            challenge=challenge,
-            verdict=verdict,
+            resources().redis,
+            otp_policy(),
+            challenge_id=body["challenge_id"],
+            code=body["code"],
             trust_device=body["trust_device"],
+            client_address=client_address(),
             policy=login_policy(),
             now=datetime.now(UTC),
             request_id=request_id(),
         )
-    if user is None:  # after commit: the failed attempt counts toward the login lockout
-        raise InvalidOtp("the code is wrong, or the challenge has expired or ended")
-    return issue_tokens(user)
+    return issue_tokens(result.raise_if_failed())  # after commit: the failed attempt counts toward the lockout
 
 
 @blp.route("/refresh", methods=["POST"])
@@ -124,20 +134,20 @@ def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
 )
 def refresh() -> dict[str, Any]:
     payload = get_jwt()
-    redis = resources().redis
-    if revocations.claim_refresh(redis, jti=payload["jti"], ttl_seconds=remaining_seconds(payload)):
-        return issue_tokens(me(), family=payload["fam"])
-    revocations.revoke_family(redis, family=payload["fam"], ttl_seconds=refresh_lifetime_seconds())
+    now = datetime.now(UTC)
     with transaction() as session:
-        audit.record(
+        fresh = revocations.spend_refresh(
             session,
-            action="auth.refresh_reused",
-            entity_type="user",
-            entity_id=me().id,
-            actor_id=None,
+            jti=payload["jti"],
+            family=payload["fam"],
+            user_id=me().id,
+            expires_at=token_expiry(payload),
+            family_expires_at=family_expiry(now),
+            now=now,
             request_id=request_id(),
-            details={"token_family_revoked": True},
         )
+    if fresh:  # after commit: the spent refresh token is recorded before new tokens exist
+        return issue_tokens(me(), family=payload["fam"])
     log.warning("refresh_token_reused", user_id=str(me().id))
     raise Unauthorized("refresh token already used; every token of this login is now revoked")
 
@@ -147,8 +157,8 @@ def refresh() -> dict[str, Any]:
 @blp.response(204)
 @blp.doc(description="Revokes this access token and the refresh tokens of its login.", **BEARER)
 def logout() -> None:
-    revoke_current(get_jwt())
     with transaction() as session:
+        revoke_current(session, get_jwt())
         audit.record(
             session,
             action="auth.logout",

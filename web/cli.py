@@ -24,6 +24,14 @@ def init_app(app: Flask) -> None:
             user = identity.create_admin(session, email=email, password=password, full_name=full_name)
         click.echo(f"admin {user.email} ready (id {user.id})")
 
+    @app.cli.command("unlock-user")
+    @click.option("--email", required=True)
+    def unlock_user(email: str) -> None:
+        """Clear the login lockout of an email (every client address and the email-wide lock), audited."""
+        with transaction() as session:
+            cleared = identity.unlock_login(session, email=email)
+        click.echo(f"login lock of {email.strip().lower()} cleared ({cleared} counter(s))")
+
     init_checks(app)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import http
+from importlib.resources import files
 from typing import Any
 
+from flask import Flask, Response, send_from_directory
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 
@@ -48,3 +50,16 @@ class BankApi(Api):  # type: ignore[misc]  # flask-smorest ships no type hints
         default: dict[str, Any] = {"description": "Error (application/problem+json)", "schema": self.ERROR_SCHEMA}
         prepare_response(default, self.spec, PROBLEM_JSON)
         self.spec.components.response(self.DEFAULT_ERROR_RESPONSE_NAME, default, lazy=True)
+
+
+# Swagger UI from the pinned flask-swagger-ui package (requirements.txt), served by the API:
+# /docs loads no third-party script, so nothing unpinned or unhashed runs, and it works offline.
+SWAGGER_UI_DIST = str(files("flask_swagger_ui") / "dist")
+SWAGGER_UI_ASSETS = "/api/v1/docs/assets/"
+
+
+def init_swagger_assets(app: Flask) -> None:
+    def swagger_ui_asset(filename: str) -> Response:
+        return send_from_directory(SWAGGER_UI_DIST, filename, max_age=86400)
+
+    app.add_url_rule(f"{SWAGGER_UI_ASSETS}<path:filename>", "swagger_ui_asset", swagger_ui_asset)

@@ -15,7 +15,7 @@ from core.identity import service as identity
 from core.identity.models import TrustedDevice
 from core.identity.service import PinPolicy
 from core.models import User
-from web.auth import login_policy
+from web.auth import client_address, login_policy
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
 from web.schemas import DeviceList, OtpSettingIn, PasswordChangeIn, PinIn, UserOut
@@ -76,6 +76,7 @@ def put_password(body: dict[str, Any]) -> None:
             user_id=me().id,
             current_password=body["current_password"],
             new_password=body["new_password"],
+            client_address=client_address(),
             policy=login_policy(),
             now=datetime.now(UTC),
             request_id=request_id(),
@@ -87,10 +88,25 @@ def put_password(body: dict[str, Any]) -> None:
 @jwt_required()
 @blp.arguments(OtpSettingIn)
 @blp.response(200, UserOut)
-@blp.doc(description="OTP on: logins from devices not trusted need a one-time code.", **BEARER)
+@blp.doc(
+    description="OTP on: logins from devices not trusted need a one-time code. Turning it off needs "
+    "`password` (missing: `422`; wrong: `403`, counted toward the login lockout).",
+    **BEARER,
+)
 def post_otp(body: dict[str, Any]) -> User:
     with transaction() as session:
-        return identity.set_otp(session, user_id=me().id, enabled=body["enabled"], request_id=request_id())
+        user, outcome = identity.set_otp(
+            session,
+            user_id=me().id,
+            enabled=body["enabled"],
+            password=body.get("password"),
+            client_address=client_address(),
+            policy=login_policy(),
+            now=datetime.now(UTC),
+            request_id=request_id(),
+        )
+    outcome.raise_if_failed()  # after commit: the failed attempt counts toward the lockout
+    return user
 
 
 @blp.route("/devices", methods=["GET"])

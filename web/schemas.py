@@ -65,6 +65,8 @@ class OtpVerifyIn(Strict):
 
 class OtpSettingIn(Strict):
     enabled = fields.Boolean(required=True, truthy={True}, falsy={False})  # JSON true/false only
+    # Required to turn OTP off (checked in core: a stolen token alone must not drop the second factor).
+    password = fields.String(load_only=True, validate=validate.Length(max=1024))
 
 
 class PasswordChangeIn(Strict):

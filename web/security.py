@@ -29,11 +29,12 @@ from flask_jwt_extended import (
     current_user,
     verify_jwt_in_request,
 )
+from sqlalchemy.orm import Session
 
 from core.errors import Forbidden
 from core.identity import tokens
 from core.models import Role, User, UserStatus
-from web.context import request_session, resources, settings
+from web.context import request_session, settings
 from web.problems import problem
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,14 +76,6 @@ def issue_tokens(user: User, *, family: str | None = None) -> dict[str, Any]:
     }
 
 
-def remaining_seconds(payload: dict[str, Any]) -> int:
-    return max(1, int(payload["exp"] - datetime.now(UTC).timestamp()) + 1)
-
-
-def refresh_lifetime_seconds() -> int:
-    return settings().refresh_token_days * 86400
-
-
 @jwt.additional_headers_loader
 def _kid_header(_identity: Any) -> dict[str, str]:
     return {"kid": key_id(settings().jwt_secret_key.get_secret_value())}
@@ -112,15 +105,23 @@ def _load_user_row(user_id: Any) -> User | None:
 
 @jwt.token_in_blocklist_loader
 def _is_revoked(_header: dict[str, Any], payload: dict[str, Any]) -> bool:
-    """Denylisted (logout, reused refresh token) or issued before the user's last password change.
+    """Revoked in Postgres (logout, reused refresh token) or issued before the user's last password change.
 
-    Fails closed: if Redis cannot be asked, the request fails (503) rather than let a revoked token in.
+    One query reads the user row and the revocation together. Fails closed: if Postgres cannot
+    be asked, the request fails (503) rather than let a revoked token in.
     """
     if not payload.get("fam") or "gen" not in payload:
         return True  # not issued by issue_tokens() (e.g. before token families existed)
-    if tokens.is_revoked(resources().redis, jti=str(payload.get("jti")), family=payload["fam"]):
+    try:
+        uid = uuid.UUID(payload.get("sub"))
+    except (ValueError, TypeError, AttributeError):
         return True
-    user = _load_user_row(payload.get("sub"))
+    # In the request's session: the view's transaction continues this one (one checkout).
+    user, revoked = tokens.user_and_revoked(
+        request_session(), user_id=uid, jti=str(payload.get("jti")), family=str(payload["fam"])
+    )
+    if revoked:
+        return True
     g.bank_token_user = user  # reused by the user loader below: one query per request
     return user is not None and payload.get("gen") != user.token_generation
 
@@ -190,9 +191,18 @@ def admin_required(view: F) -> F:
     return cast(F, wrapper)
 
 
-def revoke_current(payload: dict[str, Any]) -> None:
+def revoke_current(session: Session, payload: dict[str, Any]) -> None:
     """Logout: deny this token until it expires, and its whole family (so its refresh token too)."""
-    redis = resources().redis
-    tokens.revoke_token(redis, jti=payload["jti"], ttl_seconds=remaining_seconds(payload))
+    now = datetime.now(UTC)
+    tokens.revoke_token(session, jti=payload["jti"], expires_at=token_expiry(payload), now=now)
     if payload.get("fam"):
-        tokens.revoke_family(redis, family=payload["fam"], ttl_seconds=refresh_lifetime_seconds())
+        tokens.revoke_family(session, family=payload["fam"], expires_at=family_expiry(now))
+
+
+def token_expiry(payload: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(payload["exp"]) + 1, UTC)
+
+
+def family_expiry(now: datetime) -> datetime:
+    """When every token of a family started by now has expired (its last refresh token)."""
+    return now + timedelta(days=settings().refresh_token_days, seconds=1)

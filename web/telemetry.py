@@ -10,20 +10,26 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import os
+from functools import wraps
+from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
 
+from core.config import Settings
 from core.observability import metrics, tracing
 from web.context import Resources
+from web.problems import problem
 
 API_PREFIX = "/api/v1"
 
 
 def init_app(app: Flask, res: Resources) -> None:
     _metrics(app)
+    _guard_metrics(app, res.settings)
     metrics.touch_known_labels()
     if tracing.configure("bank-api"):
         _instrument(app, res)
@@ -39,6 +45,31 @@ def _metrics(app: Flask) -> None:
     app.add_url_rule(f"{API_PREFIX}/metrics", endpoint="prometheus_metrics")  # same view, under the base path
     with contextlib.suppress(ValueError):  # already registered by an earlier app in this process (tests)
         exporter.info("app_info", "Transfer processor API", version="v1")
+
+
+def _guard_metrics(app: Flask, settings: Settings) -> None:
+    """/metrics on the API port shows money volume: never public in production.
+
+    With METRICS_TOKEN set (any environment) a scrape needs ``Authorization: Bearer <token>``;
+    in production without it /metrics is not served on this port at all (serve it on
+    API_METRICS_PORT instead, gunicorn.conf.py). Development and tests keep it open.
+    """
+    token = settings.metrics_token
+    if token is None and settings.app_env != "production":
+        return
+    view = app.view_functions["prometheus_metrics"]
+    expected = f"Bearer {token.get_secret_value()}".encode() if token is not None else None
+
+    @wraps(view)
+    def guarded() -> Any:
+        if expected is None:
+            return problem(404, "NOT_FOUND", "the requested URL was not found")
+        if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return problem(401, "UNAUTHORIZED", "metrics need the scrape token",
+                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return view()
+
+    app.view_functions["prometheus_metrics"] = guarded
 
 
 def _instrument(app: Flask, res: Resources) -> None:

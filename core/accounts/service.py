@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -30,8 +30,22 @@ def list_owned(session: Session, user: User) -> Sequence[Account]:
     ).all()
 
 
-def open_account(session: Session, user: User, currency: str, request_id: str | None) -> Account:
+def open_account(
+    session: Session, user: User, currency: str, request_id: str | None, *, max_accounts: int | None = None
+) -> Account:
+    """Open an account (ACTIVE once KYC is approved). ``max_accounts``: a cap on the user's open
+    (not CLOSED) accounts, so one customer cannot fill the table; over it is a 409."""
     validate_currency(currency)
+    if max_accounts is not None:
+        # The user's row lock serialises concurrent openings: the count cannot be raced past the cap.
+        session.get_one(User, user.id, with_for_update=ROW_LOCK)
+        held = session.scalar(
+            select(func.count())
+            .select_from(Account)
+            .where(Account.user_id == user.id, Account.status != AccountStatus.CLOSED)
+        )
+        if (held or 0) >= max_accounts:
+            raise Conflict(f"account limit reached: at most {max_accounts} open accounts per user")
     status = AccountStatus.ACTIVE if user.kyc_status == KycStatus.APPROVED else AccountStatus.INACTIVE
     account = Account(user_id=user.id, currency=currency, status=status)
     session.add(account)

@@ -15,6 +15,18 @@ from core.errors import NotFound
 from core.identity.models import TrustedDevice
 
 
+def is_trusted(session: Session, *, user_id: uuid.UUID, device_id: str | None) -> bool:
+    """True if ``device_id`` is trusted for the user (reads only)."""
+    if not device_id:
+        return False
+    return (
+        session.scalar(
+            select(TrustedDevice.id).where(TrustedDevice.user_id == user_id, TrustedDevice.device_id == device_id)
+        )
+        is not None
+    )
+
+
 def seen_trusted(session: Session, *, user_id: uuid.UUID, device_id: str | None, now: datetime) -> bool:
     """True if ``device_id`` is trusted for the user; a trusted device's ``last_seen_at`` moves to ``now``."""
     if not device_id:

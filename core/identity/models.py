@@ -26,17 +26,36 @@ class TrustedDevice(Base):
 
 
 class LoginThrottle(Base):
-    """Failed logins per email, so a lockout holds across API processes and restarts.
+    """Failed logins, so a lockout holds across API processes and restarts.
 
-    Keyed by a digest of the normalised email whether or not a user has it: an unknown
+    Two rows per email (core/identity/lockout.py): one for the email from one client address
+    and one email-wide. Keyed by digests whether or not a user has the email: an unknown
     email locks exactly like a real one, so the lockout does not reveal who is registered.
     """
 
     __tablename__ = "login_throttles"
 
-    email_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    throttle_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    email_digest: Mapped[str] = mapped_column(String(64), index=True)  # every row of one email, to unlock it
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     first_failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("failed_attempts >= 0", name="failed_attempts_nonneg"),)
+
+
+class RevokedToken(Base):
+    """A revocation, kept in Postgres until the token it names would have expired anyway.
+
+    ``kind``: ``access`` (a logged-out access token, by ``jti``), ``family`` (every token of
+    one login, by ``fam``) or ``refresh_used`` (a refresh token already exchanged, by ``jti``).
+    """
+
+    __tablename__ = "revoked_tokens"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (CheckConstraint("kind IN ('access', 'family', 'refresh_used')", name="revoked_token_kind"),)

@@ -95,6 +95,15 @@ def issue(
     return Challenge(challenge_id, user_id, device_id, purpose), code
 
 
+def peek(redis: Redis, challenge_id: str) -> Challenge | None:
+    """The challenge, if it is still open, without spending an attempt (to find whose lockout applies)."""
+    fields: Any = redis.hmget(_KEY.format(challenge_id), ["user_id", "device_id", "purpose"])
+    user_id, device_id, purpose = (v.decode() if isinstance(v, bytes) else v for v in fields)
+    if not user_id:
+        return None
+    return Challenge(challenge_id, uuid.UUID(user_id), device_id or None, purpose or "login")
+
+
 def verify(redis: Redis, policy: OtpPolicy, *, challenge_id: str, code: str) -> tuple[OtpVerdict, Challenge | None]:
     """Check a code against a challenge; the challenge is returned whenever it was found."""
     key = _KEY.format(challenge_id)

@@ -102,12 +102,30 @@ def create_admin(session: Session, *, email: str, password: str, full_name: str 
     else:
         user.password_hash = hash_password(password)
         user.token_generation += 1  # a password reset revokes the tokens issued before it
+        # A reset is how an operator gets back in: a lockout made by someone else must not outlive it.
+        lockout.unlock(session, email)
     user.role = Role.ADMIN
     user.kyc_status = KycStatus.APPROVED
     user.status = UserStatus.ACTIVE
     session.flush()
     audit.record(session, action="admin.created", entity_type="user", entity_id=user.id, actor_id=None)
     return user
+
+
+def unlock_login(session: Session, *, email: str) -> int:
+    """Clear every login lock and failure count of an email (admin CLI), audited. Rows cleared."""
+    normalized = normalize_email(email)
+    cleared = lockout.unlock(session, normalized)
+    user = session.scalar(select(User).where(User.email == normalized))
+    audit.record(
+        session,
+        action="auth.login_unlocked",
+        entity_type="user",
+        entity_id=user.id if user else None,
+        actor_id=None,
+        details={"email_digest": lockout.email_digest(normalized), "rows_cleared": cleared},
+    )
+    return cleared
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,7 @@ def change_password(
     user_id: uuid.UUID,
     current_password: str,
     new_password: str,
+    client_address: str,
     policy: LoginPolicy,
     now: datetime,
     request_id: str | None = None,
@@ -142,22 +161,11 @@ def change_password(
             "password too short", errors={"new_password": [f"Must be at least {MIN_PASSWORD_LENGTH} characters."]}
         )
     user = session.get_one(User, user_id, with_for_update=ROW_LOCK)
-    throttle = lockout.throttle_for_update(session, user.email)
-    locked_for = lockout.seconds_locked(throttle, now)
-    if locked_for is not None:
-        return PasswordCheck(False, locked_for)
-    if not verify_password(user.password_hash, current_password):
-        locked = lockout.record_failure(throttle, policy, now)
-        audit.record(
-            session,
-            action="password.change_failed",
-            entity_type="user",
-            entity_id=user.id,
-            actor_id=user.id,
-            request_id=request_id,
-            details={"locked_minutes": int(policy.lock_for.total_seconds() // 60)} if locked else {},
-        )
-        return PasswordCheck(False)
+    check = _confirm_password(
+        session, user, current_password, client_address, policy, now, request_id, failed="password.change_failed"
+    )
+    if not check.ok:
+        return check
     user.password_hash = hash_password(new_password)
     user.token_generation += 1
     audit.record(
@@ -172,20 +180,75 @@ def change_password(
     return PasswordCheck(True)
 
 
-def set_otp(session: Session, *, user_id: uuid.UUID, enabled: bool, request_id: str | None = None) -> User:
-    """Turn OTP on or off: when on, logins from untrusted devices need a one-time code."""
+def _confirm_password(
+    session: Session,
+    user: User,
+    password: str,
+    client_address: str,
+    policy: LoginPolicy,
+    now: datetime,
+    request_id: str | None,
+    *,
+    failed: str,
+) -> PasswordCheck:
+    """Re-check the signed-in user's password under the login lockout (a wrong one counts)."""
+    throttles = lockout.throttles_for_update(session, user.email, client_address)
+    locked_for = throttles.seconds_locked(now)
+    if locked_for is not None:
+        return PasswordCheck(False, locked_for)
+    if verify_password(user.password_hash, password):
+        return PasswordCheck(True)
+    locked = throttles.record_failure(policy, now)
+    audit.record(
+        session,
+        action=failed,
+        entity_type="user",
+        entity_id=user.id,
+        actor_id=user.id,
+        request_id=request_id,
+        details={"locked_minutes": int(policy.lock_for.total_seconds() // 60)} if locked else {},
+    )
+    return PasswordCheck(False)
+
+
+def set_otp(
+    session: Session,
+    *,
+    user_id: uuid.UUID,
+    enabled: bool,
+    password: str | None,
+    client_address: str,
+    policy: LoginPolicy,
+    now: datetime,
+    request_id: str | None = None,
+) -> tuple[User, PasswordCheck]:
+    """Turn OTP on or off: when on, logins from untrusted devices need a one-time code.
+
+    Turning it off needs the password (checked under the login lockout): a stolen access
+    token alone must not remove the second factor. Returns the outcome so the caller commits it.
+    """
     user = session.get_one(User, user_id, with_for_update=ROW_LOCK)
-    if user.otp_enabled != enabled:
-        user.otp_enabled = enabled
-        audit.record(
-            session,
-            action="otp.enabled" if enabled else "otp.disabled",
-            entity_type="user",
-            entity_id=user.id,
-            actor_id=user.id,
-            request_id=request_id,
-        )
-    return user
+    if user.otp_enabled == enabled:
+        return user, PasswordCheck(True)
+    if not enabled:
+        if password is None:
+            raise ValidationFailed(
+                "password is required to turn OTP off", errors={"password": ["Required to turn OTP off."]}
+            )
+        check = _confirm_password(session, user, password, client_address, policy, now, request_id,
+                                  failed="otp.disable_failed")  # fmt: skip
+        if not check.ok:
+            return user, check
+    user.otp_enabled = enabled
+    audit.record(
+        session,
+        action="otp.enabled" if enabled else "otp.disabled",
+        entity_type="user",
+        entity_id=user.id,
+        actor_id=user.id,
+        request_id=request_id,
+    )
+    return user, PasswordCheck(True)
 
 
 def decide_kyc(
@@ -197,18 +260,30 @@ def decide_kyc(
     reason: str | None = None,
     request_id: str | None = None,
 ) -> User:
-    """APPROVE activates the user and their inactive accounts; REJECT keeps them inactive."""
+    """Record a KYC decision and apply its transition (README "Security", KYC).
+
+    - APPROVE: the user and their INACTIVE accounts become ACTIVE; a user suspended by an
+      earlier rejection is reinstated, but accounts frozen then stay FROZEN until an admin
+      unfreezes each one (a freeze may have other reasons).
+    - REJECT of a PENDING user: everything stays INACTIVE.
+    - REJECT of an APPROVED user (KYC revoked): the user is SUSPENDED (tokens stop working,
+      logins fail) and every ACTIVE account is FROZEN, so it neither sends nor receives.
+    """
     user = session.get(User, user_id, with_for_update=ROW_LOCK)
     if user is None or user.role != Role.CUSTOMER:
         raise NotFound("user not found")
+    details: dict[str, object] = {"reason": reason} if reason else {}
+    details["previous_kyc_status"] = user.kyc_status.value
     if approve:
         user.kyc_status = KycStatus.APPROVED
-        if user.status == UserStatus.INACTIVE:
+        if user.status in (UserStatus.INACTIVE, UserStatus.SUSPENDED):
             user.status = UserStatus.ACTIVE
         for account in user.accounts:
             if account.status == AccountStatus.INACTIVE:
                 account.status = AccountStatus.ACTIVE
     else:
+        if user.kyc_status == KycStatus.APPROVED:
+            details.update(_revoke_kyc(session, user, admin_id=admin_id, request_id=request_id))
         user.kyc_status = KycStatus.REJECTED
     audit.record(
         session,
@@ -217,9 +292,31 @@ def decide_kyc(
         entity_id=user.id,
         actor_id=admin_id,
         request_id=request_id,
-        details={"reason": reason} if reason else {},
+        details=details,
     )
     return user
+
+
+def _revoke_kyc(session: Session, user: User, *, admin_id: uuid.UUID, request_id: str | None) -> dict[str, object]:
+    """Suspend the user and freeze their ACTIVE accounts (row-locked, in id order), each audited."""
+    user.status = UserStatus.SUSPENDED
+    ids = sorted(a.id for a in user.accounts if a.status == AccountStatus.ACTIVE)
+    frozen = session.scalars(
+        select(Account).where(Account.id.in_(ids)).order_by(Account.id).with_for_update(**ROW_LOCK)
+    ).all()
+    for account in frozen:
+        if account.status == AccountStatus.ACTIVE:
+            account.status = AccountStatus.FROZEN
+            audit.record(
+                session,
+                action="account.frozen",
+                entity_type="account",
+                entity_id=account.id,
+                actor_id=admin_id,
+                request_id=request_id,
+                details={"reason": "kyc.rejected"},
+            )
+    return {"user_suspended": True, "accounts_frozen": [str(a.id) for a in frozen]}
 
 
 def set_pin(

@@ -136,12 +136,27 @@ def check_accounts(
     source = accounts.get(movement.source_account_id)  # type: ignore[arg-type]
     if source is None or source.user_id != user.id:
         raise NotFound("source account not found")
+    if source.currency != movement.currency:
+        raise CurrencyMismatch("transfer currency must match the source account")
+    if source.status != AccountStatus.ACTIVE:
+        raise AccountInactive(f"source account is {source.status.value}")
     destination = accounts.get(movement.destination_account_id)
-    if destination is None or destination.kind != AccountKind.CUSTOMER:
-        raise NotFound("destination account not found")
-    if not source.currency == destination.currency == movement.currency:
-        raise CurrencyMismatch("transfer currency must match both accounts")
-    for role, account in (("source", source), ("destination", destination)):
-        if account.status != AccountStatus.ACTIVE:
-            raise AccountInactive(f"{role} account is {account.status.value}")
+    if not _can_receive(destination, movement.currency):
+        # One answer for every destination that cannot take this transfer (missing, not a
+        # customer's, frozen, inactive, closed, another currency): anyone may know an account
+        # id, and a distinct answer would reveal its status or currency (e.g. a compliance freeze).
+        raise NotFound(DESTINATION_CANNOT_RECEIVE)
+    assert destination is not None
     return source, destination
+
+
+DESTINATION_CANNOT_RECEIVE = "destination account not found or cannot receive this transfer"
+
+
+def _can_receive(destination: Account | None, currency: str) -> bool:
+    return (
+        destination is not None
+        and destination.kind == AccountKind.CUSTOMER
+        and destination.status == AccountStatus.ACTIVE
+        and destination.currency == currency
+    )

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from core.identity.models import TrustedDevice
 from core.models import AuditLog
 from tests.authflow import API, assert_problem, bearer, login, otp_code, otp_message, tokens
+from tests.factories import PASSWORD
 
 VERIFY = f"{API}/auth/otp/verify"
 
@@ -171,7 +172,12 @@ def test_without_trust_device_nothing_is_remembered(client, otp_user, sessions) 
 def test_otp_off_means_password_only(client, otp_user) -> None:  # type: ignore[no-untyped-def]
     cid = challenge(client, otp_user.email)
     h = bearer(verify(client, cid, otp_code(cid)).json["access_token"])
-    r = client.post(f"{API}/me/otp", json={"enabled": False}, headers=h)
+    # A stolen access token alone cannot drop the second factor: the password is needed.
+    assert_problem(client.post(f"{API}/me/otp", json={"enabled": False}, headers=h), 422, "VALIDATION_ERROR")
+    wrong_pw = client.post(f"{API}/me/otp", json={"enabled": False, "password": "not the password"}, headers=h)
+    assert_problem(wrong_pw, 403, "FORBIDDEN")
+    assert client.get(f"{API}/me", headers=h).json["otp_enabled"] is True
+    r = client.post(f"{API}/me/otp", json={"enabled": False, "password": PASSWORD}, headers=h)
     assert r.status_code == 200 and r.json["otp_enabled"] is False
     assert login(client, otp_user.email).status_code == 200
     assert_problem(client.post(f"{API}/me/otp", json={"enabled": "yes"}, headers=h), 422, "VALIDATION_ERROR")

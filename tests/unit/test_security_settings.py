@@ -95,13 +95,14 @@ def test_log_notifier_logs_the_challenge_not_the_code(caplog: pytest.LogCaptureF
 
 def test_lockout_counts_within_the_window_then_locks() -> None:
     policy = LoginPolicy(max_failures=3, lock_for=timedelta(minutes=15))
-    t = LoginThrottle(email_digest="x", failed_attempts=0)
+    t = LoginThrottle(throttle_key="x", email_digest="x", failed_attempts=0)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert [record_failure(t, policy, now + timedelta(seconds=i)) for i in range(3)] == [False, False, True]
     assert seconds_locked(t, now) == 15 * 60 + 2
     assert seconds_locked(t, now + timedelta(minutes=16)) is None
     record_success(t)
-    assert (t.failed_attempts, t.locked_until) == (0, None)
+    assert t.failed_attempts == 0 and t.locked_until == now + timedelta(minutes=15, seconds=2)  # only time unlocks
+    t.locked_until = None
     # Failures spread wider than the window never add up to a lock.
     assert not any(record_failure(t, policy, now + timedelta(minutes=16 * i)) for i in range(10))
 
