@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
@@ -330,6 +331,30 @@ def test_delivery_rechecks_the_destination(sessions, make_customer, policy, rece
     outcome = delivery.send(job, policy=guarded, resolve=lambda host, port: ["10.0.0.7"])
     assert outcome.status_code is None and outcome.error and "destination refused" in outcome.error
     assert receiver.requests(url) == []
+
+
+def test_delivery_connects_to_the_address_it_checked(sessions, make_customer, policy, receiver) -> None:  # type: ignore[no-untyped-def]
+    """DNS rebinding: the name is looked up once, checked, and that address is the one dialled.
+
+    ``rebind.invalid`` resolves nowhere through system DNS: only a connection pinned to the
+    checked address reaches the receiver (the Host header still carries the registered name)."""
+    real = urlsplit(receiver.endpoint(Reply(204)))
+    url = f"http://rebind.invalid:{real.port}{real.path}"
+    _, did, _ = parked_delivery(sessions, policy, make_customer(), url)
+    with sessions.begin() as s:
+        job = delivery.claim(s, did, policy=policy, now=datetime.now(UTC))
+    assert job is not None
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    outcome = delivery.send(job, policy=policy, resolve=resolve)
+    assert (outcome.status_code, outcome.error) == (204, None)
+    assert lookups == ["rebind.invalid"]
+    (req,) = receiver.requests(real.geturl())
+    assert req.headers["Host"] == f"rebind.invalid:{real.port}"
 
 
 # ---- the endpoints API --------------------------------------------------------------------
