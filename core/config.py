@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # Sweeper: re-enqueue transfers still PENDING after this many seconds.
     sweeper_interval_seconds: float = Field(default=10.0, gt=0)
     sweeper_pending_age_seconds: float = Field(default=30.0, gt=0)
+    # Re-publishes of one PENDING transfer before the sweeper parks it (gauge + alert): about
+    # max_requeues x sweeper_pending_age_seconds of trying (default about 30 minutes).
+    sweeper_max_requeues: int = Field(default=60, gt=0)
 
     # Settlement: transfers route to this many partition queues by source account, and a
     # drainer settles up to settle_batch_size of a partition's transfers per transaction.

@@ -29,6 +29,10 @@ SETTLE_BATCH_SIZE = Histogram(
     "Transfers settled per settlement transaction",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000),
 )
+SETTLE_POISONED = Counter(
+    "bank_settle_poisoned_total",
+    "Transfers settlement could not apply (a non-transient error): ended FAILED with INTERNAL_ERROR",
+)
 LOCK_WAIT = Histogram("bank_lock_wait_seconds", "Time a worker waited for its account locks", buckets=LATENCY_BUCKETS)
 LOCK_FAILURES = Counter(
     "bank_lock_failures_total",
@@ -69,6 +73,11 @@ AUDIT_SEAL_LAG = Gauge(
     "Age of the oldest audit row not yet chained by the sealer (0 when all are sealed)",
     multiprocess_mode="mostrecent",
 )
+PARKED_TRANSFERS = Gauge(
+    "bank_parked_transfers",
+    "PENDING transfers the sweeper stopped re-publishing after SWEEPER_MAX_REQUEUES attempts",
+    multiprocess_mode="mostrecent",
+)
 WORKER_HEARTBEAT = Gauge(
     "bank_worker_heartbeat_timestamp_seconds", "Last time a worker refreshed the gauges", multiprocess_mode="max"
 )
@@ -79,7 +88,7 @@ def touch_known_labels() -> None:
     for kind in ("TRANSFER", "DEPOSIT"):
         TRANSFERS_ACCEPTED.labels(kind=kind)
     TRANSFERS_SETTLED.labels(outcome="COMPLETED", failure_code="")
-    for code in ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE"):
+    for code in ("INSUFFICIENT_FUNDS", "ACCOUNT_INACTIVE", "INTERNAL_ERROR"):
         TRANSFERS_SETTLED.labels(outcome="FAILED", failure_code=code)
     for reason in ("timeout", "redis_unavailable"):
         LOCK_FAILURES.labels(reason=reason)
