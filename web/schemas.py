@@ -10,8 +10,22 @@ from marshmallow import fields, validate
 from core.money import MAX_AMOUNT
 from core.pagination import MAX_LIMIT
 
-CURRENCY = validate.Regexp(r"^[A-Z]{3}\Z", error="Must be an ISO 4217 code (3 upper-case letters).")
-PIN = validate.Regexp(r"^[0-9]{4,6}\Z", error="Must be 4 to 6 digits.")
+
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match, published as is in the OpenAPI schema.
+
+    The pattern is written for every regex dialect (ECMA-262 for client generators and fuzzers:
+    ``\\Z`` means a literal "Z" there), so it anchors with ``^…$``; validation uses
+    ``fullmatch``, so ``$`` cannot accept a trailing newline ("USD\\n")."""
+
+    def __call__(self, value: str | bytes) -> str | bytes:
+        if self.regex.fullmatch(value) is None:  # type: ignore[arg-type]
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
+CURRENCY = FullMatch(r"^[A-Z]{3}$", error="Must be an ISO 4217 code (3 upper-case letters).")
+PIN = FullMatch(r"^[0-9]{4,6}$", error="Must be 4 to 6 digits.")
 
 
 class MinorUnits(fields.Integer):
@@ -54,9 +68,7 @@ class PinIn(Strict):
 
 class OtpVerifyIn(Strict):
     challenge_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    code = fields.String(
-        required=True, load_only=True, validate=validate.Regexp(r"^[0-9]{6}\Z", error="Must be 6 digits.")
-    )
+    code = fields.String(required=True, load_only=True, validate=FullMatch(r"^[0-9]{6}$", error="Must be 6 digits."))
     trust_device = fields.Boolean(load_default=False, truthy={True}, falsy={False})
 
 
