@@ -18,7 +18,7 @@ class FullMatch(validate.Regexp):
     ``\\Z`` means a literal "Z" there), so it anchors with ``^…$``; validation uses
     ``fullmatch``, so ``$`` cannot accept a trailing newline ("USD\\n")."""
 
-    def __call__(self, value: Any) -> Any:  # type: ignore[override]  # str in, str out, as Regexp's
+    def __call__(self, value: Any) -> Any:  # str in, str out, as Regexp's
         if self.regex.fullmatch(value) is None:
             raise ma.ValidationError(self._format_error(value))
         return value
