@@ -58,6 +58,7 @@ RULES: dict[str, list[tuple[Callable[[Settings], str], Callable[[], str]]]] = {
     "auth.verify_otp": [(lambda s: s.rate_limit_otp_verify, _ip)],
     "auth.register": [(lambda s: s.rate_limit_register, _ip)],
     "transfers.create_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
+    "webhooks.retry_delivery": [(lambda s: s.rate_limit_webhook_retry, _authenticated_user)],
 }
 
 

@@ -171,8 +171,9 @@ def list_deliveries(args: dict[str, Any], endpoint_id: uuid.UUID) -> Page[Webhoo
 @blp.doc(**BEARER)
 def retry_delivery(delivery_id: uuid.UUID) -> WebhookDelivery:
     with transaction() as session:
-        delivery = service.retry_delivery(
+        retried = service.retry_delivery(
             session, me(), delivery_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
         )
-    enqueue_delivery(delivery.id)  # only now: the row is committed
-    return delivery
+    if retried.queued:
+        enqueue_delivery(retried.delivery.id)  # only now: the row is committed
+    return retried.delivery

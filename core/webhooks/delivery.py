@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from math import floor
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -94,6 +94,7 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
     event = session.get_one(WebhookEvent, delivery.event_id)
     delivery.attempt += 1
     delivery.next_attempt_at = now + policy.attempt_lease
+    delivery.queued_until = delivery.next_attempt_at  # in flight counts as queued: no manual retry doubles it
     return Job(
         delivery_id=delivery.id,
         endpoint_id=endpoint.id,
@@ -102,6 +103,37 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
         msg_id=str(event.id),  # stable across retries; the same event has the same id everywhere
         body=message(event),
         secrets=signing_secrets(endpoint, policy, now),
+    )
+
+
+def endpoint_of(session: Session, delivery_id: uuid.UUID) -> uuid.UUID | None:
+    return session.scalar(select(WebhookDelivery.endpoint_id).where(WebhookDelivery.id == delivery_id))
+
+
+def claim_next(session: Session, endpoint_id: uuid.UUID, *, policy: WebhookPolicy, now: datetime) -> Job | None:
+    """Claim the endpoint's most overdue delivery, queued or not (the holder of one of the
+    endpoint's slots drains them; a task already queued for it will then find nothing to do)."""
+    delivery_id = session.scalar(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(1)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    return claim(session, delivery_id, policy=policy, now=now) if delivery_id is not None else None
+
+
+def defer(session: Session, delivery_id: uuid.UUID) -> None:
+    """Every slot of the endpoint is busy: leave the due delivery unqueued, for the slot holder
+    (which drains the endpoint) or the dispatcher's next tick, without using up an attempt."""
+    session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == DeliveryStatus.PENDING)
+        .values(queued_until=None)
     )
 
 

@@ -18,7 +18,7 @@ from core.transfers.submit import submit_transfer
 from core.transfers.sweep import claim_stale_pending, count_parked
 from tests.factories import balance, fund
 from tests.integration.test_api import assert_problem, login
-from worker import resources, tasks
+from worker import tasks
 
 
 def submit(sessions, src, dst, amount: int) -> uuid.UUID:  # type: ignore[no-untyped-def]
@@ -41,7 +41,7 @@ def balance_near_the_limit(sessions, account: Account, room: int) -> Iterator[No
 
 
 def test_a_transfer_that_cannot_be_applied_fails_alone_and_the_batch_settles(  # type: ignore[no-untyped-def]
-    sessions, make_customer, admin_user
+    sessions, make_customer, admin_user, worker_resources
 ) -> None:
     alice, bob, carol = make_customer(), make_customer(), make_customer()
     fund(sessions, admin_user, alice.account, 1000)
@@ -52,7 +52,7 @@ def test_a_transfer_that_cannot_be_applied_fails_alone_and_the_batch_settles(  #
     with balance_near_the_limit(sessions, bob.account, room=5):
         # The batch's transaction fails on bob's balance check on every attempt: before the fix
         # the error escaped, the task gave up and the sweeper re-queued the batch forever.
-        outcomes = tasks._settle(resources.get(), partition, drain.Batch(ids, accounts))
+        outcomes = tasks._settle(worker_resources, partition, drain.Batch(ids, accounts))
         assert outcomes is not None
     with sessions() as s:
         rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_(ids)))}
