@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -92,7 +92,9 @@ def settlement_account_id(session: Session, currency: str) -> uuid.UUID:
             status=AccountStatus.ACTIVE,
             balance=0,
         )
-        .on_conflict_do_nothing(index_elements=["currency"], index_where=Account.kind == AccountKind.SETTLEMENT)
+        # A literal predicate: bound as a parameter, a prepared statement (psycopg prepares after
+        # 5 runs on a connection) cannot infer the partial unique index and fails.
+        .on_conflict_do_nothing(index_elements=["currency"], index_where=text("kind = 'SETTLEMENT'"))
     )
     return session.execute(
         select(Account.id).where(Account.kind == AccountKind.SETTLEMENT, Account.currency == currency)
