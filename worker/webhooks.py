@@ -104,7 +104,7 @@ def deliver(delivery_id: str) -> str:
     )
     if slot is None:
         with res.sessions.begin() as session:
-            delivery.defer(session, uuid.UUID(delivery_id))
+            delivery.defer(session, uuid.UUID(delivery_id), now=datetime.now(UTC))
         return "deferred"
     try:
         with res.sessions.begin() as session:

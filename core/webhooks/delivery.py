@@ -127,12 +127,16 @@ def claim_next(session: Session, endpoint_id: uuid.UUID, *, policy: WebhookPolic
     return claim(session, delivery_id, policy=policy, now=now) if delivery_id is not None else None
 
 
-def defer(session: Session, delivery_id: uuid.UUID) -> None:
+def defer(session: Session, delivery_id: uuid.UUID, *, now: datetime) -> None:
     """Every slot of the endpoint is busy: leave the due delivery unqueued, for the slot holder
     (which drains the endpoint) or the dispatcher's next tick, without using up an attempt."""
     session.execute(
         update(WebhookDelivery)
-        .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == DeliveryStatus.PENDING)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,  # not one claimed meanwhile: its lease stays
+        )
         .values(queued_until=None)
     )
 
