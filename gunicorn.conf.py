@@ -20,6 +20,14 @@ keepalive = int(os.environ.get("WEB_KEEPALIVE_SECONDS", "75"))
 control_socket_disable = True
 
 
+def post_fork(server: Any, worker: Any) -> None:
+    # A request gunicorn refuses itself (request line over limit_request_line = 4094 bytes,
+    # oversized headers, a malformed line) gets problem+json like every other error, not HTML.
+    from web.server_errors import install
+
+    install()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics

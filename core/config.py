@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     rate_limit_otp_verify: str = "10 per minute"
     rate_limit_register: str = "10 per hour"
     rate_limit_transfers: str = "30 per minute"
+    rate_limit_webhook_retry: str = "10 per minute"  # manual webhook retries, per user
     rate_limit_key_prefix: str = "ratelimit"
     rate_limit_storage_url: str | None = None  # default: the Redis of REDIS_URL
     cors_origins: str = ""  # comma-separated allowed origins; empty: CORS closed
@@ -68,6 +69,9 @@ class Settings(BaseSettings):
     # Sweeper: re-enqueue transfers still PENDING after this many seconds.
     sweeper_interval_seconds: float = Field(default=10.0, gt=0)
     sweeper_pending_age_seconds: float = Field(default=30.0, gt=0)
+    # Re-publishes of one PENDING transfer before the sweeper parks it (gauge + alert): about
+    # max_requeues x sweeper_pending_age_seconds of trying (default about 30 minutes).
+    sweeper_max_requeues: int = Field(default=60, gt=0)
 
     # Settlement: transfers route to this many partition queues by source account, and a
     # drainer settles up to settle_batch_size of a partition's transfers per transaction.
@@ -95,6 +99,9 @@ class Settings(BaseSettings):
     webhook_allowed_hosts: str = ""  # comma-separated hosts exempt from the private-address guard
     webhook_relay_interval_seconds: float = Field(default=1.0, gt=0)  # beat: outbox relay, due retries
     webhook_queue_lease_seconds: float = Field(default=60.0, gt=0)  # re-queue a lost delivery after this
+    # Attempts in flight per endpoint across all webhook workers: a slow receiver holds at most
+    # this many worker processes (keep it below the webhooks pool's concurrency).
+    webhook_endpoint_concurrency: int = Field(default=1, ge=1, le=64)
 
     db_statement_timeout_ms: int = Field(default=15000, gt=0)
     db_lock_timeout_ms: int = Field(default=10000, gt=0)

@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.money import MAX_AMOUNT
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -151,6 +153,8 @@ class Account(Base):
 
     __table_args__ = (
         CheckConstraint("balance >= 0 OR kind = 'SETTLEMENT'", name="customer_balance_nonneg"),
+        # Every JSON client reads a balance exactly (API.md): a write past this fails, never a client's parse.
+        CheckConstraint(f"balance BETWEEN -{MAX_AMOUNT} AND {MAX_AMOUNT}", name="balance_json_safe"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
         CheckConstraint("held_amount >= 0", name="held_nonneg"),
         CheckConstraint("held_amount <= balance OR kind = 'SETTLEMENT'", name="held_within_balance"),
@@ -205,6 +209,8 @@ class Transfer(Base):
     # Last time the sweeper re-published it: at most one re-publish per age window, so a
     # long queue backlog is not flooded with duplicates of the same transfers.
     requeued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # How often the sweeper re-published it: past the cap it is parked (alerted), not nudged forever.
+    requeue_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Settlement partition (core.transfers.routing): a function of the source account.
     partition: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     hold: Mapped[bool] = mapped_column(default=False, server_default="false")
@@ -226,6 +232,7 @@ class Transfer(Base):
         # The expiry sweep's scan: open holds by expiry.
         Index("ix_transfers_held_expiry", "hold_expires_at", postgresql_where="status = 'HELD'"),
         CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(f"amount <= {MAX_AMOUNT}", name="amount_json_safe"),
         CheckConstraint("source_account_id <> destination_account_id", name="distinct_accounts"),
         CheckConstraint("(status = 'FAILED') = (failure_code IS NOT NULL)", name="failure_code_iff_failed"),
         # The sweeper's scan: oldest PENDING first.

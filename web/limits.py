@@ -60,6 +60,7 @@ RULES: dict[str, list[tuple[Callable[[Settings], str], Callable[[], str]]]] = {
     "transfers.create_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
     "refunds.create_refund": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
     "transfer_batches.create_batch": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
+    "webhooks.retry_delivery": [(lambda s: s.rate_limit_webhook_retry, _authenticated_user)],
 }
 
 

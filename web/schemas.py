@@ -12,9 +12,23 @@ from core.pagination import MAX_LIMIT
 from core.transfers.batch import MAX_ITEMS as MAX_BATCH_ITEMS
 from core.transfers.refund import MAX_REASON_LENGTH
 
+
+class FullMatch(validate.Regexp):
+    """A pattern the whole value must match, published as is in the OpenAPI schema.
+
+    The pattern is written for every regex dialect (ECMA-262 for client generators and fuzzers:
+    ``\\Z`` means a literal "Z" there), so it anchors with ``^…$``; validation uses
+    ``fullmatch``, so ``$`` cannot accept a trailing newline ("USD\\n")."""
+
+    def __call__(self, value: Any) -> Any:  # str in, str out, as Regexp's
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
 # The list goes into the OpenAPI spec as an enum: clients and fuzzers see the real rule.
 CURRENCY = validate.OneOf(sorted(CURRENCIES), error="Must be an ISO 4217 currency code.")
-PIN = validate.Regexp(r"^[0-9]{4,6}\Z", error="Must be 4 to 6 digits.")
+PIN = FullMatch(r"^[0-9]{4,6}$", error="Must be 4 to 6 digits.")
 
 
 class MinorUnits(fields.Integer):
@@ -57,9 +71,7 @@ class PinIn(Strict):
 
 class OtpVerifyIn(Strict):
     challenge_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    code = fields.String(
-        required=True, load_only=True, validate=validate.Regexp(r"^[0-9]{6}\Z", error="Must be 6 digits.")
-    )
+    code = fields.String(required=True, load_only=True, validate=FullMatch(r"^[0-9]{6}$", error="Must be 6 digits."))
     trust_device = fields.Boolean(load_default=False, truthy={True}, falsy={False})
 
 

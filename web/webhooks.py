@@ -18,9 +18,11 @@ from core.webhooks.policy import WebhookPolicy
 from core.webhooks.urls import MAX_URL_LENGTH
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
-from web.schemas import PageArgs, Strict, page_of
+from web.schemas import FullMatch, PageArgs, Strict, page_of
 from web.security import me
 from worker.webhooks import enqueue_delivery
+
+URL_SHAPE = r"^https?://[^/?#@\s]+([/?][^#\s]*)?$"
 
 blp = Blueprint("webhooks", __name__, url_prefix="/webhooks", description="Partner webhooks")
 
@@ -29,7 +31,16 @@ blp = Blueprint("webhooks", __name__, url_prefix="/webhooks", description="Partn
 
 
 class EndpointIn(Strict):
-    url = fields.String(required=True, validate=validate.Length(min=1, max=MAX_URL_LENGTH))
+    # The shape core.webhooks.urls accepts (http or https, a host, no credentials, no fragment),
+    # published in the OpenAPI schema; the service checks the rest (https in production, addresses).
+    url = fields.String(
+        required=True,
+        validate=[
+            validate.Length(min=1, max=MAX_URL_LENGTH),
+            FullMatch(URL_SHAPE, error="Must be an http(s) URL with a host, no credentials and no fragment."),
+        ],
+        metadata={"format": "uri"},
+    )
     events = fields.List(
         fields.String(validate=validate.OneOf(EVENT_TYPES)),
         required=True,
@@ -160,8 +171,9 @@ def list_deliveries(args: dict[str, Any], endpoint_id: uuid.UUID) -> Page[Webhoo
 @blp.doc(**BEARER)
 def retry_delivery(delivery_id: uuid.UUID) -> WebhookDelivery:
     with transaction() as session:
-        delivery = service.retry_delivery(
+        retried = service.retry_delivery(
             session, me(), delivery_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
         )
-    enqueue_delivery(delivery.id)  # only now: the row is committed
-    return delivery
+    if retried.queued:
+        enqueue_delivery(retried.delivery.id)  # only now: the row is committed
+    return retried.delivery

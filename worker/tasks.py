@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -15,10 +16,10 @@ from core.config import get_settings
 from core.locks import AccountLocks, LockTimeout
 from core.models import TransferStatus
 from core.observability import metrics, tracing
-from core.transfers import drain, nudges
+from core.transfers import drain, nudges, poison
 from core.transfers.routing import queue_name
 from core.transfers.settle import Settled, settle_batch
-from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
+from core.transfers.sweep import claim_stale_pending, count_parked, oldest_pending_age_seconds
 from worker import resources
 from worker.app import celery_app
 from worker.publish import publish
@@ -89,15 +90,16 @@ def _settle(res: resources.Resources, partition: int, batch: drain.Batch) -> lis
     if lock.degraded:
         metrics.LOCK_FAILURES.labels(reason="redis_unavailable").inc()
     try:
-        started = time.monotonic()
-        with res.sessions.begin() as session:
-            if not drain.claim_partition(session, partition):
-                return None
-            with tracing.span("settle_batch", settle_partition=partition, transfer_count=len(batch.transfer_ids)):
-                outcomes = settle_batch(session, batch.transfer_ids)
-        metrics.SETTLE_TRANSACTION.observe(time.monotonic() - started)
+        try:
+            outcomes = _settle_part(res, partition, batch.transfer_ids)
+        except TRANSIENT:
+            raise
+        except Exception as exc:  # not transient: it would fail this batch on every retry
+            outcomes = _isolate(res, partition, batch.transfer_ids, exc)
     finally:
         locks.release()
+    if outcomes is None:
+        return None
     metrics.SETTLE_BATCH_SIZE.observe(len(outcomes))
     for outcome in outcomes:
         _record(outcome)
@@ -111,6 +113,54 @@ def _settle(res: resources.Resources, partition: int, batch: drain.Batch) -> lis
             lock_wait_ms=round(lock.wait_seconds * 1000, 1),
             lock_degraded=lock.degraded,
         )
+    return outcomes
+
+
+def _settle_part(res: resources.Resources, partition: int, transfer_ids: list[uuid.UUID]) -> list[Settled] | None:
+    """``transfer_ids`` settled in one transaction; None when another drainer holds the partition."""
+    started = time.monotonic()
+    with res.sessions.begin() as session:
+        if not drain.claim_partition(session, partition):
+            return None
+        with tracing.span("settle_batch", settle_partition=partition, transfer_count=len(transfer_ids)):
+            outcomes = settle_batch(session, transfer_ids)
+    metrics.SETTLE_TRANSACTION.observe(time.monotonic() - started)
+    return outcomes
+
+
+def _isolate(
+    res: resources.Resources, partition: int, transfer_ids: list[uuid.UUID], error: Exception
+) -> list[Settled] | None:
+    """A batch failed with a non-transient error: settle its halves in turn (accept order kept),
+    down to the transfers that fail alone, and end those FAILED with INTERNAL_ERROR.
+
+    About 2·log2(n) transactions per culprit instead of the whole batch failing forever.
+    Transient errors still propagate (the task retries; what committed stays committed)."""
+    if len(transfer_ids) == 1:
+        (transfer_id,) = transfer_ids
+        with res.sessions.begin() as session:
+            failed = poison.fail_unsettleable(session, transfer_id, type(error).__name__)
+        if failed:
+            metrics.SETTLE_POISONED.inc()
+            log.error(
+                "transfer_unsettleable",
+                request_id=next(f.request_id for f in failed if f.transfer_id == transfer_id),
+                transfer_id=str(transfer_id),
+                error=type(error).__name__,  # the class only: the message may carry refused values
+                linked_failed=len(failed) - 1,
+            )
+        return failed
+    outcomes: list[Settled] = []
+    for part in poison.halves(transfer_ids):
+        try:
+            settled = _settle_part(res, partition, part)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            settled = _isolate(res, partition, part, exc)
+        if settled is None:  # another drainer took the partition: it settles the rest
+            return outcomes
+        outcomes += settled
     return outcomes
 
 
@@ -156,8 +206,13 @@ def sweep_pending() -> int:
             older_than=timedelta(seconds=settings.sweeper_pending_age_seconds),
             now=now,
             partitions=settings.settle_partitions,
+            max_requeues=settings.sweeper_max_requeues,
         )
         oldest = oldest_pending_age_seconds(session, now)
+        parked = count_parked(session, settings.sweeper_max_requeues)
+    metrics.PARKED_TRANSFERS.set(parked)
+    if parked:
+        log.error("transfers_parked", count=parked, max_requeues=settings.sweeper_max_requeues)
     for partition in sorted({stale.partition for stale in due}):
         enqueue_settlement(partition)
     if due:

@@ -6,6 +6,7 @@ Tasks take only ids. Secrets are read and decrypted inside the delivery task, ne
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -15,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.config import get_settings
 from core.observability import metrics
-from core.webhooks import delivery
+from core.webhooks import delivery, slots
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.relay import due_deliveries, relay_events
 from worker import resources
@@ -58,7 +59,12 @@ def dispatch_due() -> int:
     """Queue deliveries whose retry is due, or whose task or worker was lost (lease expired)."""
     policy = _policy()
     with resources.get().sessions.begin() as session:
-        ids = due_deliveries(session, now=datetime.now(UTC), queue_lease=policy.queue_lease)
+        ids = due_deliveries(
+            session,
+            now=datetime.now(UTC),
+            queue_lease=policy.queue_lease,
+            per_endpoint=get_settings().webhook_endpoint_concurrency,
+        )
     for delivery_id in ids:
         enqueue_delivery(delivery_id)
     return len(ids)
@@ -76,14 +82,48 @@ def dispatch_due() -> int:
     soft_time_limit=int(3 * get_settings().webhook_timeout_seconds) + 10,
 )
 def deliver(delivery_id: str) -> str:
+    """One attempt of the delivery, under one of its endpoint's slots (core.webhooks.slots).
+
+    With every slot busy the delivery is left for the slot holders and the dispatcher, and this
+    worker process moves on to other partners' deliveries. A slot holder keeps attempting the
+    endpoint's due deliveries for up to one HTTP timeout, so a busy endpoint needs no dispatcher
+    tick per delivery and a slow one holds its slot about as long as one attempt."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(delivery_id=delivery_id)
     policy = _policy()
-    sessions = resources.get().sessions
-    with sessions.begin() as session:
-        job = delivery.claim(session, uuid.UUID(delivery_id), policy=policy, now=datetime.now(UTC))
-    if job is None:
+    res = resources.get()
+    with res.sessions() as session:
+        endpoint_id = delivery.endpoint_of(session, uuid.UUID(delivery_id))
+    if endpoint_id is None:
         return "skipped"
+    slot = slots.acquire(
+        res.redis,
+        endpoint_id,
+        limit=get_settings().webhook_endpoint_concurrency,
+        ttl_seconds=policy.attempt_lease.total_seconds(),
+    )
+    if slot is None:
+        with res.sessions.begin() as session:
+            delivery.defer(session, uuid.UUID(delivery_id), now=datetime.now(UTC))
+        return "deferred"
+    try:
+        with res.sessions.begin() as session:
+            job = delivery.claim(session, uuid.UUID(delivery_id), policy=policy, now=datetime.now(UTC))
+        result = _attempt(job, policy) if job is not None else "skipped"
+        drain_until = time.monotonic() + policy.timeout
+        while time.monotonic() < drain_until:
+            with res.sessions.begin() as session:
+                job = delivery.claim_next(session, endpoint_id, policy=policy, now=datetime.now(UTC))
+            if job is None:
+                break
+            _attempt(job, policy)
+    finally:
+        slots.release(res.redis, slot)
+    return result
+
+
+def _attempt(job: delivery.Job, policy: WebhookPolicy) -> str:
+    sessions = resources.get().sessions
     try:
         outcome = delivery.send(job, policy=policy)  # outside any transaction
     except SoftTimeLimitExceeded:
@@ -98,6 +138,7 @@ def deliver(delivery_id: str) -> str:
         metrics.WEBHOOK_ATTEMPTS.labels(endpoint_id=str(job.endpoint_id), result=result).inc()
     log.info(
         "webhook_attempt",
+        delivery_id=str(job.delivery_id),
         endpoint_id=str(job.endpoint_id),
         event_id=job.msg_id,
         attempt=job.attempt,

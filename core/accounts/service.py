@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -106,7 +106,9 @@ def settlement_account_id(session: Session, currency: str) -> uuid.UUID:
             status=AccountStatus.ACTIVE,
             balance=0,
         )
-        .on_conflict_do_nothing(index_elements=["currency"], index_where=Account.kind == AccountKind.SETTLEMENT)
+        # A literal predicate: bound as a parameter, a prepared statement (psycopg prepares after
+        # 5 runs on a connection) cannot infer the partial unique index and fails.
+        .on_conflict_do_nothing(index_elements=["currency"], index_where=text("kind = 'SETTLEMENT'"))
     )
     return session.execute(
         select(Account.id).where(Account.kind == AccountKind.SETTLEMENT, Account.currency == currency)

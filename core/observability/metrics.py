@@ -29,6 +29,10 @@ SETTLE_BATCH_SIZE = Histogram(
     "Transfers settled per settlement transaction",
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000),
 )
+SETTLE_POISONED = Counter(
+    "bank_settle_poisoned_total",
+    "Transfers settlement could not apply (a non-transient error): ended FAILED with INTERNAL_ERROR",
+)
 LOCK_WAIT = Histogram("bank_lock_wait_seconds", "Time a worker waited for its account locks", buckets=LATENCY_BUCKETS)
 LOCK_FAILURES = Counter(
     "bank_lock_failures_total",
@@ -54,6 +58,12 @@ WEBHOOK_ATTEMPTS = Counter(
     "bank_webhook_attempts_total",
     "Webhook HTTP attempts by endpoint and result",
     ["endpoint_id", "result"],  # ok | error (any non-2xx answer, timeout or connection failure)
+)
+
+PARKED_TRANSFERS = Gauge(
+    "bank_parked_transfers",
+    "PENDING transfers the sweeper stopped re-publishing after SWEEPER_MAX_REQUEUES attempts",
+    multiprocess_mode="mostrecent",
 )
 
 # Set by a heartbeat task that beat sends to every queue: a pool that stops taking work from a

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from core import audit, ledger
 from core.accounts.service import settlement_account_id
-from core.errors import AccountInactive, CurrencyMismatch, NotFound
+from core.errors import AccountInactive, CurrencyMismatch, NotFound, ValidationFailed
 from core.models import Account, AccountKind, AccountStatus, Transfer, TransferKind, TransferStatus
-from core.money import validate_amount, validate_currency
+from core.money import MAX_AMOUNT, validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.submit import Accepted
 from core.webhooks import outbox
@@ -83,6 +83,13 @@ def deposit(
     if locked[account_id].status != AccountStatus.ACTIVE:
         # Raising rolls back the insert too: a rejected request does not bind its key.
         raise AccountInactive(f"account is {locked[account_id].status.value}")
+    if locked[account_id].balance + amount > MAX_AMOUNT or locked[settlement_id].balance - amount < -MAX_AMOUNT:
+        # Balances stay within what every JSON client reads exactly (API.md); the check
+        # constraint would refuse it too, but as a 500.
+        raise ValidationFailed(
+            "deposit would take a balance past the maximum",
+            errors={"amount": [f"The account balance would exceed {MAX_AMOUNT}."]},
+        )
     transfer = session.get_one(Transfer, transfer_id)
     ledger.post(session, transfer, debit=locked[settlement_id], credit=locked[account_id])
     transfer.status = TransferStatus.COMPLETED

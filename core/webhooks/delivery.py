@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from math import floor
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -24,7 +24,7 @@ from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliver
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.retry import Verdict, decide
 from core.webhooks.secrets import sign
-from core.webhooks.urls import Resolver, UnsafeUrl, check_url, system_resolver
+from core.webhooks.urls import Destination, Resolver, UnsafeUrl, destination, system_resolver
 
 RESPONSE_BODY_LIMIT = 1024  # bytes of the receiver's answer kept per attempt
 USER_AGENT = "transfer-processor-webhooks/1"
@@ -94,6 +94,7 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
     event = session.get_one(WebhookEvent, delivery.event_id)
     delivery.attempt += 1
     delivery.next_attempt_at = now + policy.attempt_lease
+    delivery.queued_until = delivery.next_attempt_at  # in flight counts as queued: no manual retry doubles it
     return Job(
         delivery_id=delivery.id,
         endpoint_id=endpoint.id,
@@ -105,11 +106,46 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
     )
 
 
+def endpoint_of(session: Session, delivery_id: uuid.UUID) -> uuid.UUID | None:
+    return session.scalar(select(WebhookDelivery.endpoint_id).where(WebhookDelivery.id == delivery_id))
+
+
+def claim_next(session: Session, endpoint_id: uuid.UUID, *, policy: WebhookPolicy, now: datetime) -> Job | None:
+    """Claim the endpoint's most overdue delivery, queued or not (the holder of one of the
+    endpoint's slots drains them; a task already queued for it will then find nothing to do)."""
+    delivery_id = session.scalar(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(1)
+        .with_for_update(skip_locked=True, key_share=True)
+    )
+    return claim(session, delivery_id, policy=policy, now=now) if delivery_id is not None else None
+
+
+def defer(session: Session, delivery_id: uuid.UUID, *, now: datetime) -> None:
+    """Every slot of the endpoint is busy: leave the due delivery unqueued, for the slot holder
+    (which drains the endpoint) or the dispatcher's next tick, without using up an attempt."""
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,  # not one claimed meanwhile: its lease stays
+        )
+        .values(queued_until=None)
+    )
+
+
 def send(job: Job, *, policy: WebhookPolicy, resolve: Resolver = system_resolver) -> Outcome:
     """POST the signed message. Never raises for the receiver's sake: every failure is an Outcome."""
     started = time.monotonic()
     try:
-        check_url(job.url, policy.rules, resolve)  # DNS may point elsewhere than at registration
+        target = destination(job.url, policy.rules, resolve)  # DNS may point elsewhere than at registration
     except UnsafeUrl as exc:
         return Outcome(None, 0, error=f"destination refused: {exc.reason}")
     timestamp = datetime.now(UTC)
@@ -121,12 +157,7 @@ def send(job: Job, *, policy: WebhookPolicy, resolve: Resolver = system_resolver
         "webhook-signature": sign(job.secrets, job.msg_id, timestamp, job.body),
     }
     try:
-        # No redirects (a 3xx could point inside the network), no proxies or .netrc from the environment.
-        with (
-            httpx.Client(timeout=policy.timeout, follow_redirects=False, trust_env=False) as client,
-            client.stream("POST", job.url, content=job.body.encode(), headers=headers) as response,
-        ):
-            body = _read_prefix(response, RESPONSE_BODY_LIMIT)
+        status, body, retry_after = _post_pinned(job, target, headers, policy.timeout)
     except httpx.TimeoutException:
         return Outcome(None, _ms(started), error="timeout")
     except httpx.HTTPError as exc:
@@ -135,7 +166,35 @@ def send(job: Job, *, policy: WebhookPolicy, resolve: Resolver = system_resolver
     if elapsed > policy.timeout * 1000:
         # Each read was within the timeout but the whole answer was not: not a success.
         return Outcome(None, elapsed, error="timeout", response_body=body)
-    return Outcome(response.status_code, elapsed, response_body=body, retry_after=response.headers.get("retry-after"))
+    return Outcome(status, elapsed, response_body=body, retry_after=retry_after)
+
+
+def _post_pinned(job: Job, target: Destination, headers: dict[str, str], timeout: float) -> tuple[int, str, str | None]:
+    """POST to the checked addresses themselves, in turn until one accepts the connection.
+
+    The URL's host is replaced by the address, so nothing resolves the name again; the Host
+    header and TLS (SNI, certificate hostname check) still use the name the partner registered.
+    """
+    url = httpx.URL(job.url)
+    pinned_headers = {**headers, "host": url.netloc.decode("ascii")}
+    extensions = {"sni_hostname": target.host} if url.scheme == "https" else {}
+    # No redirects (a 3xx could point inside the network), no proxies or .netrc from the environment.
+    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
+        for i, address in enumerate(target.addresses):
+            try:
+                with client.stream(
+                    "POST",
+                    url.copy_with(host=address),
+                    content=job.body.encode(),
+                    headers=pinned_headers,
+                    extensions=extensions,
+                ) as response:
+                    body = _read_prefix(response, RESPONSE_BODY_LIMIT)
+                    return response.status_code, body, response.headers.get("retry-after")
+            except httpx.ConnectError:
+                if i == len(target.addresses) - 1:
+                    raise
+    raise httpx.ConnectError("no address to connect to")
 
 
 def record(

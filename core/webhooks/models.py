@@ -127,6 +127,13 @@ class WebhookDelivery(Base):
         # The dispatcher's scan: pending deliveries by due time.
         Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where="status = 'PENDING'"),
         Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
+        # A slot holder's scan (core.webhooks.delivery.claim_next): one endpoint's due deliveries.
+        Index(
+            "ix_webhook_deliveries_endpoint_due",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where="status = 'PENDING'",
+        ),
     )
 
 

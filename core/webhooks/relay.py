@@ -75,15 +75,36 @@ def relay_events(session: Session, *, now: datetime, queue_lease: timedelta, lim
     return Relayed(len(event_ids), delivery_ids)
 
 
-def due_deliveries(session: Session, *, now: datetime, queue_lease: timedelta, limit: int = 200) -> list[uuid.UUID]:
+def due_deliveries(
+    session: Session, *, now: datetime, queue_lease: timedelta, limit: int = 200, per_endpoint: int = 2
+) -> list[uuid.UUID]:
     """PENDING deliveries whose attempt is due and that are not already queued: retries after
-    their backoff, attempts lost with a crashed worker, publishes lost after a commit.
+    their backoff, attempts lost with a crashed worker, publishes lost after a commit, deliveries
+    deferred while their endpoint's slots were busy. At most ``per_endpoint`` per endpoint per
+    call, so one endpoint's backlog never fills the queue ahead of the others (its slot holders
+    drain the rest).
 
     Marks them queued until ``now + queue_lease``; the caller queues them after commit.
     """
+    due = (
+        select(
+            WebhookDelivery.id,
+            func.row_number()
+            .over(partition_by=WebhookDelivery.endpoint_id, order_by=WebhookDelivery.next_attempt_at)
+            .label("rank"),
+        )
+        .where(
+            WebhookDelivery.status == DeliveryStatus.PENDING,
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.queued_until.is_(None), WebhookDelivery.queued_until <= now),
+        )
+        .subquery()
+    )
     ids = list(
         session.scalars(
             select(WebhookDelivery.id)
+            .where(WebhookDelivery.id.in_(select(due.c.id).where(due.c.rank <= per_endpoint)))
+            # Re-checked under the row lock: a row may have been claimed since the subquery read it.
             .where(
                 WebhookDelivery.status == DeliveryStatus.PENDING,
                 WebhookDelivery.next_attempt_at <= now,

@@ -30,6 +30,12 @@ class CreatedEndpoint:
     secret: str  # the only time the plain secret leaves the service
 
 
+@dataclass(frozen=True)
+class Retried:
+    delivery: WebhookDelivery
+    queued: bool  # False: an attempt was already queued or in flight, nothing changed
+
+
 def create_endpoint(
     session: Session,
     user: User,
@@ -126,11 +132,13 @@ def retry_delivery(
     policy: WebhookPolicy,
     now: datetime,
     request_id: str | None = None,
-) -> WebhookDelivery:
-    """Make a delivery due now; the caller queues it after commit.
+) -> Retried:
+    """Make a delivery due now; the caller queues it after commit when ``queued`` says so.
 
     One more attempt, whatever the status: a FAILED delivery whose retries are used up gets a
-    single attempt (no new schedule), a PENDING one is simply brought forward.
+    single attempt (no new schedule), a PENDING one is simply brought forward. While an attempt
+    is queued or in flight, a retry changes nothing (at most one queued per delivery: the bank
+    is nobody's flooder); the caller answers the same 202.
     """
     delivery = session.get(WebhookDelivery, delivery_id, with_for_update=ROW_LOCK)
     if delivery is None:
@@ -140,11 +148,13 @@ def retry_delivery(
         raise NotFound("webhook delivery not found")
     if not endpoint.enabled:
         raise Conflict(f"webhook endpoint is disabled ({endpoint.disabled_reason})")
+    if delivery.status == DeliveryStatus.PENDING and delivery.queued_until is not None and delivery.queued_until > now:
+        return Retried(delivery, queued=False)
     delivery.status = DeliveryStatus.PENDING
     delivery.next_attempt_at = now
     delivery.queued_until = now + policy.queue_lease
     _audit(session, "webhook.delivery_retried", endpoint, user, request_id, {"delivery_id": str(delivery.id)})
-    return delivery
+    return Retried(delivery, queued=True)
 
 
 def _event_list(events: Sequence[str]) -> list[str]:

@@ -20,7 +20,7 @@ from core.webhooks import outbox
 from core.webhooks.models import EventType, WebhookDelivery, WebhookEvent
 from tests import factories
 from tests.e2e.conftest import bearer, wait_final
-from tests.receiver import Receiver, running
+from tests.receiver import Receiver, Reply, running
 
 pytestmark = pytest.mark.e2e
 
@@ -230,3 +230,28 @@ def test_nothing_is_lost_between_the_outbox_write_and_the_delivery(  # type: ign
 
     got = receiver.wait(url, 2)
     assert sorted(verified(ep["secret"], r)["data"]["id"] for r in got) == ["crashed-1", "lost-task-1"]
+
+
+def test_a_slow_endpoint_does_not_starve_another_partners_deliveries(  # type: ignore[no-untyped-def]
+    http, sessions, settings, admin_user, receiver
+) -> None:
+    """A partner whose receiver takes 3 s per request, with a backlog of 12 events, holds one
+    worker process at a time (WEBHOOK_ENDPOINT_CONCURRENCY=1): another partner's event, relayed
+    right behind that backlog, is delivered in seconds, not after the backlog (about 9 s on the
+    4 worker processes when every delivery took a process)."""
+    slow_owner, fast_owner = factories.customer(sessions, settings), factories.customer(sessions, settings)
+    slow_url = receiver.endpoint(then=Reply(200, delay=3))
+    fast_url = receiver.endpoint()
+    register(http, bearer(http, slow_owner.email), slow_url, ["account.credited"])
+    register(http, bearer(http, fast_owner.email), fast_url, ["account.credited"])
+    try:
+        for _ in range(12):
+            factories.fund(sessions, admin_user, slow_owner.account, 1)
+        started = time.monotonic()
+        factories.fund(sessions, admin_user, fast_owner.account, 1)
+        receiver.wait(fast_url, 1, timeout=30)
+        waited = time.monotonic() - started
+        assert waited < 4, f"the fast partner waited {waited:.1f}s behind the slow one"
+        assert len(receiver.requests(slow_url)) <= 3  # the slow one went one at a time
+    finally:
+        receiver.answer_from_now_on(slow_url, 200)  # let its backlog drain fast for the next tests

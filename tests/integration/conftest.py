@@ -34,3 +34,14 @@ def make_app():  # type: ignore[no-untyped-def]
     yield make
     for app in apps:
         app.extensions["bank"].engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def worker_resources():  # type: ignore[no-untyped-def]
+    """The worker's own engine and Redis client, for tasks run in this process; closed at the end."""
+    from worker import resources
+
+    res = resources.get()
+    yield res
+    res.sessions.kw["bind"].dispose()
+    res.redis.close()

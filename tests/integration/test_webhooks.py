@@ -13,16 +13,17 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
-from core.models import Transfer
+from core.models import AuditLog, Transfer
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
-from core.webhooks import delivery, outbox, service
+from core.webhooks import delivery, outbox, service, slots
 from core.webhooks.models import (
     DeliveryStatus,
     EventType,
@@ -330,6 +331,118 @@ def test_delivery_rechecks_the_destination(sessions, make_customer, policy, rece
     outcome = delivery.send(job, policy=guarded, resolve=lambda host, port: ["10.0.0.7"])
     assert outcome.status_code is None and outcome.error and "destination refused" in outcome.error
     assert receiver.requests(url) == []
+
+
+def test_delivery_connects_to_the_address_it_checked(sessions, make_customer, policy, receiver) -> None:  # type: ignore[no-untyped-def]
+    """DNS rebinding: the name is looked up once, checked, and that address is the one dialled.
+
+    ``rebind.invalid`` resolves nowhere through system DNS: only a connection pinned to the
+    checked address reaches the receiver (the Host header still carries the registered name)."""
+    real = urlsplit(receiver.endpoint(Reply(204)))
+    url = f"http://rebind.invalid:{real.port}{real.path}"
+    _, did, _ = parked_delivery(sessions, policy, make_customer(), url)
+    with sessions.begin() as s:
+        job = delivery.claim(s, did, policy=policy, now=datetime.now(UTC))
+    assert job is not None
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    outcome = delivery.send(job, policy=policy, resolve=resolve)
+    assert (outcome.status_code, outcome.error) == (204, None)
+    assert lookups == ["rebind.invalid"]
+    (req,) = receiver.requests(real.geturl())
+    assert req.headers["Host"] == f"rebind.invalid:{real.port}"
+
+
+def failed_delivery(sessions, policy, customer, url: str) -> tuple[WebhookEndpoint, uuid.UUID]:  # type: ignore[no-untyped-def]
+    """A delivery whose retries are used up: FAILED, nothing queued."""
+    ep, did, _ = parked_delivery(sessions, policy, customer, url)
+    with sessions.begin() as s:
+        d = s.get_one(WebhookDelivery, did)
+        d.status, d.next_attempt_at, d.queued_until = DeliveryStatus.FAILED, None, None
+    return ep, did
+
+
+def test_a_manual_retry_is_queued_once_until_its_attempt_ends(client, sessions, make_customer, policy) -> None:  # type: ignore[no-untyped-def]
+    alice = make_customer()
+    _, did = failed_delivery(sessions, policy, alice, NOWHERE)
+    h = login(client, alice.email)
+    answers = [client.post(f"{API}/deliveries/{did}/retry", headers=h) for _ in range(5)]
+    assert [r.status_code for r in answers] == [202] * 5
+    with sessions() as s:
+        d = s.get_one(WebhookDelivery, did)
+        retried = s.scalars(
+            select(AuditLog).where(
+                AuditLog.action == "webhook.delivery_retried", AuditLog.details["delivery_id"].astext == str(did)
+            )
+        ).all()
+    assert len(retried) == 1 and d.status == DeliveryStatus.PENDING  # one queued attempt, not five
+    with sessions.begin() as s:  # its attempt runs and ends: a new retry may queue another
+        job = delivery.claim(s, did, policy=policy, now=datetime.now(UTC))
+    assert job is not None
+    assert client.post(f"{API}/deliveries/{did}/retry", headers=h).status_code == 202  # in flight: no-op
+    with sessions.begin() as s:
+        delivery.record(s, job, delivery.Outcome(500, 1), policy=policy, now=datetime.now(UTC))
+    assert client.post(f"{API}/deliveries/{did}/retry", headers=h).status_code == 202
+    with sessions() as s:
+        count = s.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.action == "webhook.delivery_retried", AuditLog.details["delivery_id"].astext == str(did))
+        )
+    assert count == 2
+
+
+def test_manual_retries_are_rate_limited_per_user(make_app, sessions, make_customer, policy) -> None:  # type: ignore[no-untyped-def]
+    client = make_app(
+        rate_limit_key_prefix=f"test-{uuid.uuid4().hex}", rate_limit_webhook_retry="3 per minute"
+    ).test_client()
+    alice = make_customer()
+    dids = [failed_delivery(sessions, policy, alice, NOWHERE)[1] for _ in range(4)]
+    h = login(client, alice.email)
+    codes = [client.post(f"{API}/deliveries/{did}/retry", headers=h).status_code for did in dids]
+    assert codes == [202, 202, 202, 429]
+
+
+def test_a_busy_endpoint_defers_its_deliveries_and_others_flow(  # type: ignore[no-untyped-def]
+    sessions, make_customer, policy, receiver, redis_client, worker_resources
+) -> None:
+    """A slow endpoint's slot is held: its delivery waits (no worker blocked on it) while
+    another partner's is delivered; the slot holder then drains the endpoint's due deliveries."""
+    from worker.webhooks import deliver
+
+    slow_url, other_url = receiver.endpoint(Reply(204)), receiver.endpoint(Reply(204))
+    slow_ep, slow_1, _ = parked_delivery(sessions, policy, make_customer(), slow_url)
+    _, other, _ = parked_delivery(sessions, policy, make_customer(), other_url)
+    busy = slots.acquire(redis_client, slow_ep.id, limit=1, ttl_seconds=60)
+    assert busy is not None and slots.acquire(redis_client, slow_ep.id, limit=1, ttl_seconds=60) is None
+    try:
+        assert deliver.run(str(slow_1)) == "deferred"
+        assert deliver.run(str(other)) == "SUCCEEDED"
+        assert receiver.requests(slow_url) == []
+        with sessions() as s:
+            d = s.get_one(WebhookDelivery, slow_1)
+            assert (d.attempt, d.status, d.queued_until) == (0, DeliveryStatus.PENDING, None)  # no attempt used
+    finally:
+        slots.release(redis_client, busy)
+    with sessions.begin() as s:  # a second due delivery of the same endpoint
+        event = WebhookEvent(event_type=EventType.TRANSFER_COMPLETED, data={"id": "t-2"}, owner_ids=[])
+        s.add(event)
+        s.flush()
+        s.add(
+            WebhookDelivery(
+                event_id=event.id,
+                endpoint_id=slow_ep.id,
+                event_type=EventType.TRANSFER_COMPLETED,
+                next_attempt_at=datetime.now(UTC),
+                queued_until=datetime.now(UTC) + timedelta(hours=1),
+            )
+        )
+    assert deliver.run(str(slow_1)) in ("SUCCEEDED", "skipped")
+    receiver.wait(slow_url, 2, timeout=10)  # both, by the one slot holder (or a running worker)
 
 
 # ---- the endpoints API --------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from core.webhooks.urls import UnsafeUrl, UrlRules, check_url, is_public_address
+from core.webhooks.urls import Destination, UnsafeUrl, UrlRules, check_url, destination, is_public_address
 
 PROD = UrlRules(production=True)
 DEV = UrlRules(production=False)
@@ -48,6 +48,16 @@ def test_production_requires_https() -> None:
         "fe80::1%eth0",  # IPv6 link-local with a zone
         "fd00::1",  # unique local
         "::ffff:127.0.0.1",  # IPv4-mapped loopback
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+        "64:ff9b:1::a9fe:a9fe",  # NAT64 local-use prefix
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of the metadata address
+        "::127.0.0.1",  # IPv4-compatible loopback
+        "::a9fe:a9fe",  # IPv4-compatible metadata address
+        "::ffff:0:7f00:1",  # IPv4-translated (SIIT) loopback
+        "fec0::1",  # site-local (deprecated, never public)
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
     ],
 )
 def test_production_refuses_internal_destinations(address: str) -> None:
@@ -103,3 +113,22 @@ def test_malformed_urls_are_refused_everywhere(url: str, reason: str) -> None:
         with pytest.raises(UnsafeUrl, match=reason) as err:
             check_url(url, rules, resolver("93.184.216.34"))
         assert err.value.status == 422 and "url" in err.value.extra["errors"]
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2606:2800:220:1::1", "93.184.216.34"])
+def test_public_addresses_stay_public(address: str) -> None:
+    assert is_public_address(address)
+
+
+def test_the_destination_is_the_checked_addresses_and_looked_up_once() -> None:
+    calls: list[str] = []
+
+    def resolve(host: str, port: int) -> Iterable[str]:
+        calls.append(host)
+        return ["93.184.216.34", "93.184.216.34"]
+
+    target = destination("https://hooks.partner.example/x", PROD, resolve)
+    assert target == Destination("hooks.partner.example", ("93.184.216.34",)) and calls == ["hooks.partner.example"]
+    assert destination("https://[2606:2800:220:1::1]/x", PROD, unresolvable).addresses == ("2606:2800:220:1::1",)
+    with pytest.raises(UnsafeUrl):
+        destination("https://[64:ff9b::7f00:1]/x", PROD, unresolvable)
