@@ -9,6 +9,7 @@ from marshmallow import fields, validate
 
 from core.money import MAX_AMOUNT
 from core.pagination import MAX_LIMIT
+from core.transfers.submit import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
 
 CURRENCY = validate.Regexp(r"^[A-Z]{3}\Z", error="Must be an ISO 4217 code (3 upper-case letters).")
 PIN = validate.Regexp(r"^[0-9]{4,6}\Z", error="Must be 4 to 6 digits.")
@@ -24,6 +25,27 @@ class MinorUnits(fields.Integer):
         if isinstance(value, bool):
             raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer: floats, strings and booleans are refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: 1 and 0 are refused (they equal True and False in Python)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return bool(super()._deserialize(value, attr, data, **kwargs))
 
 
 class Strict(ma.Schema):
@@ -80,6 +102,27 @@ class TransferIn(Strict):
     currency = fields.String(required=True, validate=CURRENCY)
     pin = fields.String(required=True, load_only=True, validate=PIN)
     reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+    hold = StrictBoolean(
+        load_default=False,
+        metadata={"description": "Reserve the amount (ends HELD) instead of moving it; capture or void it later."},
+    )
+    hold_expires_in_seconds = StrictInteger(
+        validate=validate.Range(min=MIN_HOLD_SECONDS, max=MAX_HOLD_SECONDS),
+        metadata={"description": "With hold only: the hold ends EXPIRED after this long (default 86400)."},
+    )
+
+    @ma.validates_schema
+    def _expiry_needs_hold(self, data: dict[str, Any], **_: Any) -> None:
+        if "hold_expires_in_seconds" in data and not data.get("hold"):
+            raise ma.ValidationError("Only allowed with hold: true.", "hold_expires_in_seconds")
+
+
+class CaptureIn(Strict):
+    amount = MinorUnits(metadata={"description": "At most the held amount (default: all of it); the rest is released."})
+
+
+class VoidIn(Strict):
+    pass
 
 
 class DepositIn(Strict):

@@ -68,6 +68,12 @@ celery_app.conf.update(
             "schedule": settings.audit_seal_interval_seconds,
             "options": {"expires": max(10.0, 5 * settings.audit_seal_interval_seconds)},
         },
+        # Holds past their expiry end EXPIRED. Idempotent: a dropped tick leaves them to the next.
+        "expire-holds": {
+            "task": "worker.tasks.expire_holds",
+            "schedule": settings.hold_expiry_interval_seconds,
+            "options": {"expires": max(10.0, 5 * settings.hold_expiry_interval_seconds)},
+        },
         "refresh-gauges": {
             "task": "worker.tasks.refresh_gauges",
             "schedule": settings.metrics_refresh_seconds,
