@@ -22,8 +22,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core import audit, ledger
-from core.errors import Forbidden, IdempotencyKeyReused, NotFound, TransferNotHeld, ValidationFailed
-from core.models import Account, HoldAction, Role, Transfer, TransferAction, TransferStatus, User
+from core.errors import AccountInactive, Forbidden, IdempotencyKeyReused, NotFound, TransferNotHeld, ValidationFailed
+from core.models import Account, AccountStatus, HoldAction, Role, Transfer, TransferAction, TransferStatus, User
 from core.transfers.idempotency import validate_key
 from core.webhooks import outbox
 
@@ -138,6 +138,10 @@ def _end(
     if bound is None:  # this user bound the key to another request meanwhile (another transfer)
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
     source, destination = _lock_accounts(session, transfer)
+    if action is HoldAction.CAPTURE:  # money never moves out of or into a frozen account; a void may
+        for role, account in (("source", source), ("destination", destination)):
+            if account.status != AccountStatus.ACTIVE:
+                raise AccountInactive(f"{role} account is {account.status.value}")  # rolls the action back too
     source.held_amount -= transfer.amount
     if action is HoldAction.CAPTURE:
         ledger.post(session, transfer, debit=source, credit=destination, amount=moved)

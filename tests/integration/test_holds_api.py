@@ -5,15 +5,19 @@ key, answer TRANSFER_NOT_HELD when there is no open hold, and hide other people'
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from core.models import Transfer
+from core.models import Account, AuditLog, Transfer
+from core.reconcile import reconcile
 from core.transfers.settle import settle_transfer
 from core.webhooks.models import EventType, WebhookEvent
 from tests.integration.test_api import assert_problem, login, post_transfer, transfer_body
+from worker.app import celery_app
+from worker.tasks import expire_holds
 
 
 @pytest.fixture
@@ -205,3 +209,64 @@ def test_openapi_documents_capture_and_void(client) -> None:  # type: ignore[no-
     assert "/api/v1/transfers/{transfer_id}/void" in paths
     transfer_in = spec["components"]["schemas"]["TransferIn"]
     assert {"hold", "hold_expires_in_seconds"} <= set(transfer_in["properties"])
+
+
+def test_capture_needs_active_accounts_but_void_does_not(client, sessions, pair, admin_user) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    ah, admin_h = login(client, alice.email), login(client, admin_user.email)
+    t = held(client, sessions, alice, bob, 200)
+    assert (
+        client.post(
+            f"/api/v1/admin/accounts/{bob.account.id}/freeze", json={"reason": "t"}, headers=admin_h
+        ).status_code
+        == 200
+    )
+    assert_problem(action(client, ah, t["id"], "capture", key="c"), 409, "ACCOUNT_INACTIVE")
+    assert action(client, ah, t["id"], "void", key="c").status_code == 202  # the refused capture bound nothing
+    assert account(client, ah, alice.account.id)["available_balance"] == 1_000
+
+
+def test_hold_events_reach_both_owners(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    ah = login(client, alice.email)
+    voided = held(client, sessions, alice, bob, 100)
+    action(client, ah, voided["id"], "void")
+    expired = held(client, sessions, alice, bob, 100)
+    with sessions.begin() as s:
+        s.execute(
+            update(Transfer)
+            .where(Transfer.id == uuid.UUID(expired["id"]))
+            .values(hold_expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert expire_holds() >= 1  # the beat task, run in this process
+    both = sorted([alice.user.id, bob.user.id])
+    with sessions() as s:
+        for tid, kinds in (
+            (voided["id"], [EventType.TRANSFER_PENDING, EventType.TRANSFER_HELD, EventType.TRANSFER_VOIDED]),
+            (expired["id"], [EventType.TRANSFER_PENDING, EventType.TRANSFER_HELD, EventType.TRANSFER_EXPIRED]),
+        ):
+            events = list(
+                s.scalars(
+                    select(WebhookEvent).where(WebhookEvent.data["id"].astext == tid).order_by(WebhookEvent.sequence)
+                )
+            )
+            assert [e.event_type for e in events] == kinds
+            assert all(sorted(e.owner_ids) == both for e in events)
+            assert events[-1].data["status"] == kinds[-1].value.split(".")[1].upper()
+            actions = list(s.scalars(select(AuditLog.action).where(AuditLog.entity_id == tid)))
+            assert kinds[-1].value in actions  # transfer.voided / transfer.expired
+
+
+def test_expiry_is_scheduled_by_beat() -> None:
+    schedule = celery_app.conf.beat_schedule["expire-holds"]
+    assert schedule["task"] == expire_holds.name
+
+
+def test_reconcile_spots_a_held_total_that_is_not_the_open_holds(sessions, pair) -> None:  # type: ignore[no-untyped-def]
+    alice, _ = pair
+    with sessions.begin() as s:
+        assert reconcile(s).ok
+        s.execute(update(Account).where(Account.id == alice.account.id).values(held_amount=Account.held_amount + 1))
+        problems = reconcile(s).problems
+        s.rollback()
+    assert any(f"account {alice.account.id}: held 1 != sum of its HELD transfers 0" in p for p in problems)
