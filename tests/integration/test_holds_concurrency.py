@@ -4,10 +4,15 @@ one outcome, and the money is conserved."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -20,6 +25,8 @@ from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import fund
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def race(calls: list[Callable[[], Any]]) -> list[Any]:
@@ -132,3 +139,60 @@ def test_capture_void_and_expiry_racing_give_exactly_one_outcome(sessions, make_
         moved = 200 if status == TransferStatus.COMPLETED else 0
         assert (a_bal, a_held, b_bal, b_held) == (before[0][0] - moved, 0, before[1][0] + moved, 0)
     assert outcomes <= {TransferStatus.COMPLETED, TransferStatus.VOIDED, TransferStatus.EXPIRED}
+
+
+KILLED_MID_END = """
+import sys, uuid, time
+from datetime import UTC, datetime
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from core.models import User
+from core.transfers import holds
+sessions = make_session_factory(make_engine(Settings()))
+what, tid, user_id = sys.argv[1], uuid.UUID(sys.argv[2]), uuid.UUID(sys.argv[3])
+with sessions.begin() as s:
+    if what == "capture":
+        user = s.get_one(User, user_id)
+        holds.capture(s, user=user, transfer_id=tid, amount=None, idempotency_key="killed-capture")
+    else:
+        assert tid in holds.expire_due(s, now=datetime.now(UTC))
+    print("applied", flush=True)  # applied, not committed
+    time.sleep(60)
+"""
+
+
+def test_a_process_killed_mid_capture_or_mid_expiry_applies_nothing_and_loses_nothing(  # type: ignore[no-untyped-def]
+    sessions, make_customer, admin_user
+) -> None:
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 1_000)
+    captured, expiring = open_hold(sessions, alice, bob, 300), open_hold(sessions, alice, bob, 200)
+    with sessions.begin() as s:
+        s.execute(
+            update(Transfer).where(Transfer.id == expiring).values(hold_expires_at=datetime.now(UTC) - timedelta(1))
+        )
+    for what, tid in (("capture", captured), ("expire", expiring)):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", KILLED_MID_END, what, str(tid), str(alice.user.id)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            env=os.environ.copy(),
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == b"applied"  # inside its transaction...
+        os.kill(proc.pid, signal.SIGKILL)  # ...when the process dies
+        proc.wait(10)
+        proc.stdout.close()
+        with sessions() as s:
+            assert s.get_one(Transfer, tid).status == TransferStatus.HELD  # nothing half-done
+            assert s.scalar(select(func.count()).where(TransferAction.transfer_id == tid)) == 0
+        assert books(sessions, alice, bob) == [(1_000, 500), (0, 0)]  # both still held
+    # The client's retry (same key) and the next sweep end them, each exactly once.
+    ended = capture(sessions, alice.user, captured, key="killed-capture")()
+    assert ended.created and ended.transfer.status == TransferStatus.COMPLETED
+    with sessions.begin() as s:
+        assert expiring in holds.expire_due(s, now=datetime.now(UTC))
+    with sessions.begin() as s:
+        assert expiring not in holds.expire_due(s, now=datetime.now(UTC))
+    assert capture(sessions, alice.user, captured, key="killed-capture")().created is False
+    assert books(sessions, alice, bob) == [(700, 0), (300, 0)]
