@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 from core.models import Account, AuditLog, Transfer
 from core.reconcile import reconcile
 from core.transfers.settle import settle_transfer
-from core.webhooks.models import EventType, WebhookEvent
+from core.webhooks.models import EventType, WebhookDelivery, WebhookEvent
+from core.webhooks.relay import relay_events
 from tests.integration.test_api import assert_problem, login, post_transfer, transfer_body
 from worker.app import celery_app
 from worker.tasks import expire_holds
@@ -229,6 +230,15 @@ def test_capture_needs_active_accounts_but_void_does_not(client, sessions, pair,
 def test_hold_events_reach_both_owners(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
     ah = login(client, alice.email)
+    hold_events = ["transfer.held", "transfer.voided", "transfer.expired"]
+    endpoints = {
+        client.post(
+            "/api/v1/webhooks/endpoints",
+            json={"url": "http://127.0.0.1:9/discard", "events": hold_events},
+            headers=login(client, who.email),
+        ).json["id"]
+        for who in (alice, bob)
+    }
     voided = held(client, sessions, alice, bob, 100)
     action(client, ah, voided["id"], "void")
     expired = held(client, sessions, alice, bob, 100)
@@ -255,6 +265,19 @@ def test_hold_events_reach_both_owners(client, sessions, pair) -> None:  # type:
             assert events[-1].data["status"] == kinds[-1].value.split(".")[1].upper()
             actions = list(s.scalars(select(AuditLog.action).where(AuditLog.entity_id == tid)))
             assert kinds[-1].value in actions  # transfer.voided / transfer.expired
+    for _ in range(1_000):  # the relay fans them out to both owners' endpoints (oldest events first)
+        with sessions.begin() as s:
+            if relay_events(s, now=datetime.now(UTC), queue_lease=timedelta(seconds=5), limit=500).events == 0:
+                break
+    with sessions() as s:
+        delivered = s.execute(
+            select(WebhookDelivery.endpoint_id, WebhookDelivery.event_type).where(
+                WebhookDelivery.endpoint_id.in_([uuid.UUID(e) for e in endpoints])
+            )
+        ).all()
+    for endpoint in endpoints:
+        got = sorted(t.value for e, t in delivered if str(e) == endpoint)
+        assert got == sorted(["transfer.held", "transfer.held", "transfer.voided", "transfer.expired"])
 
 
 def test_expiry_is_scheduled_by_beat() -> None:
