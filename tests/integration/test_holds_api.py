@@ -101,7 +101,11 @@ def test_void_releases_and_either_owner_may_void(client, sessions, pair) -> None
     assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
     assert_problem(action(client, ah, t["id"], "capture"), 409, "TRANSFER_NOT_HELD")
     t2 = held(client, sessions, alice, bob, 100)
-    assert action(client, ah, t2["id"], "void").status_code == 202  # the source's owner
+    bare = client.post(f"/api/v1/transfers/{t2['id']}/void", headers={**ah, "Idempotency-Key": "no-body"})
+    assert bare.status_code == 202, bare.json  # the source's owner, and no body at all
+    t3 = held(client, sessions, alice, bob, 100)
+    bare = client.post(f"/api/v1/transfers/{t3['id']}/capture", headers={**ah, "Idempotency-Key": "no-body-c"})
+    assert bare.status_code == 202 and bare.json["captured_amount"] == 100, bare.json
 
 
 def test_a_pending_or_plain_transfer_is_not_held(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
