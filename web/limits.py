@@ -58,6 +58,9 @@ RULES: dict[str, list[tuple[Callable[[Settings], str], Callable[[], str]]]] = {
     "auth.verify_otp": [(lambda s: s.rate_limit_otp_verify, _ip)],
     "auth.register": [(lambda s: s.rate_limit_register, _ip)],
     "transfers.create_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
+    # Ending a hold moves (or releases) money too: the same per-user budget, counted per endpoint.
+    "transfers.capture_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
+    "transfers.void_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
 }
 
 
