@@ -22,8 +22,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core import audit, ledger
-from core.errors import AccountInactive, Forbidden, IdempotencyKeyReused, NotFound, TransferNotHeld, ValidationFailed
+from core.errors import AccountInactive, Forbidden, IdempotencyKeyReused, TransferNotHeld, ValidationFailed
 from core.models import Account, AccountStatus, HoldAction, Role, Transfer, TransferAction, TransferStatus, User
+from core.transfers import queries
 from core.transfers.idempotency import validate_key
 from core.webhooks import outbox
 
@@ -164,23 +165,27 @@ def _end(
 
 
 def _visible(session: Session, transfer_id: uuid.UUID, user: User, action: HoldAction, *, lock: bool) -> Transfer:
-    """The transfer if ``user`` may end it; locked (FOR NO KEY UPDATE) when ``lock``.
-
-    Someone else's transfer is a 404; the destination's owner may see a hold but not capture it."""
-    stmt = select(Transfer).where(Transfer.id == transfer_id).execution_options(populate_existing=True)
-    transfer = session.scalar(stmt.with_for_update(key_share=True) if lock else stmt)
-    if transfer is None:
-        raise NotFound("transfer not found")
-    if user.role == Role.ADMIN:
-        return transfer
-    owners = _owners(session, {transfer.source_account_id, transfer.destination_account_id})
-    if user.id == owners.get(transfer.source_account_id):
-        return transfer
-    if user.id == owners.get(transfer.destination_account_id):
-        if action is HoldAction.VOID:
-            return transfer
+    """The transfer if ``user`` may end it (someone else's is a 404); locked (FOR NO KEY UPDATE,
+    re-read) when ``lock``. The destination's owner may void a hold but not capture it."""
+    transfer = queries.get_visible(session, transfer_id, user)
+    if lock:  # the same object, refreshed from the locked row: its status is the committed one
+        transfer = session.scalars(
+            select(Transfer)
+            .where(Transfer.id == transfer_id)
+            .with_for_update(key_share=True)  # ROW_LOCK, see core.db
+            .execution_options(populate_existing=True)
+        ).one()
+    if (
+        action is HoldAction.CAPTURE
+        and user.role != Role.ADMIN
+        and _owner(session, transfer.source_account_id) != user.id
+    ):
         raise Forbidden("only the source account's owner may capture a hold")
-    raise NotFound("transfer not found")
+    return transfer
+
+
+def _owner(session: Session, account_id: uuid.UUID) -> uuid.UUID | None:
+    return session.scalar(select(Account.user_id).where(Account.id == account_id))
 
 
 def _lock_accounts(session: Session, transfer: Transfer) -> tuple[Account, Account]:
