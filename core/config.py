@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # transfers arriving together share a transaction instead of paying one each.
     settle_linger_ms: int = Field(default=50, ge=0, le=1000)
 
+    # Beat: how often holds past their expiry are ended EXPIRED (core/transfers/holds.py).
+    hold_expiry_interval_seconds: float = Field(default=5.0, gt=0)
+
     # Beat: how often the sealer chains the committed audit rows (core/audit_seal.py).
     audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
 

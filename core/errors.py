@@ -60,6 +60,12 @@ class KycNotApproved(DomainError):
     code, status, title = "KYC_NOT_APPROVED", 403, "Forbidden"
 
 
+class TransferNotHeld(DomainError):
+    """Capture or void of a transfer that is not HELD (still PENDING, or already ended)."""
+
+    code, status, title = "TRANSFER_NOT_HELD", 409, "Conflict"
+
+
 class AccountInactive(DomainError):
     code, status, title = "ACCOUNT_INACTIVE", 409, "Conflict"
 

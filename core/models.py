@@ -243,6 +243,41 @@ class Transfer(Base):
     )
 
 
+class HoldAction(enum.StrEnum):
+    CAPTURE = "CAPTURE"
+    VOID = "VOID"
+    EXPIRE = "EXPIRE"
+
+
+class TransferAction(Base):
+    """How a hold ended: its capture, void or expiry. At most one per transfer (the unique
+    transfer_id), so racing captures, voids and the expiry sweep give exactly one outcome; a
+    capture or void is bound to its caller's Idempotency-Key like a transfer is."""
+
+    __tablename__ = "transfer_actions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    transfer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transfers.id"), unique=True)
+    action: Mapped[HoldAction] = mapped_column(enum_column(HoldAction, "hold_action"))
+    amount: Mapped[int] = mapped_column(BigInteger)  # captured (CAPTURE) or released (VOID, EXPIRE)
+    initiated_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id"))  # NULL: the expiry sweep
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = _now()
+
+    __table_args__ = (
+        UniqueConstraint("initiated_by", "idempotency_key", name="uq_transfer_actions_idempotency"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint(
+            "(action = 'EXPIRE') = (initiated_by IS NULL)"
+            " AND (initiated_by IS NULL) = (idempotency_key IS NULL)"
+            " AND (idempotency_key IS NULL) = (request_hash IS NULL)",
+            name="requested_by_caller",
+        ),
+    )
+
+
 class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
 

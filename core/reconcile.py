@@ -31,16 +31,32 @@ SELECT a.currency, sum(e.amount) AS total
  GROUP BY a.currency HAVING sum(e.amount) <> 0
 """
 _TRANSFER_ENTRIES = """
-SELECT t.id, t.status, t.amount, count(e.id) AS n,
+SELECT t.id, t.status, coalesce(t.captured_amount, t.amount) AS amount, count(e.id) AS n,
        coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.source_account_id), 0) AS debit,
        coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.destination_account_id), 0) AS credit
   FROM transfers t LEFT JOIN ledger_entries e ON e.transfer_id = t.id
  GROUP BY t.id
 HAVING NOT (
         (t.status = 'COMPLETED' AND count(e.id) = 2
-            AND coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.source_account_id), 0) = -t.amount
-            AND coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.destination_account_id), 0) = t.amount)
+            AND coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.source_account_id), 0)
+                = -coalesce(t.captured_amount, t.amount)
+            AND coalesce(sum(e.amount) FILTER (WHERE e.account_id = t.destination_account_id), 0)
+                = coalesce(t.captured_amount, t.amount))
      OR (t.status <> 'COMPLETED' AND count(e.id) = 0))
+"""
+# Holds: each account's held total is exactly the sum of its open (HELD) holds, and only a
+# hold ever reaches HELD, VOIDED or EXPIRED or has a captured amount.
+_HELD_VS_HOLDS = """
+SELECT a.id, a.held_amount, coalesce(h.total, 0) AS holds
+  FROM accounts a
+  LEFT JOIN (SELECT source_account_id, sum(amount) AS total FROM transfers WHERE status = 'HELD'
+              GROUP BY source_account_id) h ON h.source_account_id = a.id
+ WHERE a.held_amount <> coalesce(h.total, 0)
+"""
+_HOLD_STATES = """
+SELECT t.id, t.status, t.hold, t.captured_amount FROM transfers t
+ WHERE (NOT t.hold AND (t.status IN ('HELD', 'VOIDED', 'EXPIRED') OR t.captured_amount IS NOT NULL))
+    OR (t.captured_amount IS NOT NULL AND t.status <> 'COMPLETED')
 """
 _ORPHAN_ENTRIES = """
 SELECT e.id, e.transfer_id FROM ledger_entries e JOIN transfers t ON t.id = e.transfer_id
@@ -63,6 +79,12 @@ def reconcile(session: Session) -> Report:
         report.problems.append(
             f"transfer {row.id} ({row.status}, amount {row.amount}): {row.n} entries, "
             f"debit {row.debit}, credit {row.credit}"
+        )
+    for row in session.execute(text(_HELD_VS_HOLDS)):
+        report.problems.append(f"account {row.id}: held {row.held_amount} != sum of its HELD transfers {row.holds}")
+    for row in session.execute(text(_HOLD_STATES)):
+        report.problems.append(
+            f"transfer {row.id} ({row.status}, hold {row.hold}, captured {row.captured_amount}): not a valid hold state"
         )
     for row in session.execute(text(_ORPHAN_ENTRIES)):
         report.problems.append(f"ledger entry {row.id} is on an account outside transfer {row.transfer_id}")

@@ -61,6 +61,9 @@ RULES: dict[str, list[tuple[Callable[[Settings], str], Callable[[], str]]]] = {
     "refunds.create_refund": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
     "transfer_batches.create_batch": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
     "webhooks.retry_delivery": [(lambda s: s.rate_limit_webhook_retry, _authenticated_user)],
+    # Ending a hold moves (or releases) money too: the same per-user budget, counted per endpoint.
+    "transfers.capture_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
+    "transfers.void_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
 }
 
 

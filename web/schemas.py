@@ -11,6 +11,7 @@ from core.money import CURRENCIES, MAX_AMOUNT
 from core.pagination import MAX_LIMIT
 from core.transfers.batch import MAX_ITEMS as MAX_BATCH_ITEMS
 from core.transfers.refund import MAX_REASON_LENGTH
+from core.transfers.submit import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
 
 
 class FullMatch(validate.Regexp):
@@ -41,6 +42,27 @@ class MinorUnits(fields.Integer):
         if isinstance(value, bool):
             raise self.make_error("invalid")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictInteger(fields.Integer):
+    """A JSON integer: floats, strings and booleans are refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only: 1 and 0 are refused (they equal True and False in Python)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return bool(super()._deserialize(value, attr, data, **kwargs))
 
 
 class Strict(ma.Schema):
@@ -97,6 +119,27 @@ class TransferIn(Strict):
     currency = fields.String(required=True, validate=CURRENCY)
     pin = fields.String(required=True, load_only=True, validate=PIN)
     reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+    hold = StrictBoolean(
+        load_default=False,
+        metadata={"description": "Reserve the amount (ends HELD) instead of moving it; capture or void it later."},
+    )
+    hold_expires_in_seconds = StrictInteger(
+        validate=validate.Range(min=MIN_HOLD_SECONDS, max=MAX_HOLD_SECONDS),
+        metadata={"description": "With hold only: the hold ends EXPIRED after this long (default 86400)."},
+    )
+
+    @ma.validates_schema
+    def _expiry_needs_hold(self, data: dict[str, Any], **_: Any) -> None:
+        if "hold_expires_in_seconds" in data and not data.get("hold"):
+            raise ma.ValidationError("Only allowed with hold: true.", "hold_expires_in_seconds")
+
+
+class CaptureIn(Strict):
+    amount = MinorUnits(metadata={"description": "At most the held amount (default: all of it); the rest is released."})
+
+
+class VoidIn(Strict):
+    pass
 
 
 class BatchItemIn(Strict):

@@ -16,17 +16,20 @@ from core.identity.service import PinCheck, check_pin
 from core.models import Transfer, TransferKind, TransferStatus
 from core.observability import metrics, tracing
 from core.pagination import Page
-from core.transfers import queries
+from core.transfers import holds, queries
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.submit import submit_transfer
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.me import pin_policy
-from web.schemas import TransferIn, TransferListArgs, TransferOut, TransferPage
+from web.problems import PROBLEM_JSON
+from web.schemas import CaptureIn, ProblemOut, TransferIn, TransferListArgs, TransferOut, TransferPage, VoidIn
 from web.security import me
 from worker.tasks import nudge_after_accept
 
 blp = Blueprint("transfers", __name__, url_prefix="/transfers", description="Transfers")
+
+NOT_HELD = "`TRANSFER_NOT_HELD`: the transfer is not `HELD` (still `PENDING`, or already ended)"
 
 
 def _location(transfer: Transfer | Row[Any]) -> str:
@@ -49,6 +52,8 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dic
         amount=body["amount"],
         currency=body["currency"],
         reference=body.get("reference"),
+        hold=body["hold"],
+        hold_expires_in_seconds=body.get("hold_expires_in_seconds"),
     )
     # One transaction: the replay lookup (a retry gets its transfer back before any other
     # check), the PIN, the checks and the insert. A wrong PIN commits its failure count.
@@ -90,6 +95,54 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dic
 
 def _replayed(transfer: Transfer | Row[Any]) -> tuple[Transfer | Row[Any], int, dict[str, str]]:
     return transfer, 200, {"Location": _location(transfer), "Idempotent-Replayed": "true"}
+
+
+@blp.route("/<uuid:transfer_id>/capture", methods=["POST"])
+@jwt_required()
+@blp.arguments(CaptureIn)
+@blp.response(202, TransferOut, description="Captured: the transfer, COMPLETED with captured_amount")
+@blp.alt_response(200, schema=TransferOut, description="Idempotent replay of an accepted capture")
+@blp.alt_response(409, schema=ProblemOut, content_type=PROBLEM_JSON, description=NOT_HELD)
+@blp.doc(**doc(BEARER, IDEMPOTENCY_KEY))
+def capture_transfer(body: dict[str, Any], transfer_id: uuid.UUID) -> tuple[Transfer, int, dict[str, str]]:
+    """Capture a hold (source owner or admin): all of it or ``amount``; the rest is released."""
+    with transaction() as session:
+        ended = holds.capture(
+            session,
+            user=me(),
+            transfer_id=transfer_id,
+            amount=body.get("amount"),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            request_id=request_id(),
+        )
+    return _ended(ended)
+
+
+@blp.route("/<uuid:transfer_id>/void", methods=["POST"])
+@jwt_required()
+@blp.arguments(VoidIn)
+@blp.response(202, TransferOut, description="Voided: the transfer, VOIDED, its amount released")
+@blp.alt_response(200, schema=TransferOut, description="Idempotent replay of an accepted void")
+@blp.alt_response(409, schema=ProblemOut, content_type=PROBLEM_JSON, description=NOT_HELD)
+@blp.doc(**doc(BEARER, IDEMPOTENCY_KEY))
+def void_transfer(body: dict[str, Any], transfer_id: uuid.UUID) -> tuple[Transfer, int, dict[str, str]]:
+    """Void a hold (source or destination owner, or admin): the amount is released."""
+    with transaction() as session:
+        ended = holds.void(
+            session,
+            user=me(),
+            transfer_id=transfer_id,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            request_id=request_id(),
+        )
+    return _ended(ended)
+
+
+def _ended(ended: holds.Ended) -> tuple[Transfer, int, dict[str, str]]:
+    headers = {"Location": _location(ended.transfer)}
+    if not ended.created:
+        return ended.transfer, 200, {**headers, "Idempotent-Replayed": "true"}
+    return ended.transfer, 202, headers
 
 
 @blp.route("/<uuid:transfer_id>", methods=["GET"])

@@ -68,6 +68,12 @@ celery_app.conf.update(
             "schedule": settings.audit_seal_interval_seconds,
             "options": {"expires": max(10.0, 5 * settings.audit_seal_interval_seconds)},
         },
+        # Holds past their expiry end EXPIRED. Idempotent: a dropped tick leaves them to the next.
+        "expire-holds": {
+            "task": "worker.tasks.expire_holds",
+            "schedule": settings.hold_expiry_interval_seconds,
+            "options": {"expires": max(10.0, 5 * settings.hold_expiry_interval_seconds)},
+        },
         # One heartbeat per queue, sent to that queue: each pool proves it takes work from each
         # queue it should consume. A tick not taken in time is dropped; the next one counts.
         **{

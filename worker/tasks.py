@@ -17,6 +17,7 @@ from core.locks import AccountLocks, LockTimeout
 from core.models import TransferStatus
 from core.observability import metrics, tracing
 from core.transfers import drain, nudges, poison
+from core.transfers.holds import expire_due
 from core.transfers.routing import queue_name
 from core.transfers.settle import Settled, settle_batch
 from core.transfers.sweep import claim_stale_pending, count_parked, oldest_pending_age_seconds
@@ -192,6 +193,26 @@ def seal_audit() -> int:
         total += result.sealed
         if result.busy or result.sealed < SEAL_BATCH:
             break
+    return total
+
+
+EXPIRE_BATCH = 500
+EXPIRE_MAX_BATCHES = 20  # per run; the next beat tick continues
+
+
+@celery_app.task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=0.5, max_retries=3)
+def expire_holds() -> int:
+    """End the holds past their expiry as EXPIRED, a batch per transaction, until none is due."""
+    sessions = resources.get().sessions
+    total = 0
+    for _ in range(EXPIRE_MAX_BATCHES):
+        with sessions.begin() as session:
+            expired = expire_due(session, now=datetime.now(UTC), limit=EXPIRE_BATCH)
+        total += len(expired)
+        if len(expired) < EXPIRE_BATCH:
+            break
+    if total:
+        log.info("holds_expired", count=total)
     return total
 
 

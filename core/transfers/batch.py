@@ -17,10 +17,9 @@ all in one transaction, and nudges ``partitions`` after the commit.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, delete, insert, select, text, update
@@ -31,11 +30,11 @@ from core.errors import Conflict, DomainError, IdempotencyKeyReused, LinkedFaile
 from core.models import Account, Transfer, TransferBatch, TransferKind, TransferStatus, User
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
-from core.transfers.submit import check_accounts, check_user
+from core.transfers.submit import DEFAULT_HOLD_SECONDS, check_accounts, check_user
 from core.webhooks import outbox
 
 MAX_ITEMS = 1000
-HOLD_SECONDS = 86_400
+HOLD_SECONDS = DEFAULT_HOLD_SECONDS  # items take the default expiry of POST /transfers
 
 _T = Transfer.__table__
 _B = cast(Table, TransferBatch.__table__)
@@ -114,9 +113,9 @@ class BatchResult:
 
 
 def item_hash(movement: MoneyMovement, hold: bool) -> str:
-    """The request hash of an item: POST /transfers' own when not a hold, so keys replay across both."""
-    base = fingerprint(TransferKind.TRANSFER, movement)
-    return hashlib.sha256(f"{base}:hold".encode()).hexdigest() if hold else base
+    """The request hash of an item: POST /transfers' own for the same body (a hold with the
+    default expiry included), so keys replay across both endpoints."""
+    return fingerprint(TransferKind.TRANSFER, replace(movement, hold=hold))
 
 
 def prepare_batch(session: Session, user: User, items: Sequence[BatchItem | DomainError]) -> BatchPlan:

@@ -25,6 +25,9 @@ class MoneyMovement:
     amount: int
     currency: str
     reference: str | None
+    # A hold reserves the amount until captured, voided or expired (core.transfers.holds).
+    hold: bool = False
+    hold_expires_in_seconds: int | None = None
 
 
 def validate_key(key: str | None) -> str:
@@ -36,7 +39,10 @@ def validate_key(key: str | None) -> str:
 
 
 def fingerprint(kind: TransferKind, movement: MoneyMovement) -> str:
-    body = {"kind": kind.value, **{k: str(v) if v is not None else None for k, v in asdict(movement).items()}}
+    fields = asdict(movement)
+    if not movement.hold:  # keys bound before holds existed keep their hash
+        del fields["hold"], fields["hold_expires_in_seconds"]
+    body = {"kind": kind.value, **{k: str(v) if v is not None else None for k, v in fields.items()}}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

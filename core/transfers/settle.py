@@ -24,17 +24,25 @@ _A = Account.__table__
 
 # One statement each for a whole batch, with array parameters: prepared once, whatever the size.
 _UPDATE_BALANCES = text(
-    "UPDATE accounts SET balance = new.balance, updated_at = now()"
-    " FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[])) AS new(id, balance)"
+    "UPDATE accounts SET balance = new.balance, held_amount = new.held, updated_at = now()"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[]), CAST(:held AS bigint[])) AS new(id, balance, held)"
     " WHERE accounts.id = new.id"
 )
+# A HELD transfer is not final yet: its completed_at comes with its capture, void or expiry.
 _UPDATE_STATUSES = text(
-    "UPDATE transfers SET status = final.status, failure_code = final.code, completed_at = now(), updated_at = now()"
+    "UPDATE transfers SET status = final.status, failure_code = final.code,"
+    " completed_at = CASE WHEN final.status = 'HELD' THEN NULL ELSE now() END, updated_at = now()"
     " FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS varchar[]), CAST(:codes AS varchar[]))"
     " AS final(id, status, code)"
     " WHERE transfers.id = final.id"
     f" RETURNING {', '.join(f'transfers.{c.name}' for c in Transfer.__table__.c)}"
 ).columns(*Transfer.__table__.c)
+
+_AUDIT_ACTIONS = {
+    TransferStatus.COMPLETED: "transfer.completed",
+    TransferStatus.FAILED: "transfer.failed",
+    TransferStatus.HELD: "transfer.held",
+}
 
 # PROCESSING is never persisted (settlement is one transaction) but would be safe to take.
 SETTLEABLE = (TransferStatus.PENDING, TransferStatus.PROCESSING)
@@ -57,8 +65,10 @@ class _Plan:
     """What a batch writes, decided in accept order against running balances."""
 
     balances: dict[uuid.UUID, int]
+    held: dict[uuid.UUID, int]  # accounts.held_amount, running like the balances
     owners: dict[uuid.UUID, uuid.UUID | None]
     outcomes: dict[uuid.UUID, str | None] = field(default_factory=dict)  # transfer -> failure code
+    holds: set[uuid.UUID] = field(default_factory=set)  # transfers that end HELD, not COMPLETED
     entries: list[tuple[Any, ...]] = field(default_factory=list)  # rows of _ENTRY_COLUMNS
     balance_after: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)  # transfer -> (src, dst)
     touched: set[uuid.UUID] = field(default_factory=set)
@@ -80,7 +90,7 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
         return []
     groups = linked.atomic_batches(session, transfer_ids)  # settled whole, whichever of their ids were passed
     pending = session.execute(
-        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount, _T.c.batch_id)
+        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount, _T.c.batch_id, _T.c.hold)
         .where(linked.with_siblings(transfer_ids, groups), _T.c.status.in_(SETTLEABLE))
         .order_by(_T.c.created_at, _T.c.id)
         .with_for_update(key_share=True)  # ROW_LOCK, see core.db
@@ -95,7 +105,7 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
         session,
         [
             audit.entry(
-                action="transfer.failed" if t.failure_code else "transfer.completed",
+                action=_AUDIT_ACTIONS[t.status],
                 entity_type="transfer",
                 entity_id=t.id,
                 actor_id=None,
@@ -105,7 +115,7 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
             for t in finals
         ],
     )
-    # transfer.completed/failed (+ account.debited/credited), committed with the settlement.
+    # transfer.completed/failed/held (+ account.debited/credited), committed with the settlement.
     outbox.emit_many(
         session,
         [
@@ -147,12 +157,16 @@ def settle_transfer(session: Session, transfer_id: uuid.UUID) -> Settled:
 def _decide(session: Session, pending: Sequence[Any], groups: Collection[uuid.UUID] = ()) -> _Plan:
     account_ids = sorted({t.source_account_id for t in pending} | {t.destination_account_id for t in pending})
     accounts = session.execute(
-        select(_A.c.id, _A.c.user_id, _A.c.balance, _A.c.status)
+        select(_A.c.id, _A.c.user_id, _A.c.balance, _A.c.held_amount, _A.c.status)
         .where(_A.c.id.in_(account_ids))
         .order_by(_A.c.id)
         .with_for_update(key_share=True)
     ).all()
-    plan = _Plan(balances={a.id: a.balance for a in accounts}, owners={a.id: a.user_id for a in accounts})
+    plan = _Plan(
+        balances={a.id: a.balance for a in accounts},
+        held={a.id: a.held_amount for a in accounts},
+        owners={a.id: a.user_id for a in accounts},
+    )
     active = {a.id for a in accounts if a.status == AccountStatus.ACTIVE}
     for unit in linked.units(pending, groups):
         if len(unit) == 1 and unit[0].batch_id not in groups:
@@ -167,8 +181,11 @@ def _apply(plan: _Plan, t: Any, active: set[uuid.UUID]) -> str | None:
     src, dst = t.source_account_id, t.destination_account_id
     if src not in active or dst not in active:
         plan.outcomes[t.id] = "ACCOUNT_INACTIVE"
-    elif plan.balances[src] < t.amount:
+    elif available(plan, src) < t.amount:
         plan.outcomes[t.id] = "INSUFFICIENT_FUNDS"
+    elif t.hold:
+        plan.outcomes[t.id] = None
+        _reserve(plan, t)
     else:
         plan.outcomes[t.id] = None
         plan.balances[src] -= t.amount
@@ -183,11 +200,32 @@ def _apply(plan: _Plan, t: Any, active: set[uuid.UUID]) -> str | None:
     return plan.outcomes[t.id]
 
 
+def available(plan: _Plan, account_id: uuid.UUID) -> int:
+    """What a transfer may spend from the account now: its running balance less its open holds."""
+    return plan.balances[account_id] - plan.held[account_id]
+
+
+def _reserve(plan: _Plan, t: Any) -> None:
+    """A hold moves nothing: the amount joins the source's held total (no ledger entries)."""
+    plan.held[t.source_account_id] += t.amount
+    plan.holds.add(t.id)
+    plan.touched.add(t.source_account_id)
+
+
 def _write_balances(session: Session, plan: _Plan) -> None:
     if not plan.touched:
         return
     ids = sorted(plan.touched)
-    session.execute(_UPDATE_BALANCES, {"ids": ids, "balances": [plan.balances[i] for i in ids]})
+    session.execute(
+        _UPDATE_BALANCES,
+        {"ids": ids, "balances": [plan.balances[i] for i in ids], "held": [plan.held[i] for i in ids]},
+    )
+
+
+def _final_status(plan: _Plan, transfer_id: uuid.UUID, failure_code: str | None) -> TransferStatus:
+    if failure_code:
+        return TransferStatus.FAILED
+    return TransferStatus.HELD if transfer_id in plan.holds else TransferStatus.COMPLETED
 
 
 def _write_statuses(session: Session, plan: _Plan) -> list[Any]:
@@ -197,9 +235,7 @@ def _write_statuses(session: Session, plan: _Plan) -> list[Any]:
         _UPDATE_STATUSES,
         {
             "ids": list(plan.outcomes),
-            "statuses": [
-                TransferStatus.FAILED.value if c else TransferStatus.COMPLETED.value for c in plan.outcomes.values()
-            ],
+            "statuses": [_final_status(plan, t, c).value for t, c in plan.outcomes.items()],
             "codes": list(plan.outcomes.values()),
         },
     ).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, select
@@ -19,6 +20,7 @@ from core.errors import (
     KycNotApproved,
     NotFound,
     SameAccount,
+    ValidationFailed,
 )
 from core.models import (
     Account,
@@ -35,6 +37,9 @@ from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
 from core.webhooks import outbox
+
+DEFAULT_HOLD_SECONDS = 86_400
+MIN_HOLD_SECONDS, MAX_HOLD_SECONDS = 60, 604_800
 
 # A concurrent duplicate blocks on the unique index until the first commits, then does
 # nothing: exactly one row per (user, key) whatever the interleaving. One Core statement,
@@ -86,6 +91,8 @@ def submit_transfer(
             "status": TransferStatus.PENDING,
             "request_id": request_id,
             "partition": partition_of(source.id, partitions),
+            "hold": movement.hold,
+            "hold_expires_at": hold_expiry(movement),
         },
     ).one_or_none()
     if transfer is None:
@@ -106,9 +113,32 @@ def submit_transfer(
     return Accepted(transfer, created=True)
 
 
+def _validate_hold(movement: MoneyMovement) -> None:
+    seconds = movement.hold_expires_in_seconds
+    if seconds is None:
+        return
+    if not movement.hold:
+        raise ValidationFailed(
+            "hold_expires_in_seconds needs hold", errors={"hold_expires_in_seconds": ["Only allowed with hold: true."]}
+        )
+    if not MIN_HOLD_SECONDS <= seconds <= MAX_HOLD_SECONDS:
+        raise ValidationFailed(
+            "hold_expires_in_seconds out of range",
+            errors={"hold_expires_in_seconds": [f"Must be between {MIN_HOLD_SECONDS} and {MAX_HOLD_SECONDS}."]},
+        )
+
+
+def hold_expiry(movement: MoneyMovement) -> datetime | None:
+    """When a hold ends EXPIRED if not captured or voided: counted from acceptance."""
+    if not movement.hold:
+        return None
+    return datetime.now(UTC) + timedelta(seconds=movement.hold_expires_in_seconds or DEFAULT_HOLD_SECONDS)
+
+
 def _check(session: Session, user: User, movement: MoneyMovement) -> tuple[Account, Account]:
     validate_amount(movement.amount)
     validate_currency(movement.currency)
+    _validate_hold(movement)
     check_user(user)
     if movement.source_account_id == movement.destination_account_id:
         raise SameAccount("source and destination must differ")

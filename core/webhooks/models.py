@@ -32,6 +32,9 @@ class EventType(enum.StrEnum):
     TRANSFER_PENDING = "transfer.pending"
     TRANSFER_COMPLETED = "transfer.completed"
     TRANSFER_FAILED = "transfer.failed"
+    TRANSFER_HELD = "transfer.held"
+    TRANSFER_VOIDED = "transfer.voided"
+    TRANSFER_EXPIRED = "transfer.expired"
     ACCOUNT_CREDITED = "account.credited"
     ACCOUNT_DEBITED = "account.debited"
 

@@ -23,6 +23,9 @@ _STATUS_EVENTS = {
     TransferStatus.PENDING: EventType.TRANSFER_PENDING,
     TransferStatus.COMPLETED: EventType.TRANSFER_COMPLETED,
     TransferStatus.FAILED: EventType.TRANSFER_FAILED,
+    TransferStatus.HELD: EventType.TRANSFER_HELD,
+    TransferStatus.VOIDED: EventType.TRANSFER_VOIDED,
+    TransferStatus.EXPIRED: EventType.TRANSFER_EXPIRED,
 }
 
 

@@ -9,15 +9,19 @@ import subprocess
 import sys
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from core.accounts.service import set_frozen
+from core.errors import TransferNotHeld
 from core.models import Account, AccountStatus, LedgerEntry, Transfer, TransferStatus
+from core.reconcile import reconcile
 from core.transfers import drain
+from core.transfers import holds as holds_service
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_batch
 from core.transfers.submit import submit_transfer
@@ -228,3 +232,142 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(sessions, make_cust
         assert len(settle_batch(s, ids)) == 5
     assert balance(sessions, alice.account.id) == 500
     assert balance(sessions, bob.account.id) == 500
+
+
+# ---- holds: the same model grows to holds, captures, voids and expiries --------------------
+
+# Rounds: some transfers and holds are sent and settled as one batch, then some of the holds
+# sent so far are captured (a percent of the amount), voided or expired.
+send = st.tuples(st.integers(0, N - 1), st.integers(1, N - 1), st.integers(1, 300), st.booleans())
+end = st.tuples(st.sampled_from(["capture", "void", "expire"]), st.integers(0, 30), st.integers(1, 100))
+hold_round = st.tuples(st.lists(send, min_size=1, max_size=6), st.lists(end, max_size=4))
+
+
+_sink: list = []  # type: ignore[type-arg]
+
+
+def reset(sessions, make_customer, admin_user, p, target: int) -> None:  # type: ignore[no-untyped-def]
+    """Start an example from ``target``, no open hold, active: small balances make holds matter."""
+    with sessions() as s:
+        account = s.get_one(Account, p.account.id)
+        frozen = account.status == AccountStatus.FROZEN
+        open_holds = list(
+            s.scalars(
+                select(Transfer.id).where(
+                    Transfer.source_account_id == p.account.id, Transfer.status == TransferStatus.HELD
+                )
+            )
+        )
+    if frozen:
+        freeze(sessions, admin_user, p, False)
+    for tid in open_holds:
+        with sessions.begin() as s:
+            holds_service.void(s, user=admin_user, transfer_id=tid, idempotency_key=str(uuid.uuid4()))
+    if not _sink:
+        _sink.append(make_customer())
+    now = balance(sessions, p.account.id)
+    if now > target:
+        tid = submit(sessions, p, _sink[0], now - target)
+        with sessions.begin() as s:
+            settle_batch(s, [tid])
+    elif now < target:
+        fund(sessions, admin_user, p.account, target - now)
+    assert balance(sessions, p.account.id) == target
+
+
+def _books_reconcile(sessions) -> None:  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        report = reconcile(s)
+    assert report.ok, report.problems
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rounds=st.lists(hold_round, min_size=1, max_size=5), extra=st.lists(st.integers(0, 400), min_size=N, max_size=N))
+def test_holds_captures_voids_and_expiries_follow_the_model(  # type: ignore[no-untyped-def]
+    sessions, make_customer, admin_user, rounds, extra
+) -> None:
+    """Any sequence gives the model's balances, available balances and statuses; books reconcile after each step."""
+    ps = people(make_customer)
+    for p, amount in zip(ps, extra, strict=True):
+        reset(sessions, make_customer, admin_user, p, amount)
+    bal, held = list(extra), [0] * N
+
+    status: dict[uuid.UUID, TransferStatus] = {}
+    sent: dict[uuid.UUID, tuple[int, int, int, bool]] = {}
+    holds: list[uuid.UUID] = []  # every hold sent, in send order: the ends pick one
+
+    def check() -> None:
+        with sessions() as s:
+            rows = [s.get_one(Account, p.account.id) for p in ps]
+            assert [a.balance for a in rows] == bal
+            assert [a.balance - a.held_amount for a in rows] == [b - h for b, h in zip(bal, held, strict=True)]
+            got = dict(s.execute(select(Transfer.id, Transfer.status).where(Transfer.id.in_(list(status)))).all())
+        assert got == status
+        _books_reconcile(sessions)
+
+    for sends, ends in rounds:
+        batch = []
+        for i, d, amount, hold in sends:
+            j = (i + d) % N
+            with sessions.begin() as s:
+                tid = submit_transfer(
+                    s,
+                    user=ps[i].user,
+                    idempotency_key=str(uuid.uuid4()),
+                    movement=MoneyMovement(ps[i].account.id, ps[j].account.id, amount, "USD", None, hold=hold),
+                    partitions=4,
+                ).transfer.id
+            sent[tid] = (i, j, amount, hold)
+            batch.append(tid)
+            holds += [tid] if hold else []
+        with sessions.begin() as s:
+            settle_batch(s, batch)
+        for tid in batch:  # the model: in accept order, against available balances
+            i, j, amount, hold = sent[tid]
+            if bal[i] - held[i] < amount:
+                status[tid] = TransferStatus.FAILED
+            elif hold:
+                held[i] += amount
+                status[tid] = TransferStatus.HELD
+            else:
+                bal[i] -= amount
+                bal[j] += amount
+                status[tid] = TransferStatus.COMPLETED
+        check()
+        for kind, k, percent in ends:
+            tid = holds[k % len(holds)] if holds else batch[0]
+            i, j, amount, _ = sent[tid]
+            open_hold = status[tid] == TransferStatus.HELD
+            if kind == "expire":  # its expiry passes, then the sweep runs twice: the second finds nothing
+                with sessions.begin() as s:
+                    past = datetime.now(UTC) - timedelta(seconds=1)
+                    s.execute(update(Transfer).where(Transfer.id == tid, Transfer.hold).values(hold_expires_at=past))
+                for _ in range(2):
+                    with sessions.begin() as s:
+                        expired = holds_service.expire_due(s, now=datetime.now(UTC))
+                    assert (tid in expired) == open_hold
+                    if open_hold:
+                        held[i] -= amount
+                        status[tid] = TransferStatus.EXPIRED
+                        open_hold = False
+                check()
+                continue
+            part = max(1, amount * percent // 100)
+            try:
+                with sessions.begin() as s:
+                    if kind == "capture":
+                        holds_service.capture(
+                            s, user=ps[i].user, transfer_id=tid, amount=part, idempotency_key=str(uuid.uuid4())
+                        )
+                    else:  # the destination's owner voids
+                        holds_service.void(s, user=ps[j].user, transfer_id=tid, idempotency_key=str(uuid.uuid4()))
+            except TransferNotHeld:
+                assert not open_hold
+            else:
+                assert open_hold
+                held[i] -= amount
+                if kind == "capture":
+                    bal[i] -= part
+                    bal[j] += part
+                status[tid] = TransferStatus.COMPLETED if kind == "capture" else TransferStatus.VOIDED
+            check()
