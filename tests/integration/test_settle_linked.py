@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 
 from core.accounts.service import open_account, set_frozen
 from core.models import Account, AccountStatus, LedgerEntry, Transfer, TransferStatus
@@ -206,7 +206,18 @@ def test_an_atomic_batch_across_partitions_is_drained_and_settled_whole(sessions
     with sessions() as s:
         parts = set(s.scalars(select(Transfer.partition).where(Transfer.id.in_(ids))))
         assert len(parts) == 1  # routed together, although a2's own partition differs
-        batch = drain.next_batch(s, parts.pop(), limit=1)  # never split, whatever the limit
+        partition = parts.pop()
+        first = s.get_one(Transfer, ids[0])
+        # Other tests may leave PENDING transfers in this partition: a limit that reaches only
+        # the first of ours still brings the whole group (never split, whatever the limit).
+        older = s.scalar(
+            select(func.count()).where(
+                Transfer.partition == partition,
+                Transfer.status == TransferStatus.PENDING,
+                tuple_(Transfer.created_at, Transfer.id) < tuple_(first.created_at, first.id),
+            )
+        )
+        batch = drain.next_batch(s, partition, limit=older + 1)
     assert [t for t in batch.transfer_ids if t in ids] == ids
     assert {a1.id, a2.id, bob.accounts[0].id} <= set(batch.account_ids)
     with sessions.begin() as s:
