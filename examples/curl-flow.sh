@@ -7,6 +7,15 @@ ADMIN_EMAIL=${ADMIN_EMAIL:-admin@bank.local}
 ADMIN_PASSWORD=${ADMIN_PASSWORD:-admin-password-for-demo-only}
 RUN=$(date +%s)-$RANDOM
 call() { curl -sS --fail-with-body -H 'Content-Type: application/json' "$@"; }  # stops on any 4xx/5xx
+settled() {  # polls transfer $1 with token $2 until the worker has decided it; prints its status
+  local status
+  for _ in $(seq 100); do
+    status=$(call "$API/transfers/$1" -H "Authorization: Bearer $2" | jq -r .status)
+    [ "$status" != PENDING ] && break
+    sleep 0.2
+  done
+  echo "$status"
+}
 
 # 1. register Alice and Bob: users PENDING KYC and INACTIVE, one INACTIVE USD account each, balance 0
 ALICE=$(call "$API/auth/register" \
@@ -41,14 +50,42 @@ call -i "$API/transfers" -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: 
   | grep -i -e '^HTTP/' -e '^idempotent-replayed'
 
 # 6. poll until the worker has settled it
-for _ in $(seq 100); do
-  STATUS=$(call "$API/transfers/$TRANSFER_ID" -H "Authorization: Bearer $TOKEN" | jq -r .status)
-  [ "$STATUS" != PENDING ] && break
-  sleep 0.2
-done
-echo "transfer $TRANSFER_ID: $STATUS"
+echo "transfer $TRANSFER_ID: $(settled "$TRANSFER_ID" "$TOKEN")"
 
 # 7. balances and the ledger (newest first)
 call "$API/accounts" -H "Authorization: Bearer $TOKEN" | jq -c '.items[] | {currency, balance, available_balance}'
 call "$API/accounts/$ALICE_ACCOUNT/entries?limit=20" -H "Authorization: Bearer $TOKEN" \
   | jq -c '.items[] | {amount, balance_after}'
+
+# 8. a hold: 40.00 USD reserved for Bob (ends HELD: balance unchanged, available_balance lower),
+#    then 30.00 captured (COMPLETED, captured_amount 3000) and the other 10.00 released
+HOLD_ID=$(call "$API/transfers" -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: hold-$RUN" -d "{\
+\"source_account_id\":\"$ALICE_ACCOUNT\",\"destination_account_id\":\"$BOB_ACCOUNT\",\"amount\":4000,\
+\"currency\":\"USD\",\"pin\":\"2468\",\"hold\":true,\"hold_expires_in_seconds\":3600}" | jq -r .id)
+echo "hold $HOLD_ID: $(settled "$HOLD_ID" "$TOKEN")"
+call "$API/accounts/$ALICE_ACCOUNT" -H "Authorization: Bearer $TOKEN" | jq -c '{balance, available_balance}'
+call "$API/transfers/$HOLD_ID/capture" -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: capture-$RUN" \
+  -d '{"amount":3000}' | jq -c '{status, amount, captured_amount}'
+
+# 9. Bob refunds 10.00 of the 25.10 he received: a REFUND transfer back to Alice, settled like any other
+BOB_TOKEN=$(call "$API/auth/login" -d "{\"email\":\"bob-$RUN@example.com\",\"password\":\"correct horse battery\"}" \
+  | jq -r .access_token)
+REFUND_ID=$(call "$API/transfers/$TRANSFER_ID/refunds" -H "Authorization: Bearer $BOB_TOKEN" \
+  -H "Idempotency-Key: refund-$RUN" -d '{"amount":1000,"reason":"one item returned"}' | jq -r .id)
+echo "refund $REFUND_ID: $(settled "$REFUND_ID" "$BOB_TOKEN")"
+
+# 10. an atomic batch: one request, one PIN, each item with its own key; all settle together or all fail
+BATCH=$(call "$API/transfers/batch" -H "Authorization: Bearer $TOKEN" -d "{\"pin\":\"2468\",\"atomic\":true,\"items\":[
+  {\"idempotency_key\":\"rent-$RUN\",\"source_account_id\":\"$ALICE_ACCOUNT\",\
+\"destination_account_id\":\"$BOB_ACCOUNT\",\"amount\":500,\"currency\":\"USD\"},
+  {\"idempotency_key\":\"fees-$RUN\",\"source_account_id\":\"$ALICE_ACCOUNT\",\
+\"destination_account_id\":\"$BOB_ACCOUNT\",\"amount\":700,\"currency\":\"USD\"}]}")
+for ID in $(jq -r '.items[].transfer.id' <<<"$BATCH"); do echo "batch item $ID: $(settled "$ID" "$TOKEN")"; done
+
+# 11. Alice's statement for the last hour: opening + entries = closing; then the same as CSV
+FROM=$(jq -rn 'now - 3600 | todate')
+TO=$(jq -rn 'now + 60 | todate')
+call "$API/accounts/$ALICE_ACCOUNT/statement?from=$FROM&to=$TO" -H "Authorization: Bearer $TOKEN" \
+  | jq -c '{opening_balance, closing_balance, entries: (.entries | length)}'
+curl -sS --fail-with-body -H 'Accept: text/csv' -H "Authorization: Bearer $TOKEN" \
+  "$API/accounts/$ALICE_ACCOUNT/statement?from=$FROM&to=$TO" | head -3

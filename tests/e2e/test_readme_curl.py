@@ -38,3 +38,10 @@ def test_curl_flow_runs_as_written_twice(api_url, workers, admin_user) -> None: 
         assert "idempotent-replayed: true" in out.lower()
         assert ": COMPLETED" in out
         assert '{"currency":"USD","balance":7490,"available_balance":7490}' in out
+        assert ": HELD" in out and '{"balance":7490,"available_balance":3490}' in out  # the hold reserves
+        assert '{"status":"COMPLETED","amount":4000,"captured_amount":3000}' in out
+        assert out.count("batch item") == 2 and "refund " in out
+        assert ": FAILED" not in out and ": PENDING" not in out
+        # 10,000 in; 25.10, 30.00 (captured), 5.00 and 7.00 out; 10.00 refunded: six entries.
+        assert '{"opening_balance":0,"closing_balance":4290,"entries":6}' in out
+        assert "created_at,transfer_id,amount,balance_after,reference" in out.replace(" ", "")
