@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Row, Table, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -42,12 +41,24 @@ DEFAULT_HOLD_SECONDS = 86_400
 MIN_HOLD_SECONDS, MAX_HOLD_SECONDS = 60, 604_800
 
 # A concurrent duplicate blocks on the unique index until the first commits, then does
-# nothing: exactly one row per (user, key) whatever the interleaving. One Core statement,
-# compiled once (the accept path's hottest statement).
+# nothing: exactly one row per (user, key) whatever the interleaving. Text, not the dialect's
+# insert().on_conflict_do_nothing(): that construct has no cache key, so SQLAlchemy compiled
+# the accept path's hottest statement again on every request.
+_T = cast(Table, Transfer.__table__)
+_PENDING_COLUMNS = (
+    "id", "kind", "initiated_by", "idempotency_key", "request_hash", "source_account_id",
+    "destination_account_id", "amount", "currency", "reference", "status", "request_id",
+    "partition", "hold", "hold_expires_at",
+)  # fmt: skip
 _INSERT_PENDING = (
-    insert(cast(Table, Transfer.__table__))
-    .on_conflict_do_nothing(constraint="uq_transfers_idempotency")
-    .returning(*Transfer.__table__.c)
+    text(
+        f"INSERT INTO transfers ({', '.join(_PENDING_COLUMNS)})"
+        f" VALUES ({', '.join(':' + c for c in _PENDING_COLUMNS)})"
+        " ON CONFLICT ON CONSTRAINT uq_transfers_idempotency DO NOTHING"
+        f" RETURNING {', '.join(c.name for c in _T.c)}"
+    )
+    .bindparams(*(bindparam(c, type_=_T.c[c].type) for c in _PENDING_COLUMNS))
+    .columns(*_T.c)
 )
 
 
