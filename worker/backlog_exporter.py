@@ -48,11 +48,11 @@ def queue_depths() -> dict[str, int]:
     return depths
 
 
-def measure_once(sessions: sessionmaker[Session], gauges: BacklogGauges) -> None:
+def measure_once(sessions: sessionmaker[Session], gauges: BacklogGauges, max_requeues: int) -> None:
     """Postgres and the broker apart: either one down leaves the other's gauges fresh."""
     try:
         with sessions() as session:
-            gauges.set_backlog(measure(session, datetime.now(UTC)))
+            gauges.set_backlog(measure(session, datetime.now(UTC), max_requeues))
     except Exception:
         log.exception("backlog_measure_failed", source="postgres")
     try:
@@ -80,7 +80,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     while not stop.is_set():
         started = time.monotonic()
-        measure_once(sessions, gauges)
+        measure_once(sessions, gauges, settings.sweeper_max_requeues)
         stop.wait(max(0.0, settings.metrics_refresh_seconds - (time.monotonic() - started)))
 
 

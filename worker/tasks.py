@@ -20,7 +20,7 @@ from core.transfers import drain, nudges, poison
 from core.transfers.holds import expire_due
 from core.transfers.routing import queue_name
 from core.transfers.settle import Settled, settle_batch
-from core.transfers.sweep import claim_stale_pending, count_parked, oldest_pending_age_seconds
+from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
 from worker import resources
 from worker.app import celery_app
 from worker.publish import publish
@@ -230,10 +230,6 @@ def sweep_pending() -> int:
             max_requeues=settings.sweeper_max_requeues,
         )
         oldest = oldest_pending_age_seconds(session, now)
-        parked = count_parked(session, settings.sweeper_max_requeues)
-    metrics.PARKED_TRANSFERS.set(parked)
-    if parked:
-        log.error("transfers_parked", count=parked, max_requeues=settings.sweeper_max_requeues)
     for partition in sorted({stale.partition for stale in due}):
         enqueue_settlement(partition)
     if due:

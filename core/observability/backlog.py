@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.audit_seal import unsealed
 from core.models import Transfer, TransferStatus
+from core.transfers.sweep import count_parked
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,14 @@ class Backlog:
     unsealed_audit_rows: int
     oldest_unsealed_audit_age_seconds: float
     oldest_undelivered_webhook_age_seconds: float
+    parked_transfers: int  # PENDING ones the sweeper stopped re-nudging (SWEEPER_MAX_REQUEUES)
 
 
 def _age(now: datetime, oldest: datetime | None) -> float:
     return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 
 
-def measure(session: Session, now: datetime) -> Backlog:
+def measure(session: Session, now: datetime, max_requeues: int = 60) -> Backlog:
     count, oldest = session.execute(
         select(func.count(), func.min(Transfer.created_at)).where(
             Transfer.status.in_([TransferStatus.PENDING, TransferStatus.PROCESSING])
@@ -52,4 +54,5 @@ def measure(session: Session, now: datetime) -> Backlog:
         unsealed_audit_rows=audit.rows,
         oldest_unsealed_audit_age_seconds=audit.oldest_age_seconds,
         oldest_undelivered_webhook_age_seconds=_age(now, min(undelivered, default=None)),
+        parked_transfers=count_parked(session, max_requeues),
     )

@@ -33,6 +33,10 @@ class BacklogGauges:
         self.audit_seal_lag = gauge(
             "bank_audit_seal_lag_seconds", "Age of the oldest audit row not yet chained by the sealer (0 when all are)"
         )
+        self.parked = gauge(
+            "bank_parked_transfers",
+            "PENDING transfers the sweeper stopped re-publishing after SWEEPER_MAX_REQUEUES attempts",
+        )
         self.measured_at = gauge(
             "bank_backlog_measured_timestamp_seconds", "When the backlog was last measured in Postgres"
         )
@@ -47,6 +51,7 @@ class BacklogGauges:
         self.undelivered_age.set(backlog.oldest_undelivered_webhook_age_seconds)
         self.audit_unsealed.set(backlog.unsealed_audit_rows)
         self.audit_seal_lag.set(backlog.oldest_unsealed_audit_age_seconds)
+        self.parked.set(backlog.parked_transfers)
         self.measured_at.set_to_current_time()
 
     def set_queue_depths(self, depths: Mapping[str, int]) -> None:

@@ -60,12 +60,6 @@ WEBHOOK_ATTEMPTS = Counter(
     ["endpoint_id", "result"],  # ok | error (any non-2xx answer, timeout or connection failure)
 )
 
-PARKED_TRANSFERS = Gauge(
-    "bank_parked_transfers",
-    "PENDING transfers the sweeper stopped re-publishing after SWEEPER_MAX_REQUEUES attempts",
-    multiprocess_mode="mostrecent",
-)
-
 # Set by a heartbeat task that beat sends to every queue: a pool that stops taking work from a
 # queue (stopped, hung, or not consuming it) stops advancing that queue's series. Labelled, so
 # a process that never ran a heartbeat (the API) exports no sample rather than a false 0.

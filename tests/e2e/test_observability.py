@@ -138,7 +138,12 @@ def test_each_gauge_comes_only_from_the_process_that_measures_it(api_url, worker
     from worker.app import QUEUES
 
     heartbeat = "bank_worker_heartbeat_timestamp_seconds"
-    backlog_names = {"bank_pending_transfers", "bank_oldest_pending_transfer_age_seconds", "bank_queue_length"}
+    backlog_names = {
+        "bank_pending_transfers",
+        "bank_oldest_pending_transfer_age_seconds",
+        "bank_queue_length",
+        "bank_parked_transfers",
+    }
     deadline = time.monotonic() + 15
     while True:
         api, work = scrape_all(api_url, workers)

@@ -20,6 +20,7 @@ BACKLOG_GAUGES = (
     "bank_webhook_oldest_undelivered_age_seconds",
     "bank_audit_unsealed_rows",
     "bank_audit_seal_lag_seconds",
+    "bank_parked_transfers",
     "bank_backlog_measured_timestamp_seconds",
 )
 
@@ -54,9 +55,10 @@ def test_a_heartbeat_is_labelled_by_the_queue_it_came_from() -> None:
 def test_the_backlog_exporter_exports_every_backlog_gauge() -> None:
     registry = CollectorRegistry()
     gauges = BacklogGauges(registry)
-    gauges.set_backlog(Backlog(3, 94.0, 1, 0, 0.0, 12.5))
+    gauges.set_backlog(Backlog(3, 94.0, 1, 0, 0.0, 12.5, 2))
     gauges.set_queue_depths({"transfers": 0, "transfers.0": 181, "webhooks": 2})
     exported = _samples(registry)
     assert set(BACKLOG_GAUGES) <= exported.keys()
     assert exported["bank_oldest_pending_transfer_age_seconds"] == ["bank_oldest_pending_transfer_age_seconds 94.0"]
+    assert exported["bank_parked_transfers"] == ["bank_parked_transfers 2.0"]  # not the sweeper's any more
     assert 'bank_queue_length{queue="transfers.0"} 181.0' in exported["bank_queue_length"]
