@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from core.config import Settings
 from tests.factories import PASSWORD
+from tests.waits import wait_for
 
 PROBLEM = "application/problem+json"
 API = "/api/v1"
@@ -49,16 +49,13 @@ def otp_file(settings: Settings | None = None) -> Path:
 def otp_message(challenge_id: str, settings: Settings | None = None, timeout: float = 10) -> dict[str, Any]:
     """The notifier's line for this challenge (polled: another process may be writing it)."""
     path = otp_file(settings)
-    deadline = time.monotonic() + timeout
-    while True:
-        if path.exists():
-            for line in path.read_text().splitlines():
-                message: dict[str, Any] = json.loads(line)
-                if message["challenge_id"] == challenge_id:
-                    return message
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no OTP delivered for challenge {challenge_id}")
-        time.sleep(0.05)
+
+    def delivered() -> dict[str, Any] | None:
+        lines = path.read_text().splitlines() if path.exists() else []
+        return next((m for m in map(json.loads, lines) if m["challenge_id"] == challenge_id), None)
+
+    message: dict[str, Any] = wait_for(f"an OTP for challenge {challenge_id}", delivered, timeout, interval=0.05)
+    return message
 
 
 def otp_code(challenge_id: str, settings: Settings | None = None) -> str:

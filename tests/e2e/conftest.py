@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable, Iterator
 
@@ -10,6 +9,7 @@ from sqlalchemy import select
 
 from core.models import Transfer, TransferStatus
 from tests import factories
+from tests.waits import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -32,13 +32,12 @@ def bearer(http: httpx.Client, email: str, password: str = factories.PASSWORD) -
 
 def wait_final(sessions, ids: Iterable[uuid.UUID], timeout: float = 120) -> dict[uuid.UUID, Transfer]:  # type: ignore[no-untyped-def]
     wanted = set(ids)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def final() -> dict[uuid.UUID, Transfer] | None:
         with sessions() as s:
             rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_(wanted)))}
-        pending = [t for t in rows.values() if t.status in (TransferStatus.PENDING, TransferStatus.PROCESSING)]
-        if len(rows) == len(wanted) and not pending:
-            return rows
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(pending)} of {len(wanted)} transfers not final after {timeout}s")
-        time.sleep(0.2)
+        done = len(rows) == len(wanted) and all(t.status != TransferStatus.PENDING for t in rows.values())
+        return rows if done else None
+
+    rows: dict[uuid.UUID, Transfer] = wait_for(f"{len(wanted)} transfers final", final, timeout, interval=0.2)
+    return rows

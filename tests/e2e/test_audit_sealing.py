@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 
 from core.audit_chain import verify_chain
 from core.models import AuditLog, AuditSeal
 from tests import factories
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -20,14 +19,12 @@ def test_beat_seals_the_audit_rows_of_a_transfer(http, sessions, settings, admin
     with sessions() as s:
         ids = set(s.scalars(select(AuditLog.id).where(AuditLog.entity_id == str(customer.user.id))))
     assert ids
-    deadline = time.monotonic() + 30
-    while True:
+
+    def all_sealed() -> bool:
         with sessions() as s:
-            sealed = set(s.scalars(select(AuditSeal.audit_id).where(AuditSeal.audit_id.in_(ids))))
-        if sealed == ids:
-            break
-        assert time.monotonic() < deadline, f"{len(ids - sealed)} of {len(ids)} audit rows not sealed after 30 s"
-        time.sleep(0.2)
+            return set(s.scalars(select(AuditSeal.audit_id).where(AuditSeal.audit_id.in_(ids)))) == ids
+
+    wait_for(f"the {len(ids)} audit rows sealed by the beat", all_sealed, timeout=30, interval=0.2)
     with sessions.begin() as s:
         s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         result = verify_chain(s)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from tests import factories
 from tests.e2e.conftest import bearer, wait_final
 from tests.integration.test_transfer_audit import run_readme_check
 from tests.receiver import Receiver, running
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -90,12 +90,10 @@ def test_refund_settles_announces_appears_in_statements_and_proves(  # type: ign
     assert [r["reference"] for r in rows] == ["test funding", "'=order 9", "returned"]
 
     # The beat's sealer seals the refund's rows; alice checks them with the README's code.
-    deadline = time.monotonic() + 30
-    while True:
+    def proven() -> dict[str, Any] | None:
         audit = http.get(f"/transfers/{refund['id']}/audit", headers=ha).json()
-        if audit["items"] and all(i["proof"] is not None for i in audit["items"]):
-            break
-        assert time.monotonic() < deadline, audit
-        time.sleep(0.3)
+        return audit if audit["items"] and all(i["proof"] is not None for i in audit["items"]) else None
+
+    audit = wait_for("the refund's audit rows sealed with proofs", proven, timeout=30, interval=0.3)
     assert [i["action"] for i in audit["items"]] == ["refund.requested", "transfer.completed"]
     run_readme_check(audit)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
+from typing import Any
 
 import pytest
 
 from tests import factories
 from tests.e2e.conftest import bearer, wait_final
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -33,12 +34,14 @@ def test_request_id_follows_the_transfer_into_the_worker(http, sessions, setting
     tid = r.json()["id"]
     wait_final(sessions, [uuid.UUID(tid)])
 
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [json.loads(line) for w in workers for line in w.log().splitlines() if rid in line]
-        settled = [e for e in lines if e.get("event") == "transfer_settled"]
-        if settled or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    assert settled and settled[0]["transfer_id"] == tid and settled[0]["request_id"] == rid
+    def worker_lines() -> list[dict[str, Any]]:
+        return [json.loads(line) for w in workers for line in w.log().splitlines() if rid in line]
+
+    settled = wait_for(
+        "the worker's transfer_settled line",
+        lambda: [e for e in worker_lines() if e.get("event") == "transfer_settled"],
+        timeout=10,
+    )
+    assert settled[0]["transfer_id"] == tid and settled[0]["request_id"] == rid
+    lines = worker_lines()
     assert factories.PIN not in json.dumps(lines)

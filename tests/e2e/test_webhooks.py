@@ -21,6 +21,7 @@ from core.webhooks.models import EventType, WebhookDelivery, WebhookEvent
 from tests import factories
 from tests.e2e.conftest import bearer, wait_final
 from tests.receiver import Receiver, Reply, running
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -45,14 +46,7 @@ def deliveries(http: httpx.Client, headers: dict[str, str], endpoint_id: str) ->
 
 
 def poll(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout}s")
-        time.sleep(0.1)
+    return wait_for(what, check, timeout)
 
 
 def verified(secret: str, req: Any) -> dict[str, Any]:
