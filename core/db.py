@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import after_commit
 from core.config import Settings
 
 
@@ -30,7 +31,9 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     # expire_on_commit=False: results are read after commit to build responses.
-    return sessionmaker(engine, expire_on_commit=False)
+    factory = sessionmaker(engine, expire_on_commit=False)
+    after_commit.install(factory)  # publish_after_commit works in every session the app makes
+    return factory
 
 
 # Row locks are FOR NO KEY UPDATE: we never change a key, and unlike FOR UPDATE it does not

@@ -50,7 +50,8 @@ def request_session() -> Session:
 
 @contextmanager
 def transaction() -> Iterator[Session]:
-    """One unit of work: commits on success, rolls back on any exception."""
+    """One unit of work: commits on success, rolls back on any exception. What the block passed
+    to ``publish_after_commit`` runs inside the commit here, once it has succeeded."""
     if not has_request_context():
         with resources().sessions.begin() as session:
             yield session

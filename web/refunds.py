@@ -11,6 +11,7 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 from sqlalchemy import Row
 
+from core.after_commit import publish_after_commit
 from core.models import Transfer
 from core.observability import metrics
 from core.transfers.refund import refund_transfer
@@ -41,11 +42,12 @@ def create_refund(body: dict[str, Any], transfer_id: uuid.UUID) -> tuple[Transfe
             partitions=settings().settle_partitions,
             request_id=request_id(),
         )
+        if accepted.created:
+            publish_after_commit(session, nudge_after_accept, resources().redis, accepted.transfer.partition)
     refund = accepted.transfer
     headers = {"Location": url_for("transfers.get_transfer", transfer_id=refund.id)}
     if not accepted.created:
         return refund, 200, {**headers, "Idempotent-Replayed": "true"}
     metrics.TRANSFERS_ACCEPTED.labels(kind="REFUND").inc()
     structlog.contextvars.bind_contextvars(transfer_id=str(refund.id))
-    nudge_after_accept(resources().redis, refund.partition)  # only now: the row is committed
     return refund, 202, headers

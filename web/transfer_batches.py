@@ -9,6 +9,7 @@ import marshmallow as ma
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
+from core.after_commit import publish_after_commit
 from core.errors import DomainError, ValidationFailed
 from core.identity.service import PinCheck, check_pin
 from core.observability import metrics, tracing
@@ -67,6 +68,8 @@ def create_batch(body: dict[str, Any]) -> dict[str, Any]:
                 partitions=settings().settle_partitions,
                 request_id=request_id(),
             )
+            for partition in sorted(result.partitions):
+                publish_after_commit(session, nudge_after_accept, resources().redis, partition)
     pin.raise_if_failed()
     assert result is not None
     if result.refused:
@@ -77,8 +80,6 @@ def create_batch(body: dict[str, Any]) -> dict[str, Any]:
     accepted = sum(1 for r in result.items if r.status == 202)
     if accepted:
         metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc(accepted)
-    for partition in sorted(result.partitions):  # only now: the rows are committed
-        nudge_after_accept(resources().redis, partition)
     return {"items": [_out(r) for r in result.items]}
 
 

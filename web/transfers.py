@@ -12,6 +12,7 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 from sqlalchemy import Row
 
+from core.after_commit import publish_after_commit
 from core.identity.service import PinCheck, check_pin
 from core.models import Transfer, TransferKind, TransferStatus
 from core.observability import metrics, tracing
@@ -80,6 +81,8 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dic
                     request_id=request_id(),
                 )
                 span.set_attribute("transfer.id", str(accepted.transfer.id))
+                if accepted.created:
+                    publish_after_commit(session, nudge_after_accept, resources().redis, accepted.transfer.partition)
     if replay is None:
         pin_ok.raise_if_failed()
         assert accepted is not None
@@ -87,7 +90,6 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dic
             transfer = accepted.transfer
             metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc()
             structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
-            nudge_after_accept(resources().redis, transfer.partition)  # only now: the row is committed
             return transfer, 202, {"Location": _location(transfer)}
         return _replayed(accepted.transfer)  # a concurrent duplicate bound the key first
     return _replayed(replay)

@@ -11,6 +11,7 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from core.after_commit import publish_after_commit
 from core.pagination import Page
 from core.webhooks import service
 from core.webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
@@ -174,6 +175,6 @@ def retry_delivery(delivery_id: uuid.UUID) -> WebhookDelivery:
         retried = service.retry_delivery(
             session, me(), delivery_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
         )
-    if retried.queued:
-        enqueue_delivery(retried.delivery.id)  # only now: the row is committed
+        if retried.queued:
+            publish_after_commit(session, enqueue_delivery, retried.delivery.id)
     return retried.delivery

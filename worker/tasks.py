@@ -11,6 +11,7 @@ from celery import Task
 from redis import Redis
 from sqlalchemy.exc import OperationalError
 
+from core.after_commit import publish_after_commit
 from core.audit_seal import SEAL_BATCH, seal
 from core.config import get_settings
 from core.locks import AccountLocks, LockTimeout
@@ -71,6 +72,8 @@ def settle_partition(self: Task, partition: int) -> int:
             return settled
         settled += len(outcomes)
         full = len(batch.transfer_ids) >= settings.settle_batch_size
+    # A hand-off, not a publish for rows of this task's: the transfers left were committed by
+    # their accepts, and no transaction is open here to wait for.
     enqueue_settlement(partition)
     return settled
 
@@ -230,8 +233,8 @@ def sweep_pending() -> int:
             max_requeues=settings.sweeper_max_requeues,
         )
         oldest = oldest_pending_age_seconds(session, now)
-    for partition in sorted({stale.partition for stale in due}):
-        enqueue_settlement(partition)
+        for partition in sorted({stale.partition for stale in due}):
+            publish_after_commit(session, enqueue_settlement, partition)
     if due:
         log.warning(
             "sweeper_requeued",
@@ -243,12 +246,14 @@ def sweep_pending() -> int:
 
 
 def enqueue_settlement(partition: int) -> bool:
-    """Nudge a partition, after the commit of the transfers it must settle. A failure is logged,
-    not raised: the rows are durable and the sweeper nudges again, so the client's 202 holds."""
+    """Nudge a partition. In a transaction, pass it to ``publish_after_commit`` so it runs only
+    once the transfers it must settle have committed. A failure is logged, not raised: the rows
+    are durable and the sweeper nudges again, so the client's 202 holds."""
     return publish(settle_partition, partition, queue=queue_name(partition))
 
 
 def nudge_after_accept(redis: Redis, partition: int) -> None:
-    """After an accept commits: publish the partition's nudge unless one is already waiting."""
+    """Publish the partition's nudge unless one is already waiting. Passed to
+    ``publish_after_commit`` by the accept, so it runs once the transfer has committed."""
     if nudges.claim_nudge(redis, partition) and not enqueue_settlement(partition):
         nudges.release_nudge(redis, partition)  # so the next accept tries to publish again

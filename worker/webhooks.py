@@ -14,6 +14,7 @@ import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
+from core.after_commit import publish_after_commit
 from core.config import get_settings
 from core.observability import metrics
 from core.webhooks import delivery, slots
@@ -44,8 +45,8 @@ def relay_outbox() -> int:
     for _ in range(RELAY_MAX_BATCHES):
         with sessions.begin() as session:
             relayed = relay_events(session, now=datetime.now(UTC), queue_lease=policy.queue_lease, limit=RELAY_BATCH)
-        for delivery_id in relayed.delivery_ids:
-            enqueue_delivery(delivery_id)
+            for delivery_id in relayed.delivery_ids:
+                publish_after_commit(session, enqueue_delivery, delivery_id)
         total += relayed.events
         if relayed.events < RELAY_BATCH:
             break
@@ -65,8 +66,8 @@ def dispatch_due() -> int:
             queue_lease=policy.queue_lease,
             per_endpoint=get_settings().webhook_endpoint_concurrency,
         )
-    for delivery_id in ids:
-        enqueue_delivery(delivery_id)
+        for delivery_id in ids:
+            publish_after_commit(session, enqueue_delivery, delivery_id)
     return len(ids)
 
 
@@ -151,6 +152,6 @@ def _attempt(job: delivery.Job, policy: WebhookPolicy) -> str:
 
 
 def enqueue_delivery(delivery_id: uuid.UUID) -> bool:
-    """Publish after commit. A failure is logged, not raised: the dispatcher queues the
-    delivery again once its queue lease ends."""
+    """Queue one delivery; pass it to ``publish_after_commit`` in the transaction that queued the
+    row. A failure is logged, not raised: the dispatcher queues it again once its queue lease ends."""
     return publish(deliver, str(delivery_id))
