@@ -9,7 +9,6 @@ tier alone (``pytest tests/unit``) starts nothing: unit tests need no server.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -197,7 +196,3 @@ def backlog_exporter(log_dir: Path) -> Iterator[processes.Proc]:
     proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
     yield proc
     proc.stop()
-
-
-def unique_email(prefix: str = "user") -> str:
-    return f"{prefix}.{uuid.uuid4().hex[:12]}@example.com"

@@ -304,11 +304,6 @@ class TokensOut(ma.Schema):
     expires_in = fields.Integer()
 
 
-class AccessTokenOut(ma.Schema):
-    access_token = fields.String()
-    expires_in = fields.Integer()
-
-
 class DeviceOut(ma.Schema):
     id = fields.UUID()
     device_id = fields.String()

@@ -80,7 +80,7 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dic
                     partitions=settings().settle_partitions,
                     request_id=request_id(),
                 )
-                span.set_attribute("transfer.id", str(accepted.transfer.id))
+                tracing.set_attribute(span, "transfer.id", accepted.transfer.id)
                 if accepted.created:
                     publish_after_commit(session, nudge_after_accept, resources().redis, accepted.transfer.partition)
     if replay is None:
