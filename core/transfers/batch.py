@@ -17,6 +17,7 @@ all in one transaction, and nudges ``partitions`` after the commit.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -81,11 +82,17 @@ class _New:
     request_hash: str
 
 
+class ItemOutcome(enum.StrEnum):
+    ACCEPTED = "ACCEPTED"  # a new transfer, PENDING
+    REPLAYED = "REPLAYED"  # the transfer its key bound before (in this request or an earlier one)
+    REFUSED = "REFUSED"  # ``error`` says why
+
+
 @dataclass
 class ItemResult:
-    """202 (accepted now), 200 (replay) or the error's status; in request order."""
+    """One item's outcome, in request order."""
 
-    status: int
+    outcome: ItemOutcome
     transfer: Transfer | Row[Any] | None = None
     error: DomainError | None = None
     key: str | None = None  # of the new transfer this item accepts or replays
@@ -190,17 +197,17 @@ def _judge(user: User, plan: BatchPlan, accounts: dict[uuid.UUID, Account]) -> t
                 if bound_hash != request_hash:
                     raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
                 if earlier_transfer is not None:
-                    results.append(ItemResult(200, earlier_transfer, replayed_earlier=True))
+                    results.append(ItemResult(ItemOutcome.REPLAYED, earlier_transfer, replayed_earlier=True))
                 else:
-                    results.append(ItemResult(200, key=key))
+                    results.append(ItemResult(ItemOutcome.REPLAYED, key=key))
                 continue
             check_accounts(user, item.movement, accounts)
         except DomainError as error:
-            results.append(ItemResult(error.status, error=error))
+            results.append(ItemResult(ItemOutcome.REFUSED, error=error))
             continue
         bound[key] = (request_hash, None)
         new.append(_New(key, item.movement, item.hold, request_hash))
-        results.append(ItemResult(202, key=key))
+        results.append(ItemResult(ItemOutcome.ACCEPTED, key=key))
     return results, new
 
 
@@ -210,13 +217,13 @@ def _refuse_atomic(results: list[ItemResult], new: list[_New]) -> bool:
     if new:
         for r in results:
             if r.replayed_earlier:
-                r.status, r.transfer, r.replayed_earlier = 409, None, False
+                r.outcome, r.transfer, r.replayed_earlier = ItemOutcome.REFUSED, None, False
                 r.error = Conflict("this key was bound before; an atomic batch links only new transfers")
     if not any(r.error for r in results):
         return False
     for r in results:
         if r.error is None:
-            r.status, r.transfer, r.key = 424, None, None
+            r.outcome, r.transfer, r.key = ItemOutcome.REFUSED, None, None
             r.error = LinkedFailed("not accepted: another item of this atomic batch is invalid")
     return True
 
@@ -293,11 +300,11 @@ def _resolve_lost(
             try:
                 replay = find_replay(session, user.id, item.key, item.request_hash)
                 assert replay is not None  # the conflicting row is committed and visible now
-                r.status, r.transfer, r.key = 200, replay, None
+                r.outcome, r.transfer, r.key = ItemOutcome.REPLAYED, replay, None
             except DomainError as error:
                 if atomic:
                     raise refused from error
-                r.status, r.error, r.key = error.status, error, None
+                r.outcome, r.error, r.key = ItemOutcome.REFUSED, error, None
     if rows:
         session.execute(update(_B).where(_B.c.id == batch_id).values(item_count=len(rows)))
     else:

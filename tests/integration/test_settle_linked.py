@@ -52,7 +52,7 @@ def submit_batch(sessions, p: Person, items, *, atomic: bool, keys=None) -> list
     ]
     with sessions.begin() as s:
         result = accept_batch(s, prepare_batch(s, p.user, batch), user=p.user, atomic=atomic, partitions=PARTITIONS)
-    assert not result.refused and all(r.status in (200, 202) for r in result.items)
+    assert not result.refused and all(r.error is None for r in result.items)
     return [r.transfer.id for r in result.items]  # type: ignore[union-attr]
 
 
