@@ -37,6 +37,7 @@ from core.webhooks.relay import relay_events
 from tests.factories import fund
 from tests.integration.test_api import assert_problem, login
 from tests.receiver import Receiver, Reply, running
+from worker.http_transport import HttpTransport
 
 NOWHERE = "http://127.0.0.1:9/discard"  # nothing listens: a stray worker attempt harms nothing
 
@@ -242,7 +243,7 @@ def attempt(sessions, policy, delivery_id: uuid.UUID) -> tuple[delivery.Job, del
     with sessions.begin() as s:
         job = delivery.claim(s, delivery_id, policy=policy, now=datetime.now(UTC))
     assert job is not None
-    outcome = delivery.send(job, policy=policy)
+    outcome = delivery.send(job, policy=policy, transport=HttpTransport())
     with sessions.begin() as s:
         status = delivery.record(s, job, outcome, policy=policy, now=datetime.now(UTC))
     return job, outcome, status
@@ -328,7 +329,7 @@ def test_delivery_rechecks_the_destination(sessions, make_customer, policy, rece
     with sessions.begin() as s:
         job = delivery.claim(s, did, policy=guarded, now=datetime.now(UTC))
     assert job is not None
-    outcome = delivery.send(job, policy=guarded, resolve=lambda host, port: ["10.0.0.7"])
+    outcome = delivery.send(job, policy=guarded, transport=HttpTransport(), resolve=lambda host, port: ["10.0.0.7"])
     assert outcome.status_code is None and outcome.error and "destination refused" in outcome.error
     assert receiver.requests(url) == []
 
@@ -350,7 +351,7 @@ def test_delivery_connects_to_the_address_it_checked(sessions, make_customer, po
         lookups.append(host)
         return ["127.0.0.1"]
 
-    outcome = delivery.send(job, policy=policy, resolve=resolve)
+    outcome = delivery.send(job, policy=policy, transport=HttpTransport(), resolve=resolve)
     assert (outcome.status_code, outcome.error) == (204, None)
     assert lookups == ["rebind.invalid"]
     (req,) = receiver.requests(real.geturl())
