@@ -26,13 +26,12 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, events
 from core.errors import Conflict, DomainError, IdempotencyKeyReused, LinkedFailed
 from core.models import Account, Transfer, TransferBatch, TransferKind, TransferStatus, User
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
 from core.transfers.submit import DEFAULT_HOLD_SECONDS, check_accounts, check_user
-from core.webhooks import outbox
 
 MAX_ITEMS = 1000
 HOLD_SECONDS = DEFAULT_HOLD_SECONDS  # items take the default expiry of POST /transfers
@@ -347,12 +346,12 @@ def _record(
             for t in created
         ],
     )
-    outbox.emit_many(
+    events.emit_many(
         session,
         [
             event
             for t in created
-            for event in outbox.transfer_events(
+            for event in events.transfer_events(
                 t,
                 source_owner=accounts[t.source_account_id].user_id,
                 destination_owner=accounts[t.destination_account_id].user_id,

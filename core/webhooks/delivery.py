@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import ROW_LOCK
-from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent
+from core.events import DomainEvent
+from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.retry import Verdict, decide
 from core.webhooks.secrets import sign
@@ -55,7 +56,7 @@ class Outcome:
     retry_after: timedelta | None = None
 
 
-def message(event: WebhookEvent) -> str:
+def message(event: DomainEvent) -> str:
     """The JSON body: the same bytes for every attempt and every endpoint of one event."""
     payload = {
         "type": event.event_type.value,
@@ -94,7 +95,7 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
         delivery.status = DeliveryStatus.FAILED
         delivery.next_attempt_at = None
         return None
-    event = session.get_one(WebhookEvent, delivery.event_id)
+    event = session.get_one(DomainEvent, delivery.event_id)
     delivery.attempt += 1
     delivery.next_attempt_at = now + policy.attempt_lease
     delivery.queued_until = delivery.next_attempt_at  # in flight counts as queued: no manual retry doubles it
