@@ -1,4 +1,8 @@
-"""Domain errors with a stable machine-readable code and the HTTP status they map to."""
+"""Domain errors: a stable machine-readable ``code`` and the error's data, nothing of HTTP.
+
+Each entry point says what a code means to its callers: web/problems.py maps codes to HTTP
+statuses and titles, a task or a CLI command may log or exit on them.
+"""
 
 from __future__ import annotations
 
@@ -7,95 +11,93 @@ from typing import Any
 
 class DomainError(Exception):
     code = "BAD_REQUEST"
-    status = 400
-    title = "Bad Request"
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(detail or self.title)
-        self.detail = detail or self.title
+        super().__init__(detail or self.code)
+        self.detail = detail  # None: the entry point supplies its generic wording for the code
         self.extra = extra
 
 
 class ValidationFailed(DomainError):
-    code, status, title = "VALIDATION_ERROR", 422, "Unprocessable Entity"
+    code = "VALIDATION_ERROR"
 
 
 class Unauthorized(DomainError):
-    code, status, title = "UNAUTHORIZED", 401, "Unauthorized"
+    code = "UNAUTHORIZED"
 
 
 class Forbidden(DomainError):
-    code, status, title = "FORBIDDEN", 403, "Forbidden"
+    code = "FORBIDDEN"
 
 
 class NotFound(DomainError):
-    code, status, title = "NOT_FOUND", 404, "Not Found"
+    code = "NOT_FOUND"
 
 
 class Conflict(DomainError):
-    code, status, title = "CONFLICT", 409, "Conflict"
+    code = "CONFLICT"
 
 
 class IdempotencyKeyRequired(DomainError):
-    code, status, title = "IDEMPOTENCY_KEY_REQUIRED", 400, "Bad Request"
+    code = "IDEMPOTENCY_KEY_REQUIRED"
 
 
 class IdempotencyKeyReused(DomainError):
-    code, status, title = "IDEMPOTENCY_KEY_REUSED", 422, "Unprocessable Entity"
+    code = "IDEMPOTENCY_KEY_REUSED"
 
 
 class InvalidPin(DomainError):
-    code, status, title = "INVALID_PIN", 403, "Forbidden"
+    code = "INVALID_PIN"
 
 
 class PinLocked(DomainError):
-    code, status, title = "PIN_LOCKED", 423, "Locked"
+    code = "PIN_LOCKED"
 
 
 class PinNotSet(DomainError):
-    code, status, title = "PIN_NOT_SET", 409, "Conflict"
+    code = "PIN_NOT_SET"
 
 
 class KycNotApproved(DomainError):
-    code, status, title = "KYC_NOT_APPROVED", 403, "Forbidden"
+    code = "KYC_NOT_APPROVED"
 
 
 class TransferNotHeld(DomainError):
     """Capture or void of a transfer that is not HELD (still PENDING, or already ended)."""
 
-    code, status, title = "TRANSFER_NOT_HELD", 409, "Conflict"
+    code = "TRANSFER_NOT_HELD"
 
 
 class AccountInactive(DomainError):
-    code, status, title = "ACCOUNT_INACTIVE", 409, "Conflict"
+    code = "ACCOUNT_INACTIVE"
 
 
 class CurrencyMismatch(DomainError):
-    code, status, title = "CURRENCY_MISMATCH", 422, "Unprocessable Entity"
+    code = "CURRENCY_MISMATCH"
 
 
 class SameAccount(DomainError):
-    code, status, title = "SAME_ACCOUNT", 422, "Unprocessable Entity"
+    code = "SAME_ACCOUNT"
 
 
 class ServiceUnavailable(DomainError):
-    code, status, title = "SERVICE_UNAVAILABLE", 503, "Service Unavailable"
+    code = "SERVICE_UNAVAILABLE"
 
 
 class OtpRequired(DomainError):
     """The password was right but this device is not trusted: the body carries a ``challenge_id``."""
 
-    code, status, title = "OTP_REQUIRED", 401, "Unauthorized"
+    code = "OTP_REQUIRED"
 
 
 class InvalidOtp(DomainError):
-    code, status, title = "INVALID_OTP", 401, "Unauthorized"
+    code = "INVALID_OTP"
 
 
 class RateLimited(DomainError):
-    """Too many attempts (e.g. a locked login). ``retry_after`` seconds go into the Retry-After header."""
+    """Too many attempts (e.g. a locked login). ``retry_after``: seconds until a new attempt may succeed."""
 
-    code, status, title = "RATE_LIMITED", 429, "Too Many Requests"
+    code = "RATE_LIMITED"
 
     def __init__(self, detail: str | None = None, *, retry_after: int, **extra: object) -> None:
         super().__init__(detail, **extra)
@@ -105,16 +107,16 @@ class RateLimited(DomainError):
 class RefundExceedsAmount(DomainError):
     """The refunds of a transfer (those not FAILED) would sum to more than it moved."""
 
-    code, status, title = "REFUND_EXCEEDS_AMOUNT", 422, "Unprocessable Entity"
+    code = "REFUND_EXCEEDS_AMOUNT"
 
 
 class NotAcceptable(DomainError):
     """No representation the client accepts (``Accept``) is offered."""
 
-    code, status, title = "NOT_ACCEPTABLE", 406, "Not Acceptable"
+    code = "NOT_ACCEPTABLE"
 
 
 class LinkedFailed(DomainError):
     """An item of an atomic batch that was valid, refused because another item was not."""
 
-    code, status, title = "LINKED_FAILED", 424, "Failed Dependency"
+    code = "LINKED_FAILED"

@@ -1,8 +1,8 @@
 """Imports every model module so ``Base.metadata`` describes the whole schema (for Alembic)."""
 
-from core import models
+from core import events, models
 from core.identity import models as identity_models
 from core.models import Base
 from core.webhooks import models as webhook_models
 
-__all__ = ["Base", "identity_models", "models", "webhook_models"]
+__all__ = ["Base", "events", "identity_models", "models", "webhook_models"]

@@ -34,6 +34,39 @@ _CODES = {
 }
 _TITLES = {413: "Payload Too Large", 422: "Unprocessable Entity"}
 
+# What each domain error code means over HTTP: its status and the problem's title. The one
+# place core's codes meet HTTP; a code missing here is a bug (tests/unit/test_problems.py).
+DOMAIN_STATUSES: dict[str, tuple[int, str]] = {
+    "BAD_REQUEST": (400, "Bad Request"),
+    "VALIDATION_ERROR": (422, "Unprocessable Entity"),
+    "UNAUTHORIZED": (401, "Unauthorized"),
+    "FORBIDDEN": (403, "Forbidden"),
+    "NOT_FOUND": (404, "Not Found"),
+    "CONFLICT": (409, "Conflict"),
+    "IDEMPOTENCY_KEY_REQUIRED": (400, "Bad Request"),
+    "IDEMPOTENCY_KEY_REUSED": (422, "Unprocessable Entity"),
+    "INVALID_PIN": (403, "Forbidden"),
+    "PIN_LOCKED": (423, "Locked"),
+    "PIN_NOT_SET": (409, "Conflict"),
+    "KYC_NOT_APPROVED": (403, "Forbidden"),
+    "TRANSFER_NOT_HELD": (409, "Conflict"),
+    "ACCOUNT_INACTIVE": (409, "Conflict"),
+    "CURRENCY_MISMATCH": (422, "Unprocessable Entity"),
+    "SAME_ACCOUNT": (422, "Unprocessable Entity"),
+    "SERVICE_UNAVAILABLE": (503, "Service Unavailable"),
+    "OTP_REQUIRED": (401, "Unauthorized"),
+    "INVALID_OTP": (401, "Unauthorized"),
+    "RATE_LIMITED": (429, "Too Many Requests"),
+    "REFUND_EXCEEDS_AMOUNT": (422, "Unprocessable Entity"),
+    "NOT_ACCEPTABLE": (406, "Not Acceptable"),
+    "LINKED_FAILED": (424, "Failed Dependency"),
+}
+
+
+def domain_status(error: DomainError) -> int:
+    """The HTTP status of a domain error (also a batch item's ``status``)."""
+    return DOMAIN_STATUSES[error.code][0]
+
 
 def problem(
     status: int,
@@ -64,7 +97,8 @@ def problem_body(status: int, code: str, detail: str, *, title: str | None = Non
 
 
 def domain_problem_body(error: DomainError) -> dict[str, Any]:
-    return problem_body(error.status, error.code, error.detail, title=error.title, **error.extra)
+    status, title = DOMAIN_STATUSES[error.code]
+    return problem_body(status, error.code, error.detail or title, title=title, **error.extra)
 
 
 def _title(status: int) -> str:
@@ -91,7 +125,8 @@ def handle_domain_error(error: DomainError) -> Response:
     retry_after = getattr(error, "retry_after", None)  # core.errors.RateLimited
     if retry_after is not None:
         headers["Retry-After"] = str(retry_after)
-    return problem(error.status, error.code, error.detail, title=error.title, headers=headers, **error.extra)
+    status, title = DOMAIN_STATUSES[error.code]
+    return problem(status, error.code, error.detail or title, title=title, headers=headers, **error.extra)
 
 
 def handle_http_exception(error: HTTPException) -> Response:

@@ -13,12 +13,12 @@ from core.after_commit import publish_after_commit
 from core.errors import DomainError, ValidationFailed
 from core.identity.service import PinCheck, check_pin
 from core.observability import metrics, tracing
-from core.transfers.batch import BatchItem, ItemResult, accept_batch, prepare_batch
+from core.transfers.batch import BatchItem, ItemOutcome, ItemResult, accept_batch, prepare_batch
 from core.transfers.idempotency import MoneyMovement
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER
 from web.me import pin_policy
-from web.problems import domain_problem_body
+from web.problems import domain_problem_body, domain_status
 from web.schemas import BatchIn, BatchItemIn, BatchOut
 from web.security import me
 from worker.tasks import nudge_after_accept
@@ -77,7 +77,7 @@ def create_batch(body: dict[str, Any]) -> dict[str, Any]:
             "atomic batch refused: an item is invalid, nothing was accepted",
             items=[_out(r) for r in result.items],
         )
-    accepted = sum(1 for r in result.items if r.status == 202)
+    accepted = sum(1 for r in result.items if r.outcome == ItemOutcome.ACCEPTED)
     if accepted:
         metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc(accepted)
     return {"items": [_out(r) for r in result.items]}
@@ -99,8 +99,13 @@ def _item(raw: dict[str, Any]) -> BatchItem | DomainError:
     return BatchItem(data.get("idempotency_key"), movement, data["hold"])
 
 
+# As POST /transfers answers the same item alone; a refused item takes its error's status.
+_ITEM_STATUSES = {ItemOutcome.ACCEPTED: 202, ItemOutcome.REPLAYED: 200}
+
+
 def _out(result: ItemResult) -> dict[str, Any]:
-    out: dict[str, Any] = {"status": result.status}
+    status = domain_status(result.error) if result.error is not None else _ITEM_STATUSES[result.outcome]
+    out: dict[str, Any] = {"status": status}
     if result.transfer is not None:
         out["transfer"] = result.transfer
     if result.error is not None:

@@ -12,9 +12,10 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from core.after_commit import publish_after_commit
+from core.events import EVENT_TYPES
 from core.pagination import Page
 from core.webhooks import service
-from core.webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
+from core.webhooks.models import WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.urls import MAX_URL_LENGTH
 from web.context import request_id, settings, transaction

@@ -5,7 +5,6 @@ Tasks take only ids. Secrets are read and decrypted inside the delivery task, ne
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from datetime import UTC, datetime
@@ -22,11 +21,11 @@ from core.webhooks.policy import WebhookPolicy
 from core.webhooks.relay import due_deliveries, relay_events
 from worker import resources
 from worker.app import celery_app
+from worker.http_transport import HttpTransport
 from worker.publish import publish
 
 log = structlog.get_logger(__name__)
-# httpx logs every request's full URL at INFO; a partner's URL may carry a token in its query.
-logging.getLogger("httpx").setLevel(logging.WARNING)
+TRANSPORT = HttpTransport()
 
 RELAY_BATCH = 200
 RELAY_MAX_BATCHES = 20  # per run; the next beat tick continues
@@ -126,7 +125,7 @@ def deliver(delivery_id: str) -> str:
 def _attempt(job: delivery.Job, policy: WebhookPolicy) -> str:
     sessions = resources.get().sessions
     try:
-        outcome = delivery.send(job, policy=policy)  # outside any transaction
+        outcome = delivery.send(job, policy=policy, transport=TRANSPORT)  # outside any transaction
     except SoftTimeLimitExceeded:
         outcome = delivery.Outcome(None, round(policy.timeout * 3000), error="timeout")
     with sessions.begin() as session:

@@ -17,6 +17,7 @@ all in one transaction, and nudges ``partitions`` after the commit.
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,13 +26,12 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, events
 from core.errors import Conflict, DomainError, IdempotencyKeyReused, LinkedFailed
 from core.models import Account, Transfer, TransferBatch, TransferKind, TransferStatus, User
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
 from core.transfers.submit import DEFAULT_HOLD_SECONDS, check_accounts, check_user
-from core.webhooks import outbox
 
 MAX_ITEMS = 1000
 HOLD_SECONDS = DEFAULT_HOLD_SECONDS  # items take the default expiry of POST /transfers
@@ -81,11 +81,17 @@ class _New:
     request_hash: str
 
 
+class ItemOutcome(enum.StrEnum):
+    ACCEPTED = "ACCEPTED"  # a new transfer, PENDING
+    REPLAYED = "REPLAYED"  # the transfer its key bound before (in this request or an earlier one)
+    REFUSED = "REFUSED"  # ``error`` says why
+
+
 @dataclass
 class ItemResult:
-    """202 (accepted now), 200 (replay) or the error's status; in request order."""
+    """One item's outcome, in request order."""
 
-    status: int
+    outcome: ItemOutcome
     transfer: Transfer | Row[Any] | None = None
     error: DomainError | None = None
     key: str | None = None  # of the new transfer this item accepts or replays
@@ -190,17 +196,17 @@ def _judge(user: User, plan: BatchPlan, accounts: dict[uuid.UUID, Account]) -> t
                 if bound_hash != request_hash:
                     raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
                 if earlier_transfer is not None:
-                    results.append(ItemResult(200, earlier_transfer, replayed_earlier=True))
+                    results.append(ItemResult(ItemOutcome.REPLAYED, earlier_transfer, replayed_earlier=True))
                 else:
-                    results.append(ItemResult(200, key=key))
+                    results.append(ItemResult(ItemOutcome.REPLAYED, key=key))
                 continue
             check_accounts(user, item.movement, accounts)
         except DomainError as error:
-            results.append(ItemResult(error.status, error=error))
+            results.append(ItemResult(ItemOutcome.REFUSED, error=error))
             continue
         bound[key] = (request_hash, None)
         new.append(_New(key, item.movement, item.hold, request_hash))
-        results.append(ItemResult(202, key=key))
+        results.append(ItemResult(ItemOutcome.ACCEPTED, key=key))
     return results, new
 
 
@@ -210,13 +216,13 @@ def _refuse_atomic(results: list[ItemResult], new: list[_New]) -> bool:
     if new:
         for r in results:
             if r.replayed_earlier:
-                r.status, r.transfer, r.replayed_earlier = 409, None, False
+                r.outcome, r.transfer, r.replayed_earlier = ItemOutcome.REFUSED, None, False
                 r.error = Conflict("this key was bound before; an atomic batch links only new transfers")
     if not any(r.error for r in results):
         return False
     for r in results:
         if r.error is None:
-            r.status, r.transfer, r.key = 424, None, None
+            r.outcome, r.transfer, r.key = ItemOutcome.REFUSED, None, None
             r.error = LinkedFailed("not accepted: another item of this atomic batch is invalid")
     return True
 
@@ -293,11 +299,11 @@ def _resolve_lost(
             try:
                 replay = find_replay(session, user.id, item.key, item.request_hash)
                 assert replay is not None  # the conflicting row is committed and visible now
-                r.status, r.transfer, r.key = 200, replay, None
+                r.outcome, r.transfer, r.key = ItemOutcome.REPLAYED, replay, None
             except DomainError as error:
                 if atomic:
                     raise refused from error
-                r.status, r.error, r.key = error.status, error, None
+                r.outcome, r.error, r.key = ItemOutcome.REFUSED, error, None
     if rows:
         session.execute(update(_B).where(_B.c.id == batch_id).values(item_count=len(rows)))
     else:
@@ -340,12 +346,12 @@ def _record(
             for t in created
         ],
     )
-    outbox.emit_many(
+    events.emit_many(
         session,
         [
             event
             for t in created
-            for event in outbox.transfer_events(
+            for event in events.transfer_events(
                 t,
                 source_owner=accounts[t.source_account_id].user_id,
                 destination_owner=accounts[t.destination_account_id].user_id,

@@ -8,14 +8,13 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from core import audit, ledger
+from core import audit, events, ledger
 from core.accounts.service import settlement_account_id
 from core.errors import AccountInactive, CurrencyMismatch, NotFound, ValidationFailed
 from core.models import Account, AccountKind, AccountStatus, Transfer, TransferKind, TransferStatus
 from core.money import MAX_AMOUNT, validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.submit import Accepted
-from core.webhooks import outbox
 
 
 def deposit(
@@ -106,5 +105,5 @@ def deposit(
     session.flush()
     session.refresh(transfer)
     # transfer.completed + account.credited for the customer (the settlement side has no owner).
-    outbox.transfer_changed(session, transfer, locked[settlement_id], locked[account_id])
+    events.transfer_changed(session, transfer, locked[settlement_id], locked[account_id])
     return Accepted(transfer, created=True)

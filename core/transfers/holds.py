@@ -21,12 +21,11 @@ from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
-from core import audit, ledger
+from core import audit, events, ledger
 from core.errors import AccountInactive, Forbidden, IdempotencyKeyReused, TransferNotHeld, ValidationFailed
 from core.models import Account, AccountStatus, HoldAction, Role, Transfer, TransferAction, TransferStatus, User
 from core.transfers import queries
 from core.transfers.idempotency import validate_key
-from core.webhooks import outbox
 
 _T = Transfer.__table__
 _A = Account.__table__
@@ -160,7 +159,7 @@ def _end(
     )
     session.flush()  # the events carry completed_at and updated_at as committed
     session.refresh(transfer)
-    outbox.transfer_changed(session, transfer, source, destination)
+    events.transfer_changed(session, transfer, source, destination)
     return Ended(transfer, created=True)
 
 
@@ -244,7 +243,7 @@ def expire_due(session: Session, *, now: datetime, limit: int = 500) -> list[uui
         ],
     )
     owners = _owners(session, {t.source_account_id for t in ended} | {t.destination_account_id for t in ended})
-    outbox.emit_many(session, [e for t in ended for e in _events(t, owners)])
+    events.emit_many(session, [e for t in ended for e in _events(t, owners)])
     return [t.id for t in ended]
 
 
@@ -253,7 +252,7 @@ def _owners(session: Session, account_ids: set[uuid.UUID]) -> dict[uuid.UUID, uu
 
 
 def _events(t: Any, owners: dict[uuid.UUID, uuid.UUID | None]) -> list[dict[str, Any]]:
-    return outbox.transfer_events(
+    return events.transfer_events(
         t,
         source_owner=owners[t.source_account_id],
         destination_owner=owners[t.destination_account_id],

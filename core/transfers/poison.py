@@ -15,12 +15,11 @@ from typing import cast
 from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, events
 from core.models import Account, Transfer, TransferStatus
 from core.transfers import linked
 from core.transfers.linked import LINKED_FAILED
 from core.transfers.settle import SETTLEABLE, Settled
-from core.webhooks import outbox
 
 INTERNAL_ERROR = "INTERNAL_ERROR"
 _T = cast(Table, Transfer.__table__)
@@ -71,12 +70,12 @@ def fail_unsettleable(session: Session, transfer_id: uuid.UUID, error: str) -> l
             for row in rows
         ],
     )
-    outbox.emit_many(
+    events.emit_many(
         session,
         [
             event
             for row in rows
-            for event in outbox.transfer_events(
+            for event in events.transfer_events(
                 row,
                 source_owner=owners.get(row.source_account_id),
                 destination_owner=owners.get(row.destination_account_id),

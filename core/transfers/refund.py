@@ -19,7 +19,7 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, events
 from core.db import ROW_LOCK
 from core.errors import AccountInactive, Conflict, Forbidden, NotFound, RefundExceedsAmount
 from core.models import (
@@ -36,7 +36,6 @@ from core.money import validate_amount
 from core.transfers.idempotency import find_replay, validate_key
 from core.transfers.routing import partition_of
 from core.transfers.submit import Accepted
-from core.webhooks import outbox
 
 MAX_REASON_LENGTH = 140  # stored as the refund's reference (transfers.reference is VARCHAR(140))
 
@@ -146,7 +145,7 @@ def refund_transfer(
         details={"refund_of": str(original.id), "amount": wanted, "currency": original.currency, "reason": reason},
     )
     # transfer.pending for both owners, committed with the row; the workers settle it as any transfer.
-    outbox.transfer_changed(session, refund, destination, source)
+    events.transfer_changed(session, refund, destination, source)
     return Accepted(refund, created=True)
 
 

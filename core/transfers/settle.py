@@ -11,11 +11,10 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, events
 from core.db import copy_rows
 from core.models import Account, AccountStatus, Transfer, TransferStatus
 from core.transfers import linked
-from core.webhooks import outbox
 
 # Core tables, not ORM entities, on this hot path: no ORM compile or identity-map work per batch.
 _T = Transfer.__table__
@@ -116,12 +115,12 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
         ],
     )
     # transfer.completed/failed/held (+ account.debited/credited), committed with the settlement.
-    outbox.emit_many(
+    events.emit_many(
         session,
         [
             event
             for t in finals
-            for event in outbox.transfer_events(
+            for event in events.transfer_events(
                 t,
                 source_owner=plan.owners[t.source_account_id],
                 destination_owner=plan.owners[t.destination_account_id],

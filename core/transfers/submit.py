@@ -11,7 +11,7 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, select, text
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, events
 from core.errors import (
     AccountInactive,
     CurrencyMismatch,
@@ -35,7 +35,6 @@ from core.models import (
 from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
-from core.webhooks import outbox
 
 DEFAULT_HOLD_SECONDS = 86_400
 MIN_HOLD_SECONDS, MAX_HOLD_SECONDS = 60, 604_800
@@ -120,7 +119,7 @@ def submit_transfer(
         details={"amount": movement.amount, "currency": movement.currency},
     )
     # transfer.pending for both owners, committed with the row.
-    outbox.transfer_changed(session, transfer, source, destination)
+    events.transfer_changed(session, transfer, source, destination)
     return Accepted(transfer, created=True)
 
 

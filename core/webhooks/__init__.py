@@ -1,1 +1,1 @@
-"""Partner webhooks: endpoints, an outbox of events, signed deliveries with retries."""
+"""Partner webhooks: endpoints subscribed to domain events (core.events), signed deliveries with retries."""

@@ -1,8 +1,10 @@
-"""One delivery attempt in three steps: claim (short transaction), POST (no transaction), record.
+"""One delivery attempt in three steps: claim (short transaction), send (no transaction), record.
 
-The HTTP call happens outside any database transaction, so a slow receiver holds no row lock
-and no connection. While it is in flight the delivery's ``next_attempt_at`` is a lease: a
-duplicate task skips it, and if the worker dies the dispatcher picks it up once the lease ends.
+The send goes through the :class:`~core.webhooks.transport.Transport` the entry point injects
+(the worker's speaks HTTP), once the destination is checked here. It happens outside any
+database transaction, so a slow receiver holds no row lock and no connection. While it is in
+flight the delivery's ``next_attempt_at`` is a lease: a duplicate task skips it, and if the
+worker dies the dispatcher picks it up once the lease ends.
 """
 
 from __future__ import annotations
@@ -11,20 +13,21 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from math import floor
 
-import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import ROW_LOCK
-from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint, WebhookEvent
+from core.events import DomainEvent
+from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.retry import Verdict, decide
 from core.webhooks.secrets import sign
-from core.webhooks.urls import Destination, Resolver, UnsafeUrl, destination, system_resolver
+from core.webhooks.transport import Answer, SignedMessage, Transport, TransportError
+from core.webhooks.urls import Resolver, UnsafeUrl, destination, system_resolver
 
 RESPONSE_BODY_LIMIT = 1024  # bytes of the receiver's answer kept per attempt
 USER_AGENT = "transfer-processor-webhooks/1"
@@ -45,14 +48,15 @@ class Job:
 
 @dataclass(frozen=True)
 class Outcome:
-    status_code: int | None  # None: no HTTP answer (timeout, refused, blocked)
+    status_code: int | None  # None: no answer (timeout, refused, blocked)
     duration_ms: int
     error: str | None = None
     response_body: str | None = None
-    retry_after: str | None = None
+    answer: Answer | None = None  # None: no usable answer, a failed attempt
+    retry_after: timedelta | None = None
 
 
-def message(event: WebhookEvent) -> str:
+def message(event: DomainEvent) -> str:
     """The JSON body: the same bytes for every attempt and every endpoint of one event."""
     payload = {
         "type": event.event_type.value,
@@ -91,7 +95,7 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
         delivery.status = DeliveryStatus.FAILED
         delivery.next_attempt_at = None
         return None
-    event = session.get_one(WebhookEvent, delivery.event_id)
+    event = session.get_one(DomainEvent, delivery.event_id)
     delivery.attempt += 1
     delivery.next_attempt_at = now + policy.attempt_lease
     delivery.queued_until = delivery.next_attempt_at  # in flight counts as queued: no manual retry doubles it
@@ -141,8 +145,9 @@ def defer(session: Session, delivery_id: uuid.UUID, *, now: datetime) -> None:
     )
 
 
-def send(job: Job, *, policy: WebhookPolicy, resolve: Resolver = system_resolver) -> Outcome:
-    """POST the signed message. Never raises for the receiver's sake: every failure is an Outcome."""
+def send(job: Job, *, policy: WebhookPolicy, transport: Transport, resolve: Resolver = system_resolver) -> Outcome:
+    """Send the signed message through ``transport``. Never raises for the receiver's sake: every
+    failure is an Outcome."""
     started = time.monotonic()
     try:
         target = destination(job.url, policy.rules, resolve)  # DNS may point elsewhere than at registration
@@ -156,45 +161,18 @@ def send(job: Job, *, policy: WebhookPolicy, resolve: Resolver = system_resolver
         "webhook-timestamp": str(floor(timestamp.timestamp())),
         "webhook-signature": sign(job.secrets, job.msg_id, timestamp, job.body),
     }
+    message = SignedMessage(job.url, target, headers, job.body.encode(), policy.timeout, RESPONSE_BODY_LIMIT)
     try:
-        status, body, retry_after = _post_pinned(job, target, headers, policy.timeout)
-    except httpx.TimeoutException:
-        return Outcome(None, _ms(started), error="timeout")
-    except httpx.HTTPError as exc:
-        return Outcome(None, _ms(started), error=type(exc).__name__)
+        reply = transport.send(message)
+    except TransportError as exc:
+        return Outcome(None, _ms(started), error=exc.reason)
     elapsed = _ms(started)
     if elapsed > policy.timeout * 1000:
         # Each read was within the timeout but the whole answer was not: not a success.
-        return Outcome(None, elapsed, error="timeout", response_body=body)
-    return Outcome(status, elapsed, response_body=body, retry_after=retry_after)
-
-
-def _post_pinned(job: Job, target: Destination, headers: dict[str, str], timeout: float) -> tuple[int, str, str | None]:
-    """POST to the checked addresses themselves, in turn until one accepts the connection.
-
-    The URL's host is replaced by the address, so nothing resolves the name again; the Host
-    header and TLS (SNI, certificate hostname check) still use the name the partner registered.
-    """
-    url = httpx.URL(job.url)
-    pinned_headers = {**headers, "host": url.netloc.decode("ascii")}
-    extensions = {"sni_hostname": target.host} if url.scheme == "https" else {}
-    # No redirects (a 3xx could point inside the network), no proxies or .netrc from the environment.
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        for i, address in enumerate(target.addresses):
-            try:
-                with client.stream(
-                    "POST",
-                    url.copy_with(host=address),
-                    content=job.body.encode(),
-                    headers=pinned_headers,
-                    extensions=extensions,
-                ) as response:
-                    body = _read_prefix(response, RESPONSE_BODY_LIMIT)
-                    return response.status_code, body, response.headers.get("retry-after")
-            except httpx.ConnectError:
-                if i == len(target.addresses) - 1:
-                    raise
-    raise httpx.ConnectError("no address to connect to")
+        return Outcome(None, elapsed, error="timeout", response_body=reply.body)
+    return Outcome(
+        reply.status_code, elapsed, response_body=reply.body, answer=reply.answer, retry_after=reply.retry_after
+    )
 
 
 def record(
@@ -220,7 +198,7 @@ def record(
     if delivery.attempt != job.attempt or delivery.status != DeliveryStatus.PENDING:
         return delivery.status  # a manual retry started a newer attempt: that one decides
     decision = decide(
-        outcome.status_code,
+        outcome.answer,
         attempt=job.attempt,
         schedule=policy.schedule,
         retry_after=outcome.retry_after,
@@ -252,17 +230,6 @@ def _disable(session: Session, endpoint_id: uuid.UUID, reason: str) -> None:
         actor_id=None,
         details={"reason": reason},
     )
-
-
-def _read_prefix(response: httpx.Response, limit: int) -> str:
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit:
-            break  # the rest is not read: a huge answer cannot hold the worker
-    return b"".join(chunks)[:limit].decode("utf-8", errors="replace")
 
 
 def _ms(started: float) -> int:

@@ -1,19 +1,16 @@
-"""Webhook tables: endpoints, the outbox of events, deliveries per endpoint and their attempts."""
+"""Webhook tables: endpoints, deliveries of domain events (core.events) per endpoint, and their attempts."""
 
 from __future__ import annotations
 
 import enum
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     DateTime,
     Enum,
     ForeignKey,
-    Identity,
     Index,
     Integer,
     String,
@@ -22,24 +19,11 @@ from sqlalchemy import (
     Uuid,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.events import EventType
 from core.models import Base, enum_column
-
-
-class EventType(enum.StrEnum):
-    TRANSFER_PENDING = "transfer.pending"
-    TRANSFER_COMPLETED = "transfer.completed"
-    TRANSFER_FAILED = "transfer.failed"
-    TRANSFER_HELD = "transfer.held"
-    TRANSFER_VOIDED = "transfer.voided"
-    TRANSFER_EXPIRED = "transfer.expired"
-    ACCOUNT_CREDITED = "account.credited"
-    ACCOUNT_DEBITED = "account.debited"
-
-
-EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -78,27 +62,6 @@ class WebhookEndpoint(Base):
     )
 
     __table_args__ = (CheckConstraint("cardinality(events) > 0", name="events_nonempty"),)
-
-
-class WebhookEvent(Base):
-    """The outbox: written in the same transaction as the state change it reports."""
-
-    __tablename__ = "webhook_events"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    # Allocation order: later state changes of one transfer always get a larger number.
-    sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
-    event_type: Mapped[EventType] = mapped_column(_enum(EventType, "webhook_event_type"))
-    occurred_at: Mapped[datetime] = _timestamp()
-    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    # The users the event concerns; only their endpoints receive it. Empty: nobody (bank-only).
-    owner_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
-    relayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-    __table_args__ = (
-        # The relay's scan: events not yet fanned out, oldest first.
-        Index("ix_webhook_events_unrelayed", "sequence", postgresql_where="relayed_at IS NULL"),
-    )
 
 
 class WebhookDelivery(Base):

@@ -1,4 +1,4 @@
-"""The relay: outbox events become one delivery per subscribed endpoint; due deliveries get queued.
+"""The relay: domain events (core.events) become one delivery per subscribed endpoint; due deliveries get queued.
 
 Both scans take their rows ``FOR UPDATE SKIP LOCKED``, so any number of relays (beat ticks that
 overlap, several beat processes) split the work instead of doubling it; the unique
@@ -16,7 +16,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import func
 
-from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from core.events import DomainEvent
+from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,9 @@ def relay_events(session: Session, *, now: datetime, queue_lease: timedelta, lim
     """Fan out up to ``limit`` unrelayed events, oldest first, and mark them relayed."""
     event_ids = list(
         session.scalars(
-            select(WebhookEvent.id)
-            .where(WebhookEvent.relayed_at.is_(None))
-            .order_by(WebhookEvent.sequence)
+            select(DomainEvent.id)
+            .where(DomainEvent.relayed_at.is_(None))
+            .order_by(DomainEvent.sequence)
             .limit(limit)
             .with_for_update(skip_locked=True, key_share=True)
         )
@@ -42,23 +43,23 @@ def relay_events(session: Session, *, now: datetime, queue_lease: timedelta, lim
     targets = (
         select(
             func.gen_random_uuid(),
-            WebhookEvent.id,
+            DomainEvent.id,
             WebhookEndpoint.id,
-            WebhookEvent.event_type,
+            DomainEvent.event_type,
             literal(DeliveryStatus.PENDING.value),
             literal(now),
             literal(now + queue_lease),
         )
         .join(
             WebhookEndpoint,
-            (WebhookEndpoint.user_id == any_(WebhookEvent.owner_ids))
+            (WebhookEndpoint.user_id == any_(DomainEvent.owner_ids))
             & WebhookEndpoint.enabled
-            & (WebhookEvent.event_type == any_(WebhookEndpoint.events))
+            & (DomainEvent.event_type == any_(WebhookEndpoint.events))
             # An endpoint receives what happens after it was registered, not an unrelayed backlog.
-            & (WebhookEndpoint.created_at <= WebhookEvent.occurred_at),
+            & (WebhookEndpoint.created_at <= DomainEvent.occurred_at),
         )
-        .where(WebhookEvent.id.in_(event_ids))
-        .order_by(WebhookEvent.sequence)
+        .where(DomainEvent.id.in_(event_ids))
+        .order_by(DomainEvent.sequence)
     )
     delivery_ids = list(
         session.scalars(
@@ -71,7 +72,7 @@ def relay_events(session: Session, *, now: datetime, queue_lease: timedelta, lim
             .returning(WebhookDelivery.id)
         )
     )
-    session.execute(update(WebhookEvent).where(WebhookEvent.id.in_(event_ids)).values(relayed_at=now))
+    session.execute(update(DomainEvent).where(DomainEvent.id.in_(event_ids)).values(relayed_at=now))
     return Relayed(len(event_ids), delivery_ids)
 
 

@@ -1,4 +1,4 @@
-"""When to try a delivery again: a schedule of delays with jitter, Retry-After, and when to stop."""
+"""When to try a delivery again: a schedule of delays with jitter, the receiver's asked-for wait, and when to stop."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
+
+from core.webhooks.transport import Answer
 
 # Production default, as Standard Webhooks senders do: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 # after the first attempt, i.e. 8 attempts over about 27.6 hours.
@@ -38,28 +39,11 @@ def backoff(schedule: tuple[float, ...], attempt: int, rand: Callable[[], float]
     return timedelta(seconds=schedule[attempt - 1] * (1 + JITTER * rand()))
 
 
-def parse_retry_after(value: str | None, now: datetime) -> timedelta | None:
-    """RFC 9110 Retry-After: delay-seconds or an HTTP date. Garbage or the past is ignored."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        delay = timedelta(seconds=int(value))
-    else:
-        try:
-            delay = parsedate_to_datetime(value) - now
-        except (TypeError, ValueError):
-            return None
-    if delay <= timedelta(0):
-        return None
-    return min(delay, MAX_RETRY_AFTER)
-
-
 class Verdict(enum.StrEnum):
     SUCCEEDED = "SUCCEEDED"
     RETRY = "RETRY"
     FAILED = "FAILED"
-    GONE = "GONE"  # 410: the receiver asks us to stop; the endpoint is disabled
+    GONE = "GONE"  # the receiver asks us to stop; the endpoint is disabled
 
 
 @dataclass(frozen=True)
@@ -69,24 +53,25 @@ class Decision:
 
 
 def decide(
-    status_code: int | None,
+    answer: Answer | None,
     *,
     attempt: int,
     schedule: tuple[float, ...],
-    retry_after: str | None,
+    retry_after: timedelta | None,
     now: datetime,
     rand: Callable[[], float] = random.random,
 ) -> Decision:
-    """What follows attempt ``attempt`` that got ``status_code`` (None: no HTTP answer at all)."""
-    if status_code is not None and 200 <= status_code < 300:
+    """What follows attempt ``attempt`` that got ``answer`` (None: no answer at all).
+
+    ``retry_after``, the wait a refusing receiver asked for, may lengthen the scheduled delay
+    (up to :data:`MAX_RETRY_AFTER`) but never shorten it."""
+    if answer == Answer.ACCEPTED:
         return Decision(Verdict.SUCCEEDED)
-    if status_code == 410:
+    if answer == Answer.GONE:
         return Decision(Verdict.GONE)
     delay = backoff(schedule, attempt, rand)
     if delay is None:
         return Decision(Verdict.FAILED)
-    if status_code in (429, 503):
-        asked = parse_retry_after(retry_after, now)
-        if asked is not None:
-            delay = max(delay, asked)
+    if retry_after is not None and retry_after > timedelta(0):
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return Decision(Verdict.RETRY, now + delay)

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import ROW_LOCK
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.events import EVENT_TYPES
 from core.models import User
 from core.pagination import Page, paginate
-from core.webhooks.models import EVENT_TYPES, DeliveryStatus, WebhookDelivery, WebhookEndpoint
+from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.secrets import generate_secret
 from core.webhooks.urls import Resolver, check_url, system_resolver

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks import Webhook
 
-from core.webhooks import outbox
-from core.webhooks.models import EventType, WebhookDelivery, WebhookEvent
+from core.events import DomainEvent, EventType, emit
+from core.webhooks.models import WebhookDelivery
 from tests import factories
 from tests.e2e.conftest import bearer, wait_final
 from tests.receiver import Receiver, Reply, running
@@ -199,11 +199,11 @@ def test_nothing_is_lost_between_the_outbox_write_and_the_delivery(  # type: ign
 
     # A process committed its change and outbox row, then died before publishing anything.
     with sessions.begin() as s:
-        event = outbox.emit(s, EventType.ACCOUNT_CREDITED, {"id": "crashed-1"}, [carol.user.id])
+        event = emit(s, EventType.ACCOUNT_CREDITED, {"id": "crashed-1"}, [carol.user.id])
         assert event is not None
     # A delivery whose task was lost with its worker: queued long ago, never attempted.
     with sessions.begin() as s:
-        lost = WebhookEvent(
+        lost = DomainEvent(
             event_type=EventType.TRANSFER_COMPLETED,
             data={"id": "lost-task-1"},
             owner_ids=[carol.user.id],

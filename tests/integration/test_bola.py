@@ -61,11 +61,12 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
 
 def _failed_delivery(sessions, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> uuid.UUID:  # type: ignore[no-untyped-def]
     """A finished (FAILED) delivery to alice's endpoint: nothing in the background touches it."""
-    from core.webhooks.models import DeliveryStatus, EventType, WebhookDelivery, WebhookEvent
+    from core.events import DomainEvent, EventType
+    from core.webhooks.models import DeliveryStatus, WebhookDelivery
 
     now = datetime.now(UTC)
     with sessions.begin() as s:
-        event = WebhookEvent(event_type=EventType("transfer.failed"), data={}, owner_ids=[user_id], relayed_at=now)
+        event = DomainEvent(event_type=EventType("transfer.failed"), data={}, owner_ids=[user_id], relayed_at=now)
         s.add(event)
         s.flush()
         delivery = WebhookDelivery(

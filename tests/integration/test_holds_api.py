@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from core.events import DomainEvent, EventType
 from core.models import Account, AuditLog, Transfer
 from core.reconcile import reconcile
 from core.transfers.settle import settle_transfer
-from core.webhooks.models import EventType, WebhookDelivery, WebhookEvent
+from core.webhooks.models import WebhookDelivery
 from core.webhooks.relay import relay_events
 from tests.integration.test_api import assert_problem, login, post_transfer, transfer_body
 from worker.app import celery_app
@@ -84,7 +85,7 @@ def test_a_hold_reserves_then_a_partial_capture_moves_part_and_releases_the_rest
     assert_problem(action(client, ah, t["id"], "void"), 409, "TRANSFER_NOT_HELD")
 
     with sessions() as s:
-        types = set(s.scalars(select(WebhookEvent.event_type).where(WebhookEvent.data["id"].astext == t["id"])))
+        types = set(s.scalars(select(DomainEvent.event_type).where(DomainEvent.data["id"].astext == t["id"])))
     assert {EventType.TRANSFER_HELD, EventType.TRANSFER_COMPLETED, EventType.ACCOUNT_DEBITED} <= types
 
 
@@ -261,7 +262,7 @@ def test_hold_events_reach_both_owners(client, sessions, pair) -> None:  # type:
         ):
             events = list(
                 s.scalars(
-                    select(WebhookEvent).where(WebhookEvent.data["id"].astext == tid).order_by(WebhookEvent.sequence)
+                    select(DomainEvent).where(DomainEvent.data["id"].astext == tid).order_by(DomainEvent.sequence)
                 )
             )
             assert [e.event_type for e in events] == kinds

@@ -19,24 +19,19 @@ import pytest
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
+from core.events import DomainEvent, EventType, emit
 from core.models import AuditLog, Transfer
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
-from core.webhooks import delivery, outbox, service, slots
-from core.webhooks.models import (
-    DeliveryStatus,
-    EventType,
-    WebhookDelivery,
-    WebhookDeliveryAttempt,
-    WebhookEndpoint,
-    WebhookEvent,
-)
+from core.webhooks import delivery, service, slots
+from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.relay import relay_events
 from tests.factories import fund
 from tests.integration.test_api import assert_problem, login
 from tests.receiver import Receiver, Reply, running
+from worker.http_transport import HttpTransport
 
 NOWHERE = "http://127.0.0.1:9/discard"  # nothing listens: a stray worker attempt harms nothing
 
@@ -52,10 +47,10 @@ def policy(settings) -> WebhookPolicy:  # type: ignore[no-untyped-def]
     return dataclasses.replace(WebhookPolicy.from_settings(settings), schedule=(3600.0, 3600.0))
 
 
-def events_for(sessions, transfer_id: uuid.UUID) -> list[WebhookEvent]:  # type: ignore[no-untyped-def]
+def events_for(sessions, transfer_id: uuid.UUID) -> list[DomainEvent]:  # type: ignore[no-untyped-def]
     with sessions() as s:
-        stmt = select(WebhookEvent).where(WebhookEvent.data["id"].astext == str(transfer_id))
-        return list(s.scalars(stmt.order_by(WebhookEvent.sequence)))
+        stmt = select(DomainEvent).where(DomainEvent.data["id"].astext == str(transfer_id))
+        return list(s.scalars(stmt.order_by(DomainEvent.sequence)))
 
 
 def submit(sessions, customer, dest, amount: int) -> Transfer:  # type: ignore[no-untyped-def]
@@ -138,7 +133,7 @@ def test_a_rolled_back_change_leaves_no_event(sessions, make_customer) -> None: 
         tid = submit_transfer(s, user=alice.user, idempotency_key="rolled-back", movement=movement).transfer.id
         s.flush()
         assert (
-            s.scalar(select(func.count()).select_from(WebhookEvent).where(WebhookEvent.data["id"].astext == str(tid)))
+            s.scalar(select(func.count()).select_from(DomainEvent).where(DomainEvent.data["id"].astext == str(tid)))
             == 1
         )
         s.rollback()
@@ -190,7 +185,7 @@ def test_concurrent_relays_deliver_each_event_once_per_endpoint(sessions, make_c
     ep = endpoint(sessions, policy, alice, ["account.credited"])
     with sessions.begin() as s:
         for i in range(40):
-            outbox.emit(s, EventType.ACCOUNT_CREDITED, {"id": str(uuid.uuid4()), "n": i}, [alice.user.id])
+            emit(s, EventType.ACCOUNT_CREDITED, {"id": str(uuid.uuid4()), "n": i}, [alice.user.id])
     errors: list[BaseException] = []
 
     def relay() -> None:
@@ -222,7 +217,7 @@ def parked_delivery(sessions, policy, customer, url: str) -> tuple[WebhookEndpoi
         created = service.create_endpoint(
             s, customer.user, url=url, events=["transfer.completed"], description=None, policy=policy
         )
-        event = WebhookEvent(
+        event = DomainEvent(
             event_type=EventType.TRANSFER_COMPLETED, data={"id": "t-1"}, owner_ids=[customer.user.id], relayed_at=now
         )
         s.add(event)
@@ -242,7 +237,7 @@ def attempt(sessions, policy, delivery_id: uuid.UUID) -> tuple[delivery.Job, del
     with sessions.begin() as s:
         job = delivery.claim(s, delivery_id, policy=policy, now=datetime.now(UTC))
     assert job is not None
-    outcome = delivery.send(job, policy=policy)
+    outcome = delivery.send(job, policy=policy, transport=HttpTransport())
     with sessions.begin() as s:
         status = delivery.record(s, job, outcome, policy=policy, now=datetime.now(UTC))
     return job, outcome, status
@@ -328,7 +323,7 @@ def test_delivery_rechecks_the_destination(sessions, make_customer, policy, rece
     with sessions.begin() as s:
         job = delivery.claim(s, did, policy=guarded, now=datetime.now(UTC))
     assert job is not None
-    outcome = delivery.send(job, policy=guarded, resolve=lambda host, port: ["10.0.0.7"])
+    outcome = delivery.send(job, policy=guarded, transport=HttpTransport(), resolve=lambda host, port: ["10.0.0.7"])
     assert outcome.status_code is None and outcome.error and "destination refused" in outcome.error
     assert receiver.requests(url) == []
 
@@ -350,7 +345,7 @@ def test_delivery_connects_to_the_address_it_checked(sessions, make_customer, po
         lookups.append(host)
         return ["127.0.0.1"]
 
-    outcome = delivery.send(job, policy=policy, resolve=resolve)
+    outcome = delivery.send(job, policy=policy, transport=HttpTransport(), resolve=resolve)
     assert (outcome.status_code, outcome.error) == (204, None)
     assert lookups == ["rebind.invalid"]
     (req,) = receiver.requests(real.geturl())
@@ -429,7 +424,7 @@ def test_a_busy_endpoint_defers_its_deliveries_and_others_flow(  # type: ignore[
     finally:
         slots.release(redis_client, busy)
     with sessions.begin() as s:  # a second due delivery of the same endpoint
-        event = WebhookEvent(event_type=EventType.TRANSFER_COMPLETED, data={"id": "t-2"}, owner_ids=[])
+        event = DomainEvent(event_type=EventType.TRANSFER_COMPLETED, data={"id": "t-2"}, owner_ids=[])
         s.add(event)
         s.flush()
         s.add(
@@ -540,6 +535,6 @@ def test_the_backlog_counts_an_event_undelivered_until_its_delivery_ends(  # typ
             pass
     with sessions() as s:
         relayed = measure(s, an_hour_later)
-        assert s.scalar(select(func.count()).select_from(WebhookEvent).where(WebhookEvent.relayed_at.is_(None))) == 0
+        assert s.scalar(select(func.count()).select_from(DomainEvent).where(DomainEvent.relayed_at.is_(None))) == 0
     assert relayed.outbox_backlog == 0
     assert relayed.oldest_undelivered_webhook_age_seconds >= 3590  # its delivery is still PENDING

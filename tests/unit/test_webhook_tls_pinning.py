@@ -25,6 +25,7 @@ from core.webhooks.delivery import Job, send
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.secrets import SecretBox, generate_secret
 from core.webhooks.urls import UrlRules
+from worker.http_transport import HttpTransport
 
 HOST = "hooks.partner.example"
 
@@ -92,6 +93,6 @@ def test_https_is_pinned_to_the_checked_address_with_sni_and_verification_on_the
         queue_lease=timedelta(seconds=60),
     )
     job = Job(uuid.uuid4(), uuid.uuid4(), 1, f"https://{HOST}:{port}/hook", "msg_1", "{}", [generate_secret()])
-    outcome = send(job, policy=policy, resolve=lambda host, port: ["127.0.0.1"])
+    outcome = send(job, policy=policy, transport=HttpTransport(), resolve=lambda host, port: ["127.0.0.1"])
     assert offered == [HOST]  # the connection reached the pinned address and named the host
     assert outcome.status_code is None and outcome.error == "ConnectError"  # self-signed: refused

@@ -1,23 +1,64 @@
-"""The outbox: webhook events written in the same transaction as the change they report.
+"""Domain events: what changed, written in the same transaction as the change (the outbox).
 
-A committed state change always has its events, a rolled-back one never has: the relay
-(core.webhooks.relay) fans committed events out to deliveries later, whatever crashed between.
+Services (transfers, holds, deposits, refunds) write events here and know nothing of who
+listens; a committed change always has its events, a rolled-back one never has. Subscribers read
+committed events later: the webhook relay (core.webhooks.relay) fans them out to partners'
+endpoints, whatever crashed in between.
 """
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Table, insert
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, DateTime, Identity, Index, Table, Uuid, func, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import copy_rows
-from core.models import Account, TransferStatus
-from core.webhooks.models import EventType, WebhookEvent
+from core.models import Account, Base, TransferStatus, enum_column
+
+
+class EventType(enum.StrEnum):
+    TRANSFER_PENDING = "transfer.pending"
+    TRANSFER_COMPLETED = "transfer.completed"
+    TRANSFER_FAILED = "transfer.failed"
+    TRANSFER_HELD = "transfer.held"
+    TRANSFER_VOIDED = "transfer.voided"
+    TRANSFER_EXPIRED = "transfer.expired"
+    ACCOUNT_CREDITED = "account.credited"
+    ACCOUNT_DEBITED = "account.debited"
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)
+
+
+class DomainEvent(Base):
+    """One event of the outbox. The table keeps its first name, ``webhook_events``: renaming it
+    would be a migration for no behaviour."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # Allocation order: later state changes of one transfer always get a larger number.
+    sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    event_type: Mapped[EventType] = mapped_column(enum_column(EventType, "webhook_event_type", length=32))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    # The users the event concerns; only their endpoints receive it. Empty: nobody (bank-only).
+    owner_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
+    # Set by the webhook relay once it has fanned the event out to deliveries.
+    relayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # The relay's scan: events not yet fanned out, oldest first.
+        Index("ix_webhook_events_unrelayed", "sequence", postgresql_where="relayed_at IS NULL"),
+    )
+
 
 _STATUS_EVENTS = {
     TransferStatus.PENDING: EventType.TRANSFER_PENDING,
@@ -31,7 +72,7 @@ _STATUS_EVENTS = {
 
 def emit(
     session: Session, event_type: EventType, data: dict[str, Any], owner_ids: Iterable[uuid.UUID | None]
-) -> WebhookEvent | None:
+) -> DomainEvent | None:
     """Add one event to the caller's transaction, for the endpoints of ``owner_ids``.
 
     Owners that are None (the bank's settlement accounts) are dropped; an event that
@@ -40,7 +81,7 @@ def emit(
     owners = sorted({o for o in owner_ids if o is not None})
     if not owners:
         return None
-    event = WebhookEvent(event_type=event_type, data=data, owner_ids=owners)
+    event = DomainEvent(event_type=event_type, data=data, owner_ids=owners)
     session.add(event)
     return event
 
@@ -91,7 +132,7 @@ def emit_many(session: Session, events: list[dict[str, Any]]) -> None:
     """Write many events with one statement (the hot path: settlement batches)."""
     if len(events) <= 3:  # one transfer's events: one cached Core statement
         if events:
-            session.execute(insert(cast(Table, WebhookEvent.__table__)), events)
+            session.execute(insert(cast(Table, DomainEvent.__table__)), events)
         return
     copy_rows(  # a settlement batch: COPY, no statement to compile, no per-row round trip
         session,
