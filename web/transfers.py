@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import Row
 
 from core.identity.service import PinCheck, check_pin
-from core.models import Transfer, TransferKind, TransferStatus
+from core.models import Transfer, TransferKind
 from core.observability import metrics, tracing
 from core.pagination import Page
 from core.transfers import holds, queries
@@ -164,7 +164,7 @@ def list_transfers(args: dict[str, Any]) -> Page[Transfer]:
         return queries.list_visible(
             session,
             me(),
-            status=TransferStatus(args["status"]) if "status" in args else None,
+            status=args.get("status"),
             account_id=args.get("account_id"),
             cursor=args.get("cursor"),
             limit=args["limit"],

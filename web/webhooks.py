@@ -13,12 +13,12 @@ from marshmallow import fields, validate
 
 from core.pagination import Page
 from core.webhooks import service
-from core.webhooks.models import EVENT_TYPES, WebhookDelivery, WebhookEndpoint
+from core.webhooks.models import EVENT_TYPES, DeliveryStatus, EventType, WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.urls import MAX_URL_LENGTH
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
-from web.schemas import FullMatch, PageArgs, Strict, page_of
+from web.schemas import FullMatch, PageArgs, Strict, by_value, page_of
 from web.security import me
 from worker.webhooks import enqueue_delivery
 
@@ -69,9 +69,9 @@ class SecretOut(ma.Schema):
 class DeliveryOut(ma.Schema):
     id = fields.UUID()
     event_id = fields.UUID()
-    event_type = fields.String()
+    event_type = by_value(EventType)
     attempt = fields.Integer()
-    status = fields.String()
+    status = by_value(DeliveryStatus)
     response_status = fields.Integer(allow_none=True)
     next_attempt_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
