@@ -34,7 +34,7 @@ CURRENCY = validate.OneOf(sorted(CURRENCIES), error="Must be an ISO 4217 currenc
 PIN = FullMatch(r"^[0-9]{4,6}$", error="Must be 4 to 6 digits.")
 
 
-def by_value(enum_: type[enum.Enum], **kwargs: Any) -> fields.Enum:
+def by_value(enum_: type[enum.Enum], **kwargs: Any) -> fields.Enum[Any]:
     """An enum member in and out by its value (the stored string), published as a string enum."""
     return fields.Enum(enum_, by_value=fields.String, **kwargs)
 

@@ -18,7 +18,7 @@ from core.models import User
 from core.pagination import Page, paginate
 from core.webhooks.models import EVENT_TYPES, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
-from core.webhooks.secrets import generate_secret
+from core.webhooks.secrets import SecretBox, generate_secret
 from core.webhooks.urls import Resolver, check_url, system_resolver
 
 MAX_ENDPOINTS_PER_USER = 20
@@ -155,6 +155,31 @@ def retry_delivery(
     delivery.queued_until = now + policy.queue_lease
     _audit(session, "webhook.delivery_retried", endpoint, user, request_id, {"delivery_id": str(delivery.id)})
     return Retried(delivery, queued=True)
+
+
+def reencrypt_secrets(session: Session, box: SecretBox) -> int:
+    """Re-encrypt every stored endpoint secret (current and rotated-out) under the box's current
+    key, audited; returns how many endpoints were rewritten. Afterwards the previous keys can go.
+
+    Rows are locked in id order, so a concurrent secret rotation waits instead of writing a
+    ciphertext this pass would miss.
+    """
+    endpoints = session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id).with_for_update(**ROW_LOCK))
+    count = 0
+    for endpoint in endpoints:
+        endpoint.secret_encrypted = box.rotate(endpoint.secret_encrypted)
+        if endpoint.previous_secret_encrypted is not None:
+            endpoint.previous_secret_encrypted = box.rotate(endpoint.previous_secret_encrypted)
+        count += 1
+    audit.record(
+        session,
+        action="webhook.secrets_key_rotated",
+        entity_type="webhook_endpoint",
+        entity_id=None,
+        actor_id=None,
+        details={"endpoints": count},
+    )
+    return count
 
 
 def _event_list(events: Sequence[str]) -> list[str]:
