@@ -15,7 +15,7 @@ from core import audit
 from core.db import ROW_LOCK
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import User
-from core.pagination import Page, paginate
+from core.pagination import Page, newest_first, paginate
 from core.webhooks.models import EVENT_TYPES, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.secrets import SecretBox, generate_secret
@@ -121,7 +121,7 @@ def list_deliveries(
 ) -> Page[WebhookDelivery]:
     endpoint = get_endpoint(session, user, endpoint_id)
     stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
-    return paginate(session, stmt, WebhookDelivery, cursor, limit)
+    return paginate(session, stmt, newest_first(WebhookDelivery), cursor, limit)
 
 
 def retry_delivery(
