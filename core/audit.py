@@ -10,9 +10,8 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from core.db import copy_rows
-from core.errors import ValidationFailed
 from core.models import AuditLog
-from core.pagination import Page
+from core.pagination import Page, paginate
 
 
 def record(
@@ -52,20 +51,13 @@ def search(
     cursor: str | None,
     limit: int,
 ) -> Page[AuditLog]:
-    """Audit rows newest first; the cursor is the last row's id (ids only grow)."""
+    """Audit rows newest first (ids only grow)."""
     stmt = select(AuditLog)
     if entity_id:
         stmt = stmt.where(AuditLog.entity_id == entity_id)
     if action:
         stmt = stmt.where(AuditLog.action == action)
-    if cursor:
-        if not cursor.isdigit():
-            raise ValidationFailed("invalid cursor", errors={"cursor": ["Invalid cursor."]})
-        stmt = stmt.where(AuditLog.id < int(cursor))
-    rows = list(session.scalars(stmt.order_by(AuditLog.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(items=rows, next_cursor=str(rows[-1].id) if more and rows else None)
+    return paginate(session, stmt, (AuditLog.id,), cursor, limit)
 
 
 _COLUMNS = ("actor_id", "action", "entity_type", "entity_id", "request_id", "details")

@@ -96,6 +96,9 @@ class Settings(BaseSettings):
 
     # Partner webhooks: endpoint secrets are Fernet-encrypted under a key derived from this.
     webhook_secrets_key: SecretStr = SecretStr(DEV_WEBHOOK_SECRETS_KEY)
+    # Key rotation: comma-separated former keys, used only to decrypt until
+    # `flask --app web rotate-webhook-secrets-key` has re-encrypted every secret under the current one.
+    webhook_secrets_previous_keys: SecretStr = SecretStr("")
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_retry_schedule: str = DEFAULT_SCHEDULE  # seconds before each retry, comma-separated
     webhook_secret_grace_seconds: float = Field(default=86400.0, ge=0)  # old secret still signs
@@ -144,7 +147,25 @@ class Settings(BaseSettings):
                     f"JWT_PREVIOUS_SECRET_KEY must be a real former key of at least {MIN_SECRET_BYTES} bytes, "
                     "different from JWT_SECRET_KEY, when APP_ENV=production"
                 )
+        self._refuse_weak_previous_webhook_keys()
         return self
+
+    def _refuse_weak_previous_webhook_keys(self) -> None:
+        # A well-known or reused former key would decrypt every partner's signing secret.
+        current = self.webhook_secrets_key.get_secret_value()
+        others = {DEV_WEBHOOK_SECRETS_KEY, current, self.jwt_secret_key.get_secret_value()}
+        others.add(self.pin_pepper.get_secret_value())
+        for old in self.webhook_secrets_previous_key_list:
+            if old in others or len(old.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(
+                    f"each of WEBHOOK_SECRETS_PREVIOUS_KEYS must be a real former key of at least {MIN_SECRET_BYTES} "
+                    "bytes, different from WEBHOOK_SECRETS_KEY, JWT_SECRET_KEY and PIN_PEPPER, when APP_ENV=production"
+                )
+
+    @property
+    def webhook_secrets_previous_key_list(self) -> tuple[str, ...]:
+        raw = self.webhook_secrets_previous_keys.get_secret_value()
+        return tuple(k.strip() for k in raw.split(",") if k.strip())
 
     @property
     def rate_limit_storage_uri(self) -> str:

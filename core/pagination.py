@@ -1,10 +1,16 @@
-"""Keyset (cursor) pagination on (created_at, id), newest first: stable under inserts."""
+"""Keyset (cursor) pagination, newest first: stable under inserts, one cursor format for every list.
+
+A list names its sort keys (columns, unique together, all descending); the cursor is the last row's
+values of those keys, base64url JSON. It is opaque to clients and checked against the keys' types
+when it comes back, so a damaged cursor, or one from a list with other keys, is a 422.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -15,6 +21,7 @@ from core.errors import ValidationFailed
 
 T = TypeVar("T")
 MAX_LIMIT = 100
+Keys = Sequence[Any]  # mapped columns (``Model.created_at``), compared and ordered as a row value
 
 
 @dataclass(frozen=True)
@@ -23,27 +30,51 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-def encode_cursor(created_at: datetime, id_: uuid.UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(id_)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def newest_first(model: Any) -> Keys:
+    """The usual keys: creation time, then id to break ties."""
+    return (model.created_at, model.id)
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def encode_cursor(values: Sequence[datetime | uuid.UUID | int]) -> str:
+    raw = json.dumps([v if isinstance(v, int) else str(v) for v in values], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, keys: Keys) -> list[Any]:
+    """The key values a cursor carries, typed as its keys' columns; ValidationFailed (422) otherwise."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, id_ = json.loads(raw)
-        return datetime.fromisoformat(created), uuid.UUID(id_)
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise ValueError("cursor does not fit this list")
+        return [_load(key.type.python_type, value) for key, value in zip(keys, values, strict=True)]
     except (ValueError, TypeError) as exc:
         raise ValidationFailed("invalid cursor", errors={"cursor": ["Invalid cursor."]}) from exc
 
 
-def paginate(session: Any, stmt: Select[Any], model: Any, cursor: str | None, limit: int) -> Page[Any]:
-    """Run ``stmt`` for one page of ``model`` rows, newest first."""
+def _load(python_type: type, value: Any) -> Any:
+    if python_type is int:
+        if type(value) is not int:  # bool is an int too
+            raise TypeError("not an integer")
+        return value
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    if python_type is datetime:
+        loaded = datetime.fromisoformat(value)
+        if loaded.tzinfo is None:
+            raise ValueError("naive timestamp")
+        return loaded
+    if python_type is uuid.UUID:
+        return uuid.UUID(value)
+    raise TypeError(f"no cursor form for {python_type.__name__} keys")
+
+
+def paginate(session: Any, stmt: Select[Any], keys: Keys, cursor: str | None, limit: int) -> Page[Any]:
+    """Run ``stmt`` for one page of rows, ordered by ``keys`` descending, after ``cursor``."""
     if cursor:
-        created, id_ = decode_cursor(cursor)
-        stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(literal(created), literal(id_)))
-    rows = list(session.scalars(stmt.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
+        after = decode_cursor(cursor, keys)
+        stmt = stmt.where(tuple_(*keys) < tuple_(*(literal(v, k.type) for k, v in zip(keys, after, strict=True))))
+    rows = list(session.scalars(stmt.order_by(*(k.desc() for k in keys)).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
+    next_cursor = encode_cursor([getattr(rows[-1], k.key) for k in keys]) if more and rows else None
     return Page(items=rows, next_cursor=next_cursor)

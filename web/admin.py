@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from core import audit
 from core.accounts import service as accounts
 from core.identity import service as identity
-from core.models import Account, AuditLog, KycStatus, User
+from core.models import Account, AuditLog, User
 from core.observability import metrics
 from core.pagination import Page
 from core.transfers.deposit import deposit
@@ -23,6 +23,7 @@ from web.schemas import (
     AuditPage,
     DepositIn,
     DepositOut,
+    KycDecision,
     KycDecisionIn,
     ReasonIn,
     UserListArgs,
@@ -43,7 +44,7 @@ def list_users(args: dict[str, Any]) -> Page[User]:
     with transaction() as session:
         return identity.list_users(
             session,
-            kyc_status=KycStatus(args["kyc_status"]) if "kyc_status" in args else None,
+            kyc_status=args.get("kyc_status"),
             cursor=args.get("cursor"),
             limit=args["limit"],
         )
@@ -59,7 +60,7 @@ def decide_kyc(body: dict[str, Any], user_id: uuid.UUID) -> User:
         return identity.decide_kyc(
             session,
             user_id=user_id,
-            approve=body["decision"] == "APPROVE",
+            approve=body["decision"] is KycDecision.APPROVE,
             admin_id=me().id,
             reason=body.get("reason"),
             request_id=request_id(),

@@ -8,7 +8,9 @@ from flask import Flask
 from core.audit_chain import verify_chain
 from core.identity import service as identity
 from core.reconcile import reconcile
-from web.context import transaction
+from core.webhooks import service as webhooks
+from core.webhooks.policy import WebhookPolicy
+from web.context import settings, transaction
 
 
 def init_app(app: Flask) -> None:
@@ -31,6 +33,15 @@ def init_app(app: Flask) -> None:
         with transaction() as session:
             cleared = identity.unlock_login(session, email=email)
         click.echo(f"login lock of {email.strip().lower()} cleared ({cleared} counter(s))")
+
+    @app.cli.command("rotate-webhook-secrets-key")
+    def rotate_webhook_secrets_key() -> None:
+        """Re-encrypt every webhook endpoint secret under WEBHOOK_SECRETS_KEY, audited; afterwards
+        WEBHOOK_SECRETS_PREVIOUS_KEYS can be emptied."""
+        box = WebhookPolicy.from_settings(settings()).box
+        with transaction() as session:
+            count = webhooks.reencrypt_secrets(session, box)
+        click.echo(f"webhook secrets re-encrypted under the current key: {count} endpoint(s)")
 
     init_checks(app)
 

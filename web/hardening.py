@@ -1,4 +1,4 @@
-"""HTTP hardening: security headers, CORS (closed unless configured), JSON nesting limit, proxies.
+"""HTTP hardening: security headers, CORS (flask-cors, closed unless configured), JSON nesting limit, proxies.
 
 The body size limit is Flask's MAX_CONTENT_LENGTH (413 PAYLOAD_TOO_LARGE, see web/__init__.py), raised
 for the few endpoints in LARGE_BODIES.
@@ -10,6 +10,7 @@ import json
 import re
 
 from flask import Flask, Response, request
+from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from web.context import settings
@@ -18,11 +19,17 @@ from web.problems import problem
 MAX_JSON_DEPTH = 32
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates
 API_PATH = "/api/"
-CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
-CORS_EXPOSE_HEADERS = (
-    "Location, Retry-After, X-Request-ID, Idempotent-Replayed, X-RateLimit-Limit, X-RateLimit-Remaining"
-)
-CORS_ALLOW_METHODS = "GET, POST, PUT, DELETE, OPTIONS"
+CORS_ALLOW_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"]
+CORS_EXPOSE_HEADERS = [
+    "Location",
+    "Retry-After",
+    "X-Request-ID",
+    "Idempotent-Replayed",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+]
+CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "DELETE", "OPTIONS"]
+CORS_MAX_AGE_SECONDS = 600
 
 
 def json_depth(data: bytes) -> int:
@@ -117,22 +124,29 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def _cors(response: Response) -> Response:
-    """Allow only the configured origins; without CORS_ORIGINS no CORS header is ever sent."""
-    origin = request.headers.get("Origin")
-    allowed = settings().cors_origin_list
-    if not origin or not allowed:
-        return response
-    response.vary.add("Origin")
-    if origin.rstrip("/") not in allowed:
-        return response
-    h = response.headers
-    h["Access-Control-Allow-Origin"] = origin
-    h["Access-Control-Expose-Headers"] = CORS_EXPOSE_HEADERS
-    if request.method == "OPTIONS":  # preflight (Flask answers OPTIONS itself)
-        h["Access-Control-Allow-Methods"] = CORS_ALLOW_METHODS
-        h["Access-Control-Allow-Headers"] = CORS_ALLOW_HEADERS
-        h["Access-Control-Max-Age"] = "600"
+def _init_cors(app: Flask, origins: frozenset[str]) -> None:
+    """Allow only the configured origins, without credentials; without CORS_ORIGINS no CORS header is ever sent."""
+    if not origins:
+        return
+    CORS(
+        app,
+        origins=sorted(origins),
+        methods=CORS_ALLOW_METHODS,
+        allow_headers=CORS_ALLOW_HEADERS,
+        expose_headers=CORS_EXPOSE_HEADERS,
+        max_age=CORS_MAX_AGE_SECONDS,
+        supports_credentials=False,
+        # Default True: a request without Origin would get every allowed origin listed back.
+        always_send=False,
+    )
+    app.after_request(_vary_on_origin)
+
+
+def _vary_on_origin(response: Response) -> Response:
+    # flask-cors adds "Vary: Origin" only when more than one origin is configured and this one is
+    # allowed; a cache must not hand one origin's answer (with or without the CORS headers) to another.
+    if "Origin" in request.headers:
+        response.vary.add("Origin")
     return response
 
 
@@ -144,4 +158,4 @@ def init_app(app: Flask) -> None:
     app.before_request(_body_limit)  # before anything reads the body
     app.before_request(_refuse_hostile_input)
     app.after_request(_security_headers)
-    app.after_request(_cors)
+    _init_cors(app, app.extensions["bank"].settings.cors_origin_list)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from core.models import AccountStatus, KycStatus, Role, TransferKind, TransferStatus, UserStatus
 from core.money import CURRENCIES, MAX_AMOUNT
 from core.pagination import MAX_LIMIT
 from core.transfers.batch import MAX_ITEMS as MAX_BATCH_ITEMS
@@ -30,6 +32,16 @@ class FullMatch(validate.Regexp):
 # The list goes into the OpenAPI spec as an enum: clients and fuzzers see the real rule.
 CURRENCY = validate.OneOf(sorted(CURRENCIES), error="Must be an ISO 4217 currency code.")
 PIN = FullMatch(r"^[0-9]{4,6}$", error="Must be 4 to 6 digits.")
+
+
+def by_value(enum_: type[enum.Enum], **kwargs: Any) -> fields.Enum[Any]:
+    """An enum member in and out by its value (the stored string), published as a string enum."""
+    return fields.Enum(enum_, by_value=fields.String, **kwargs)
+
+
+class KycDecision(enum.StrEnum):
+    APPROVE = "APPROVE"
+    REJECT = "REJECT"
 
 
 class MinorUnits(fields.Integer):
@@ -197,7 +209,7 @@ class StatementArgs(Strict):
 
 
 class KycDecisionIn(Strict):
-    decision = fields.String(required=True, validate=validate.OneOf(["APPROVE", "REJECT"]))
+    decision = by_value(KycDecision, required=True)
     reason = fields.String(validate=validate.Length(max=500), allow_none=True)
 
 
@@ -211,14 +223,12 @@ class PageArgs(ma.Schema):
 
 
 class TransferListArgs(PageArgs):
-    status = fields.String(
-        validate=validate.OneOf(["PENDING", "PROCESSING", "COMPLETED", "FAILED", "HELD", "VOIDED", "EXPIRED"])
-    )
+    status = by_value(TransferStatus)
     account_id = fields.UUID()
 
 
 class UserListArgs(PageArgs):
-    kyc_status = fields.String(validate=validate.OneOf(["PENDING", "APPROVED", "REJECTED"]))
+    kyc_status = by_value(KycStatus)
 
 
 class AuditListArgs(PageArgs):
@@ -233,9 +243,9 @@ class UserOut(ma.Schema):
     id = fields.UUID()
     email = fields.String()
     full_name = fields.String()
-    role = fields.String()
-    kyc_status = fields.String()
-    status = fields.String()
+    role = by_value(Role)
+    kyc_status = by_value(KycStatus)
+    status = by_value(UserStatus)
     pin_set = fields.Function(lambda user: user.pin_hash is not None, metadata={"type": "boolean"})
     otp_enabled = fields.Boolean()
     created_at = fields.DateTime()
@@ -250,19 +260,19 @@ class AccountOut(ma.Schema):
     available_balance = fields.Function(
         lambda account: account.balance - account.held_amount, metadata={"type": "integer"}
     )
-    status = fields.String()
+    status = by_value(AccountStatus)
     created_at = fields.DateTime()
 
 
 class TransferOut(ma.Schema):
     id = fields.UUID()
-    kind = fields.String()
+    kind = by_value(TransferKind)
     source_account_id = fields.UUID()
     destination_account_id = fields.UUID()
     amount = fields.Integer()
     currency = fields.String()
     reference = fields.String(allow_none=True)
-    status = fields.String()
+    status = by_value(TransferStatus)
     failure_code = fields.String(allow_none=True)
     hold = fields.Boolean()
     hold_expires_at = fields.DateTime(allow_none=True)

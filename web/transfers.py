@@ -14,7 +14,7 @@ from sqlalchemy import Row
 
 from core.after_commit import publish_after_commit
 from core.identity.service import PinCheck, check_pin
-from core.models import Transfer, TransferKind, TransferStatus
+from core.models import Transfer, TransferKind
 from core.observability import metrics, tracing
 from core.pagination import Page
 from core.transfers import holds, queries
@@ -166,7 +166,7 @@ def list_transfers(args: dict[str, Any]) -> Page[Transfer]:
         return queries.list_visible(
             session,
             me(),
-            status=TransferStatus(args["status"]) if "status" in args else None,
+            status=args.get("status"),
             account_id=args.get("account_id"),
             cursor=args.get("cursor"),
             limit=args["limit"],

@@ -12,15 +12,15 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from core.after_commit import publish_after_commit
-from core.events import EVENT_TYPES
+from core.events import EVENT_TYPES, EventType
 from core.pagination import Page
 from core.webhooks import service
-from core.webhooks.models import WebhookDelivery, WebhookEndpoint
+from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.urls import MAX_URL_LENGTH
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
-from web.schemas import FullMatch, PageArgs, Strict, page_of
+from web.schemas import FullMatch, PageArgs, Strict, by_value, page_of
 from web.security import me
 from worker.webhooks import enqueue_delivery
 
@@ -71,9 +71,9 @@ class SecretOut(ma.Schema):
 class DeliveryOut(ma.Schema):
     id = fields.UUID()
     event_id = fields.UUID()
-    event_type = fields.String()
+    event_type = by_value(EventType)
     attempt = fields.Integer()
-    status = fields.String()
+    status = by_value(DeliveryStatus)
     response_status = fields.Integer(allow_none=True)
     next_attempt_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()

@@ -29,7 +29,7 @@ from core.identity.passwords import hash_password, verify_password
 from core.identity.pins import hash_pin, validate_pin, verify_pin
 from core.models import Account, AccountStatus, KycStatus, Role, User, UserStatus
 from core.money import validate_currency
-from core.pagination import Page, paginate
+from core.pagination import Page, newest_first, paginate
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -446,4 +446,4 @@ def list_users(session: Session, *, kyc_status: KycStatus | None, cursor: str | 
     stmt = select(User)
     if kyc_status is not None:
         stmt = stmt.where(User.kyc_status == kyc_status)
-    return paginate(session, stmt, User, cursor, limit)
+    return paginate(session, stmt, newest_first(User), cursor, limit)

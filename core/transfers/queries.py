@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.models import Account, LedgerEntry, Role, Transfer, TransferStatus, User
-from core.pagination import Page, paginate
+from core.pagination import Page, newest_first, paginate
 
 
 def get_visible(session: Session, transfer_id: uuid.UUID, user: User) -> Transfer:
@@ -49,9 +49,9 @@ def list_visible(
         stmt = stmt.where(Transfer.status == status)
     if account_id is not None:
         stmt = stmt.where(or_(Transfer.source_account_id == account_id, Transfer.destination_account_id == account_id))
-    return paginate(session, stmt, Transfer, cursor, limit)
+    return paginate(session, stmt, newest_first(Transfer), cursor, limit)
 
 
 def list_entries(session: Session, account: Account, *, cursor: str | None, limit: int) -> Page[LedgerEntry]:
     stmt = select(LedgerEntry).where(LedgerEntry.account_id == account.id)
-    return paginate(session, stmt, LedgerEntry, cursor, limit)
+    return paginate(session, stmt, newest_first(LedgerEntry), cursor, limit)

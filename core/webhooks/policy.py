@@ -29,7 +29,7 @@ class WebhookPolicy:
     def from_settings(cls, settings: Settings) -> WebhookPolicy:
         return cls(
             rules=UrlRules.from_setting(settings.app_env, settings.webhook_allowed_hosts),
-            box=SecretBox(settings.webhook_secrets_key.get_secret_value()),
+            box=SecretBox(settings.webhook_secrets_key.get_secret_value(), settings.webhook_secrets_previous_key_list),
             schedule=parse_schedule(settings.webhook_retry_schedule),
             timeout=settings.webhook_timeout_seconds,
             secret_grace=timedelta(seconds=settings.webhook_secret_grace_seconds),

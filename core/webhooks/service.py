@@ -16,10 +16,10 @@ from core.db import ROW_LOCK
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.events import EVENT_TYPES
 from core.models import User
-from core.pagination import Page, paginate
+from core.pagination import Page, newest_first, paginate
 from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
-from core.webhooks.secrets import generate_secret
+from core.webhooks.secrets import SecretBox, generate_secret
 from core.webhooks.urls import Resolver, check_url, system_resolver
 
 MAX_ENDPOINTS_PER_USER = 20
@@ -122,7 +122,7 @@ def list_deliveries(
 ) -> Page[WebhookDelivery]:
     endpoint = get_endpoint(session, user, endpoint_id)
     stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
-    return paginate(session, stmt, WebhookDelivery, cursor, limit)
+    return paginate(session, stmt, newest_first(WebhookDelivery), cursor, limit)
 
 
 def retry_delivery(
@@ -156,6 +156,31 @@ def retry_delivery(
     delivery.queued_until = now + policy.queue_lease
     _audit(session, "webhook.delivery_retried", endpoint, user, request_id, {"delivery_id": str(delivery.id)})
     return Retried(delivery, queued=True)
+
+
+def reencrypt_secrets(session: Session, box: SecretBox) -> int:
+    """Re-encrypt every stored endpoint secret (current and rotated-out) under the box's current
+    key, audited; returns how many endpoints were rewritten. Afterwards the previous keys can go.
+
+    Rows are locked in id order, so a concurrent secret rotation waits instead of writing a
+    ciphertext this pass would miss.
+    """
+    endpoints = session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id).with_for_update(**ROW_LOCK))
+    count = 0
+    for endpoint in endpoints:
+        endpoint.secret_encrypted = box.rotate(endpoint.secret_encrypted)
+        if endpoint.previous_secret_encrypted is not None:
+            endpoint.previous_secret_encrypted = box.rotate(endpoint.previous_secret_encrypted)
+        count += 1
+    audit.record(
+        session,
+        action="webhook.secrets_key_rotated",
+        entity_type="webhook_endpoint",
+        entity_id=None,
+        actor_id=None,
+        details={"endpoints": count},
+    )
+    return count
 
 
 def _event_list(events: Sequence[str]) -> list[str]:

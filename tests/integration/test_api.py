@@ -346,3 +346,30 @@ def test_an_unknown_currency_is_a_422_everywhere(client) -> None:  # type: ignor
     )
     assert_problem(r, 422, "VALIDATION_ERROR")
     assert "currency" in r.get_json()["errors"]
+
+
+def test_every_list_pages_with_opaque_cursors_and_refuses_bad_ones(client, make_customer, sessions, admin_user) -> None:  # type: ignore[no-untyped-def]
+    c = make_customer()
+    for _ in range(3):
+        fund(sessions, admin_user, c.account, 1)
+    admin_h, h = login(client, admin_user.email), login(client, c.email)
+    lists = [
+        ("/api/v1/admin/audit?action=deposit.completed", admin_h),  # every test's deposits: 3 pages only
+        (f"/api/v1/transfers?account_id={c.account.id}", h),
+        (f"/api/v1/accounts/{c.account.id}/entries?", h),
+    ]
+    cursors = []
+    for url, headers in lists:
+        seen, cursor = [], None
+        while len(seen) < 3:
+            page = client.get(f"{url}&limit=1" + (f"&cursor={cursor}" if cursor else ""), headers=headers).json
+            seen += [item["id"] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if len(seen) < 3:
+                assert isinstance(cursor, str) and not cursor.isdigit()
+                cursors.append(cursor)
+        assert len(seen) == len(set(seen)) == 3, url
+        if "account" in url:
+            assert cursor is None  # the end of the list
+    for (url, headers), foreign in zip(lists, [cursors[-1], cursors[0], "123"], strict=True):
+        assert_problem(client.get(f"{url}&cursor={foreign}", headers=headers), 422, "VALIDATION_ERROR")

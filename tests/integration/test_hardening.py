@@ -120,20 +120,78 @@ def test_cors_is_closed_by_default(client) -> None:  # type: ignore[no-untyped-d
         assert not any(name.lower().startswith("access-control-") for name, _ in r.headers.items())
 
 
+def access_control(r) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {k: v for k, v in r.headers.items() if k.lower().startswith("access-control-")}
+
+
 def test_cors_allows_only_configured_origins(make_app) -> None:  # type: ignore[no-untyped-def]
-    client = make_app(cors_origins="https://app.bank.example, https://admin.bank.example").test_client()
+    client = make_app(cors_origins="https://app.bank.example, https://admin.bank.example/").test_client()
     ok = client.get(f"{API}/healthz", headers={"Origin": "https://app.bank.example"})
     assert ok.headers["Access-Control-Allow-Origin"] == "https://app.bank.example"
     assert "Origin" in ok.headers["Vary"] and "Access-Control-Allow-Credentials" not in ok.headers
+    exposed = {h.strip() for h in ok.headers["Access-Control-Expose-Headers"].split(",")}
+    assert exposed == {
+        "Location",
+        "Retry-After",
+        "X-Request-ID",
+        "Idempotent-Replayed",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+    }
+    assert "Access-Control-Allow-Methods" not in ok.headers  # a simple request is no preflight
+    # An error answer carries the CORS headers too, or the browser hides the problem+json from the app.
+    denied = client.get(f"{API}/transfers", headers={"Origin": "https://app.bank.example"})
+    assert denied.status_code == 401 and denied.headers["Access-Control-Allow-Origin"] == "https://app.bank.example"
+
     preflight = client.options(
         f"{API}/transfers",
-        headers={"Origin": "https://admin.bank.example", "Access-Control-Request-Method": "POST"},
+        headers={
+            "Origin": "https://admin.bank.example",  # configured with a trailing slash, sent without
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key, x-request-id",
+        },
     )
     assert preflight.status_code == 200
-    assert "Idempotency-Key" in preflight.headers["Access-Control-Allow-Headers"]
-    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
-    evil = client.get(f"{API}/healthz", headers={"Origin": "https://app.bank.example.evil.com"})
-    assert "Access-Control-Allow-Origin" not in evil.headers
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://admin.bank.example"
+    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert allowed == {"authorization", "content-type", "idempotency-key", "x-request-id"}
+    methods = {m.strip() for m in preflight.headers["Access-Control-Allow-Methods"].split(",")}
+    assert methods == {"GET", "POST", "PUT", "DELETE", "OPTIONS"}
+    assert preflight.headers["Access-Control-Max-Age"] == "600"
+    assert "Origin" in preflight.headers["Vary"]
+
+    odd = client.options(
+        f"{API}/transfers",
+        headers={
+            "Origin": "https://app.bank.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, X-Other",
+        },
+    )
+    assert odd.headers["Access-Control-Allow-Headers"] == "Authorization"  # X-Other is not allowed
+    patch = client.options(
+        f"{API}/transfers", headers={"Origin": "https://app.bank.example", "Access-Control-Request-Method": "PATCH"}
+    )
+    assert "Access-Control-Allow-Methods" not in patch.headers
+
+    for origin in ("https://app.bank.example.evil.com", "http://app.bank.example", "null"):
+        evil = client.options(f"{API}/transfers", headers={"Origin": origin, "Access-Control-Request-Method": "POST"})
+        assert access_control(evil) == {} and "Origin" in evil.headers["Vary"]
+    # No Origin, no CORS: the allowed origins are never listed to whoever asks.
+    assert access_control(client.get(f"{API}/healthz")) == {}
+
+
+def test_cors_with_one_origin_still_varies_on_origin(make_app) -> None:  # type: ignore[no-untyped-def]
+    client = make_app(cors_origins="https://app.bank.example").test_client()
+    for origin in ("https://app.bank.example", "https://evil.example"):
+        r = client.get(f"{API}/healthz", headers={"Origin": origin})
+        assert r.headers.get_all("Vary").count("Origin") <= 1 and "Origin" in r.headers["Vary"]
+    assert (
+        client.get(f"{API}/healthz", headers={"Origin": "https://evil.example"}).headers.get(
+            "Access-Control-Allow-Origin"
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize("value", ["%00", "%ED%A0%80", "a%00b"])

@@ -4,7 +4,6 @@ import pytest
 
 from core.errors import IdempotencyKeyRequired
 from core.models import TransferKind
-from core.pagination import decode_cursor, encode_cursor
 from core.transfers.idempotency import MoneyMovement, fingerprint, validate_key
 
 
@@ -49,11 +48,3 @@ def test_a_plain_transfer_keeps_the_hash_it_had_before_holds() -> None:
 def test_key_must_be_1_to_255_printable_chars(key: str | None) -> None:
     with pytest.raises(IdempotencyKeyRequired):
         validate_key(key)
-
-
-def test_cursor_round_trip() -> None:
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
-    ident = uuid.uuid4()
-    assert decode_cursor(encode_cursor(now, ident)) == (now, ident)

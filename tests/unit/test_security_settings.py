@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from core import logs
-from core.config import DEV_JWT_SECRET, Settings
+from core.config import DEV_JWT_SECRET, DEV_WEBHOOK_SECRETS_KEY, Settings
 from core.identity.lockout import LoginPolicy, record_failure, record_success, seconds_locked
 from core.identity.models import LoginThrottle
 from core.notifications import FileNotifier, LogNotifier, OtpMessage, make_notifier
@@ -131,3 +131,22 @@ def test_production_refuses_one_value_for_two_secrets() -> None:
     same = "one-random-looking-value-" + "q" * 40
     with pytest.raises(ValidationError, match="different secrets"):
         prod(jwt_secret_key=same, pin_pepper=same)
+
+
+def test_production_refuses_a_weak_default_or_reused_previous_webhook_key() -> None:
+    real = "a-real-former-webhook-key-" + "w" * 32
+    assert prod(webhook_secrets_previous_keys=f"{real},{real}x").webhook_secrets_previous_key_list == (real, real + "x")
+    assert prod(webhook_secrets_previous_keys="").webhook_secrets_previous_key_list == ()
+    current = prod()
+    for reused in (
+        DEV_WEBHOOK_SECRETS_KEY,
+        "short",
+        current.webhook_secrets_key.get_secret_value(),
+        current.jwt_secret_key.get_secret_value(),
+        current.pin_pepper.get_secret_value(),
+    ):
+        with pytest.raises(ValidationError, match="WEBHOOK_SECRETS_PREVIOUS_KEYS") as refused:
+            prod(webhook_secrets_previous_keys=f"{real},{reused}")
+        assert reused not in str(refused.value)
+    # Outside production a development key may be kept as a previous one.
+    assert Settings(webhook_secrets_previous_keys=DEV_WEBHOOK_SECRETS_KEY).webhook_secrets_previous_key_list

@@ -57,3 +57,26 @@ def test_the_old_secret_signs_only_during_its_grace_period() -> None:
     )
     assert signing_secrets(endpoint, policy, now) == [new, old]  # type: ignore[arg-type]
     assert signing_secrets(endpoint, policy, now + timedelta(hours=25)) == [new]  # type: ignore[arg-type]
+
+
+def test_a_previous_key_still_decrypts_and_rotate_moves_a_secret_to_the_current_key() -> None:
+    old_key, new_key = "old-" + "k" * 40, "new-" + "k" * 40
+    secret = generate_secret()
+    token = SecretBox(old_key).encrypt(secret)
+    with pytest.raises(ValueError, match="WEBHOOK_SECRETS_PREVIOUS_KEYS"):
+        SecretBox(new_key).decrypt(token)
+    rotating = SecretBox(new_key, [old_key])
+    assert rotating.decrypt(token) == secret
+    assert SecretBox(new_key).decrypt(rotating.encrypt(secret)) == secret  # the current key encrypts
+    rotated = rotating.rotate(token)
+    assert SecretBox(new_key).decrypt(rotated) == secret  # the old key can now be dropped
+    with pytest.raises(ValueError, match="any configured key"):
+        SecretBox(new_key).rotate(SecretBox("other-" + "k" * 40).encrypt(secret))
+
+
+def test_the_policy_reads_the_previous_keys_from_settings() -> None:
+    old_key = "old-" + "k" * 40
+    token = SecretBox(old_key).encrypt("whsec_x")
+    settings = Settings(webhook_secrets_key="new-" + "k" * 40, webhook_secrets_previous_keys=f" other-key , {old_key},")
+    assert settings.webhook_secrets_previous_key_list == ("other-key", old_key)
+    assert WebhookPolicy.from_settings(settings).box.decrypt(token) == "whsec_x"
