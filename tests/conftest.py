@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from devtools import processes, services
+from tests import factories
 from tests.otlp_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,51 +149,6 @@ def otlp() -> Iterator[Receiver]:
     receiver.close()
 
 
-def _telemetry_env(otlp: Receiver, log_dir: Path, name: str) -> dict[str, str]:
-    prom_dir = log_dir / f"prom-{name}"
-    prom_dir.mkdir()
-    return {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
-        "OTEL_BSP_SCHEDULE_DELAY": "200",
-        "PROMETHEUS_MULTIPROC_DIR": str(prom_dir),
-        "METRICS_REFRESH_SECONDS": "1",
-    }
-
-
 @pytest.fixture(scope="session")
-def api_url(log_dir: Path, otlp: Receiver) -> Iterator[str]:
-    """The API served by gunicorn (2 workers), exactly as the Procfile runs it."""
-    port = processes.free_port()
-    proc = processes.start_api(_telemetry_env(otlp, log_dir, "api"), log_dir, ROOT, port)
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
-
-
-@pytest.fixture(scope="session")
-def workers(log_dir: Path, otlp: Receiver) -> Iterator[list[processes.Proc]]:
-    """Two separate Celery worker processes (prefork, 2 children each) plus the sweeper beat.
-    Each serves its metrics on its own port: ``proc.metrics_url``."""
-    procs = []
-    for name, beat in (("w1", True), ("w2", False)):
-        port = processes.free_port()
-        env = {
-            **_telemetry_env(otlp, log_dir, name),
-            "WORKER_METRICS_PORT": str(port),
-            "WORKER_METRICS_ADDR": "127.0.0.1",
-        }
-        proc = processes.start_worker(name, env, log_dir, ROOT, concurrency=2, beat=beat)
-        proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
-        procs.append(proc)
-    yield procs
-    for p in procs:
-        p.stop()
-
-
-@pytest.fixture(scope="session")
-def backlog_exporter(log_dir: Path) -> Iterator[processes.Proc]:
-    """The backlog exporter process; ``proc.metrics_url`` serves the backlog gauges."""
-    port = processes.free_port()
-    proc = processes.start_backlog_exporter({"METRICS_REFRESH_SECONDS": "1"}, log_dir, ROOT, port)
-    proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
-    yield proc
-    proc.stop()
+def admin_user(sessions):  # type: ignore[no-untyped-def]
+    return factories.admin(sessions)

@@ -122,7 +122,7 @@ def _own_vhost() -> Iterator[str]:
         _rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture(scope="session", params=["redis", "rabbitmq"])
+@pytest.fixture(scope="package", params=["redis", "rabbitmq"])
 def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with ExitStack() as stack:
         env = dict(CHAOS_ENV)
@@ -143,11 +143,6 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def running(cluster: Cluster) -> Cluster:
     cluster.ensure_running()
     return cluster
-
-
-@pytest.fixture(scope="session")
-def admin_user(sessions):  # type: ignore[no-untyped-def]
-    return factories.admin(sessions)
 
 
 @dataclass
