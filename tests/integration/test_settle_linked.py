@@ -316,3 +316,37 @@ def test_the_same_batch_sent_concurrently_binds_each_key_once(sessions, make_cus
     with sessions() as s:
         rows = s.scalars(select(Transfer).where(Transfer.idempotency_key.in_(keys))).all()
     assert len(rows) == 20 and len({r.batch_id for r in rows}) == 1
+
+
+def _held(sessions, account: Account) -> int:  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        return s.get_one(Account, account.id).held_amount
+
+
+@pytest.mark.parametrize("payable", [True, False])
+def test_a_hold_inside_an_atomic_batch_is_reserved_with_it_or_not_at_all(  # type: ignore[no-untyped-def]
+    sessions, make_customer, admin_user, payable: bool
+) -> None:
+    alice, bob = person(sessions, make_customer, extra_accounts=0), person(sessions, make_customer, extra_accounts=0)
+    a, b = alice.accounts[0], bob.accounts[0]
+    fund(sessions, admin_user, a, 100)
+    items = [
+        BatchItem(str(uuid.uuid4()), MoneyMovement(a.id, b.id, 40, "USD", None), hold=True),
+        BatchItem(str(uuid.uuid4()), MoneyMovement(a.id, b.id, 60 if payable else 61, "USD", None)),
+    ]
+    with sessions.begin() as s:
+        result = accept_batch(
+            s, prepare_batch(s, alice.user, items), user=alice.user, atomic=True, partitions=PARTITIONS
+        )
+    ids = [r.transfer.id for r in result.items]  # type: ignore[union-attr]
+    with sessions.begin() as s:
+        settled = {o.transfer_id: o for o in settle_batch(s, ids)}
+    if payable:  # the hold counts against what the plain item may spend: 40 held + 60 = 100
+        assert [settled[t].status for t in ids] == [TransferStatus.HELD, TransferStatus.COMPLETED]
+        assert (balance(sessions, a.id), _held(sessions, a)) == (40, 40)
+    else:  # 40 + 61 > 100: the group fails whole and the hold is undone with it
+        assert [(settled[t].status, settled[t].failure_code) for t in ids] == [
+            (TransferStatus.FAILED, LINKED_FAILED),
+            (TransferStatus.FAILED, "INSUFFICIENT_FUNDS"),
+        ]
+        assert (balance(sessions, a.id), _held(sessions, a)) == (100, 0)
