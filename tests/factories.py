@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.audit_seal import SEAL_LOCK
-from core.identity import service as identity
-from core.identity.service import PinPolicy
+from core.identity import admin as admins
+from core.identity import kyc, pin_checks, users
+from core.identity.pin_checks import PinPolicy
 from core.models import Account, User
 from core.transfers.deposit import deposit
 
@@ -39,7 +40,7 @@ def pin_policy(settings) -> PinPolicy:  # type: ignore[no-untyped-def]
 
 def admin(sessions: sessionmaker[Session]) -> User:
     with sessions.begin() as s:
-        return identity.create_admin(s, email=f"admin.{uuid.uuid4().hex[:10]}@bank.local", password=PASSWORD)
+        return admins.create_admin(s, email=f"admin.{uuid.uuid4().hex[:10]}@bank.local", password=PASSWORD)
 
 
 def customer(
@@ -52,11 +53,11 @@ def customer(
 ) -> Customer:
     email = f"c.{uuid.uuid4().hex[:12]}@example.com"
     with sessions.begin() as s:
-        user, account = identity.register(s, email=email, password=PASSWORD, full_name="Test", currency=currency)
+        user, account = users.register(s, email=email, password=PASSWORD, full_name="Test", currency=currency)
         if approved:
-            identity.decide_kyc(s, user_id=user.id, approve=True, admin_id=user.id)
+            kyc.decide_kyc(s, user_id=user.id, approve=True, admin_id=user.id)
         if pin:
-            identity.set_pin(
+            pin_checks.set_pin(
                 s,
                 user_id=user.id,
                 pin=pin,

@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 
 from core import audit
 from core.accounts import service as accounts
-from core.identity import service as identity
+from core.identity import kyc, users
 from core.models import Account, AuditLog, User
 from core.observability import metrics
 from core.pagination import Page
@@ -42,7 +42,7 @@ blp = Blueprint("admin", __name__, url_prefix="/admin", description="Back-office
 @blp.doc(**BEARER)
 def list_users(args: dict[str, Any]) -> Page[User]:
     with transaction() as session:
-        return identity.list_users(
+        return users.list_users(
             session,
             kyc_status=args.get("kyc_status"),
             cursor=args.get("cursor"),
@@ -57,7 +57,7 @@ def list_users(args: dict[str, Any]) -> Page[User]:
 @blp.doc(**BEARER)
 def decide_kyc(body: dict[str, Any], user_id: uuid.UUID) -> User:
     with transaction() as session:
-        return identity.decide_kyc(
+        return kyc.decide_kyc(
             session,
             user_id=user_id,
             approve=body["decision"] is KycDecision.APPROVE,

@@ -13,8 +13,7 @@ from flask_smorest import Blueprint
 from core import audit
 from core.errors import OtpRequired, Unauthorized
 from core.identity import login as logins
-from core.identity import otp
-from core.identity import service as identity
+from core.identity import otp, users
 from core.identity import tokens as revocations
 from core.identity.lockout import LoginPolicy
 from core.identity.otp import OtpPolicy
@@ -59,7 +58,7 @@ def otp_policy() -> OtpPolicy:
 @blp.response(201, RegisterOut)
 def register(body: dict[str, Any]) -> dict[str, Any]:
     with transaction() as session:
-        user, account = identity.register(session, **body, request_id=request_id())
+        user, account = users.register(session, **body, request_id=request_id())
     return {"user": user, "account": account}
 
 

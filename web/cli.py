@@ -6,7 +6,7 @@ import click
 from flask import Flask
 
 from core.audit_chain import verify_chain
-from core.identity import service as identity
+from core.identity import admin as admins
 from core.reconcile import reconcile
 from core.webhooks import service as webhooks
 from core.webhooks.policy import WebhookPolicy
@@ -23,7 +23,7 @@ def init_app(app: Flask) -> None:
         if len(password) < 12:
             raise click.BadParameter("must be at least 12 characters", param_hint="--password")
         with transaction() as session:
-            user = identity.create_admin(session, email=email, password=password, full_name=full_name)
+            user = admins.create_admin(session, email=email, password=password, full_name=full_name)
         click.echo(f"admin {user.email} ready (id {user.id})")
 
     @app.cli.command("unlock-user")
@@ -31,7 +31,7 @@ def init_app(app: Flask) -> None:
     def unlock_user(email: str) -> None:
         """Clear the login lockout of an email (every client address and the email-wide lock), audited."""
         with transaction() as session:
-            cleared = identity.unlock_login(session, email=email)
+            cleared = admins.unlock_login(session, email=email)
         click.echo(f"login lock of {email.strip().lower()} cleared ({cleared} counter(s))")
 
     @app.cli.command("rotate-webhook-secrets-key")

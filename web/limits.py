@@ -19,7 +19,7 @@ from flask_limiter.util import get_remote_address
 
 from core.config import Settings
 from core.errors import ValidationFailed
-from core.identity.service import normalize_email
+from core.identity.users import normalize_email
 from web.context import settings
 
 

@@ -10,10 +10,9 @@ from typing import Any
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
-from core.identity import devices
-from core.identity import service as identity
+from core.identity import devices, otp_settings, password_change, pin_checks
 from core.identity.models import TrustedDevice
-from core.identity.service import PinPolicy
+from core.identity.pin_checks import PinPolicy
 from core.models import User
 from web.auth import client_address, login_policy
 from web.context import request_id, settings, transaction
@@ -48,7 +47,7 @@ def profile() -> User:
 @blp.doc(**BEARER)
 def put_pin(body: dict[str, Any]) -> None:
     with transaction() as session:
-        outcome = identity.set_pin(
+        outcome = pin_checks.set_pin(
             session,
             user_id=me().id,
             pin=body["pin"],
@@ -71,7 +70,7 @@ def put_pin(body: dict[str, Any]) -> None:
 )
 def put_password(body: dict[str, Any]) -> None:
     with transaction() as session:
-        outcome = identity.change_password(
+        outcome = password_change.change_password(
             session,
             user_id=me().id,
             current_password=body["current_password"],
@@ -95,7 +94,7 @@ def put_password(body: dict[str, Any]) -> None:
 )
 def post_otp(body: dict[str, Any]) -> User:
     with transaction() as session:
-        user, outcome = identity.set_otp(
+        user, outcome = otp_settings.set_otp(
             session,
             user_id=me().id,
             enabled=body["enabled"],

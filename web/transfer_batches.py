@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 
 from core.after_commit import publish_after_commit
 from core.errors import DomainError, ValidationFailed
-from core.identity.service import PinCheck, check_pin
+from core.identity.pin_checks import PinCheck, check_pin
 from core.observability import metrics, tracing
 from core.transfers.batch import BatchItem, ItemOutcome, ItemResult, accept_batch, prepare_batch
 from core.transfers.idempotency import MoneyMovement

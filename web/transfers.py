@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import Row
 
 from core.after_commit import publish_after_commit
-from core.identity.service import PinCheck, check_pin
+from core.identity.pin_checks import PinCheck, check_pin
 from core.models import Transfer, TransferKind
 from core.observability import metrics, tracing
 from core.pagination import Page

@@ -16,7 +16,7 @@ from core.identity import devices, lockout, otp
 from core.identity.lockout import LoginPolicy
 from core.identity.otp import OtpPolicy, OtpVerdict
 from core.identity.passwords import verify_password
-from core.identity.service import normalize_email
+from core.identity.users import normalize_email
 from core.models import User, UserStatus
 
 
