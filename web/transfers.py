@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -13,13 +12,12 @@ from flask_smorest import Blueprint
 from sqlalchemy import Row
 
 from core.after_commit import publish_after_commit
-from core.identity.pin_checks import PinCheck, check_pin
-from core.models import Transfer, TransferKind
+from core.models import Transfer
 from core.observability import metrics, tracing
 from core.pagination import Page
 from core.transfers import holds, queries
-from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
-from core.transfers.submit import submit_transfer
+from core.transfers.accept import accept_transfer
+from core.transfers.idempotency import MoneyMovement, validate_key
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.me import pin_policy
@@ -58,41 +56,29 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dic
     )
     # One transaction: the replay lookup (a retry gets its transfer back before any other
     # check), the PIN, the checks and the insert. A wrong PIN commits its failure count.
-    accepted = None
     with tracing.span("accept_transfer") as span, transaction() as session:
-        replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
-        if replay is None:
-            pin_ok = check_pin(
-                session,
-                user_id=user.id,
-                pin=pin,
-                policy=pin_policy(),
-                now=datetime.now(UTC),
-                request_id=request_id(),
-                known_user=user,
-            )
-            if pin_ok is PinCheck.OK:
-                accepted = submit_transfer(
-                    session,
-                    user=user,
-                    idempotency_key=key,
-                    movement=movement,
-                    partitions=settings().settle_partitions,
-                    request_id=request_id(),
-                )
-                tracing.set_attribute(span, "transfer.id", accepted.transfer.id)
-                if accepted.created:
-                    publish_after_commit(session, nudge_after_accept, resources().redis, accepted.transfer.partition)
-    if replay is None:
-        pin_ok.raise_if_failed()
-        assert accepted is not None
-        if accepted.created:
-            transfer = accepted.transfer
-            metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc()
-            structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
-            return transfer, 202, {"Location": _location(transfer)}
-        return _replayed(accepted.transfer)  # a concurrent duplicate bound the key first
-    return _replayed(replay)
+        outcome = accept_transfer(
+            session,
+            user=user,
+            idempotency_key=key,
+            movement=movement,
+            pin=pin,
+            pin_policy=pin_policy(),
+            partitions=settings().settle_partitions,
+            request_id=request_id(),
+        )
+        accepted = outcome.accepted
+        if accepted is not None and accepted.created:
+            tracing.set_attribute(span, "transfer.id", accepted.transfer.id)
+            publish_after_commit(session, nudge_after_accept, resources().redis, accepted.transfer.partition)
+    outcome.pin.raise_if_failed()
+    assert accepted is not None
+    if not accepted.created:
+        return _replayed(accepted.transfer)  # a retry, or a concurrent duplicate bound the key first
+    transfer = accepted.transfer
+    metrics.TRANSFERS_ACCEPTED.labels(kind="TRANSFER").inc()
+    structlog.contextvars.bind_contextvars(transfer_id=str(transfer.id))
+    return transfer, 202, {"Location": _location(transfer)}
 
 
 def _replayed(transfer: Transfer | Row[Any]) -> tuple[Transfer | Row[Any], int, dict[str, str]]:

@@ -123,7 +123,7 @@ def submit_transfer(
     return Accepted(transfer, created=True)
 
 
-def _validate_hold(movement: MoneyMovement) -> None:
+def validate_hold(movement: MoneyMovement) -> None:
     seconds = movement.hold_expires_in_seconds
     if seconds is None:
         return
@@ -148,7 +148,7 @@ def hold_expiry(movement: MoneyMovement) -> datetime | None:
 def _check(session: Session, user: User, movement: MoneyMovement) -> tuple[Account, Account]:
     validate_amount(movement.amount)
     validate_currency(movement.currency)
-    _validate_hold(movement)
+    validate_hold(movement)
     check_user(user)
     if movement.source_account_id == movement.destination_account_id:
         raise SameAccount("source and destination must differ")

@@ -1,0 +1,216 @@
+"""Accepting a customer transfer over the API: the common case in one statement, else the
+careful path.
+
+The careful path (``find_replay``, ``check_pin``, ``submit_transfer``) takes five statements
+and names every refusal precisely. The common case (PIN right, nothing to refuse) is one
+statement: replay lookup, account checks, the PENDING row, its audit row and its outbox event.
+When that statement writes nothing and finds no replay (a missing, foreign, frozen or
+wrong-currency account, or a concurrent duplicate that committed meanwhile), the careful path
+runs in the same transaction and decides exactly as before: both give the same answers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, column, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+from sqlalchemy.types import Boolean
+
+from core.errors import DomainError, IdempotencyKeyReused
+from core.events import EventType, transfer_data
+from core.identity.pin_checks import PinCheck, PinPolicy, check_pin, pin_passes_quietly
+from core.models import AccountKind, AccountStatus, Transfer, TransferKind, TransferStatus, User
+from core.money import validate_amount, validate_currency
+from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers.routing import partition_of
+from core.transfers.submit import DEFAULT_HOLD_SECONDS, Accepted, check_user, submit_transfer, validate_hold
+
+_T = cast(Table, Transfer.__table__)
+_COLUMNS = ", ".join(c.name for c in _T.c)
+_INSERTED = (
+    "id", "kind", "initiated_by", "idempotency_key", "request_hash", "source_account_id",
+    "destination_account_id", "amount", "currency", "reference", "status", "request_id",
+    "partition", "hold", "hold_expires_at", "created_at", "updated_at",
+)  # fmt: skip
+
+# The source must be the caller's, active and in the transfer's currency; the destination a
+# customer's, active and in that currency (the same rules as submit.check_accounts). The
+# event's owners are sorted like events._event_row sorts them (uuid order is byte order).
+_ACCEPT = (
+    text(
+        f"""
+WITH replay AS (
+    SELECT {_COLUMNS} FROM transfers WHERE initiated_by = :initiated_by AND idempotency_key = :idempotency_key
+), destination AS (
+    SELECT user_id FROM accounts
+    WHERE id = :destination_account_id AND kind = '{AccountKind.CUSTOMER}'
+      AND status = '{AccountStatus.ACTIVE}' AND currency = :currency
+), inserted AS (
+    INSERT INTO transfers ({", ".join(_INSERTED)})
+    SELECT {", ".join(":" + c for c in _INSERTED)}
+    FROM accounts source, destination
+    WHERE source.id = :source_account_id AND source.user_id = :initiated_by
+      AND source.status = '{AccountStatus.ACTIVE}' AND source.currency = :currency
+      AND NOT EXISTS (SELECT 1 FROM replay)
+    ON CONFLICT ON CONSTRAINT uq_transfers_idempotency DO NOTHING
+    RETURNING {_COLUMNS}
+), audited AS (
+    INSERT INTO audit_log (actor_id, action, entity_type, entity_id, request_id, details)
+    SELECT :initiated_by, 'transfer.requested', 'transfer', CAST(:id AS text), :request_id, :audit_details
+    FROM inserted
+), evented AS (
+    INSERT INTO webhook_events (id, event_type, data, owner_ids)
+    SELECT :event_id, '{EventType.TRANSFER_PENDING}', :event_data,
+           CASE WHEN destination.user_id IS NULL OR destination.user_id = :initiated_by
+                     THEN ARRAY[:initiated_by]
+                WHEN destination.user_id < :initiated_by THEN ARRAY[destination.user_id, :initiated_by]
+                ELSE ARRAY[:initiated_by, destination.user_id] END
+    FROM inserted, destination
+)
+SELECT {_COLUMNS}, true AS created FROM inserted
+UNION ALL
+SELECT {_COLUMNS}, false AS created FROM replay
+"""
+    )
+    .bindparams(
+        *(bindparam(c, type_=_T.c[c].type) for c in _INSERTED),
+        bindparam("audit_details", type_=JSONB),
+        bindparam("event_data", type_=JSONB),
+    )
+    .columns(*_T.c, column("created", Boolean))
+)
+
+
+@dataclass(frozen=True)
+class AcceptOutcome:
+    accepted: Accepted | None  # None: refused by the PIN check
+    pin: PinCheck
+
+
+def accept_transfer(
+    session: Session,
+    *,
+    user: User,
+    idempotency_key: str,
+    movement: MoneyMovement,
+    pin: str,
+    pin_policy: PinPolicy,
+    partitions: int = 1,
+    request_id: str | None = None,
+) -> AcceptOutcome:
+    """A replay gets its transfer back before any other check; then the PIN (a wrong one counts,
+    and the caller commits the count before raising); then the checks and the PENDING row."""
+    now = datetime.now(UTC)
+    quick = accept_in_one_statement(
+        session,
+        user=user,
+        idempotency_key=idempotency_key,
+        movement=movement,
+        pin_verified=pin_passes_quietly(user, pin, pin_policy, now),
+        partitions=partitions,
+        request_id=request_id,
+    )
+    if quick is not None:
+        return AcceptOutcome(quick, PinCheck.OK)
+    key = validate_key(idempotency_key)
+    replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
+    if replay is not None:
+        return AcceptOutcome(Accepted(replay, created=False), PinCheck.OK)
+    checked = check_pin(
+        session, user_id=user.id, pin=pin, policy=pin_policy, now=now, request_id=request_id, known_user=user
+    )
+    if checked is not PinCheck.OK:
+        return AcceptOutcome(None, checked)
+    accepted = submit_transfer(
+        session,
+        user=user,
+        idempotency_key=key,
+        movement=movement,
+        partitions=partitions,
+        request_id=request_id,
+    )
+    return AcceptOutcome(accepted, PinCheck.OK)
+
+
+def accept_in_one_statement(
+    session: Session,
+    *,
+    user: User,
+    idempotency_key: str,
+    movement: MoneyMovement,
+    pin_verified: bool,
+    partitions: int = 1,
+    request_id: str | None = None,
+) -> Accepted | None:
+    """Accept a transfer whose every check passes, or find its replay, in one statement.
+
+    ``pin_verified``: the PIN was checked against ``user`` and the check writes nothing (no
+    failed attempts to reset). None: take the careful path (``find_replay``, ``check_pin``,
+    ``submit_transfer``), which gives the exact answer; this wrote nothing.
+    """
+    if not pin_verified:
+        return None
+    try:
+        key = validate_key(idempotency_key)
+        validate_amount(movement.amount)
+        validate_currency(movement.currency)
+        validate_hold(movement)
+        check_user(user)
+    except DomainError:
+        return None
+    if movement.source_account_id is None or movement.source_account_id == movement.destination_account_id:
+        return None
+    request_hash = fingerprint(TransferKind.TRANSFER, movement)
+    now = datetime.now(UTC)
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "kind": TransferKind.TRANSFER,
+        "initiated_by": user.id,
+        "idempotency_key": key,
+        "request_hash": request_hash,
+        "source_account_id": movement.source_account_id,
+        "destination_account_id": movement.destination_account_id,
+        "amount": movement.amount,
+        "currency": movement.currency,
+        "reference": movement.reference,
+        "status": TransferStatus.PENDING,
+        "request_id": request_id,
+        "partition": partition_of(movement.source_account_id, partitions),
+        "hold": movement.hold,
+        "hold_expires_at": (
+            now + timedelta(seconds=movement.hold_expires_in_seconds or DEFAULT_HOLD_SECONDS) if movement.hold else None
+        ),
+        "created_at": now,
+        "updated_at": now,
+    }
+    row = (
+        session.connection()
+        .execute(
+            _ACCEPT,
+            {
+                **values,
+                "audit_details": {"amount": movement.amount, "currency": movement.currency},
+                "event_id": uuid.uuid4(),
+                "event_data": transfer_data(_Pending(values)),
+            },
+        )
+        .one_or_none()
+    )
+    if row is None:
+        return None
+    if not row.created and row.request_hash != request_hash:
+        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    return Accepted(row, created=row.created)
+
+
+class _Pending:
+    """The row about to be inserted, as ``transfer_data`` reads it (attributes, not keys)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values, failure_code=None, captured_amount=None, refund_of=None, batch_id=None)
+        self.completed_at = None
