@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, request
-from flask_jwt_extended import decode_token
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
@@ -21,6 +20,7 @@ from core.config import Settings
 from core.errors import ValidationFailed
 from core.identity.users import normalize_email
 from web.context import settings
+from web.security import signed_subject
 
 
 def _login_email() -> str:
@@ -40,12 +40,9 @@ def _authenticated_user() -> str:
     address. Verified so that nobody can spend someone else's budget with a forged ``sub``;
     revocation is checked later by the view itself."""
     header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        try:
-            return "user:" + str(decode_token(header[len("Bearer ") :])["sub"])
-        except Exception:  # noqa: S110 - any invalid token is the view's 401, not the limiter's
-            pass
-    return "ip:" + get_remote_address()
+    subject = signed_subject(header[len("Bearer ") :]) if header.startswith("Bearer ") else None
+    # Any invalid token is the view's 401, not the limiter's: it counts against the address.
+    return "user:" + subject if subject is not None else "ip:" + get_remote_address()
 
 
 def _ip() -> str:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 
+import jwt as pyjwt
 import structlog
 from flask import Flask, Response, g
 from flask_jwt_extended import (
@@ -92,6 +93,19 @@ def _decode_key(header: dict[str, Any], _payload: dict[str, Any]) -> str:
 
 
 # ---- verifying -------------------------------------------------------------------------
+
+
+def signed_subject(token: str) -> str | None:
+    """The ``sub`` of a token whose signature and expiry are valid, else None. Revocation is not
+    checked: this names the caller for the rate limiter, before the view's full check, in one
+    PyJWT decode instead of flask-jwt-extended's three."""
+    try:
+        header = pyjwt.get_unverified_header(token)
+        claims = pyjwt.decode(token, _decode_key(header, {}), algorithms=["HS256"])
+    except pyjwt.PyJWTError:
+        return None
+    subject = claims.get("sub")
+    return subject if isinstance(subject, str) else None
 
 
 def _load_user_row(user_id: Any) -> User | None:

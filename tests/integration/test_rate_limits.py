@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import jwt as pyjwt
 import pytest
 from sqlalchemy import update
 
@@ -172,3 +173,26 @@ def test_sixth_pin_attempt_is_refused_even_when_right(client, make_customer, ses
 
     assert [send("0000") for _ in range(5)] == [403, 403, 403, 403, 423]
     assert send(PIN) == 423
+
+
+def test_a_token_signed_with_another_key_spends_nobody_s_budget(limited, make_customer) -> None:  # type: ignore[no-untyped-def]
+    client = limited(rate_limit_transfers="1 per minute")
+    alice, bob = make_customer(), make_customer()
+    now = datetime.now(UTC)
+    claims = {"sub": str(alice.user.id), "type": "access", "jti": "j", "fam": "f", "gen": 0, "iat": now}
+    forged = pyjwt.encode({**claims, "exp": now + timedelta(minutes=5)}, "x" * 48, algorithm="HS256")
+    body = {
+        "source_account_id": str(alice.account.id),
+        "destination_account_id": str(bob.account.id),
+        "amount": 1,
+        "currency": "USD",
+        "pin": "0000",
+    }
+
+    def send(token: str):  # type: ignore[no-untyped-def]
+        headers = {**bearer(token), "Idempotency-Key": str(uuid.uuid4())}
+        return client.post(f"{API}/transfers", json=body, headers=headers)
+
+    assert_problem(send(forged), 401, "UNAUTHORIZED")
+    # Alice's one transfer a minute is still hers: the forged token was counted by address.
+    assert send(tokens(client, alice.email)["access_token"]).status_code == 403  # the wrong PIN, not 429
