@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
+from functools import lru_cache
 from typing import Any
 
 import structlog
@@ -17,6 +18,7 @@ NOT_SENSITIVE = {"pin_set", "otp_enabled", "token_type"}
 REDACTED = "[REDACTED]"
 
 
+@lru_cache(maxsize=4096)  # every log line of every transfer asks about the same few keys
 def _is_sensitive(key: str) -> bool:
     k = key.lower()
     if k in NOT_SENSITIVE:

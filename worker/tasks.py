@@ -95,7 +95,7 @@ def _settle(res: resources.Resources, partition: int, batch: drain.Batch) -> lis
         metrics.LOCK_FAILURES.labels(reason="redis_unavailable").inc()
     try:
         try:
-            outcomes = _settle_part(res, partition, batch.transfer_ids)
+            outcomes = _settle_part(res, partition, batch.transfer_ids, batch.atomic_batches)
         except TRANSIENT:
             raise
         except Exception as exc:  # not transient: it would fail this batch on every retry
@@ -120,14 +120,20 @@ def _settle(res: resources.Resources, partition: int, batch: drain.Batch) -> lis
     return outcomes
 
 
-def _settle_part(res: resources.Resources, partition: int, transfer_ids: list[uuid.UUID]) -> list[Settled] | None:
-    """``transfer_ids`` settled in one transaction; None when another drainer holds the partition."""
+def _settle_part(
+    res: resources.Resources,
+    partition: int,
+    transfer_ids: list[uuid.UUID],
+    atomic_batches: frozenset[uuid.UUID] | None = None,
+) -> list[Settled] | None:
+    """``transfer_ids`` settled in one transaction; None when another drainer holds the partition.
+    ``atomic_batches``: theirs, as the drainer read them (None: looked up)."""
     started = time.monotonic()
     with res.sessions.begin() as session:
         if not drain.claim_partition(session, partition):
             return None
         with tracing.span("settle_batch", settle_partition=partition, transfer_count=len(transfer_ids)):
-            outcomes = settle_batch(session, transfer_ids)
+            outcomes = settle_batch(session, transfer_ids, atomic_batches=atomic_batches)
     metrics.SETTLE_TRANSACTION.observe(time.monotonic() - started)
     return outcomes
 

@@ -27,6 +27,7 @@ _B = TransferBatch.__table__
 class Batch:
     transfer_ids: list[uuid.UUID]
     account_ids: list[uuid.UUID]  # every account the batch touches, sorted
+    atomic_batches: frozenset[uuid.UUID] = frozenset()  # the atomic batches among them (immutable)
 
 
 def next_batch(session: Session, partition: int, limit: int) -> Batch:
@@ -43,15 +44,17 @@ def next_batch(session: Session, partition: int, limit: int) -> Batch:
         .limit(limit)
     ).all()
     batch_ids = {r.batch_id for r in rows if r.batch_id is not None}
+    atomic: frozenset[uuid.UUID] = frozenset()
     if batch_ids:
-        atomic = select(_B.c.id).where(_B.c.id.in_(batch_ids), _B.c.atomic)
+        atomic = frozenset(session.scalars(select(_B.c.id).where(_B.c.id.in_(batch_ids), _B.c.atomic)))
+    if atomic:
         taken = {r.id for r in rows}
         rest = session.execute(
             select(*columns).where(_T.c.status == TransferStatus.PENDING, _T.c.batch_id.in_(atomic))
         ).all()
         rows = sorted([*rows, *(r for r in rest if r.id not in taken)], key=lambda r: (r.created_at, r.id))
     accounts = {r.source_account_id for r in rows} | {r.destination_account_id for r in rows}
-    return Batch([r.id for r in rows], sorted(accounts))
+    return Batch([r.id for r in rows], sorted(accounts), atomic)
 
 
 def claim_partition(session: Session, partition: int) -> bool:

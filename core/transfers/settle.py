@@ -73,7 +73,9 @@ class _Plan:
     touched: set[uuid.UUID] = field(default_factory=set)
 
 
-def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[Settled]:
+def settle_batch(
+    session: Session, transfer_ids: Collection[uuid.UUID], *, atomic_batches: Collection[uuid.UUID] | None = None
+) -> list[Settled]:
     """Settle those of ``transfer_ids`` still PENDING, in accept order, in the caller's transaction.
 
     Locks the transfers (accept order), then each account they touch once, in id order
@@ -84,10 +86,14 @@ def settle_batch(session: Session, transfer_ids: Collection[uuid.UUID]) -> list[
     with one statement. The transfers of an atomic batch among them are settled whole, all
     together or all failed, with their siblings (core.transfers.linked). Returns the transfers
     this call settled, in accept order.
+
+    ``atomic_batches``: the atomic batches of ``transfer_ids`` when the caller has just read
+    them (a drainer does: a transfer's batch never changes); None looks them up.
     """
     if not transfer_ids:
         return []
-    groups = linked.atomic_batches(session, transfer_ids)  # settled whole, whichever of their ids were passed
+    # Atomic batches are settled whole, whichever of their ids were passed.
+    groups = linked.atomic_batches(session, transfer_ids) if atomic_batches is None else set(atomic_batches)
     pending = session.execute(
         select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount, _T.c.batch_id, _T.c.hold)
         .where(linked.with_siblings(transfer_ids, groups), _T.c.status.in_(SETTLEABLE))

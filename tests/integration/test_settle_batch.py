@@ -379,3 +379,34 @@ def test_holds_captures_voids_and_expiries_follow_the_model(  # type: ignore[no-
                     bal[j] += part
                 status[tid] = TransferStatus.COMPLETED if kind == "capture" else TransferStatus.VOIDED
             check()
+
+
+def test_a_batch_writes_its_events_like_one_transfer_does(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    """A batch writes its outbox events with COPY (text arrays and JSON), one transfer with INSERT:
+    the stored events are the same either way."""
+    from core.events import DomainEvent, transfer_events
+
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 1000)
+    alone = submit(sessions, alice, bob, 100)
+    batched = [submit(sessions, alice, bob, 10 + i) for i in range(3)]
+    with sessions.begin() as s:
+        assert len(settle_batch(s, [alone])) == 1  # 3 events: INSERT
+    with sessions.begin() as s:
+        assert len(settle_batch(s, batched)) == 3  # 9 events: COPY
+    with sessions() as s:
+        for transfer_id in (alone, *batched):
+            t = s.get_one(Transfer, transfer_id)
+            stored = s.scalars(
+                select(DomainEvent).where(DomainEvent.data["id"].astext == str(t.id)).order_by(DomainEvent.sequence)
+            ).all()
+            completed = [e for e in stored if e.event_type != "transfer.pending"]
+            debited = next(e for e in completed if e.event_type == "account.debited").data["balance_after"]
+            credited = next(e for e in completed if e.event_type == "account.credited").data["balance_after"]
+            expected = transfer_events(
+                t, source_owner=alice.user.id, destination_owner=bob.user.id, balances_after=(debited, credited)
+            )
+            assert [(e.event_type, e.data, e.owner_ids) for e in completed] == [
+                (e["event_type"], e["data"], e["owner_ids"]) for e in expected
+            ]
+    assert balance(sessions, alice.account.id) == 1000 - 100 - 10 - 11 - 12

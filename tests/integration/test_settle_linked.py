@@ -220,6 +220,8 @@ def test_an_atomic_batch_across_partitions_is_drained_and_settled_whole(sessions
         batch = drain.next_batch(s, partition, limit=older + 1)
     assert [t for t in batch.transfer_ids if t in ids] == ids
     assert {a1.id, a2.id, bob.accounts[0].id} <= set(batch.account_ids)
+    with sessions() as s:
+        assert s.get_one(Transfer, ids[0]).batch_id in batch.atomic_batches  # handed to settle_batch
     with sessions.begin() as s:
         settled = settle_batch(s, [ids[1]])  # any one of them brings the whole group
     assert [o.transfer_id for o in settled] == ids
