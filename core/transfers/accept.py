@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, column, text
@@ -28,7 +28,7 @@ from core.models import AccountKind, AccountStatus, Transfer, TransferKind, Tran
 from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
-from core.transfers.submit import DEFAULT_HOLD_SECONDS, Accepted, check_user, submit_transfer, validate_hold
+from core.transfers.submit import Accepted, check_user, hold_expiry, submit_transfer, validate_hold
 
 _T = cast(Table, Transfer.__table__)
 _COLUMNS = ", ".join(c.name for c in _T.c)
@@ -182,9 +182,7 @@ def accept_in_one_statement(
         "request_id": request_id,
         "partition": partition_of(movement.source_account_id, partitions),
         "hold": movement.hold,
-        "hold_expires_at": (
-            now + timedelta(seconds=movement.hold_expires_in_seconds or DEFAULT_HOLD_SECONDS) if movement.hold else None
-        ),
+        "hold_expires_at": hold_expiry(movement, now),
         "created_at": now,
         "updated_at": now,
     }

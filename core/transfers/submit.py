@@ -138,11 +138,12 @@ def validate_hold(movement: MoneyMovement) -> None:
         )
 
 
-def hold_expiry(movement: MoneyMovement) -> datetime | None:
+def hold_expiry(movement: MoneyMovement, accepted_at: datetime | None = None) -> datetime | None:
     """When a hold ends EXPIRED if not captured or voided: counted from acceptance."""
     if not movement.hold:
         return None
-    return datetime.now(UTC) + timedelta(seconds=movement.hold_expires_in_seconds or DEFAULT_HOLD_SECONDS)
+    start = accepted_at or datetime.now(UTC)
+    return start + timedelta(seconds=movement.hold_expires_in_seconds or DEFAULT_HOLD_SECONDS)
 
 
 def _check(session: Session, user: User, movement: MoneyMovement) -> tuple[Account, Account]:
