@@ -10,8 +10,10 @@ and every audit row has the same txid.
 Tests that need real commits are marked ``@pytest.mark.commits``: other threads or processes
 work on the same rows (row locks, SKIP LOCKED drains, advisory locks), the worker's own engine
 runs a task, the audit sealer chains committed transactions, a subprocess or another
-connection must see the rows. They get sessions and an app on their own connections, as in
-production, and assert only on rows they created (never on counts over a whole table).
+connection must see the rows, or rows must be apart in time (accept order and statements go by
+``created_at``, which is ``now()``). They get sessions and an app on their own connections, as in
+production, and assert only on rows they created (never on counts over a whole table); their
+rows stay (audit rows cannot be deleted), which no other test's assertion depends on.
 
 Redis is not rolled back: rate-limit counters, locks and OTP challenges stay. Tests that
 depend on them use keys of their own (a fresh prefix, user or account).
@@ -20,6 +22,7 @@ depend on them use keys of their own (a fresh prefix, user or account).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -53,10 +56,17 @@ def sessions(request: pytest.FixtureRequest, engine: Engine, committed_sessions)
     if request.node.get_closest_marker("commits"):
         yield committed_sessions
         return
+    with rolled_back_sessions(engine, committed_sessions) as factory:
+        yield factory
+
+
+@contextmanager
+def rolled_back_sessions(engine: Engine, committed: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:
+    """Sessions like ``committed``'s, joined to one transaction that is rolled back on leaving."""
     with engine.connect() as connection:
         connection.execution_options(isolation_level=TEST_ISOLATION)
         outer = connection.begin()
-        options = {**committed_sessions.kw, "bind": connection, "join_transaction_mode": "create_savepoint"}
+        options = {**committed.kw, "bind": connection, "join_transaction_mode": "create_savepoint"}
         factory = sessionmaker(class_=_SavepointSession, **options)  # the product's options otherwise
         after_commit.install(factory)  # publish_after_commit runs at a session's commit, as in production
         try:
