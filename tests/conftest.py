@@ -111,10 +111,18 @@ def engine(settings) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def sessions(engine: Engine) -> sessionmaker[Session]:
+def committed_sessions(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose commits are real: what other processes and connections see."""
     from core.db import make_session_factory
 
     return make_session_factory(engine)
+
+
+@pytest.fixture(scope="session")
+def sessions(committed_sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The e2e and chaos tiers drive other processes, which see only what commits; the
+    integration tier overrides this with a per-test transaction (tests/integration/conftest.py)."""
+    return committed_sessions
 
 
 @pytest.fixture(scope="session")
@@ -150,5 +158,6 @@ def otlp() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="session")
-def admin_user(sessions):  # type: ignore[no-untyped-def]
-    return factories.admin(sessions)
+def admin_user(committed_sessions):  # type: ignore[no-untyped-def]
+    """One admin for the whole run, committed: every test may reference it, none changes it."""
+    return factories.admin(committed_sessions)

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import func, select
 
 from core.models import Transfer, TransferStatus
-from tests.chaos.conftest import Cluster, Party, assert_books, people, submit, submit_many, wait_for
+from tests.chaos.conftest import Cluster, Party, assert_books, people, submit, submit_many
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -41,13 +42,20 @@ def count_settled(sessions, ids: list[uuid.UUID]) -> int:  # type: ignore[no-unt
         )
 
 
+def count_submitted(sessions, parties: list[Party]) -> int:  # type: ignore[no-untyped-def]
+    """Transfers the parties have sent (their funding deposits are the admin's)."""
+    users = [p.customer.user.id for p in parties]
+    with sessions() as s:
+        return s.scalar(select(func.count()).select_from(Transfer).where(Transfer.initiated_by.in_(users)))
+
+
 def test_kill_9_a_worker_mid_settlement(running, http, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
     parties = people(http, sessions, settings, admin_user, 6, 5_000)
     subs = submit_many(http, random_plan(parties, 150, seed=1, max_amount=2_000))
     ids = [s.transfer_id for s in subs]
-    wait_for(lambda: count_settled(sessions, ids) >= 10, what="settlement to start")
-    running.kill("w1")  # mid-flight: its reserved and running tasks die with it
-    time.sleep(1)
+    wait_for("settlement to start", lambda: count_settled(sessions, ids) >= 10)
+    running.kill("w1")  # mid-flight: its reserved and running tasks die with it (kill waits for the exit)
+    time.sleep(1)  # the fault itself: the worker stays down a while before its supervisor restarts it
     running.start_worker("w1")
     assert_books(sessions, parties, ids, 6 * 5_000)
 
@@ -100,9 +108,11 @@ def test_worker_paused_past_its_lock_ttl(running, http, sessions, settings, admi
     plan = [(a, b, 50) if i % 2 else (b, a, 70) for i in range(80)]
     subs = submit_many(http, plan, threads=6)
     ids = [s.transfer_id for s in subs]
-    wait_for(lambda: count_settled(sessions, ids) >= 5, what="settlement to start")
+    wait_for("settlement to start", lambda: count_settled(sessions, ids) >= 5)
     running.kill("w1", signal.SIGSTOP)  # frozen mid-task, holding locks (Redis and maybe rows)
-    time.sleep(4)  # > LOCK_TTL_SECONDS=2: its Redis locks expire and w2 takes them
+    # The fault itself: paused for longer than LOCK_TTL_SECONDS=2, so its Redis locks expire and
+    # w2 takes them. Nothing to wait on: w2 may be blocked on w1's row locks until w1 resumes.
+    time.sleep(4)
     running.kill("w1", signal.SIGCONT)
     assert_books(sessions, [a, b], ids, 6_000)
     assert "transfer_settled" in running.workers["w2"].log()
@@ -116,9 +126,9 @@ def test_redis_outage_during_a_burst(running, http, sessions, settings, admin_us
     outcome: list = []
     burst = threading.Thread(target=lambda: outcome.extend(submit_many(http, plan, threads=4)))
     burst.start()
-    time.sleep(0.3)
+    wait_for("the burst to be under way", lambda: count_submitted(sessions, parties) >= 5)
     stack.stop_redis()
-    time.sleep(2)
+    time.sleep(2)  # the fault itself: Redis stays down while the burst goes on
     stack.start_redis()
     burst.join()
     # kombu's Redis transport over a unix socket (the embedded Redis) can crash a consumer on the
@@ -141,6 +151,6 @@ def test_postgres_restart_during_settlement(running, http, sessions, settings, a
         pytest.skip("needs the embedded Postgres to restart it")
     parties = people(http, sessions, settings, admin_user, 5, 5_000)
     ids = [s.transfer_id for s in submit_many(http, random_plan(parties, 120, seed=3, max_amount=1_500))]
-    wait_for(lambda: count_settled(sessions, ids) >= 10, what="settlement to start")
+    wait_for("settlement to start", lambda: count_settled(sessions, ids) >= 10)
     stack.restart_postgres()
     assert_books(sessions, parties, ids, 5 * 5_000)

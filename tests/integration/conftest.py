@@ -1,8 +1,96 @@
+"""Integration tests share one database, each in a transaction of its own that is rolled back
+at the end (SQLAlchemy ``join_transaction_mode="create_savepoint"``, as pypi/warehouse does).
+
+A test's ``sessions``, the ``app`` (and ``client``) and every ``make_app`` app are bound to one
+connection with an outer transaction begun on it; each session's ``begin``/``commit`` is a
+savepoint inside it, so the code under test commits and rolls back as it would, and nothing
+reaches the database. Within that one transaction ``now()`` is the same for every statement
+and every audit row has the same txid.
+
+Tests that need real commits are marked ``@pytest.mark.commits``: other threads or processes
+work on the same rows (row locks, SKIP LOCKED drains, advisory locks), the worker's own engine
+runs a task, the audit sealer chains committed transactions, a subprocess or another
+connection must see the rows, or rows must be apart in time (accept order and statements go by
+``created_at``, which is ``now()``). They get sessions and an app on their own connections, as in
+production, and assert only on rows they created (never on counts over a whole table); their
+rows stay (audit rows cannot be deleted), which no other test's assertion depends on.
+
+Redis is not rolled back: rate-limit counters, locks and OTP challenges stay. Tests that
+depend on them use keys of their own (a fresh prefix, user or account).
+"""
+
 from __future__ import annotations
 
-import pytest
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
+import pytest
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import after_commit
 from tests import factories
+
+# One isolation level for the whole test transaction: a savepoint cannot change it. What
+# ``snapshot()`` and the CLI checks ask for (REPEATABLE READ) is what the test transaction
+# already is, and with no other writer in it, every session sees one consistent state.
+TEST_ISOLATION = "REPEATABLE READ"
+
+
+class _SavepointSession(Session):
+    """A session joined to the test's transaction: asking for the isolation level that the
+    transaction already has is a no-op (SQLAlchemy refuses to set it on a connection that has
+    begun); asking for any other one still fails."""
+
+    def connection(self, bind_arguments: Any = None, execution_options: Any = None) -> Connection:
+        if execution_options and execution_options.get("isolation_level") == TEST_ISOLATION:
+            execution_options = {k: v for k, v in execution_options.items() if k != "isolation_level"}
+        return super().connection(bind_arguments, execution_options or None)
+
+
+@pytest.fixture
+def sessions(request: pytest.FixtureRequest, engine: Engine, committed_sessions) -> Iterator[sessionmaker[Session]]:  # type: ignore[no-untyped-def]
+    """The test's sessions: bound to one connection whose transaction is rolled back at the end,
+    or, for a test marked ``commits``, the real ones."""
+    if request.node.get_closest_marker("commits"):
+        yield committed_sessions
+        return
+    with rolled_back_sessions(engine, committed_sessions) as factory:
+        yield factory
+
+
+@contextmanager
+def rolled_back_sessions(engine: Engine, committed: sessionmaker[Session]) -> Iterator[sessionmaker[Session]]:
+    """Sessions like ``committed``'s, joined to one transaction that is rolled back on leaving."""
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level=TEST_ISOLATION)
+        outer = connection.begin()
+        options = {**committed.kw, "bind": connection, "join_transaction_mode": "create_savepoint"}
+        factory = sessionmaker(class_=_SavepointSession, **options)  # the product's options otherwise
+        after_commit.install(factory)  # publish_after_commit runs at a session's commit, as in production
+        try:
+            yield factory
+        finally:
+            outer.rollback()
+
+
+def _use_sessions(app: Any, sessions: sessionmaker[Session]) -> Iterator[Any]:
+    res = app.extensions["bank"]
+    own, res.sessions = res.sessions, sessions
+    try:
+        yield app
+    finally:
+        res.sessions = own
+
+
+@pytest.fixture
+def app(app, sessions, committed_sessions) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """The run's app, its sessions joined to the test's transaction (unless the test commits)."""
+    if sessions is committed_sessions:
+        yield app
+        return
+    yield from _use_sessions(app, sessions)
 
 
 @pytest.fixture
@@ -14,8 +102,9 @@ def make_customer(sessions, settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def make_app():  # type: ignore[no-untyped-def]
-    """Build an extra app with its own settings (e.g. small rate limits, a short OTP TTL)."""
+def make_app(sessions, committed_sessions):  # type: ignore[no-untyped-def]
+    """Build an extra app with its own settings (e.g. small rate limits, a short OTP TTL); its
+    sessions are the test's, like ``app``'s."""
     from core.config import Settings
     from web import create_app
 
@@ -24,6 +113,8 @@ def make_app():  # type: ignore[no-untyped-def]
     def make(settings=None, **overrides):  # type: ignore[no-untyped-def]
         app = create_app(settings or Settings(**overrides))
         apps.append(app)
+        if sessions is not committed_sessions:
+            app.extensions["bank"].sessions = sessions
         return app
 
     yield make

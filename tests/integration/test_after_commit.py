@@ -20,6 +20,9 @@ from tests.factories import PASSWORD, PIN, fund
 from web.context import transaction
 from worker import tasks
 
+# What runs after commit is checked from another connection, which sees only real commits.
+pytestmark = pytest.mark.commits
+
 
 def _status(engine: Engine, transfer_id: uuid.UUID) -> str | None:
     """The row as another connection sees it: only what has committed."""

@@ -20,6 +20,9 @@ from core.models import AuditLog, AuditSeal, AuditSealBatch
 from core.observability.backlog import measure
 from tests.factories import seal_all
 
+# The sealer chains committed transactions by txid; writers race on connections of their own.
+pytestmark = pytest.mark.commits
+
 
 def write(s: Session, action: str = "test.sealer") -> int:
     """Insert one audit row and flush, so the transaction has its id; returns the row id."""

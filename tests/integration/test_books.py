@@ -6,12 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, text
 
 from core.audit_chain import verify_chain
 from core.models import Account, AuditSeal
 from core.reconcile import reconcile
 from tests.factories import fund, seal_all, sealer_paused
+
+# The CLI checks run in a subprocess, and the sealer chains only committed transactions.
+pytestmark = pytest.mark.commits
 
 ROOT = Path(__file__).resolve().parents[2]
 FLASK = str(Path(sys.executable).parent / "flask")

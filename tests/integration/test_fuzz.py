@@ -55,9 +55,9 @@ ROLES = ("customer", "admin")
 LEFT_OUT = {("POST", f"{API}/auth/logout"), ("PUT", f"{API}/me/password")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tokens(app, sessions, settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    """One access token per role, issued once for the run."""
+    """One access token per role, issued once for the test (its users live in the test's transaction)."""
     from tests.factories import customer
     from web.security import issue_tokens
 

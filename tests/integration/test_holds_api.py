@@ -232,6 +232,7 @@ def test_capture_needs_active_accounts_but_void_does_not(client, sessions, pair,
     assert account(client, ah, alice.account.id)["available_balance"] == 1_000
 
 
+@pytest.mark.commits  # the expiry beat task runs on the worker's own engine
 def test_hold_events_reach_both_owners(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
     ah = login(client, alice.email)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select, update
 
 from core.errors import TransferNotHeld
@@ -25,6 +26,8 @@ from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import fund
+
+pytestmark = pytest.mark.commits  # threads and killed processes race for one hold, each on a connection of its own
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -151,6 +151,7 @@ def test_otp_answers_are_bounded_by_the_lockout_and_a_right_code_never_unlocks(
     assert_problem(_login(client, c.email), 429, "RATE_LIMITED")  # and nothing was unlocked
 
 
+@pytest.mark.commits  # requests in parallel threads, each on a connection of its own
 def test_parallel_wrong_codes_are_still_bounded(lax, make_customer) -> None:  # type: ignore[no-untyped-def]
     """The lockout rows are held while a code is compared: parallel guesses queue, none slip past."""
     app = lax()

@@ -12,12 +12,16 @@ import threading
 import time
 import uuid
 
+import pytest
+
 from core.locks import account_locks
 from core.models import TransferStatus
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
+
+pytestmark = pytest.mark.commits  # two workers race on connections of their own; B must wait for A's row locks
 
 
 def test_expired_redis_lock_cannot_cause_a_lost_update(sessions, redis_client, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]

@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session
 
 from devtools import services
 
+# Alembic runs in subprocesses, against the test database (check) and a scratch one it builds.
+pytestmark = pytest.mark.commits
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -18,7 +18,7 @@ from tests.integration.test_api import login
 NOT_PORTABLE = re.compile(r"\\[AZz]|\(\?P<|\(\?[aiLmsux]+\)")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def schemas(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     spec = app.test_client().get("/api/v1/openapi.json").json
     return spec["components"]["schemas"]  # type: ignore[no-any-return]

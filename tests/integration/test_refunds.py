@@ -203,6 +203,7 @@ def test_a_failed_refund_frees_its_amount(client, sessions, paid, make_customer)
     assert balance(sessions, alice.account.id) == 9_000
 
 
+@pytest.mark.commits  # threads race on connections of their own
 def test_concurrent_refunds_never_exceed_the_amount(app, sessions, paid) -> None:  # type: ignore[no-untyped-def]
     """50 refunds of 30 race for one transfer of 1,000: exactly 33 fit, 17 are refused."""
     _, bob, original = paid
@@ -231,6 +232,7 @@ def test_concurrent_refunds_never_exceed_the_amount(app, sessions, paid) -> None
     assert total == 990
 
 
+@pytest.mark.commits  # threads race on connections of their own
 def test_concurrent_duplicates_of_one_refund_make_one(app, sessions, paid) -> None:  # type: ignore[no-untyped-def]
     """20 copies of one request (same key and body, default amount) race: one refund, 19 replays."""
     _, bob, original = paid

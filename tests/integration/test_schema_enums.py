@@ -18,7 +18,7 @@ from tests.factories import fund
 from tests.integration.test_api import assert_problem, login
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def spec(app) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return app.test_client().get("/api/v1/openapi.json").json  # type: ignore[no-any-return]
 

@@ -6,7 +6,7 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from core.accounts.service import set_frozen
@@ -136,6 +136,7 @@ def test_redelivery_changes_balances_once(sessions, make_customer, admin_user) -
     assert len(entries(sessions, t.id)) == 2
 
 
+@pytest.mark.commits  # eight threads, each on a connection of its own, race for one transfer
 def test_concurrent_settlements_of_one_transfer_apply_once(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_customer(), make_customer()
     fund(sessions, admin_user, alice.account, 1000)
@@ -157,6 +158,14 @@ def test_concurrent_settlements_of_one_transfer_apply_once(sessions, make_custom
     assert balance(sessions, bob.account.id) == 250
 
 
-def test_ledger_sums_to_zero(sessions) -> None:  # type: ignore[no-untyped-def]
+def test_the_entries_of_deposits_and_transfers_sum_to_zero(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 1000)
+    ok = settle(sessions, submit(sessions, alice, bob.account, 300).id)
+    failed = settle(sessions, submit(sessions, alice, bob.account, 5000).id)
+    assert (ok.status, failed.status) == (TransferStatus.COMPLETED, TransferStatus.FAILED)
     with sessions() as s:
-        assert s.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0))) == 0
+        touched = select(LedgerEntry.transfer_id).where(LedgerEntry.account_id.in_([alice.account.id, bob.account.id]))
+        amounts = list(s.scalars(select(LedgerEntry.amount).where(LedgerEntry.transfer_id.in_(touched))))
+    assert len(amounts) == 4  # the deposit's two entries (one on the settlement account), the transfer's two
+    assert sum(amounts) == 0

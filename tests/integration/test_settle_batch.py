@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, tuple_, update
@@ -29,13 +30,12 @@ from tests.factories import balance, fund
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 4
-_people: list = []  # type: ignore[type-arg]  # reused across examples: argon2 makes customers slow
 
 
+@pytest.fixture
 def people(make_customer):  # type: ignore[no-untyped-def]
-    while len(_people) < N:
-        _people.append(make_customer())
-    return _people
+    """N customers that every example of one test reuses: argon2 makes customers slow."""
+    return [make_customer() for _ in range(N)]
 
 
 def submit(sessions, src, dst, amount, key=None):  # type: ignore[no-untyped-def]
@@ -57,6 +57,7 @@ def freeze(sessions, admin_user, customer, frozen):  # type: ignore[no-untyped-d
 transfer = st.tuples(st.integers(0, N - 1), st.integers(0, N - 1), st.integers(1, 300), st.booleans())
 
 
+@pytest.mark.commits  # accept order is created_at, now() of each transaction
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     transfers=st.lists(transfer, min_size=1, max_size=25),
@@ -65,10 +66,10 @@ transfer = st.tuples(st.integers(0, N - 1), st.integers(0, N - 1), st.integers(1
     cut=st.integers(1, 25),
 )
 def test_a_batch_equals_one_by_one_in_accept_order(  # type: ignore[no-untyped-def]
-    sessions, make_customer, admin_user, transfers, frozen, extra, cut
+    sessions, people, admin_user, transfers, frozen, extra, cut
 ) -> None:
     """Insufficient funds, frozen accounts, duplicate keys and crossing pairs, in random batches."""
-    ps = people(make_customer)
+    ps = people
     for p in ps:  # an earlier (failed, shrinking) example may have left one frozen
         with sessions() as s:
             left_frozen = s.get_one(Account, p.account.id).status == AccountStatus.FROZEN
@@ -143,6 +144,7 @@ def test_a_batch_equals_one_by_one_in_accept_order(  # type: ignore[no-untyped-d
                 assert after == running
 
 
+@pytest.mark.commits  # batches race in threads, each on a connection of its own
 def test_crossing_batches_in_parallel_never_deadlock_or_double_apply(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     ps = [make_customer() for _ in range(4)]
     for p in ps:
@@ -175,6 +177,7 @@ def test_crossing_batches_in_parallel_never_deadlock_or_double_apply(sessions, m
         assert s.scalar(select(func.count()).where(LedgerEntry.transfer_id.in_(ids))) == 2 * len(ids)
 
 
+@pytest.mark.commits  # the partition lock is taken by one connection and refused to another
 def test_one_drainer_per_partition(sessions) -> None:  # type: ignore[no-untyped-def]
     with sessions.begin() as a:
         assert drain.claim_partition(a, 3)
@@ -185,6 +188,7 @@ def test_one_drainer_per_partition(sessions) -> None:  # type: ignore[no-untyped
         assert drain.claim_partition(c, 3)  # released with the transaction
 
 
+@pytest.mark.commits  # accept order is created_at, now() of each transaction
 def test_next_batch_is_the_partitions_pending_in_accept_order(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_customer(), make_customer()
     fund(sessions, admin_user, alice.account, 100)
@@ -220,6 +224,7 @@ with sessions.begin() as s:
 """
 
 
+@pytest.mark.commits  # a worker process settles on a connection of its own and is killed
 def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_customer(), make_customer()
     fund(sessions, admin_user, alice.account, 1000)
@@ -251,10 +256,13 @@ end = st.tuples(st.sampled_from(["capture", "void", "expire"]), st.integers(0, 3
 hold_round = st.tuples(st.lists(send, min_size=1, max_size=6), st.lists(end, max_size=4))
 
 
-_sink: list = []  # type: ignore[type-arg]
+@pytest.fixture
+def sink(make_customer):  # type: ignore[no-untyped-def]
+    """Where an example's extra balance goes."""
+    return make_customer()
 
 
-def reset(sessions, make_customer, admin_user, p, target: int) -> None:  # type: ignore[no-untyped-def]
+def reset(sessions, sink, admin_user, p, target: int) -> None:  # type: ignore[no-untyped-def]
     """Start an example from ``target``, no open hold, active: small balances make holds matter."""
     with sessions() as s:
         account = s.get_one(Account, p.account.id)
@@ -271,11 +279,9 @@ def reset(sessions, make_customer, admin_user, p, target: int) -> None:  # type:
     for tid in open_holds:
         with sessions.begin() as s:
             holds_service.void(s, user=admin_user, transfer_id=tid, idempotency_key=str(uuid.uuid4()))
-    if not _sink:
-        _sink.append(make_customer())
     now = balance(sessions, p.account.id)
     if now > target:
-        tid = submit(sessions, p, _sink[0], now - target)
+        tid = submit(sessions, p, sink, now - target)
         with sessions.begin() as s:
             settle_batch(s, [tid])
     elif now < target:
@@ -289,15 +295,16 @@ def _books_reconcile(sessions) -> None:  # type: ignore[no-untyped-def]
     assert report.ok, report.problems
 
 
+@pytest.mark.commits  # accept order is created_at, now() of each transaction
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rounds=st.lists(hold_round, min_size=1, max_size=5), extra=st.lists(st.integers(0, 400), min_size=N, max_size=N))
 def test_holds_captures_voids_and_expiries_follow_the_model(  # type: ignore[no-untyped-def]
-    sessions, make_customer, admin_user, rounds, extra
+    sessions, people, sink, admin_user, rounds, extra
 ) -> None:
     """Any sequence gives the model's balances, available balances and statuses; books reconcile after each step."""
-    ps = people(make_customer)
+    ps = people
     for p, amount in zip(ps, extra, strict=True):
-        reset(sessions, make_customer, admin_user, p, amount)
+        reset(sessions, sink, admin_user, p, amount)
     bal, held = list(extra), [0] * N
 
     status: dict[uuid.UUID, TransferStatus] = {}

@@ -78,13 +78,12 @@ def set_status(sessions, admin_user, account_id: uuid.UUID, frozen: bool) -> Non
 # ---- the model test -------------------------------------------------------------------------
 
 PEOPLE = 3
-_cast: list[Person] = []  # reused across examples: argon2 makes customers slow
 
 
+@pytest.fixture
 def cast(sessions, make_customer) -> list[Person]:  # type: ignore[no-untyped-def]
-    while len(_cast) < PEOPLE:
-        _cast.append(person(sessions, make_customer))
-    return _cast
+    """The people every example of the model test reuses: argon2 makes customers slow."""
+    return [person(sessions, make_customer) for _ in range(PEOPLE)]
 
 
 op = st.tuples(
@@ -95,6 +94,7 @@ op = st.tuples(
 )
 
 
+@pytest.mark.commits  # accept order is created_at, now() of each transaction
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ops=st.lists(op, min_size=1, max_size=10),
@@ -103,11 +103,11 @@ op = st.tuples(
     cut=st.integers(0, 30),
 )
 def test_atomic_groups_settle_as_the_model_says(  # type: ignore[no-untyped-def]
-    sessions, make_customer, admin_user, ops, frozen, extra, cut
+    sessions, cast, admin_user, ops, frozen, extra, cut
 ) -> None:
     """Singles, plain batches and atomic batches, with insufficient funds, frozen accounts and
     retries, settled in two calls cut anywhere (through a group too) and then redelivered."""
-    people = cast(sessions, make_customer)
+    people = cast
     accounts = [a for p in people for a in p.accounts]  # account k belongs to people[k // 2]
     for a in accounts:
         set_status(sessions, admin_user, a.id, False)
@@ -229,6 +229,7 @@ def test_an_atomic_batch_across_partitions_is_drained_and_settled_whole(sessions
     assert [balance(sessions, a.id) for a in (a1, a2, bob.accounts[0])] == [0, 70, 130]
 
 
+@pytest.mark.commits  # accept order is created_at, now() of each transaction
 def test_one_failing_item_fails_the_whole_group_and_moves_nothing(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     alice, bob = spanning(sessions, make_customer), person(sessions, make_customer, extra_accounts=0)
     a1, a2 = alice.accounts
@@ -255,6 +256,7 @@ def test_one_failing_item_fails_the_whole_group_and_moves_nothing(sessions, make
         assert sorted(codes.values()) == sorted([LINKED_FAILED, "INSUFFICIENT_FUNDS", LINKED_FAILED])
 
 
+@pytest.mark.commits  # threads race on connections of their own
 def test_racing_calls_on_parts_of_a_group_settle_it_once_and_whole(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     alice, bob = spanning(sessions, make_customer), person(sessions, make_customer, extra_accounts=0)
     a1, a2 = alice.accounts
@@ -287,6 +289,7 @@ def test_racing_calls_on_parts_of_a_group_settle_it_once_and_whole(sessions, mak
     assert [balance(sessions, a.id) for a in (a1, a2, b)] == [1000 - 80 + 40, 1000 - 80 - 40, 160]
 
 
+@pytest.mark.commits  # threads race on connections of their own
 @pytest.mark.parametrize("atomic", [False, True])
 def test_the_same_batch_sent_concurrently_binds_each_key_once(sessions, make_customer, admin_user, atomic) -> None:  # type: ignore[no-untyped-def]
     """Items inserted in key order whatever the request order: overlapping batches never deadlock,

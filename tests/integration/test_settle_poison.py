@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from core.models import Account, AuditLog, Transfer, TransferStatus
@@ -40,6 +41,7 @@ def balance_near_the_limit(sessions, account: Account, room: int) -> Iterator[No
             s.execute(update(Account).where(Account.id == account.id).values(balance=before))
 
 
+@pytest.mark.commits  # the task runs on the worker's own engine
 def test_a_transfer_that_cannot_be_applied_fails_alone_and_the_batch_settles(  # type: ignore[no-untyped-def]
     sessions, make_customer, admin_user, worker_resources
 ) -> None:
@@ -103,6 +105,7 @@ def test_a_deposit_that_would_overflow_the_balance_is_422(client, make_customer,
         assert s.scalar(select(Transfer.id).where(Transfer.destination_account_id == bob.account.id)) is None
 
 
+@pytest.mark.commits  # the task runs on the worker's own engine
 def test_an_unsettleable_item_of_an_atomic_batch_fails_the_whole_batch(  # type: ignore[no-untyped-def]
     sessions, make_customer, admin_user, worker_resources
 ) -> None:

@@ -46,8 +46,10 @@ def move(sessions, payer, payee_account, amount: int, reference: str | None = No
 
 
 @pytest.fixture
-def history(sessions, make_customer, admin_user):  # type: ignore[no-untyped-def]
+def history(request, sessions, make_customer, admin_user):  # type: ignore[no-untyped-def]
     """Alice's account with 24 entries (deposits, payments both ways, one failed), a little apart."""
+    # In one rolled-back test transaction every entry would have the same created_at (now()).
+    assert request.node.get_closest_marker("commits"), "a test with a history must be marked commits"
     alice, bob = make_customer(), make_customer()
     fund(sessions, admin_user, bob.account, 100_000)
     rng = random.Random(12)
@@ -75,6 +77,7 @@ def parse_csv(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(text, newline="")))
 
 
+@pytest.mark.commits  # the history's entries are apart in time: created_at is now() of each transaction
 def test_opening_plus_entries_is_closing_over_random_periods(client, sessions, history) -> None:  # type: ignore[no-untyped-def]
     alice, _, times = history
     h = login(client, alice.email)
@@ -116,6 +119,7 @@ def test_opening_plus_entries_is_closing_over_random_periods(client, sessions, h
     assert len(whole["entries"]) == len(times)
 
 
+@pytest.mark.commits  # the history's entries are apart in time: created_at is now() of each transaction
 def test_json_shape_and_csv_file(client, history) -> None:  # type: ignore[no-untyped-def]
     alice, _, times = history
     h = login(client, alice.email)
@@ -153,6 +157,7 @@ def test_safe_cell_leaves_plain_text_alone() -> None:
     assert safe_cell("invoice 42") == "invoice 42" and safe_cell(None) == "" and safe_cell("a=b") == "a=b"
 
 
+@pytest.mark.commits  # the history's entries are apart in time: created_at is now() of each transaction
 def test_only_the_owner_or_an_admin(client, history, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     alice, _, times = history
     now = datetime.now(UTC)
@@ -184,6 +189,7 @@ def test_bad_periods_are_422(client, make_customer, query) -> None:  # type: ign
     assert_problem(r, 422, "VALIDATION_ERROR")
 
 
+@pytest.mark.commits  # the history's entries are apart in time: created_at is now() of each transaction
 def test_offsets_are_instants(client, history) -> None:  # type: ignore[no-untyped-def]
     alice, _, times = history
     h = login(client, alice.email)
@@ -208,6 +214,7 @@ def test_unsupported_accept_is_406(client, make_customer) -> None:  # type: igno
     assert default.status_code == 200 and default.mimetype == "application/json"
 
 
+@pytest.mark.commits  # the history's entries are apart in time: created_at is now() of each transaction
 def test_a_period_with_too_many_entries_is_refused(sessions, history) -> None:  # type: ignore[no-untyped-def]
     alice, _, times = history
     start, end = times[0], times[-1] + timedelta(seconds=1)

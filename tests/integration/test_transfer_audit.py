@@ -17,6 +17,8 @@ from core.transfers.submit import submit_transfer
 from tests.factories import fund, seal_all
 from tests.integration.test_api import assert_problem, login
 
+pytestmark = pytest.mark.commits  # the proofs need sealed rows, and the sealer chains only committed transactions
+
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 

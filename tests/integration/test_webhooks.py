@@ -180,6 +180,7 @@ def test_relay_fans_out_to_subscribed_enabled_endpoints_of_the_owners(  # type: 
     assert deliveries_of(sessions, c_everything.id) == []  # carol owns neither account
 
 
+@pytest.mark.commits  # relays race in threads, each on a connection of its own
 def test_concurrent_relays_deliver_each_event_once_per_endpoint(sessions, make_customer, policy) -> None:  # type: ignore[no-untyped-def]
     alice = make_customer()
     ep = endpoint(sessions, policy, alice, ["account.credited"])
@@ -402,6 +403,7 @@ def test_manual_retries_are_rate_limited_per_user(make_app, sessions, make_custo
     assert codes == [202, 202, 202, 429]
 
 
+@pytest.mark.commits  # the task runs on the worker's own engine
 def test_a_busy_endpoint_defers_its_deliveries_and_others_flow(  # type: ignore[no-untyped-def]
     sessions, make_customer, policy, receiver, redis_client, worker_resources
 ) -> None:
