@@ -219,6 +219,7 @@ def test_a_wrong_pin_counts_and_a_replay_still_wins(sessions, settings, make_cus
         assert s.get_one(User, alice.user.id).pin_failed_attempts == 0
 
 
+@pytest.mark.commits  # threads on their own connections race on the key's unique index
 def test_concurrent_duplicates_make_one_transfer(sessions, settings, make_customer) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_customer(), make_customer()
     movement = MoneyMovement(alice.account.id, bob.account.id, 7, "USD", None)

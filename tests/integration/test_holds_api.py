@@ -53,6 +53,7 @@ def held(client, sessions, alice, bob, amount: int = 400, **over: Any) -> dict[s
     return r.json  # type: ignore[no-any-return]
 
 
+@pytest.mark.commits  # the entries list goes newest first by created_at: the capture's must be later
 def test_a_hold_reserves_then_a_partial_capture_moves_part_and_releases_the_rest(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
     ah, bh = login(client, alice.email), login(client, bob.email)
