@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_jwt_extended import jwt_required
@@ -14,7 +14,7 @@ from core.identity import devices, otp_settings, password_change, pin_checks
 from core.identity.models import TrustedDevice
 from core.identity.pin_checks import PinPolicy
 from core.models import User
-from web.auth import client_address, login_policy
+from web.auth import client_address
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
 from web.schemas import DeviceList, OtpSettingIn, PasswordChangeIn, PinIn, UserOut
@@ -24,12 +24,8 @@ blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's prof
 
 
 def pin_policy() -> PinPolicy:
-    s = settings()
-    return PinPolicy(
-        pepper=s.pin_pepper.get_secret_value().encode(),
-        max_attempts=s.pin_max_attempts,
-        lock_for=timedelta(minutes=s.pin_lock_minutes),
-    )
+    """The app's PIN policy: ``settings.pins``, built once per settings object."""
+    return settings().pins
 
 
 @blp.route("", methods=["GET"])
@@ -76,7 +72,7 @@ def put_password(body: dict[str, Any]) -> None:
             current_password=body["current_password"],
             new_password=body["new_password"],
             client_address=client_address(),
-            policy=login_policy(),
+            policy=settings().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )
@@ -100,7 +96,7 @@ def post_otp(body: dict[str, Any]) -> User:
             enabled=body["enabled"],
             password=body.get("password"),
             client_address=client_address(),
-            policy=login_policy(),
+            policy=settings().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )

@@ -19,7 +19,7 @@ from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.schemas import RefundIn, TransferOut
 from web.security import me
-from worker.tasks import nudge_after_accept
+from worker.settlement import nudge_after_accept
 
 blp = Blueprint("refunds", __name__, url_prefix="/transfers", description="Refunds")
 

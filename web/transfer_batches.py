@@ -21,7 +21,7 @@ from web.me import pin_policy
 from web.problems import domain_problem_body, domain_status
 from web.schemas import BatchIn, BatchItemIn, BatchOut
 from web.security import me
-from worker.tasks import nudge_after_accept
+from worker.settlement import nudge_after_accept
 
 blp = Blueprint("transfer_batches", __name__, url_prefix="/transfers", description="Transfer batches")
 

@@ -26,7 +26,7 @@ from web.me import pin_policy
 from web.problems import PROBLEM_JSON
 from web.schemas import CaptureIn, ProblemOut, TransferIn, TransferListArgs, TransferOut, TransferPage, VoidIn
 from web.security import me
-from worker.tasks import nudge_after_accept
+from worker.settlement import nudge_after_accept
 
 blp = Blueprint("transfers", __name__, url_prefix="/transfers", description="Transfers")
 

@@ -84,7 +84,7 @@ DeliveryPage = page_of(DeliveryOut, "WebhookDeliveryPage")
 
 
 def _policy() -> WebhookPolicy:
-    return WebhookPolicy.from_settings(settings())
+    return settings().webhooks  # built once per settings object
 
 
 # ---- views -------------------------------------------------------------------------------

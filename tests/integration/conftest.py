@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tests import factories
+from tests.conftest import close_app
 
 
 @pytest.fixture
@@ -28,15 +29,18 @@ def make_app():  # type: ignore[no-untyped-def]
 
     yield make
     for app in apps:
-        app.extensions["bank"].engine.dispose()
+        close_app(app)
 
 
 @pytest.fixture(scope="session")
-def worker_resources():  # type: ignore[no-untyped-def]
-    """The worker's own engine and Redis client, for tasks run in this process; closed at the end."""
-    from worker import resources
+def worker_resources(settings):  # type: ignore[no-untyped-def]
+    """A worker app built from the settings, as ``celery -A worker`` builds one, and its engine and
+    Redis client, for tasks run in this process; closed at the end."""
+    from worker.app import create_celery
+    from worker.runtime import runtime
 
-    res = resources.get()
+    app = create_celery(settings)
+    app.set_default()
+    res = runtime(app).resources()
     yield res
-    res.sessions.kw["bind"].dispose()
-    res.redis.close()
+    res.close()
