@@ -20,7 +20,7 @@ from core.notifications import OtpMessage, make_notifier
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER
 from web.schemas import LoginIn, OtpVerifyIn, RegisterIn, RegisterOut, TokensOut
-from web.security import family_expiry, issue_tokens, me, revoke_current, token_expiry
+from web.security import current_user, family_expiry, issue_tokens, revoke_current, token_expiry
 
 log = structlog.get_logger(__name__)
 
@@ -118,15 +118,15 @@ def refresh() -> dict[str, Any]:
             session,
             jti=payload["jti"],
             family=payload["fam"],
-            user_id=me().id,
+            user_id=current_user().id,
             expires_at=token_expiry(payload),
             family_expires_at=family_expiry(now),
             now=now,
             request_id=request_id(),
         )
     if fresh:  # after commit: the spent refresh token is recorded before new tokens exist
-        return issue_tokens(me(), family=payload["fam"])
-    log.warning("refresh_token_reused", user_id=str(me().id))
+        return issue_tokens(current_user(), family=payload["fam"])
+    log.warning("refresh_token_reused", user_id=str(current_user().id))
     raise Unauthorized("refresh token already used; every token of this login is now revoked")
 
 
@@ -141,7 +141,7 @@ def logout() -> None:
             session,
             action="auth.logout",
             entity_type="user",
-            entity_id=me().id,
-            actor_id=me().id,
+            entity_id=current_user().id,
+            actor_id=current_user().id,
             request_id=request_id(),
         )

@@ -18,7 +18,7 @@ from web.auth import client_address
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
 from web.schemas import DeviceList, OtpSettingIn, PasswordChangeIn, PinIn, UserOut
-from web.security import me
+from web.security import current_user
 
 blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's profile")
 
@@ -33,7 +33,7 @@ def pin_policy() -> PinPolicy:
 @blp.response(200, UserOut)
 @blp.doc(**BEARER)
 def profile() -> User:
-    return me()
+    return current_user()
 
 
 @blp.route("/pin", methods=["PUT"])
@@ -45,7 +45,7 @@ def put_pin(body: dict[str, Any]) -> None:
     with transaction() as session:
         outcome = pin_checks.set_pin(
             session,
-            user_id=me().id,
+            user_id=current_user().id,
             pin=body["pin"],
             current_pin=body.get("current_pin"),
             policy=pin_policy(),
@@ -68,7 +68,7 @@ def put_password(body: dict[str, Any]) -> None:
     with transaction() as session:
         outcome = password_change.change_password(
             session,
-            user_id=me().id,
+            user_id=current_user().id,
             current_password=body["current_password"],
             new_password=body["new_password"],
             client_address=client_address(),
@@ -92,7 +92,7 @@ def post_otp(body: dict[str, Any]) -> User:
     with transaction() as session:
         user, outcome = otp_settings.set_otp(
             session,
-            user_id=me().id,
+            user_id=current_user().id,
             enabled=body["enabled"],
             password=body.get("password"),
             client_address=client_address(),
@@ -110,7 +110,7 @@ def post_otp(body: dict[str, Any]) -> User:
 @blp.doc(**BEARER)
 def list_devices() -> dict[str, Sequence[TrustedDevice]]:
     with transaction() as session:
-        return {"items": devices.list_trusted(session, me().id)}
+        return {"items": devices.list_trusted(session, current_user().id)}
 
 
 @blp.route("/devices/<uuid:device_id>", methods=["DELETE"])
@@ -119,4 +119,4 @@ def list_devices() -> dict[str, Sequence[TrustedDevice]]:
 @blp.doc(description="Forget a trusted device: its next login needs an OTP code again.", **BEARER)
 def delete_device(device_id: uuid.UUID) -> None:
     with transaction() as session:
-        devices.revoke(session, user_id=me().id, id=device_id, request_id=request_id())
+        devices.revoke(session, user_id=current_user().id, id=device_id, request_id=request_id())

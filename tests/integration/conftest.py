@@ -33,14 +33,22 @@ def make_app():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def worker_resources(settings):  # type: ignore[no-untyped-def]
-    """A worker app built from the settings, as ``celery -A worker`` builds one, and its engine and
-    Redis client, for tasks run in this process; closed at the end."""
+def worker_app(settings):  # type: ignore[no-untyped-def]
+    """A worker app built from the settings, as ``celery -A worker`` builds one; its connections
+    are closed at the end."""
     from worker.app import create_celery
     from worker.runtime import runtime
 
     app = create_celery(settings)
-    app.set_default()
-    res = runtime(app).resources()
-    yield res
-    res.close()
+    yield app
+    runtime(app).close()
+
+
+@pytest.fixture
+def worker_resources(worker_app):  # type: ignore[no-untyped-def]
+    """The worker app's engine and Redis client; tasks this test runs in this process run in it."""
+    from worker.runtime import runtime
+
+    worker_app.set_current()
+    worker_app.set_default()
+    return runtime(worker_app).resources()

@@ -286,7 +286,7 @@ def test_hold_events_reach_both_owners(client, sessions, pair, worker_resources)
 
 
 def test_expiry_is_scheduled_by_beat(settings) -> None:  # type: ignore[no-untyped-def]
-    schedule = create_celery(settings).conf.beat_schedule["expire-holds"]
+    schedule = create_celery(settings, set_as_current=False).conf.beat_schedule["expire-holds"]
     assert schedule["task"] == expire_holds.name
 
 

@@ -297,7 +297,7 @@ def test_every_queue_gets_its_own_heartbeat() -> None:
     settings = Settings(settle_partitions=3)
     beats = {
         entry["args"][0]: entry["options"]["queue"]
-        for entry in create_celery(settings).conf.beat_schedule.values()
+        for entry in create_celery(settings, set_as_current=False).conf.beat_schedule.values()
         if entry["task"] == "worker.tasks.heartbeat"
     }
     assert beats == {queue: queue for queue in queues(settings)}
