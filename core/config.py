@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Literal
+from datetime import timedelta
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.webhooks.retry import DEFAULT_SCHEDULE, parse_schedule
+
+if TYPE_CHECKING:
+    from core.identity.lockout import LoginPolicy
+    from core.identity.otp import OtpPolicy
+    from core.identity.pin_checks import PinPolicy
+    from core.webhooks.policy import WebhookPolicy
 
 # Development defaults: obvious placeholders that production refuses to start with.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
@@ -52,7 +59,8 @@ class Settings(BaseSettings):
     rate_limit_webhook_retry: str = "10 per minute"  # manual webhook retries, per user
     rate_limit_key_prefix: str = "ratelimit"
     rate_limit_storage_url: str | None = None  # default: the Redis of REDIS_URL
-    cors_origins: str = ""  # comma-separated allowed origins; empty: CORS closed
+    # CORS_ORIGINS: comma-separated allowed origins; empty: CORS closed.
+    cors_origins: Annotated[frozenset[str], NoDecode] = frozenset()
     trusted_proxy_hops: int = Field(default=0, ge=0)  # X-Forwarded-For hops to trust (ProxyFix)
 
     # Open (not CLOSED) accounts a customer may hold; POST /accounts over it is 409.
@@ -98,11 +106,13 @@ class Settings(BaseSettings):
     webhook_secrets_key: SecretStr = SecretStr(DEV_WEBHOOK_SECRETS_KEY)
     # Key rotation: comma-separated former keys, used only to decrypt until
     # `flask --app web rotate-webhook-secrets-key` has re-encrypted every secret under the current one.
-    webhook_secrets_previous_keys: SecretStr = SecretStr("")
+    webhook_secrets_previous_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
-    webhook_retry_schedule: str = DEFAULT_SCHEDULE  # seconds before each retry, comma-separated
+    # WEBHOOK_RETRY_SCHEDULE: seconds before each retry, comma-separated.
+    webhook_retry_schedule: Annotated[tuple[float, ...], NoDecode] = parse_schedule(DEFAULT_SCHEDULE)
     webhook_secret_grace_seconds: float = Field(default=86400.0, ge=0)  # old secret still signs
-    webhook_allowed_hosts: str = ""  # comma-separated hosts exempt from the private-address guard
+    # WEBHOOK_ALLOWED_HOSTS: comma-separated hosts exempt from the private-address guard.
+    webhook_allowed_hosts: Annotated[frozenset[str], NoDecode] = frozenset()
     webhook_relay_interval_seconds: float = Field(default=1.0, gt=0)  # beat: outbox relay, due retries
     webhook_queue_lease_seconds: float = Field(default=60.0, gt=0)  # re-queue a lost delivery after this
     # Attempts in flight per endpoint across all webhook workers: a slow receiver holds at most
@@ -112,11 +122,28 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=15000, gt=0)
     db_lock_timeout_ms: int = Field(default=10000, gt=0)
 
-    @field_validator("webhook_retry_schedule")
+    # Comma lists, parsed once here: the environment (and a keyword) gives the text.
+    @field_validator("cors_origins", mode="before")
     @classmethod
-    def _valid_retry_schedule(cls, value: str) -> str:
-        parse_schedule(value)
-        return value
+    def _origins(cls, value: Any) -> Any:
+        return frozenset(o.rstrip("/") for o in _comma_list(value)) if isinstance(value, str) else value
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> Any:
+        return frozenset(h.lower() for h in _comma_list(value)) if isinstance(value, str) else value
+
+    @field_validator("webhook_secrets_previous_keys", mode="before")
+    @classmethod
+    def _previous_keys(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return _comma_list(value) if isinstance(value, str) else value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _retry_schedule(cls, value: Any) -> Any:
+        return parse_schedule(value) if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _refuse_default_secrets_in_production(self) -> Settings:
@@ -155,17 +182,12 @@ class Settings(BaseSettings):
         current = self.webhook_secrets_key.get_secret_value()
         others = {DEV_WEBHOOK_SECRETS_KEY, current, self.jwt_secret_key.get_secret_value()}
         others.add(self.pin_pepper.get_secret_value())
-        for old in self.webhook_secrets_previous_key_list:
+        for old in (k.get_secret_value() for k in self.webhook_secrets_previous_keys):
             if old in others or len(old.encode()) < MIN_SECRET_BYTES:
                 raise ValueError(
                     f"each of WEBHOOK_SECRETS_PREVIOUS_KEYS must be a real former key of at least {MIN_SECRET_BYTES} "
                     "bytes, different from WEBHOOK_SECRETS_KEY, JWT_SECRET_KEY and PIN_PEPPER, when APP_ENV=production"
                 )
-
-    @property
-    def webhook_secrets_previous_key_list(self) -> tuple[str, ...]:
-        raw = self.webhook_secrets_previous_keys.get_secret_value()
-        return tuple(k.strip() for k in raw.split(",") if k.strip())
 
     @property
     def rate_limit_storage_uri(self) -> str:
@@ -175,10 +197,6 @@ class Settings(BaseSettings):
         if self.redis_url.startswith("unix://"):
             return "redis+unix://" + self.redis_url[len("unix://") :]
         return self.redis_url
-
-    @property
-    def cors_origin_list(self) -> frozenset[str]:
-        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -197,6 +215,64 @@ class Settings(BaseSettings):
         if self.redis_url.startswith("unix://"):
             return "redis+socket://" + self.redis_url[len("unix://") :]
         return self.redis_url
+
+    # Groups: what each service needs, built once per settings object from the flat fields
+    # above (whose names are the environment's). The imports are local: those modules import
+    # the database layer, which imports this one.
+
+    @cached_property
+    def pins(self) -> PinPolicy:
+        from core.identity.pin_checks import PinPolicy
+
+        return PinPolicy(
+            pepper=self.pin_pepper.get_secret_value().encode(),
+            max_attempts=self.pin_max_attempts,
+            lock_for=timedelta(minutes=self.pin_lock_minutes),
+        )
+
+    @cached_property
+    def logins(self) -> LoginPolicy:
+        from core.identity.lockout import LoginPolicy
+
+        return LoginPolicy(
+            max_failures=self.login_max_failures,
+            lock_for=timedelta(minutes=self.login_lock_minutes),
+            email_max_failures=self.login_email_max_failures,
+        )
+
+    @cached_property
+    def otp(self) -> OtpPolicy:
+        from core.identity.otp import OtpPolicy
+
+        # The PIN pepper keys the stored codes' HMAC too (domain-separated inside the MAC).
+        return OtpPolicy(
+            key=self.pin_pepper.get_secret_value().encode(),
+            ttl_seconds=self.otp_ttl_seconds,
+            max_attempts=self.otp_max_attempts,
+        )
+
+    @cached_property
+    def webhooks(self) -> WebhookPolicy:
+        from core.webhooks.policy import WebhookPolicy
+        from core.webhooks.secrets import SecretBox
+        from core.webhooks.urls import UrlRules
+
+        return WebhookPolicy(
+            rules=UrlRules(production=self.app_env == "production", allowed_hosts=self.webhook_allowed_hosts),
+            box=SecretBox(
+                self.webhook_secrets_key.get_secret_value(),
+                [k.get_secret_value() for k in self.webhook_secrets_previous_keys],
+            ),
+            schedule=self.webhook_retry_schedule,
+            timeout=self.webhook_timeout_seconds,
+            secret_grace=timedelta(seconds=self.webhook_secret_grace_seconds),
+            queue_lease=timedelta(seconds=self.webhook_queue_lease_seconds),
+            endpoint_concurrency=self.webhook_endpoint_concurrency,
+        )
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 @lru_cache(maxsize=1)

@@ -136,7 +136,15 @@ def app(settings) -> Iterator[Any]:  # type: ignore[no-untyped-def]
 
     flask_app = create_app(settings)
     yield flask_app
-    flask_app.extensions["bank"].engine.dispose()
+    close_app(flask_app)
+
+
+def close_app(flask_app: Any) -> None:
+    """Close what ``create_app`` opened: the API's engine and Redis, and its Celery app's."""
+    from worker.runtime import runtime
+
+    flask_app.extensions["bank"].close()
+    runtime(flask_app.extensions["celery"]).close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.audit_seal import SEAL_LOCK
 from core.identity import admin as admins
 from core.identity import kyc, pin_checks, users
-from core.identity.pin_checks import PinPolicy
 from core.models import Account, User
 from core.transfers.deposit import deposit
 
@@ -28,14 +27,6 @@ class Customer:
     user: User
     account: Account
     email: str
-
-
-def pin_policy(settings) -> PinPolicy:  # type: ignore[no-untyped-def]
-    return PinPolicy(
-        pepper=settings.pin_pepper.get_secret_value().encode(),
-        max_attempts=settings.pin_max_attempts,
-        lock_for=timedelta(minutes=settings.pin_lock_minutes),
-    )
 
 
 def admin(sessions: sessionmaker[Session]) -> User:
@@ -62,7 +53,7 @@ def customer(
                 user_id=user.id,
                 pin=pin,
                 current_pin=None,
-                policy=pin_policy(settings),
+                policy=settings.pins,
                 now=datetime.now(UTC),
             )
     with sessions() as s:

@@ -6,11 +6,10 @@ from typing import Any
 
 from flask import Flask, redirect
 from flask_smorest import Api
-from redis import Redis
 
 from core import logs
 from core.config import Settings
-from core.db import make_engine, make_session_factory
+from core.resources import Resources
 from web import (
     accounts,
     admin,
@@ -30,8 +29,9 @@ from web import (
     transfers,
     webhooks,
 )
-from web.context import Resources, init_app
+from web.context import init_app
 from web.docs import SWAGGER_UI_ASSETS, BankApi, init_swagger_assets
+from worker.app import create_celery
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024
@@ -57,16 +57,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             },
         },
     )
-    engine = make_engine(settings)
-    init_app(
-        app,
-        Resources(
-            settings=settings,
-            engine=engine,
-            sessions=make_session_factory(engine),
-            redis=Redis.from_url(settings.redis_url, socket_timeout=3, socket_connect_timeout=3),
-        ),
-    )
+    init_app(app, Resources.open(settings, pool_size=5, redis_timeout=3))
+    _init_celery(app, settings)
     security.init_app(app)
     hardening.init_app(app)  # before the rate limiter, whose key functions may read the body
     api = BankApi(app)
@@ -92,6 +84,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     telemetry.init_app(app, app.extensions["bank"])
     cli.init_app(app)
     return app
+
+
+def _init_celery(app: Flask, settings: Settings) -> None:
+    """The Celery app the views publish with, from the same settings (Flask's ``celery_init_app``).
+    The tasks are ``shared_task``s: a publish goes through the process's default app, this one."""
+    celery = create_celery(settings, set_as_current=False)
+    celery.set_default()
+    app.extensions["celery"] = celery
 
 
 def _root_doc_aliases(app: Flask, api: Api) -> None:

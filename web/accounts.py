@@ -15,7 +15,7 @@ from core.transfers import queries
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
 from web.schemas import AccountList, AccountOut, EntryPage, OpenAccountIn, PageArgs
-from web.security import me
+from web.security import current_user
 
 blp = Blueprint("accounts", __name__, url_prefix="/accounts", description="Accounts")
 
@@ -26,7 +26,7 @@ blp = Blueprint("accounts", __name__, url_prefix="/accounts", description="Accou
 @blp.doc(**BEARER)
 def list_accounts() -> dict[str, Any]:
     with transaction() as session:
-        return {"items": list(accounts.list_owned(session, me()))}
+        return {"items": list(accounts.list_owned(session, current_user()))}
 
 
 @blp.route("", methods=["POST"])
@@ -37,7 +37,7 @@ def list_accounts() -> dict[str, Any]:
 def open_account(body: dict[str, Any]) -> Account:
     with transaction() as session:
         return accounts.open_account(
-            session, me(), body["currency"], request_id(), max_accounts=settings().max_accounts_per_user
+            session, current_user(), body["currency"], request_id(), max_accounts=settings().max_accounts_per_user
         )
 
 
@@ -47,7 +47,7 @@ def open_account(body: dict[str, Any]) -> Account:
 @blp.doc(**BEARER)
 def get_account(account_id: uuid.UUID) -> Account:
     with transaction() as session:
-        return accounts.get_owned(session, account_id, me())
+        return accounts.get_owned(session, account_id, current_user())
 
 
 @blp.route("/<uuid:account_id>/entries", methods=["GET"])
@@ -57,5 +57,5 @@ def get_account(account_id: uuid.UUID) -> Account:
 @blp.doc(**BEARER)
 def list_entries(args: dict[str, Any], account_id: uuid.UUID) -> Page[Any]:
     with transaction() as session:
-        account = accounts.get_owned(session, account_id, me())
+        account = accounts.get_owned(session, account_id, current_user())
         return queries.list_entries(session, account, cursor=args.get("cursor"), limit=args["limit"])

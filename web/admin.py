@@ -30,7 +30,7 @@ from web.schemas import (
     UserOut,
     UserPage,
 )
-from web.security import admin_required, me
+from web.security import admin_required, current_user
 
 blp = Blueprint("admin", __name__, url_prefix="/admin", description="Back-office operations")
 
@@ -61,7 +61,7 @@ def decide_kyc(body: dict[str, Any], user_id: uuid.UUID) -> User:
             session,
             user_id=user_id,
             approve=body["decision"] is KycDecision.APPROVE,
-            admin_id=me().id,
+            admin_id=current_user().id,
             reason=body.get("reason"),
             request_id=request_id(),
         )
@@ -77,7 +77,7 @@ def create_deposit(body: dict[str, Any], account_id: uuid.UUID) -> Any:
     with transaction() as session:
         accepted = deposit(
             session,
-            admin_id=me().id,
+            admin_id=current_user().id,
             account_id=account_id,
             amount=body["amount"],
             currency=body["currency"],
@@ -95,7 +95,7 @@ def create_deposit(body: dict[str, Any], account_id: uuid.UUID) -> Any:
 def _freeze(account_id: uuid.UUID, reason: str, frozen: bool) -> Account:
     with transaction() as session:
         return accounts.set_frozen(
-            session, account_id, frozen=frozen, admin_id=me().id, reason=reason, request_id=request_id()
+            session, account_id, frozen=frozen, admin_id=current_user().id, reason=reason, request_id=request_id()
         )
 
 

@@ -12,7 +12,7 @@ from core.transfers import queries
 from web.context import snapshot
 from web.docs import BEARER
 from web.schemas import TransferAuditOut
-from web.security import me
+from web.security import current_user
 
 blp = Blueprint("transfer_audit", __name__, url_prefix="/transfers", description="Audit proofs")
 
@@ -24,5 +24,5 @@ blp = Blueprint("transfer_audit", __name__, url_prefix="/transfers", description
 def get_transfer_audit(transfer_id: uuid.UUID) -> TransferAudit:
     with snapshot() as session:
         # One snapshot: a batch sealed meanwhile is seen whole or not at all.
-        queries.get_visible(session, transfer_id, me())  # same visibility as GET /transfers/{id}
+        queries.get_visible(session, transfer_id, current_user())  # same visibility as GET /transfers/{id}
         return transfer_audit(session, transfer_id)

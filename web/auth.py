@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -15,42 +15,21 @@ from core.errors import OtpRequired, Unauthorized
 from core.identity import login as logins
 from core.identity import otp, users
 from core.identity import tokens as revocations
-from core.identity.lockout import LoginPolicy
-from core.identity.otp import OtpPolicy
 from core.models import User
 from core.notifications import OtpMessage, make_notifier
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER
 from web.schemas import LoginIn, OtpVerifyIn, RegisterIn, RegisterOut, TokensOut
-from web.security import family_expiry, issue_tokens, me, revoke_current, token_expiry
+from web.security import current_user, family_expiry, issue_tokens, revoke_current, token_expiry
 
 log = structlog.get_logger(__name__)
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration and login")
 
 
-def login_policy() -> LoginPolicy:
-    s = settings()
-    return LoginPolicy(
-        max_failures=s.login_max_failures,
-        lock_for=timedelta(minutes=s.login_lock_minutes),
-        email_max_failures=s.login_email_max_failures,
-    )
-
-
 def client_address() -> str:
     """The caller's address (ProxyFix has applied TRUSTED_PROXY_HOPS): half of a lockout key."""
     return request.remote_addr or "unknown"
-
-
-def otp_policy() -> OtpPolicy:
-    s = settings()
-    # The PIN pepper keys the stored codes' HMAC too (domain-separated inside the MAC).
-    return OtpPolicy(
-        key=s.pin_pepper.get_secret_value().encode(),
-        ttl_seconds=s.otp_ttl_seconds,
-        max_attempts=s.otp_max_attempts,
-    )
 
 
 @blp.route("/register", methods=["POST"])
@@ -77,7 +56,7 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
             password=body["password"],
             device_id=body.get("device_id"),
             client_address=client_address(),
-            policy=login_policy(),
+            policy=settings().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )
@@ -90,7 +69,7 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
 
 def _send_challenge(user: User, device_id: str | None) -> str:
     challenge, code = otp.issue(
-        resources().redis, otp_policy(), challenge_id=otp.new_challenge_id(), user_id=user.id, device_id=device_id
+        resources().redis, settings().otp, challenge_id=otp.new_challenge_id(), user_id=user.id, device_id=device_id
     )
     make_notifier(settings().notifier).send_otp(
         OtpMessage(user_id=user.id, email=user.email, purpose=challenge.purpose, code=code, challenge_id=challenge.id)
@@ -111,12 +90,12 @@ def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
         result = logins.answer_otp(
             session,
             resources().redis,
-            otp_policy(),
+            settings().otp,
             challenge_id=body["challenge_id"],
             code=body["code"],
             trust_device=body["trust_device"],
             client_address=client_address(),
-            policy=login_policy(),
+            policy=settings().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )
@@ -139,15 +118,15 @@ def refresh() -> dict[str, Any]:
             session,
             jti=payload["jti"],
             family=payload["fam"],
-            user_id=me().id,
+            user_id=current_user().id,
             expires_at=token_expiry(payload),
             family_expires_at=family_expiry(now),
             now=now,
             request_id=request_id(),
         )
     if fresh:  # after commit: the spent refresh token is recorded before new tokens exist
-        return issue_tokens(me(), family=payload["fam"])
-    log.warning("refresh_token_reused", user_id=str(me().id))
+        return issue_tokens(current_user(), family=payload["fam"])
+    log.warning("refresh_token_reused", user_id=str(current_user().id))
     raise Unauthorized("refresh token already used; every token of this login is now revoked")
 
 
@@ -162,7 +141,7 @@ def logout() -> None:
             session,
             action="auth.logout",
             entity_type="user",
-            entity_id=me().id,
-            actor_id=me().id,
+            entity_id=current_user().id,
+            actor_id=current_user().id,
             request_id=request_id(),
         )

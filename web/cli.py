@@ -9,7 +9,6 @@ from core.audit_chain import verify_chain
 from core.identity import admin as admins
 from core.reconcile import reconcile
 from core.webhooks import service as webhooks
-from core.webhooks.policy import WebhookPolicy
 from web.context import settings, transaction
 
 
@@ -38,7 +37,7 @@ def init_app(app: Flask) -> None:
     def rotate_webhook_secrets_key() -> None:
         """Re-encrypt every webhook endpoint secret under WEBHOOK_SECRETS_KEY, audited; afterwards
         WEBHOOK_SECRETS_PREVIOUS_KEYS can be emptied."""
-        box = WebhookPolicy.from_settings(settings()).box
+        box = settings().webhooks.box
         with transaction() as session:
             count = webhooks.reencrypt_secrets(session, box)
         click.echo(f"webhook secrets re-encrypted under the current key: {count} endpoint(s)")

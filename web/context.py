@@ -1,4 +1,4 @@
-"""Per-app resources (settings, DB, Redis) and the per-request id that follows a transfer."""
+"""Per-app resources (core.resources: settings, DB, Redis) and the per-request id that follows a transfer."""
 
 from __future__ import annotations
 
@@ -7,28 +7,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import structlog
 from flask import Flask, Response, current_app, g, has_request_context, request
-from redis import Redis
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core.config import Settings
+from core.resources import Resources
 
 log = structlog.get_logger("web.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}\Z")
-
-
-@dataclass
-class Resources:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    redis: Redis
 
 
 def resources() -> Resources:

@@ -158,4 +158,4 @@ def init_app(app: Flask) -> None:
     app.before_request(_body_limit)  # before anything reads the body
     app.before_request(_refuse_hostile_input)
     app.after_request(_security_headers)
-    _init_cors(app, app.extensions["bank"].settings.cors_origin_list)
+    _init_cors(app, app.extensions["bank"].settings.cors_origins)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from flask_jwt_extended import jwt_required
@@ -14,22 +14,18 @@ from core.identity import devices, otp_settings, password_change, pin_checks
 from core.identity.models import TrustedDevice
 from core.identity.pin_checks import PinPolicy
 from core.models import User
-from web.auth import client_address, login_policy
+from web.auth import client_address
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
 from web.schemas import DeviceList, OtpSettingIn, PasswordChangeIn, PinIn, UserOut
-from web.security import me
+from web.security import current_user
 
 blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's profile")
 
 
 def pin_policy() -> PinPolicy:
-    s = settings()
-    return PinPolicy(
-        pepper=s.pin_pepper.get_secret_value().encode(),
-        max_attempts=s.pin_max_attempts,
-        lock_for=timedelta(minutes=s.pin_lock_minutes),
-    )
+    """The app's PIN policy: ``settings.pins``, built once per settings object."""
+    return settings().pins
 
 
 @blp.route("", methods=["GET"])
@@ -37,7 +33,7 @@ def pin_policy() -> PinPolicy:
 @blp.response(200, UserOut)
 @blp.doc(**BEARER)
 def profile() -> User:
-    return me()
+    return current_user()
 
 
 @blp.route("/pin", methods=["PUT"])
@@ -49,7 +45,7 @@ def put_pin(body: dict[str, Any]) -> None:
     with transaction() as session:
         outcome = pin_checks.set_pin(
             session,
-            user_id=me().id,
+            user_id=current_user().id,
             pin=body["pin"],
             current_pin=body.get("current_pin"),
             policy=pin_policy(),
@@ -72,11 +68,11 @@ def put_password(body: dict[str, Any]) -> None:
     with transaction() as session:
         outcome = password_change.change_password(
             session,
-            user_id=me().id,
+            user_id=current_user().id,
             current_password=body["current_password"],
             new_password=body["new_password"],
             client_address=client_address(),
-            policy=login_policy(),
+            policy=settings().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )
@@ -96,11 +92,11 @@ def post_otp(body: dict[str, Any]) -> User:
     with transaction() as session:
         user, outcome = otp_settings.set_otp(
             session,
-            user_id=me().id,
+            user_id=current_user().id,
             enabled=body["enabled"],
             password=body.get("password"),
             client_address=client_address(),
-            policy=login_policy(),
+            policy=settings().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )
@@ -114,7 +110,7 @@ def post_otp(body: dict[str, Any]) -> User:
 @blp.doc(**BEARER)
 def list_devices() -> dict[str, Sequence[TrustedDevice]]:
     with transaction() as session:
-        return {"items": devices.list_trusted(session, me().id)}
+        return {"items": devices.list_trusted(session, current_user().id)}
 
 
 @blp.route("/devices/<uuid:device_id>", methods=["DELETE"])
@@ -123,4 +119,4 @@ def list_devices() -> dict[str, Sequence[TrustedDevice]]:
 @blp.doc(description="Forget a trusted device: its next login needs an OTP code again.", **BEARER)
 def delete_device(device_id: uuid.UUID) -> None:
     with transaction() as session:
-        devices.revoke(session, user_id=me().id, id=device_id, request_id=request_id())
+        devices.revoke(session, user_id=current_user().id, id=device_id, request_id=request_id())

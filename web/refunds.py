@@ -18,8 +18,8 @@ from core.transfers.refund import refund_transfer
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.schemas import RefundIn, TransferOut
-from web.security import me
-from worker.tasks import nudge_after_accept
+from web.security import current_user
+from worker.settlement import nudge_after_accept
 
 blp = Blueprint("refunds", __name__, url_prefix="/transfers", description="Refunds")
 
@@ -34,7 +34,7 @@ def create_refund(body: dict[str, Any], transfer_id: uuid.UUID) -> tuple[Transfe
     with transaction() as session:
         accepted = refund_transfer(
             session,
-            user=me(),
+            user=current_user(),
             transfer_id=transfer_id,
             idempotency_key=request.headers.get("Idempotency-Key"),
             amount=body.get("amount"),

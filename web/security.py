@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 
+import flask_jwt_extended
 import jwt as pyjwt
 import structlog
 from flask import Flask, Response, g
@@ -27,7 +28,6 @@ from flask_jwt_extended import (
     JWTManager,
     create_access_token,
     create_refresh_token,
-    current_user,
     verify_jwt_in_request,
 )
 from sqlalchemy.orm import Session
@@ -188,8 +188,9 @@ def _claims_failed(_header: dict[str, Any], _payload: dict[str, Any]) -> Respons
     return _unauthorized("invalid token")
 
 
-def me() -> User:
-    return cast(User, current_user)
+def current_user() -> User:
+    """The caller, as the token check loaded it (flask-jwt-extended's user lookup)."""
+    return cast(User, flask_jwt_extended.current_user)
 
 
 def admin_required(view: F) -> F:
@@ -198,7 +199,7 @@ def admin_required(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verify_jwt_in_request()
-        if me().role != Role.ADMIN:
+        if current_user().role != Role.ADMIN:
             raise Forbidden("admin role required")
         return view(*args, **kwargs)
 

@@ -16,7 +16,7 @@ from core.errors import NotAcceptable, ValidationFailed
 from web.context import snapshot
 from web.docs import BEARER, doc
 from web.schemas import StatementArgs, StatementOut
-from web.security import me
+from web.security import current_user
 
 blp = Blueprint("statements", __name__, url_prefix="/accounts", description="Account statements")
 
@@ -69,7 +69,7 @@ def get_statement(account_id: uuid.UUID) -> statements.Statement | Response:
     with snapshot() as session:
         # One snapshot: the opening balance and the entries see the same settlements.
         # Ownership first: someone else's account is a 404 whatever the parameters.
-        account = statements.visible_account(session, account_id, me())
+        account = statements.visible_account(session, account_id, current_user())
         period = _period()
         stmt = statements.statement(session, account, period["from_"], period["to"])
     if wanted == JSON:

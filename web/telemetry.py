@@ -21,7 +21,7 @@ from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMet
 
 from core.config import Settings
 from core.observability import metrics, tracing
-from web.context import Resources
+from core.resources import Resources
 from web.problems import problem
 
 API_PREFIX = "/api/v1"

@@ -20,8 +20,8 @@ from web.docs import BEARER
 from web.me import pin_policy
 from web.problems import domain_problem_body, domain_status
 from web.schemas import BatchIn, BatchItemIn, BatchOut
-from web.security import me
-from worker.tasks import nudge_after_accept
+from web.security import current_user
+from worker.settlement import nudge_after_accept
 
 blp = Blueprint("transfer_batches", __name__, url_prefix="/transfers", description="Transfer batches")
 
@@ -41,7 +41,7 @@ def create_batch(body: dict[str, Any]) -> dict[str, Any]:
     accepted, the items' errors in `items`); accepted atomic items settle all together or all
     end `FAILED` (`LINKED_FAILED` on all but the first failing one).
     """
-    user = me()
+    user = current_user()
     items = [_item(raw) for raw in body["items"]]
     # One transaction: the replay look-up, the PIN (a wrong one commits its failure count), the
     # checks and the inserts.

@@ -23,8 +23,8 @@ from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.me import pin_policy
 from web.problems import PROBLEM_JSON
 from web.schemas import CaptureIn, ProblemOut, TransferIn, TransferListArgs, TransferOut, TransferPage, VoidIn
-from web.security import me
-from worker.tasks import nudge_after_accept
+from web.security import current_user
+from worker.settlement import nudge_after_accept
 
 blp = Blueprint("transfers", __name__, url_prefix="/transfers", description="Transfers")
 
@@ -42,7 +42,7 @@ def _location(transfer: Transfer | Row[Any]) -> str:
 @blp.alt_response(200, schema=TransferOut, description="Idempotent replay of an accepted transfer")
 @blp.doc(**doc(BEARER, IDEMPOTENCY_KEY))
 def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dict[str, str]]:
-    user = me()
+    user = current_user()
     key = validate_key(request.headers.get("Idempotency-Key"))
     pin = body.pop("pin")
     movement = MoneyMovement(
@@ -97,7 +97,7 @@ def capture_transfer(body: dict[str, Any], transfer_id: uuid.UUID) -> tuple[Tran
     with transaction() as session:
         ended = holds.capture(
             session,
-            user=me(),
+            user=current_user(),
             transfer_id=transfer_id,
             amount=body.get("amount"),
             idempotency_key=request.headers.get("Idempotency-Key"),
@@ -118,7 +118,7 @@ def void_transfer(body: dict[str, Any], transfer_id: uuid.UUID) -> tuple[Transfe
     with transaction() as session:
         ended = holds.void(
             session,
-            user=me(),
+            user=current_user(),
             transfer_id=transfer_id,
             idempotency_key=request.headers.get("Idempotency-Key"),
             request_id=request_id(),
@@ -139,7 +139,7 @@ def _ended(ended: holds.Ended) -> tuple[Transfer, int, dict[str, str]]:
 @blp.doc(**BEARER)
 def get_transfer(transfer_id: uuid.UUID) -> Transfer:
     with transaction() as session:
-        return queries.get_visible(session, transfer_id, me())
+        return queries.get_visible(session, transfer_id, current_user())
 
 
 @blp.route("", methods=["GET"])
@@ -151,7 +151,7 @@ def list_transfers(args: dict[str, Any]) -> Page[Transfer]:
     with transaction() as session:
         return queries.list_visible(
             session,
-            me(),
+            current_user(),
             status=args.get("status"),
             account_id=args.get("account_id"),
             cursor=args.get("cursor"),

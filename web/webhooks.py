@@ -21,7 +21,7 @@ from core.webhooks.urls import MAX_URL_LENGTH
 from web.context import request_id, settings, transaction
 from web.docs import BEARER
 from web.schemas import FullMatch, PageArgs, Strict, by_value, page_of
-from web.security import me
+from web.security import current_user
 from worker.webhooks import enqueue_delivery
 
 URL_SHAPE = r"^https?://[^/?#@\s]+([/?][^#\s]*)?$"
@@ -84,7 +84,7 @@ DeliveryPage = page_of(DeliveryOut, "WebhookDeliveryPage")
 
 
 def _policy() -> WebhookPolicy:
-    return WebhookPolicy.from_settings(settings())
+    return settings().webhooks  # built once per settings object
 
 
 # ---- views -------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def create_endpoint(body: dict[str, Any]) -> dict[str, Any]:
     with transaction() as session:
         created = service.create_endpoint(
             session,
-            me(),
+            current_user(),
             url=body["url"],
             events=body["events"],
             description=body.get("description"),
@@ -124,7 +124,7 @@ def create_endpoint(body: dict[str, Any]) -> dict[str, Any]:
 @blp.doc(**BEARER)
 def list_endpoints() -> dict[str, Any]:
     with transaction() as session:
-        return {"items": list(service.list_endpoints(session, me()))}
+        return {"items": list(service.list_endpoints(session, current_user()))}
 
 
 @blp.route("/endpoints/<uuid:endpoint_id>", methods=["GET"])
@@ -133,7 +133,7 @@ def list_endpoints() -> dict[str, Any]:
 @blp.doc(**BEARER)
 def get_endpoint(endpoint_id: uuid.UUID) -> WebhookEndpoint:
     with transaction() as session:
-        return service.get_endpoint(session, me(), endpoint_id)
+        return service.get_endpoint(session, current_user(), endpoint_id)
 
 
 @blp.route("/endpoints/<uuid:endpoint_id>", methods=["DELETE"])
@@ -142,7 +142,7 @@ def get_endpoint(endpoint_id: uuid.UUID) -> WebhookEndpoint:
 @blp.doc(**BEARER)
 def delete_endpoint(endpoint_id: uuid.UUID) -> None:
     with transaction() as session:
-        service.delete_endpoint(session, me(), endpoint_id, request_id())
+        service.delete_endpoint(session, current_user(), endpoint_id, request_id())
 
 
 @blp.route("/endpoints/<uuid:endpoint_id>/rotate-secret", methods=["POST"])
@@ -152,7 +152,7 @@ def delete_endpoint(endpoint_id: uuid.UUID) -> None:
 def rotate_secret(endpoint_id: uuid.UUID) -> dict[str, str]:
     with transaction() as session:
         secret = service.rotate_secret(
-            session, me(), endpoint_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
+            session, current_user(), endpoint_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
         )
     return {"secret": secret}
 
@@ -164,7 +164,9 @@ def rotate_secret(endpoint_id: uuid.UUID) -> dict[str, str]:
 @blp.doc(**BEARER)
 def list_deliveries(args: dict[str, Any], endpoint_id: uuid.UUID) -> Page[WebhookDelivery]:
     with transaction() as session:
-        return service.list_deliveries(session, me(), endpoint_id, cursor=args.get("cursor"), limit=args["limit"])
+        return service.list_deliveries(
+            session, current_user(), endpoint_id, cursor=args.get("cursor"), limit=args["limit"]
+        )
 
 
 @blp.route("/deliveries/<uuid:delivery_id>/retry", methods=["POST"])
@@ -174,7 +176,7 @@ def list_deliveries(args: dict[str, Any], endpoint_id: uuid.UUID) -> Page[Webhoo
 def retry_delivery(delivery_id: uuid.UUID) -> WebhookDelivery:
     with transaction() as session:
         retried = service.retry_delivery(
-            session, me(), delivery_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
+            session, current_user(), delivery_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
         )
         if retried.queued:
             publish_after_commit(session, enqueue_delivery, retried.delivery.id)

@@ -1,5 +1,6 @@
-"""Celery entry point: ``celery -A worker worker`` finds ``app`` here."""
+"""The Celery worker: an entry point beside web/.
 
-from worker.app import celery_app as app
-
-__all__ = ["app"]
+``celery -A worker`` finds the app in worker/celery.py, built once from the environment.
+Nothing is built on import of this package: a task module can be imported (by the API, to
+publish) without reading settings.
+"""

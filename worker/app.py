@@ -1,41 +1,86 @@
-"""The Celery app, built from the same settings as the API."""
+"""The Celery app factory: ``create_celery(settings)``, as ``web.create_app(settings)`` is for the API.
+
+Tasks are declared with ``shared_task`` and an explicit name, so no module imports a built app:
+the worker process builds it once (worker/celery.py, what ``celery -A worker`` finds) and the
+API builds its own from its settings to publish with (web/__init__.py).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from celery import Celery
-from celery.signals import setup_logging
 from kombu.entity import Queue
 
-from core import logs
-from core.config import get_settings
+from core.config import Settings
 from core.transfers.routing import queue_names
-from worker import telemetry  # connects the metrics and tracing signal handlers
+from worker import runtime, telemetry  # telemetry connects the metrics and tracing signal handlers
 
-settings = get_settings()
-__all__ = ["QUEUES", "celery_app", "telemetry"]
+__all__ = ["TASK_MODULES", "create_celery", "queues", "telemetry"]
 
-# Every queue the workers consume, declared up front (so RabbitMQ makes them quorum queues):
-# "transfers" for maintenance (sweeper, sealer), one settlement queue per partition
-# ("transfers.0" ...), and "webhooks" apart so partner servers never delay settlement.
-# `celery -A worker worker -X webhooks` consumes every settlement partition; a host can
-# take a subset with `-Q transfers,transfers.0,transfers.1`.
-QUEUES = ("transfers", *queue_names(settings.settle_partitions), "webhooks")
+# Every module that declares tasks: each registers with the app when the worker imports it.
+TASK_MODULES = [
+    "worker.settlement",
+    "worker.sweeper",
+    "worker.audit_sealer",
+    "worker.hold_expiry",
+    "worker.heartbeat",
+    "worker.webhooks",
+]
 
 
-def _broker_options() -> dict[str, Any]:
+def queues(settings: Settings) -> tuple[str, ...]:
+    """Every queue the workers consume, declared up front (so RabbitMQ makes them quorum queues):
+    "transfers" for maintenance (sweeper, sealer), one settlement queue per partition
+    ("transfers.0" ...), and "webhooks" apart so partner servers never delay settlement.
+    `celery -A worker worker -X webhooks` consumes every settlement partition; a host can
+    take a subset with `-Q transfers,transfers.0,transfers.1`."""
+    return ("transfers", *queue_names(settings.settle_partitions), "webhooks")
+
+
+def create_celery(settings: Settings, *, set_as_current: bool = True) -> Celery:
+    """The Celery app for ``settings``, with the worker runtime (worker/runtime.py) attached.
+
+    ``set_as_current``: tasks called in this thread run in this app (Celery's default). The API
+    passes False and makes its app the process default instead: it publishes, it runs no task."""
+    app = Celery("bank", broker=settings.broker_url, include=TASK_MODULES, set_as_current=set_as_current)
+    app.conf.update(
+        **_broker_options(settings),
+        task_acks_late=True,  # a task is acknowledged only once settled...
+        task_reject_on_worker_lost=True,  # ...and re-queued if its worker dies mid-way
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,  # status lives in Postgres, polled through the API
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="transfers",
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=3,
+        worker_hijack_root_logger=False,
+        beat_schedule=_beat_schedule(settings),
+        # Partner deliveries wait on other companies' servers: never in front of settlements.
+        task_routes={"worker.webhooks.*": {"queue": "webhooks"}},
+        task_annotations={
+            # The HTTP timeout bounds each network step; this bounds the whole delivery task.
+            "worker.webhooks.deliver": {"soft_time_limit": int(3 * settings.webhook_timeout_seconds) + 10},
+        },
+    )
+    runtime.attach(app, runtime.WorkerRuntime(settings))
+    return app
+
+
+def _broker_options(settings: Settings) -> dict[str, Any]:
+    names = queues(settings)
     if settings.broker_url.split("://")[0] in ("amqp", "amqps", "pyamqp"):
         # Production broker: replicated quorum queues, and a publish returns only once
         # RabbitMQ has confirmed it, so an accepted transfer's message is not lost in flight.
         return {
-            "task_queues": [Queue(name, queue_arguments={"x-queue-type": "quorum"}) for name in QUEUES],
+            "task_queues": [Queue(name, queue_arguments={"x-queue-type": "quorum"}) for name in names],
             "broker_transport_options": {"confirm_publish": True},
         }
     # Redis redelivers an unacknowledged task only after the visibility timeout; the
     # sweeper covers the gap, so the timeout can stay well above the longest task.
     return {
-        "task_queues": [Queue(name) for name in QUEUES],
+        "task_queues": [Queue(name) for name in names],
         "broker_transport_options": {
             "visibility_timeout": settings.broker_visibility_timeout_seconds,
             "socket_connect_timeout": 3,
@@ -43,20 +88,8 @@ def _broker_options() -> dict[str, Any]:
     }
 
 
-celery_app = Celery("bank", broker=settings.broker_url, include=["worker.tasks", "worker.webhooks"])
-celery_app.conf.update(
-    **_broker_options(),
-    task_acks_late=True,  # a task is acknowledged only once settled...
-    task_reject_on_worker_lost=True,  # ...and re-queued if its worker dies mid-way
-    worker_prefetch_multiplier=1,
-    task_ignore_result=True,  # status lives in Postgres, polled through the API
-    task_serializer="json",
-    accept_content=["json"],
-    task_default_queue="transfers",
-    broker_connection_retry_on_startup=True,
-    broker_connection_timeout=3,
-    worker_hijack_root_logger=False,
-    beat_schedule={
+def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {
         "sweep-pending-transfers": {
             "task": "worker.tasks.sweep_pending",
             "schedule": settings.sweeper_interval_seconds,
@@ -83,7 +116,7 @@ celery_app.conf.update(
                 "args": (queue,),
                 "options": {"queue": queue, "expires": 2 * settings.metrics_refresh_seconds},
             }
-            for queue in QUEUES
+            for queue in queues(settings)
         },
         # Webhooks: outbox events -> deliveries, and deliveries whose (re)try is due. A tick
         # that no worker took in time is dropped: the next one does the same work.
@@ -97,12 +130,4 @@ celery_app.conf.update(
             "schedule": settings.webhook_relay_interval_seconds,
             "options": {"expires": max(10.0, 5 * settings.webhook_relay_interval_seconds)},
         },
-    },
-    # Partner deliveries wait on other companies' servers: never in front of settlements.
-    task_routes={"worker.webhooks.*": {"queue": "webhooks"}},
-)
-
-
-@setup_logging.connect
-def _logging(**_: Any) -> None:
-    logs.configure(settings.log_level)
+    }

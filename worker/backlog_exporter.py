@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from celery import Celery
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,20 +27,20 @@ from core.config import get_settings
 from core.db import make_engine, make_session_factory
 from core.observability.backlog import measure
 from core.observability.backlog_gauges import BacklogGauges
-from worker.app import QUEUES, celery_app
+from worker.app import create_celery, queues
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_PORT = 9809
 
 
-def queue_depths() -> dict[str, int]:
+def queue_depths(celery: Celery, names: tuple[str, ...]) -> dict[str, int]:
     """Messages waiting per queue, as the broker reports them (Redis lists or AMQP queues)."""
     depths = {}
-    with celery_app.connection_for_read() as conn:
+    with celery.connection_for_read() as conn:
         conn.ensure_connection(max_retries=1, timeout=5)  # a broker outage must not stall the loop
         channel = conn.default_channel
-        for queue in QUEUES:
+        for queue in names:
             try:
                 depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
             except Exception:  # a queue not declared yet has no backlog
@@ -48,7 +49,9 @@ def queue_depths() -> dict[str, int]:
     return depths
 
 
-def measure_once(sessions: sessionmaker[Session], gauges: BacklogGauges, max_requeues: int) -> None:
+def measure_once(
+    sessions: sessionmaker[Session], celery: Celery, names: tuple[str, ...], gauges: BacklogGauges, max_requeues: int
+) -> None:
     """Postgres and the broker apart: either one down leaves the other's gauges fresh."""
     try:
         with sessions() as session:
@@ -56,14 +59,16 @@ def measure_once(sessions: sessionmaker[Session], gauges: BacklogGauges, max_req
     except Exception:
         log.exception("backlog_measure_failed", source="postgres")
     try:
-        gauges.set_queue_depths(queue_depths())
+        gauges.set_queue_depths(queue_depths(celery, names))
     except Exception:
         log.exception("backlog_measure_failed", source="broker")
 
 
 def main() -> None:
+    """This process's composition root: the settings, once, and what is built from them."""
     settings = get_settings()
     logs.configure(settings.log_level)
+    celery, names = create_celery(settings), queues(settings)
     registry = CollectorRegistry()
     gauges = BacklogGauges(registry)
     sessions = make_session_factory(make_engine(settings, pool_size=1))
@@ -80,7 +85,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     while not stop.is_set():
         started = time.monotonic()
-        measure_once(sessions, gauges, settings.sweeper_max_requeues)
+        measure_once(sessions, celery, names, gauges, settings.sweeper_max_requeues)
         stop.wait(max(0.0, settings.metrics_refresh_seconds - (time.monotonic() - started)))
 
 

@@ -10,19 +10,18 @@ import uuid
 from datetime import UTC, datetime
 
 import structlog
+from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from core.after_commit import publish_after_commit
-from core.config import get_settings
 from core.observability import metrics
 from core.webhooks import delivery, slots
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.relay import due_deliveries, relay_events
-from worker import resources
-from worker.app import celery_app
 from worker.http_transport import HttpTransport
 from worker.publish import publish
+from worker.runtime import resources, settings
 
 log = structlog.get_logger(__name__)
 TRANSPORT = HttpTransport()
@@ -32,14 +31,14 @@ RELAY_MAX_BATCHES = 20  # per run; the next beat tick continues
 
 
 def _policy() -> WebhookPolicy:
-    return WebhookPolicy.from_settings(get_settings())
+    return settings().webhooks  # built once per settings object
 
 
-@celery_app.task(acks_late=True)
+@shared_task(name="worker.webhooks.relay_outbox", acks_late=True)
 def relay_outbox() -> int:
     """Outbox events -> deliveries (one per subscribed endpoint), each queued after commit."""
     policy = _policy()
-    sessions = resources.get().sessions
+    sessions = resources().sessions
     total = 0
     for _ in range(RELAY_MAX_BATCHES):
         with sessions.begin() as session:
@@ -54,23 +53,24 @@ def relay_outbox() -> int:
     return total
 
 
-@celery_app.task(acks_late=True)
+@shared_task(name="worker.webhooks.dispatch_due", acks_late=True)
 def dispatch_due() -> int:
     """Queue deliveries whose retry is due, or whose task or worker was lost (lease expired)."""
     policy = _policy()
-    with resources.get().sessions.begin() as session:
+    with resources().sessions.begin() as session:
         ids = due_deliveries(
             session,
             now=datetime.now(UTC),
             queue_lease=policy.queue_lease,
-            per_endpoint=get_settings().webhook_endpoint_concurrency,
+            per_endpoint=policy.endpoint_concurrency,
         )
         for delivery_id in ids:
             publish_after_commit(session, enqueue_delivery, delivery_id)
     return len(ids)
 
 
-@celery_app.task(
+@shared_task(
+    name="worker.webhooks.deliver",
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(OperationalError,),
@@ -78,8 +78,7 @@ def dispatch_due() -> int:
     retry_backoff_max=30,
     retry_jitter=True,
     max_retries=10,  # past this the dispatcher picks the delivery up when its lease ends
-    # The HTTP timeout bounds each network step; this bounds the whole task.
-    soft_time_limit=int(3 * get_settings().webhook_timeout_seconds) + 10,
+    # soft_time_limit comes from the settings: task_annotations in worker/app.py.
 )
 def deliver(delivery_id: str) -> str:
     """One attempt of the delivery, under one of its endpoint's slots (core.webhooks.slots).
@@ -91,7 +90,7 @@ def deliver(delivery_id: str) -> str:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(delivery_id=delivery_id)
     policy = _policy()
-    res = resources.get()
+    res = resources()
     with res.sessions() as session:
         endpoint_id = delivery.endpoint_of(session, uuid.UUID(delivery_id))
     if endpoint_id is None:
@@ -99,7 +98,7 @@ def deliver(delivery_id: str) -> str:
     slot = slots.acquire(
         res.redis,
         endpoint_id,
-        limit=get_settings().webhook_endpoint_concurrency,
+        limit=policy.endpoint_concurrency,
         ttl_seconds=policy.attempt_lease.total_seconds(),
     )
     if slot is None:
@@ -123,7 +122,7 @@ def deliver(delivery_id: str) -> str:
 
 
 def _attempt(job: delivery.Job, policy: WebhookPolicy) -> str:
-    sessions = resources.get().sessions
+    sessions = resources().sessions
     try:
         outcome = delivery.send(job, policy=policy, transport=TRANSPORT)  # outside any transaction
     except SoftTimeLimitExceeded:

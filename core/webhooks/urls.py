@@ -25,17 +25,12 @@ def system_resolver(host: str, port: int) -> list[str]:
 class UrlRules:
     """``production``: https only, and no private, loopback or link-local destination.
 
-    ``allowed_hosts`` skip the address check (a receiver on 127.0.0.1 in tests, or a partner
-    reached over a private link). Development and test accept http and any address.
+    ``allowed_hosts`` (lower-case, from WEBHOOK_ALLOWED_HOSTS) skip the address check (a receiver
+    on 127.0.0.1 in tests, or a partner reached over a private link). Development and test accept http and any address.
     """
 
     production: bool
     allowed_hosts: frozenset[str] = frozenset()
-
-    @classmethod
-    def from_setting(cls, app_env: str, allowed_hosts: str) -> UrlRules:
-        hosts = frozenset(h.strip().lower() for h in allowed_hosts.split(",") if h.strip())
-        return cls(production=app_env == "production", allowed_hosts=hosts)
 
 
 class UnsafeUrl(ValidationFailed):

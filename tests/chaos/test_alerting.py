@@ -133,7 +133,10 @@ def alerting_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not on PATH (Debian: `apt-get install prometheus`, as .ci/run does when root)")
-    from worker.app import QUEUES
+    from core.config import get_settings
+    from worker.app import queues as queues_of
+
+    all_queues = queues_of(get_settings())  # what the workers of this run consume
 
     env = {"METRICS_REFRESH_SECONDS": str(TICK)}
     procs: dict[str, processes.Proc] = {}
@@ -169,7 +172,7 @@ def alerting_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "procs": procs,
             "targets": targets,
             "api": f"http://127.0.0.1:{api_port}/api/v1",
-            "queues": QUEUES,
+            "queues": all_queues,
             "promtool": promtool,
             "pool": pool,
         }

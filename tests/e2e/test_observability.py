@@ -135,7 +135,10 @@ def test_every_metric_on_the_dashboards_and_alerts_is_exported(api_url, workers,
 def test_each_gauge_comes_only_from_the_process_that_measures_it(api_url, workers, backlog_exporter, http) -> None:  # type: ignore[no-untyped-def]
     """No placeholder: the API exports no heartbeat and no backlog; the pools a heartbeat per queue
     they consume; the backlog only the exporter (which measures it without any worker)."""
-    from worker.app import QUEUES
+    from core.config import get_settings
+    from worker.app import queues as queues_of
+
+    all_queues = queues_of(get_settings())  # what the workers of this run consume
 
     heartbeat = "bank_worker_heartbeat_timestamp_seconds"
     backlog_names = {
@@ -148,16 +151,16 @@ def test_each_gauge_comes_only_from_the_process_that_measures_it(api_url, worker
     while True:
         api, work = scrape_all(api_url, workers)
         queues = {dict(labels).get("queue") for (name, labels) in work if name == heartbeat}
-        if queues >= set(QUEUES) or time.monotonic() > deadline:
+        if queues >= set(all_queues) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert queues == set(QUEUES)  # every queue, each labelled: no unlabelled placeholder
+    assert queues == set(all_queues)  # every queue, each labelled: no unlabelled placeholder
     assert all(value > time.time() - 60 for (name, _), value in work.items() if name == heartbeat)
     assert not {name for (name, _) in api} & {heartbeat, *backlog_names}
     assert not {name for (name, _) in work} & backlog_names
     backlog = scrape(backlog_exporter.metrics_url)
     assert backlog_names <= {name for (name, _) in backlog}
-    assert {dict(labels)["queue"] for (name, labels) in backlog if name == "bank_queue_length"} == set(QUEUES)
+    assert {dict(labels)["queue"] for (name, labels) in backlog if name == "bank_queue_length"} == set(all_queues)
 
 
 def _is_locking_sql(span) -> bool:  # type: ignore[no-untyped-def]

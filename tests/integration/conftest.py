@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import after_commit
 from tests import factories
+from tests.conftest import close_app
 
 # One isolation level for the whole test transaction: a savepoint cannot change it. What
 # ``snapshot()`` and the CLI checks ask for (REPEATABLE READ) is what the test transaction
@@ -119,15 +120,26 @@ def make_app(sessions, committed_sessions):  # type: ignore[no-untyped-def]
 
     yield make
     for app in apps:
-        app.extensions["bank"].engine.dispose()
+        close_app(app)
 
 
 @pytest.fixture(scope="session")
-def worker_resources():  # type: ignore[no-untyped-def]
-    """The worker's own engine and Redis client, for tasks run in this process; closed at the end."""
-    from worker import resources
+def worker_app(settings):  # type: ignore[no-untyped-def]
+    """A worker app built from the settings, as ``celery -A worker`` builds one; its connections
+    are closed at the end."""
+    from worker.app import create_celery
+    from worker.runtime import runtime
 
-    res = resources.get()
-    yield res
-    res.sessions.kw["bind"].dispose()
-    res.redis.close()
+    app = create_celery(settings)
+    yield app
+    runtime(app).close()
+
+
+@pytest.fixture
+def worker_resources(worker_app):  # type: ignore[no-untyped-def]
+    """The worker app's engine and Redis client; tasks this test runs in this process run in it."""
+    from worker.runtime import runtime
+
+    worker_app.set_current()
+    worker_app.set_default()
+    return runtime(worker_app).resources()

@@ -18,7 +18,7 @@ from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import PASSWORD, PIN, fund
 from web.context import transaction
-from worker import tasks
+from worker import settlement, sweeper
 
 # What runs after commit is checked from another connection, which sees only real commits.
 pytestmark = pytest.mark.commits
@@ -120,7 +120,7 @@ def _post_transfer(client, alice, bob):  # type: ignore[no-untyped-def]
 
 def test_an_accepted_transfer_is_nudged_once_after_its_commit(client, engine, pair, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     seen: list[set[uuid.UUID]] = []
-    real = tasks.nudge_after_accept
+    real = settlement.nudge_after_accept
 
     def nudge(redis: Any, partition: int) -> None:
         with engine.connect() as conn:
@@ -157,21 +157,21 @@ def test_a_publish_that_raises_after_commit_keeps_the_202_and_the_sweeper_settle
     assert _status(engine, transfer_id) == "PENDING"  # committed, though never published
 
     republished: list[int] = []
-    real = tasks.enqueue_settlement
+    real = settlement.enqueue_settlement
 
     def enqueue(partition: int) -> bool:
         republished.append(partition)
         return real(partition)  # the real publish, to the test broker
 
-    monkeypatch.setattr(tasks, "enqueue_settlement", enqueue)
+    monkeypatch.setattr(sweeper, "enqueue_settlement", enqueue)
     with sessions() as session:
         partition = session.get_one(Transfer, transfer_id).partition
 
     def swept() -> bool:
-        tasks.sweep_pending()
+        sweeper.sweep_pending()
         return partition in republished
 
     # SWEEPER_PENDING_AGE_SECONDS is 3 in tests: the sweeper claims it once it is that old.
     _wait(swept, 20, "the sweeper's re-nudge")
-    tasks.settle_partition(partition)  # what a worker runs on that message
+    settlement.settle_partition(partition)  # what a worker runs on that message
     assert _status(engine, transfer_id) == TransferStatus.COMPLETED.value

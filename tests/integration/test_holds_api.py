@@ -18,8 +18,8 @@ from core.transfers.settle import settle_transfer
 from core.webhooks.models import WebhookDelivery
 from core.webhooks.relay import relay_events
 from tests.integration.test_api import assert_problem, login, post_transfer, transfer_body
-from worker.app import celery_app
-from worker.tasks import expire_holds
+from worker.app import create_celery
+from worker.hold_expiry import expire_holds
 
 
 @pytest.fixture
@@ -234,7 +234,7 @@ def test_capture_needs_active_accounts_but_void_does_not(client, sessions, pair,
 
 
 @pytest.mark.commits  # the expiry beat task runs on the worker's own engine
-def test_hold_events_reach_both_owners(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
+def test_hold_events_reach_both_owners(client, sessions, pair, worker_resources) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
     ah = login(client, alice.email)
     hold_events = ["transfer.held", "transfer.voided", "transfer.expired"]
@@ -287,8 +287,8 @@ def test_hold_events_reach_both_owners(client, sessions, pair) -> None:  # type:
         assert got == sorted(["transfer.held", "transfer.held", "transfer.voided", "transfer.expired"])
 
 
-def test_expiry_is_scheduled_by_beat() -> None:
-    schedule = celery_app.conf.beat_schedule["expire-holds"]
+def test_expiry_is_scheduled_by_beat(settings) -> None:  # type: ignore[no-untyped-def]
+    schedule = create_celery(settings, set_as_current=False).conf.beat_schedule["expire-holds"]
     assert schedule["task"] == expire_holds.name
 
 

@@ -19,7 +19,7 @@ from core.transfers.submit import submit_transfer
 from core.transfers.sweep import claim_stale_pending, count_parked
 from tests.factories import balance, fund
 from tests.integration.test_api import assert_problem, login
-from worker import tasks
+from worker import settlement
 
 
 def submit(sessions, src, dst, amount: int) -> uuid.UUID:  # type: ignore[no-untyped-def]
@@ -54,7 +54,7 @@ def test_a_transfer_that_cannot_be_applied_fails_alone_and_the_batch_settles(  #
     with balance_near_the_limit(sessions, bob.account, room=5):
         # The batch's transaction fails on bob's balance check on every attempt: before the fix
         # the error escaped, the task gave up and the sweeper re-queued the batch forever.
-        outcomes = tasks._settle(worker_resources, partition, drain.Batch(ids, accounts))
+        outcomes = settlement._settle(worker_resources, partition, drain.Batch(ids, accounts))
         assert outcomes is not None
     with sessions() as s:
         rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_(ids)))}
@@ -123,7 +123,7 @@ def test_an_unsettleable_item_of_an_atomic_batch_fails_the_whole_batch(  # type:
         partition = s.get_one(Transfer, ids[0]).partition
     accounts = sorted({alice.accounts[0].id, bob.accounts[0].id, carol.accounts[0].id})
     with balance_near_the_limit(sessions, bob.accounts[0], room=5):  # the second item cannot be applied
-        outcomes = tasks._settle(worker_resources, partition, drain.Batch(ids, accounts))
+        outcomes = settlement._settle(worker_resources, partition, drain.Batch(ids, accounts))
         assert outcomes is not None
     with sessions() as s:
         rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_(ids)))}

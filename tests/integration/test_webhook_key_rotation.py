@@ -14,7 +14,6 @@ from core.models import AuditLog
 from core.webhooks import service
 from core.webhooks.delivery import signing_secrets
 from core.webhooks.models import WebhookEndpoint
-from core.webhooks.policy import WebhookPolicy
 from tests.integration.test_webhooks import NOWHERE
 
 
@@ -27,7 +26,7 @@ def rotate_all(make_app, settings: Settings) -> None:  # type: ignore[no-untyped
 def test_secrets_survive_a_key_rotation_and_the_old_key_can_go(make_app, sessions, make_customer, settings) -> None:  # type: ignore[no-untyped-def]
     old_key = settings.webhook_secrets_key.get_secret_value()
     new_key = "new-webhook-secrets-key-" + uuid.uuid4().hex
-    old = WebhookPolicy.from_settings(settings)
+    old = settings.webhooks
     customer, now = make_customer(), datetime.now(UTC)
     with sessions.begin() as s:
         created = service.create_endpoint(
@@ -44,8 +43,8 @@ def test_secrets_survive_a_key_rotation_and_the_old_key_can_go(make_app, session
             return endpoint
 
     rotating = Settings(webhook_secrets_key=new_key, webhook_secrets_previous_keys=old_key)
-    new_only = WebhookPolicy.from_settings(Settings(webhook_secrets_key=new_key))
-    assert signing_secrets(stored(), WebhookPolicy.from_settings(rotating), now) == expected
+    new_only = Settings(webhook_secrets_key=new_key).webhooks
+    assert signing_secrets(stored(), rotating.webhooks, now) == expected
     with pytest.raises(ValueError):
         signing_secrets(stored(), new_only, now)
 

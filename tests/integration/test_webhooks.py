@@ -44,7 +44,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def policy(settings) -> WebhookPolicy:  # type: ignore[no-untyped-def]
     # Retries an hour away: a running dispatcher never takes these tests' deliveries.
-    return dataclasses.replace(WebhookPolicy.from_settings(settings), schedule=(3600.0, 3600.0))
+    return dataclasses.replace(settings.webhooks, schedule=(3600.0, 3600.0))
 
 
 def events_for(sessions, transfer_id: uuid.UUID) -> list[DomainEvent]:  # type: ignore[no-untyped-def]
@@ -286,7 +286,7 @@ def test_failures_are_recorded_and_retried_later(sessions, make_customer, policy
 
 
 def test_429_with_retry_after_is_honoured(sessions, make_customer, settings, receiver) -> None:  # type: ignore[no-untyped-def]
-    fast = dataclasses.replace(WebhookPolicy.from_settings(settings), schedule=(1.0,))
+    fast = dataclasses.replace(settings.webhooks, schedule=(1.0,))
     url = receiver.endpoint(Reply(429, {"Retry-After": "7200"}))
     _, did, _ = parked_delivery(sessions, fast, make_customer(), url)
     before = datetime.now(UTC)

@@ -139,7 +139,7 @@ def broken(tmp_path: Path) -> Path:
         "core/transfers/submit.py": "from core import webhooks\n",
         "core/transfers/settle.py": "from ..webhooks import relay\n",
         "worker/__init__.py": "",
-        "worker/tasks.py": "def f():\n    from web.problems import problem\n",
+        "worker/settlement.py": "def f():\n    from web.problems import problem\n",
     }
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,10 @@ def test_each_rule_finds_what_breaks_it(broken: Path) -> None:
         "core/views.py:1: flask_smorest",
         "core/views.py:1: flask_smorest.Blueprint",
     ]
-    assert worker.violations(broken) == ["worker/tasks.py:2: web.problems", "worker/tasks.py:2: web.problems.problem"]
+    assert worker.violations(broken) == [
+        "worker/settlement.py:2: web.problems",
+        "worker/settlement.py:2: web.problems.problem",
+    ]
     assert transfers.violations(broken) == [
         "core/transfers/settle.py:1: core.webhooks",
         "core/transfers/settle.py:1: core.webhooks.relay",

@@ -44,7 +44,7 @@ def test_the_shared_metrics_export_no_placeholder_heartbeat_nor_backlog() -> Non
 
 
 def test_a_heartbeat_is_labelled_by_the_queue_it_came_from() -> None:
-    from worker.tasks import heartbeat
+    from worker.heartbeat import heartbeat
 
     heartbeat("webhooks")  # run in this process, as a pool's child would
     lines = _samples(REGISTRY)["bank_worker_heartbeat_timestamp_seconds"]

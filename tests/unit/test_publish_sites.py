@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENQUEUE = {"nudge_after_accept", "enqueue_settlement", "enqueue_delivery"}
 # Direct calls that publish for no transaction of their own: the nudge's coalescing wrapper,
 # and a drainer handing its partition on after its batches have committed.
-ALLOWED = {("worker/tasks.py", "nudge_after_accept"), ("worker/tasks.py", "settle_partition")}
+ALLOWED = {("worker/settlement.py", "nudge_after_accept"), ("worker/settlement.py", "settle_partition")}
 
 
 def _called(node: ast.Call) -> str | None:

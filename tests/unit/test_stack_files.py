@@ -291,14 +291,17 @@ def test_amtool_check_config() -> None:
 
 def test_every_queue_gets_its_own_heartbeat() -> None:
     """Beat sends a heartbeat task to each queue, labelled with it: each pool reports per queue."""
-    from worker.app import QUEUES, celery_app
+    from core.config import Settings
+    from worker.app import create_celery, queues
 
+    settings = Settings(settle_partitions=3)
     beats = {
         entry["args"][0]: entry["options"]["queue"]
-        for entry in celery_app.conf.beat_schedule.values()
+        for entry in create_celery(settings, set_as_current=False).conf.beat_schedule.values()
         if entry["task"] == "worker.tasks.heartbeat"
     }
-    assert beats == {queue: queue for queue in QUEUES}
+    assert beats == {queue: queue for queue in queues(settings)}
+    assert set(beats) == {"transfers", "transfers.0", "transfers.1", "transfers.2", "webhooks"}
 
 
 def test_settlement_and_webhooks_run_in_separate_worker_pools() -> None:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
+from core.config import Settings
 from core.webhooks.urls import Destination, UnsafeUrl, UrlRules, check_url, destination, is_public_address
 
 PROD = UrlRules(production=True)
@@ -82,7 +83,9 @@ def test_production_refuses_hosts_that_do_not_resolve() -> None:
 
 
 def test_allowlisted_hosts_skip_the_address_check_but_not_https() -> None:
-    rules = UrlRules.from_setting("production", " 127.0.0.1, Partner.Internal ")
+    hosts = Settings(webhook_allowed_hosts=" 127.0.0.1, Partner.Internal ").webhook_allowed_hosts
+    assert hosts == {"127.0.0.1", "partner.internal"}  # parsed once, in the settings
+    rules = UrlRules(production=True, allowed_hosts=hosts)
     assert check_url("https://127.0.0.1:9000/hook", rules, unresolvable)
     assert check_url("https://partner.internal/hook", rules, resolver("10.0.0.5"))
     with pytest.raises(UnsafeUrl, match="https"):
@@ -91,7 +94,7 @@ def test_allowlisted_hosts_skip_the_address_check_but_not_https() -> None:
 
 def test_development_and_test_accept_http_and_local_receivers() -> None:
     for env in ("development", "test"):
-        rules = UrlRules.from_setting(env, "")
+        rules = Settings(app_env=env).webhooks.rules
         assert not rules.production
         assert check_url("http://127.0.0.1:5000/hook", rules, unresolvable)
 

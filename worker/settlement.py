@@ -1,43 +1,36 @@
-"""Thin Celery tasks: take ids, open a unit of work, call the same core services as the API."""
+"""Settlement: the partition nudge task that drains PENDING transfers in batches, and the
+helpers that publish it (after the accept's commit, or from the sweeper)."""
 
 from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
-from celery import Task
+from celery import Task, shared_task
 from redis import Redis
-from sqlalchemy.exc import OperationalError
 
-from core.after_commit import publish_after_commit
-from core.audit_seal import SEAL_BATCH, seal
-from core.config import get_settings
 from core.locks import AccountLocks, LockTimeout
 from core.models import TransferStatus
 from core.observability import metrics, tracing
+from core.resources import Resources
 from core.transfers import drain, nudges, poison
-from core.transfers.holds import expire_due
 from core.transfers.routing import queue_name
 from core.transfers.settle import Settled, settle_batch
-from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
-from worker import resources
-from worker.app import celery_app
 from worker.publish import publish
+from worker.runtime import resources
+from worker.transient import TRANSIENT
 
 log = structlog.get_logger(__name__)
-
-# Transient: the transfer is still PENDING after any of these, so a retry is safe.
-TRANSIENT = (OperationalError, LockTimeout)
-
 
 # A nudge settles at most this many batches, then hands its partition on in a new message so
 # one long backlog does not hold a worker process while other partitions wait.
 MAX_BATCHES_PER_TASK = 40
 
 
-@celery_app.task(
+@shared_task(
+    name="worker.tasks.settle_partition",  # the name messages in flight and routes carry
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
@@ -56,8 +49,8 @@ def settle_partition(self: Task, partition: int) -> int:
     """
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(partition=partition, task_id=self.request.id)
-    settings = get_settings()
-    res = resources.get()
+    res = resources()
+    settings = res.settings
     nudges.release_nudge(res.redis, partition)  # before the first look: see core.transfers.nudges
     settled, full = 0, False
     for _ in range(MAX_BATCHES_PER_TASK):
@@ -78,11 +71,11 @@ def settle_partition(self: Task, partition: int) -> int:
     return settled
 
 
-def _settle(res: resources.Resources, partition: int, batch: drain.Batch) -> list[Settled] | None:
+def _settle(res: Resources, partition: int, batch: drain.Batch) -> list[Settled] | None:
     """One batch in one transaction, under the Redis locks of all its accounts (released after commit).
 
     The locks are taken before the transaction begins, so no transaction waits on Redis."""
-    settings = get_settings()
+    settings = res.settings
     locks = AccountLocks(res.redis, batch.account_ids, ttl=settings.lock_ttl_seconds, wait=settings.lock_wait_seconds)
     with tracing.span("acquire_account_locks", account_count=len(batch.account_ids)):
         try:
@@ -121,7 +114,7 @@ def _settle(res: resources.Resources, partition: int, batch: drain.Batch) -> lis
 
 
 def _settle_part(
-    res: resources.Resources,
+    res: Resources,
     partition: int,
     transfer_ids: list[uuid.UUID],
     atomic_batches: frozenset[uuid.UUID] | None = None,
@@ -138,9 +131,7 @@ def _settle_part(
     return outcomes
 
 
-def _isolate(
-    res: resources.Resources, partition: int, transfer_ids: list[uuid.UUID], error: Exception
-) -> list[Settled] | None:
+def _isolate(res: Resources, partition: int, transfer_ids: list[uuid.UUID], error: Exception) -> list[Settled] | None:
     """A batch failed with a non-transient error: settle its halves in turn (accept order kept),
     down to the transfers that fail alone, and end those FAILED with INTERNAL_ERROR.
 
@@ -179,76 +170,6 @@ def _record(outcome: Settled) -> None:
     metrics.ACCEPT_TO_FINAL.observe(max(0.0, (datetime.now(UTC) - outcome.accepted_at).total_seconds()))
     if outcome.status == TransferStatus.COMPLETED:
         metrics.MONEY_MOVED.labels(currency=outcome.currency, kind="TRANSFER").inc(outcome.amount)
-
-
-@celery_app.task(ignore_result=True)
-def heartbeat(queue: str) -> None:
-    """Beat sends one to every queue: its timestamp advances only while a pool takes work from
-    that queue, so a stopped, hung or missing pool shows per queue (alert NoWorkerHeartbeat)."""
-    metrics.WORKER_HEARTBEAT.labels(queue=queue).set_to_current_time()
-
-
-SEAL_MAX_BATCHES = 20  # per run; the next beat tick continues
-
-
-@celery_app.task(acks_late=True)
-def seal_audit() -> int:
-    """Chain the committed audit rows, a batch per transaction, until less than a batch is left."""
-    sessions = resources.get().sessions
-    total = 0
-    for _ in range(SEAL_MAX_BATCHES):
-        with sessions.begin() as session:
-            result = seal(session, limit=SEAL_BATCH)
-        total += result.sealed
-        if result.busy or result.sealed < SEAL_BATCH:
-            break
-    return total
-
-
-EXPIRE_BATCH = 500
-EXPIRE_MAX_BATCHES = 20  # per run; the next beat tick continues
-
-
-@celery_app.task(acks_late=True, autoretry_for=TRANSIENT, retry_backoff=0.5, max_retries=3)
-def expire_holds() -> int:
-    """End the holds past their expiry as EXPIRED, a batch per transaction, until none is due."""
-    sessions = resources.get().sessions
-    total = 0
-    for _ in range(EXPIRE_MAX_BATCHES):
-        with sessions.begin() as session:
-            expired = expire_due(session, now=datetime.now(UTC), limit=EXPIRE_BATCH)
-        total += len(expired)
-        if len(expired) < EXPIRE_BATCH:
-            break
-    if total:
-        log.info("holds_expired", count=total)
-    return total
-
-
-@celery_app.task(acks_late=True)
-def sweep_pending() -> int:
-    """Nudge the partitions of transfers accepted but still PENDING: covers a nudge lost after commit."""
-    settings = get_settings()
-    now = datetime.now(UTC)
-    with resources.get().sessions.begin() as session:
-        due = claim_stale_pending(
-            session,
-            older_than=timedelta(seconds=settings.sweeper_pending_age_seconds),
-            now=now,
-            partitions=settings.settle_partitions,
-            max_requeues=settings.sweeper_max_requeues,
-        )
-        oldest = oldest_pending_age_seconds(session, now)
-        for partition in sorted({stale.partition for stale in due}):
-            publish_after_commit(session, enqueue_settlement, partition)
-    if due:
-        log.warning(
-            "sweeper_requeued",
-            count=len(due),
-            oldest_pending_age_seconds=round(oldest, 1),
-            request_ids=sorted({stale.request_id for stale in due if stale.request_id})[:20],
-        )
-    return len(due)
 
 
 def enqueue_settlement(partition: int) -> bool:
