@@ -21,6 +21,7 @@ depend on them use keys of their own (a fresh prefix, user or account).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -77,12 +78,12 @@ def rolled_back_sessions(engine: Engine, committed: sessionmaker[Session]) -> It
 
 
 def _use_sessions(app: Any, sessions: sessionmaker[Session]) -> Iterator[Any]:
-    res = app.extensions["bank"]
-    own, res.sessions = res.sessions, sessions
+    own = app.extensions["bank"]
+    app.extensions["bank"] = dataclasses.replace(own, sessions=sessions)  # Resources is frozen
     try:
         yield app
     finally:
-        res.sessions = own
+        app.extensions["bank"] = own
 
 
 @pytest.fixture
@@ -115,7 +116,7 @@ def make_app(sessions, committed_sessions):  # type: ignore[no-untyped-def]
         app = create_app(settings or Settings(**overrides))
         apps.append(app)
         if sessions is not committed_sessions:
-            app.extensions["bank"].sessions = sessions
+            app.extensions["bank"] = dataclasses.replace(app.extensions["bank"], sessions=sessions)
         return app
 
     yield make

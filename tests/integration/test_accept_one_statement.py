@@ -17,7 +17,7 @@ from core.models import Account, AccountKind, AccountStatus, Transfer, User
 from core.transfers.accept import accept_in_one_statement, accept_transfer
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.submit import submit_transfer
-from tests.factories import PIN, pin_policy
+from tests.factories import PIN
 
 
 def _counts(sessions, user_id: uuid.UUID) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
@@ -164,7 +164,7 @@ def test_writes_nothing_where_the_careful_path_refuses(sessions, settings, make_
     with pytest.raises(type(careful.value)) as through_api_path, sessions.begin() as s:
         accept_transfer(
             s, user=s.get_one(User, alice.user.id), idempotency_key=str(uuid.uuid4()), movement=movement, pin=PIN,
-            pin_policy=pin_policy(settings), partitions=4,
+            pin_policy=settings.pins, partitions=4,
         )  # fmt: skip
     assert str(through_api_path.value) == str(careful.value)
     assert _counts(sessions, alice.user.id) == before
@@ -200,7 +200,7 @@ def test_a_wrong_pin_counts_and_a_replay_still_wins(sessions, settings, make_cus
         with sessions.begin() as s:
             return accept_transfer(
                 s, user=s.get_one(User, alice.user.id), idempotency_key=key, movement=movement, pin=pin,
-                pin_policy=pin_policy(settings),
+                pin_policy=settings.pins,
             )  # fmt: skip
 
     accepted = accept("k-pin", PIN)
@@ -235,7 +235,7 @@ def test_concurrent_duplicates_make_one_transfer(sessions, settings, make_custom
                 # Hold the insert open a moment so the others block on the key's unique index.
                 outcome = accept_transfer(
                     s, user=user, idempotency_key="k-race", movement=movement, pin=PIN,
-                    pin_policy=pin_policy(settings),
+                    pin_policy=settings.pins,
                 )  # fmt: skip
                 s.execute(text("SELECT pg_sleep(0.05)"))
             assert outcome.accepted is not None
