@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +27,7 @@ from core.models import Account, LedgerEntry, Transfer, TransferStatus
 from core.reconcile import reconcile
 from devtools import processes
 from tests import factories
+from tests.waits import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # CHAOS_RABBITMQ_URL: a broker of your own (its vhost is used as given). Otherwise each run
@@ -207,19 +207,16 @@ def submit_many(http: httpx.Client, plan: list[tuple[Party, Party, int]], thread
 
 
 def wait_final(sessions, ids: list[uuid.UUID], timeout: float = 120) -> dict[uuid.UUID, Transfer]:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
+    def final() -> dict[uuid.UUID, Transfer] | None:
         try:
             with sessions() as s:
                 rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_(ids)))}
         except OperationalError:  # Postgres restarting under us
-            rows = {}
+            return None
         waiting = [t for t in rows.values() if t.status in (TransferStatus.PENDING, TransferStatus.PROCESSING)]
-        if len(rows) == len(set(ids)) and not waiting:
-            return rows
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{len(waiting)} of {len(set(ids))} transfers not final after {timeout}s")
-        time.sleep(0.25)
+        return rows if len(rows) == len(set(ids)) and not waiting else None
+
+    return wait_for(f"{len(set(ids))} transfers final", final, timeout=timeout, interval=0.25)
 
 
 def assert_books(sessions, parties: list[Party], ids: list[uuid.UUID], total: int) -> dict[uuid.UUID, Transfer]:  # type: ignore[no-untyped-def]
@@ -247,11 +244,3 @@ def assert_books(sessions, parties: list[Party], ids: list[uuid.UUID], total: in
         chain = verify_chain(s)
         assert chain.ok, chain.reason
     return final
-
-
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

@@ -38,6 +38,7 @@ from devtools import processes
 from tests import factories
 from tests.chaos.conftest import wait_final
 from tests.stack_metrics import ALERTS_FILE, alert_exprs, metric_names
+from tests.waits import wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
 
@@ -196,17 +197,15 @@ def test_hung_then_stopped_settlement_pool_moves_the_gauges_and_fires_the_alerts
     headers = {"Authorization": f"Bearer {token['access_token']}"}
 
     # Healthy: every queue's heartbeat is exported before the recording starts.
-    deadline = time.monotonic() + 30
-    while True:
+    def every_queue_beats() -> bool:
         probe = Recording(time.time())
         scrape(probe, targets)
         beats = {
             dict(labels).get("queue") for (name, labels) in probe.values if name.endswith("heartbeat_timestamp_seconds")
         }
-        if beats >= set(queues) or time.monotonic() > deadline:
-            break
-        time.sleep(TICK)
-    assert beats >= set(queues), beats
+        return beats >= set(queues)
+
+    wait_for("a heartbeat from every queue", every_queue_beats, timeout=30, interval=TICK)
 
     recording = Recording(time.time())
     record(recording, targets, HEALTHY_TICKS)

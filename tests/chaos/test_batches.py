@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 from core.models import Transfer, TransferStatus
 from tests import factories
-from tests.chaos.conftest import Cluster, Party, assert_books, people, wait_for
+from tests.chaos.conftest import Cluster, Party, assert_books, people
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -73,7 +74,7 @@ def test_kill_9_a_worker_mid_atomic_batches(running, http, sessions, settings, a
         with sessions() as s:
             return s.scalar(select(func.count()).where(Transfer.id.in_(ids), Transfer.status != "PENDING")) or 0
 
-    wait_for(lambda: settled() >= 15, what="settlement to start")
+    wait_for("settlement to start", lambda: settled() >= 15)
     running.kill("w1")  # mid-flight: its reserved and running tasks die with it
     time.sleep(1)
     running.start_worker("w1")

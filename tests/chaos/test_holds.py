@@ -17,7 +17,8 @@ from sqlalchemy import func, select, update
 
 from core.models import Account, Transfer, TransferAction, TransferStatus
 from tests import factories
-from tests.chaos.conftest import Cluster, Party, assert_books, people, wait_final, wait_for
+from tests.chaos.conftest import Cluster, Party, assert_books, people, wait_final
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.chaos
 
@@ -65,7 +66,7 @@ def test_worker_killed_while_holds_settle_and_expire_racing_captures(  # type: i
     plan = [(*rng.sample(parties, 2), rng.randint(1, 900)) for _ in range(80)]
     with ThreadPoolExecutor(max_workers=6) as pool:
         ids = list(pool.map(lambda step: hold(http, *step), plan))
-    wait_for(lambda: _count(sessions, ids, TransferStatus.HELD) >= 5, what="holds to settle")
+    wait_for("holds to settle", lambda: _count(sessions, ids, TransferStatus.HELD) >= 5)
     running.kill("w1")  # mid-settlement (and the beat with it)
     time.sleep(1)
     running.start_worker("w1")
@@ -100,7 +101,7 @@ def test_worker_killed_while_holds_settle_and_expire_racing_captures(  # type: i
     assert all(answers[t] == 202 for t in {t.id for t in held} - due)  # nothing else ends those
 
     # Every due hold ends (captured first or expired by the restarted beat), none stays open.
-    wait_for(lambda: _count(sessions, list(due), TransferStatus.HELD) == 0, timeout=60, what="due holds to end")
+    wait_for("due holds to end", lambda: _count(sessions, list(due), TransferStatus.HELD) == 0, timeout=60)
     with sessions() as s:
         rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_([t.id for t in held])))}
         actions = dict(
