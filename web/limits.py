@@ -20,7 +20,7 @@ from core.config import Settings
 from core.errors import ValidationFailed
 from core.identity.users import normalize_email
 from web.context import settings
-from web.security import signed_subject
+from web.security import signed_claims
 
 
 def _login_email() -> str:
@@ -39,10 +39,9 @@ def _authenticated_user() -> str:
     """The caller's user id from a token whose signature and expiry are valid, else the client
     address. Verified so that nobody can spend someone else's budget with a forged ``sub``;
     revocation is checked later by the view itself."""
-    header = request.headers.get("Authorization", "")
-    subject = signed_subject(header[len("Bearer ") :]) if header.startswith("Bearer ") else None
+    claims = signed_claims()
     # Any invalid token is the view's 401, not the limiter's: it counts against the address.
-    return "user:" + subject if subject is not None else "ip:" + get_remote_address()
+    return "user:" + claims["sub"] if claims is not None else "ip:" + get_remote_address()
 
 
 def _ip() -> str:

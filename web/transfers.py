@@ -23,7 +23,7 @@ from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.me import pin_policy
 from web.problems import PROBLEM_JSON
 from web.schemas import CaptureIn, ProblemOut, TransferIn, TransferListArgs, TransferOut, TransferPage, VoidIn
-from web.security import current_user
+from web.security import checked_current_user, current_user, token_caller, token_checked_in_view
 from worker.settlement import nudge_after_accept
 
 blp = Blueprint("transfers", __name__, url_prefix="/transfers", description="Transfers")
@@ -36,13 +36,12 @@ def _location(transfer: Transfer | Row[Any]) -> str:
 
 
 @blp.route("", methods=["POST"])
-@jwt_required()
+@token_checked_in_view
 @blp.arguments(TransferIn)
 @blp.response(202, TransferOut)
 @blp.alt_response(200, schema=TransferOut, description="Idempotent replay of an accepted transfer")
 @blp.doc(**doc(BEARER, IDEMPOTENCY_KEY))
 def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dict[str, str]]:
-    user = current_user()
     key = validate_key(request.headers.get("Idempotency-Key"))
     pin = body.pop("pin")
     movement = MoneyMovement(
@@ -54,12 +53,14 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dic
         hold=body["hold"],
         hold_expires_in_seconds=body.get("hold_expires_in_seconds"),
     )
-    # One transaction: the replay lookup (a retry gets its transfer back before any other
-    # check), the PIN, the checks and the insert. A wrong PIN commits its failure count.
+    # One transaction: the token's revocation, the replay lookup (a retry gets its transfer back
+    # before any other check), the PIN, the checks and the insert. A wrong PIN commits its
+    # failure count.
     with tracing.span("accept_transfer") as span, transaction() as session:
         outcome = accept_transfer(
             session,
-            user=user,
+            caller=token_caller(),
+            load_user=checked_current_user,
             idempotency_key=key,
             movement=movement,
             pin=pin,

@@ -113,16 +113,6 @@ def check_pin(
     return _check_locked_user(session, user, pin, policy, now, request_id)
 
 
-def pin_passes_quietly(user: User, pin: str, policy: PinPolicy, now: datetime) -> bool:
-    """``check_pin`` would say OK and write nothing: set, not locked, no failures to reset, right."""
-    return (
-        user.pin_hash is not None
-        and not (user.pin_locked_until is not None and user.pin_locked_until > now)
-        and user.pin_failed_attempts == 0
-        and verify_pin(policy.pepper, user.id, pin, user.pin_hash)
-    )
-
-
 def _check_locked_user(
     session: Session,
     user: User,

@@ -16,6 +16,7 @@ costs no extra round trip. A password change bumps ``users.token_generation`` in
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, tuple_
@@ -24,10 +25,40 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.identity.models import RevokedToken
-from core.models import User
+from core.models import User, UserStatus
 
 ACCESS, FAMILY, REFRESH_USED = "access", "family", "refresh_used"
 PRUNE_BATCH = 100
+
+
+@dataclass(frozen=True)
+class TokenCaller:
+    """The caller as a signed, unexpired access token names it. Not yet checked: revocation,
+    the user's token generation and the user's status; ``LIVE_CALLER`` checks those in SQL."""
+
+    user_id: uuid.UUID
+    jti: str
+    family: str
+    generation: int
+
+    def params(self) -> dict[str, object]:
+        return {
+            "caller_id": self.user_id,
+            "caller_jti": self.jti,
+            "caller_family": self.family,
+            "caller_generation": self.generation,
+        }
+
+
+# A WHERE clause on ``users`` that holds only for the caller of a live token: the same checks as
+# the request's token check (user_and_revoked, then the generation and the user's status), so a
+# statement can fold them into its own round trip. Binds TokenCaller.params().
+LIVE_CALLER = f"""users.id = :caller_id AND users.token_generation = :caller_generation
+  AND users.status = '{UserStatus.ACTIVE}'
+  AND NOT EXISTS (
+    SELECT 1 FROM revoked_tokens r
+    WHERE (r.kind = '{ACCESS}' AND r.token_id = :caller_jti) OR (r.kind = '{FAMILY}' AND r.token_id = :caller_family)
+  )"""
 
 
 # Built once: every authenticated request runs it, and building it cost more than running it.

@@ -1,17 +1,20 @@
 """Accepting a customer transfer over the API: the common case in one statement, else the
 careful path.
 
-The careful path (``find_replay``, ``check_pin``, ``submit_transfer``) takes five statements
-and names every refusal precisely. The common case (PIN right, nothing to refuse) is one
-statement: replay lookup, account checks, the PENDING row, its audit row and its outbox event.
-When that statement writes nothing and finds no replay (a missing, foreign, frozen or
-wrong-currency account, or a concurrent duplicate that committed meanwhile), the careful path
-runs in the same transaction and decides exactly as before: both give the same answers.
+The careful path (the full token check, ``find_replay``, ``check_pin``, ``submit_transfer``)
+takes six statements and names every refusal precisely. The common case (a live token, the
+right PIN, nothing to refuse) is one statement: the token's revocation and the caller's state,
+the PIN, the replay lookup, the account checks, the PENDING row, its audit row and its outbox
+event. When that statement writes nothing and finds no replay (a revoked token, a wrong PIN, a
+missing, foreign, frozen or wrong-currency account, a concurrent duplicate that committed
+meanwhile...), the careful path runs in the same transaction and decides exactly as before:
+both give the same answers.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -23,12 +26,22 @@ from sqlalchemy.types import Boolean
 
 from core.errors import DomainError, IdempotencyKeyReused
 from core.events import EventType, transfer_data
-from core.identity.pin_checks import PinCheck, PinPolicy, check_pin, pin_passes_quietly
-from core.models import AccountKind, AccountStatus, Transfer, TransferKind, TransferStatus, User
+from core.identity.pin_checks import PinCheck, PinPolicy, check_pin
+from core.identity.pins import hash_pin
+from core.identity.tokens import LIVE_CALLER, TokenCaller
+from core.models import (
+    AccountKind,
+    AccountStatus,
+    KycStatus,
+    Transfer,
+    TransferKind,
+    TransferStatus,
+    User,
+)
 from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
-from core.transfers.submit import Accepted, check_user, hold_expiry, submit_transfer, validate_hold
+from core.transfers.submit import Accepted, hold_expiry, submit_transfer, validate_hold
 
 _T = cast(Table, Transfer.__table__)
 _COLUMNS = ", ".join(c.name for c in _T.c)
@@ -38,14 +51,26 @@ _INSERTED = (
     "partition", "hold", "hold_expires_at", "created_at", "updated_at",
 )  # fmt: skip
 
-# The source must be the caller's, active and in the transfer's currency; the destination a
-# customer's, active and in that currency (the same rules as submit.check_accounts). The
-# event's owners are sorted like events._event_row sorts them (uuid order is byte order).
+# The caller: a live token (tokens.LIVE_CALLER), KYC approved, and the PIN right with no failures
+# to reset and no lock (pin_checks.check_pin would say OK and write nothing). PIN hashes are
+# HMACs of the pepper, so comparing digests in SQL tells nothing about the PIN. A replay is
+# answered only to a caller who passes too; anyone else takes the careful path, which answers
+# a replay before the PIN. The source must be the caller's, active and in the transfer's
+# currency; the destination a customer's, active and in that currency (the same rules as
+# submit.check_accounts). The event's owners are sorted like events._event_row sorts them
+# (uuid order is byte order).
 _ACCEPT = (
     text(
         f"""
-WITH replay AS (
-    SELECT {_COLUMNS} FROM transfers WHERE initiated_by = :initiated_by AND idempotency_key = :idempotency_key
+WITH caller AS (
+    SELECT users.id FROM users
+    WHERE {LIVE_CALLER}
+      AND users.kyc_status = '{KycStatus.APPROVED}'
+      AND users.pin_hash = :pin_hash AND users.pin_failed_attempts = 0
+      AND (users.pin_locked_until IS NULL OR users.pin_locked_until <= :created_at)
+), replay AS (
+    SELECT {_COLUMNS} FROM transfers
+    WHERE initiated_by = :initiated_by AND idempotency_key = :idempotency_key AND EXISTS (SELECT 1 FROM caller)
 ), destination AS (
     SELECT user_id FROM accounts
     WHERE id = :destination_account_id AND kind = '{AccountKind.CUSTOMER}'
@@ -53,7 +78,7 @@ WITH replay AS (
 ), inserted AS (
     INSERT INTO transfers ({", ".join(_INSERTED)})
     SELECT {", ".join(":" + c for c in _INSERTED)}
-    FROM accounts source, destination
+    FROM caller, accounts source, destination
     WHERE source.id = :source_account_id AND source.user_id = :initiated_by
       AND source.status = '{AccountStatus.ACTIVE}' AND source.currency = :currency
       AND NOT EXISTS (SELECT 1 FROM replay)
@@ -95,6 +120,45 @@ class AcceptOutcome:
 def accept_transfer(
     session: Session,
     *,
+    caller: TokenCaller | None,
+    load_user: Callable[[], User],
+    idempotency_key: str,
+    movement: MoneyMovement,
+    pin: str,
+    pin_policy: PinPolicy,
+    partitions: int = 1,
+    request_id: str | None = None,
+) -> AcceptOutcome:
+    """The one statement for the caller a token names; when it writes nothing, ``load_user``
+    (the full token check: it raises for a token that is not live) and the careful path."""
+    if caller is not None:
+        quick = accept_in_one_statement(
+            session,
+            caller=caller,
+            pin=pin,
+            pin_pepper=pin_policy.pepper,
+            idempotency_key=idempotency_key,
+            movement=movement,
+            partitions=partitions,
+            request_id=request_id,
+        )
+        if quick is not None:
+            return AcceptOutcome(quick, PinCheck.OK)
+    return accept_carefully(
+        session,
+        user=load_user(),
+        idempotency_key=idempotency_key,
+        movement=movement,
+        pin=pin,
+        pin_policy=pin_policy,
+        partitions=partitions,
+        request_id=request_id,
+    )
+
+
+def accept_carefully(
+    session: Session,
+    *,
     user: User,
     idempotency_key: str,
     movement: MoneyMovement,
@@ -105,24 +169,18 @@ def accept_transfer(
 ) -> AcceptOutcome:
     """A replay gets its transfer back before any other check; then the PIN (a wrong one counts,
     and the caller commits the count before raising); then the checks and the PENDING row."""
-    now = datetime.now(UTC)
-    quick = accept_in_one_statement(
-        session,
-        user=user,
-        idempotency_key=idempotency_key,
-        movement=movement,
-        pin_verified=pin_passes_quietly(user, pin, pin_policy, now),
-        partitions=partitions,
-        request_id=request_id,
-    )
-    if quick is not None:
-        return AcceptOutcome(quick, PinCheck.OK)
     key = validate_key(idempotency_key)
     replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
     if replay is not None:
         return AcceptOutcome(Accepted(replay, created=False), PinCheck.OK)
     checked = check_pin(
-        session, user_id=user.id, pin=pin, policy=pin_policy, now=now, request_id=request_id, known_user=user
+        session,
+        user_id=user.id,
+        pin=pin,
+        policy=pin_policy,
+        now=datetime.now(UTC),
+        request_id=request_id,
+        known_user=user,
     )
     if checked is not PinCheck.OK:
         return AcceptOutcome(None, checked)
@@ -140,27 +198,24 @@ def accept_transfer(
 def accept_in_one_statement(
     session: Session,
     *,
-    user: User,
+    caller: TokenCaller,
+    pin: str,
+    pin_pepper: bytes,
     idempotency_key: str,
     movement: MoneyMovement,
-    pin_verified: bool,
     partitions: int = 1,
     request_id: str | None = None,
 ) -> Accepted | None:
     """Accept a transfer whose every check passes, or find its replay, in one statement.
 
-    ``pin_verified``: the PIN was checked against ``user`` and the check writes nothing (no
-    failed attempts to reset). None: take the careful path (``find_replay``, ``check_pin``,
-    ``submit_transfer``), which gives the exact answer; this wrote nothing.
+    None: take the careful path (``accept_carefully`` after the full token check), which gives
+    the exact answer; this wrote nothing.
     """
-    if not pin_verified:
-        return None
     try:
         key = validate_key(idempotency_key)
         validate_amount(movement.amount)
         validate_currency(movement.currency)
         validate_hold(movement)
-        check_user(user)
     except DomainError:
         return None
     if movement.source_account_id is None or movement.source_account_id == movement.destination_account_id:
@@ -170,7 +225,7 @@ def accept_in_one_statement(
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "kind": TransferKind.TRANSFER,
-        "initiated_by": user.id,
+        "initiated_by": caller.user_id,
         "idempotency_key": key,
         "request_hash": request_hash,
         "source_account_id": movement.source_account_id,
@@ -192,6 +247,8 @@ def accept_in_one_statement(
             _ACCEPT,
             {
                 **values,
+                **caller.params(),
+                "pin_hash": hash_pin(pin_pepper, caller.user_id, pin),
                 "audit_details": {"amount": movement.amount, "currency": movement.currency},
                 "event_id": uuid.uuid4(),
                 "event_data": transfer_data(_Pending(values)),

@@ -1,20 +1,25 @@
 """The accept path's one statement answers exactly as the careful path (submit_transfer) does:
-the same rows when it accepts, nothing written when anything is refused, one transfer per key."""
+the same rows when it accepts, nothing written when anything is refused (the token and the PIN
+included), one transfer per key."""
 
 from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text, update
 
 from core.audit import AuditLog
+from core.config import Settings
 from core.errors import DomainError, IdempotencyKeyReused
 from core.events import DomainEvent
+from core.identity import tokens
 from core.identity.pin_checks import PinCheck
-from core.models import Account, AccountKind, AccountStatus, Transfer, User
-from core.transfers.accept import accept_in_one_statement, accept_transfer
+from core.identity.tokens import TokenCaller
+from core.models import Account, AccountKind, AccountStatus, Transfer, User, UserStatus
+from core.transfers.accept import accept_carefully, accept_in_one_statement, accept_transfer
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.submit import submit_transfer
 from tests.factories import PIN
@@ -28,11 +33,18 @@ def _counts(sessions, user_id: uuid.UUID) -> tuple[int, int, int]:  # type: igno
         return transfers or 0, audits or 0, events or 0
 
 
-def _one_statement(sessions, user: User, movement: MoneyMovement, key: str | None = None):  # type: ignore[no-untyped-def]
+def _caller(user: User, jti: str = "jti-1", family: str = "fam-1") -> TokenCaller:
+    return TokenCaller(user_id=user.id, jti=jti, family=family, generation=user.token_generation)
+
+
+def _one_statement(  # type: ignore[no-untyped-def]
+    sessions, user: User, movement: MoneyMovement, key: str | None = None, *, caller: TokenCaller | None = None,
+    pin: str = PIN,
+):  # fmt: skip
     with sessions.begin() as s:
         return accept_in_one_statement(
-            s, user=s.get_one(User, user.id), idempotency_key=key or str(uuid.uuid4()), movement=movement,
-            pin_verified=True, partitions=4, request_id="req-one",
+            s, caller=caller or _caller(user), pin=pin, pin_pepper=Settings().pins.pepper,
+            idempotency_key=key or str(uuid.uuid4()), movement=movement, partitions=4, request_id="req-one",
         )  # fmt: skip
 
 
@@ -163,8 +175,8 @@ def test_writes_nothing_where_the_careful_path_refuses(sessions, settings, make_
         _careful(sessions, alice.user, movement)
     with pytest.raises(type(careful.value)) as through_api_path, sessions.begin() as s:
         accept_transfer(
-            s, user=s.get_one(User, alice.user.id), idempotency_key=str(uuid.uuid4()), movement=movement, pin=PIN,
-            pin_policy=settings.pins, partitions=4,
+            s, caller=_caller(alice.user), load_user=lambda: s.get_one(User, alice.user.id),
+            idempotency_key=str(uuid.uuid4()), movement=movement, pin=PIN, pin_policy=settings.pins, partitions=4,
         )  # fmt: skip
     assert str(through_api_path.value) == str(careful.value)
     assert _counts(sessions, alice.user.id) == before
@@ -199,8 +211,8 @@ def test_a_wrong_pin_counts_and_a_replay_still_wins(sessions, settings, make_cus
     def accept(key: str, pin: str):  # type: ignore[no-untyped-def]
         with sessions.begin() as s:
             return accept_transfer(
-                s, user=s.get_one(User, alice.user.id), idempotency_key=key, movement=movement, pin=pin,
-                pin_policy=settings.pins,
+                s, caller=_caller(alice.user), load_user=lambda: s.get_one(User, alice.user.id), idempotency_key=key,
+                movement=movement, pin=pin, pin_policy=settings.pins,
             )  # fmt: skip
 
     accepted = accept("k-pin", PIN)
@@ -230,12 +242,11 @@ def test_concurrent_duplicates_make_one_transfer(sessions, settings, make_custom
     def run() -> None:
         try:
             with sessions.begin() as s:
-                user = s.get_one(User, alice.user.id)
                 start.wait()
                 # Hold the insert open a moment so the others block on the key's unique index.
                 outcome = accept_transfer(
-                    s, user=user, idempotency_key="k-race", movement=movement, pin=PIN,
-                    pin_policy=settings.pins,
+                    s, caller=_caller(alice.user), load_user=lambda: s.get_one(User, alice.user.id),
+                    idempotency_key="k-race", movement=movement, pin=PIN, pin_policy=settings.pins,
                 )  # fmt: skip
                 s.execute(text("SELECT pg_sleep(0.05)"))
             assert outcome.accepted is not None
@@ -255,3 +266,98 @@ def test_concurrent_duplicates_make_one_transfer(sessions, settings, make_custom
         requested = select(func.count()).select_from(AuditLog).where(AuditLog.action == "transfer.requested")
         assert s.scalar(requested.where(AuditLog.actor_id == alice.user.id)) == 1
     assert _counts(sessions, alice.user.id)[0::2] == (1, 1)  # one transfer, one transfer.pending event
+
+
+def _revoked_access_token(sessions, alice) -> TokenCaller:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        tokens.revoke_token(s, jti="jti-1", expires_at=datetime.now(UTC) + timedelta(hours=1), now=datetime.now(UTC))
+    return _caller(alice.user)
+
+
+def _revoked_family(sessions, alice) -> TokenCaller:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        tokens.revoke_family(s, family="fam-1", expires_at=datetime.now(UTC) + timedelta(hours=1))
+    return _caller(alice.user)
+
+
+def _token_from_before_a_password_change(sessions, alice) -> TokenCaller:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        s.execute(update(User).where(User.id == alice.user.id).values(token_generation=User.token_generation + 1))
+    return _caller(alice.user)
+
+
+def _suspended_user(sessions, alice) -> TokenCaller:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        s.execute(update(User).where(User.id == alice.user.id).values(status=UserStatus.SUSPENDED))
+    return _caller(alice.user)
+
+
+def _pin_failure_on_record(sessions, alice) -> TokenCaller:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        s.execute(update(User).where(User.id == alice.user.id).values(pin_failed_attempts=1))
+    return _caller(alice.user)
+
+
+def _pin_locked(sessions, alice) -> TokenCaller:  # type: ignore[no-untyped-def]
+    with sessions.begin() as s:
+        until = datetime.now(UTC) + timedelta(minutes=5)
+        s.execute(update(User).where(User.id == alice.user.id).values(pin_locked_until=until))
+    return _caller(alice.user)
+
+
+def _token_of_another_user(sessions, alice) -> TokenCaller:  # type: ignore[no-untyped-def]
+    return TokenCaller(user_id=uuid.uuid4(), jti="jti-1", family="fam-1", generation=0)
+
+
+NOT_ANSWERED_HERE = [
+    _revoked_access_token, _revoked_family, _token_from_before_a_password_change, _suspended_user,
+    _pin_failure_on_record, _pin_locked, _token_of_another_user,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("caller_state", NOT_ANSWERED_HERE, ids=lambda f: f.__name__.strip("_"))
+def test_a_caller_the_statement_cannot_clear_gets_neither_a_transfer_nor_a_replay(  # type: ignore[no-untyped-def]
+    sessions, settings, make_customer, caller_state
+) -> None:
+    """The token's revocation, the user's generation and status and the PIN's state are checked
+    in the statement; a caller that fails any of them is left to the full token check."""
+    alice, bob = make_customer(), make_customer()
+    movement = MoneyMovement(alice.account.id, bob.account.id, 10, "USD", None)
+    assert _one_statement(sessions, alice.user, movement, key="k-live") is not None  # an earlier request
+    caller = caller_state(sessions, alice)
+    before = _counts(sessions, alice.user.id)
+    assert _one_statement(sessions, alice.user, movement, caller=caller) is None
+    assert _one_statement(sessions, alice.user, movement, key="k-live", caller=caller) is None  # not even the replay
+    assert _counts(sessions, alice.user.id) == before
+
+    class TokenRefused(Exception):
+        pass
+
+    def full_check() -> User:
+        raise TokenRefused
+
+    with pytest.raises(TokenRefused), sessions.begin() as s:
+        accept_transfer(
+            s, caller=caller, load_user=full_check, idempotency_key="k-next", movement=movement, pin=PIN,
+            pin_policy=settings.pins,
+        )  # fmt: skip
+
+
+def test_a_wrong_pin_writes_nothing_in_the_statement(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_customer(), make_customer()
+    movement = MoneyMovement(alice.account.id, bob.account.id, 10, "USD", None)
+    before = _counts(sessions, alice.user.id)
+    assert _one_statement(sessions, alice.user, movement, pin="9999") is None
+    assert _counts(sessions, alice.user.id) == before
+    assert _one_statement(sessions, alice.user, movement, pin=PIN) is not None  # the same caller, the right PIN
+
+
+def test_the_careful_path_alone_answers_a_known_user(sessions, settings, make_customer) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_customer(), make_customer()
+    movement = MoneyMovement(alice.account.id, bob.account.id, 10, "USD", None)
+    with sessions.begin() as s:
+        outcome = accept_carefully(
+            s, user=s.get_one(User, alice.user.id), idempotency_key="k-careful", movement=movement, pin=PIN,
+            pin_policy=settings.pins,
+        )  # fmt: skip
+    assert outcome.pin is PinCheck.OK and outcome.accepted is not None and outcome.accepted.created

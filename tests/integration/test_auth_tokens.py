@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import jwt as pyjwt
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from core.config import DEV_JWT_SECRET
 from core.identity.models import RevokedToken
-from core.models import AuditLog, Role, User
+from core.models import AuditLog, Role, Transfer, User, UserStatus
 from tests.authflow import API, PROBLEM, assert_problem, b64, bearer, jwt_parts, login, tokens
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, PIN, fund
 
 ME = f"{API}/me"
 NEW_PASSWORD = "a brand new long password"
@@ -262,7 +262,6 @@ def test_every_401_is_problem_json(client) -> None:  # type: ignore[no-untyped-d
 
 
 def test_suspended_user_tokens_stop_working(client, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
-    from core.models import UserStatus
 
     c = make_customer()
     h = bearer(tokens(client, c.email)["access_token"])
@@ -270,3 +269,73 @@ def test_suspended_user_tokens_stop_working(client, make_customer, sessions) -> 
         s.execute(update(User).where(User.id == c.user.id).values(status=UserStatus.SUSPENDED))
     assert_401(client.get(ME, headers=h))
     assert_problem(login(client, c.email), 401, "UNAUTHORIZED")
+
+
+# ---- POST /transfers checks the token inside its accept statement --------------------------------
+
+
+def _transfer_attempts(alice, bob):  # type: ignore[no-untyped-def]
+    """(body, Idempotency-Key) pairs: one the API accepts from a live token, and four it refuses."""
+    good = {"source_account_id": str(alice.account.id), "destination_account_id": str(bob.account.id),
+            "amount": 1, "currency": "USD", "pin": PIN}  # fmt: skip
+    return [
+        (good, str(uuid.uuid4())),  # 202
+        (good, None),  # 400 IDEMPOTENCY_KEY_REQUIRED
+        ({**good, "amount": "lots"}, str(uuid.uuid4())),  # 422
+        ({**good, "pin": "0000"}, str(uuid.uuid4())),  # 403 INVALID_PIN
+        (
+            {**good, "source_account_id": str(bob.account.id), "destination_account_id": str(alice.account.id)},
+            str(uuid.uuid4()),
+        ),  # 404: not the caller's account
+    ]
+
+
+def _post_transfer(client, token: str, body, key):  # type: ignore[no-untyped-def]
+    headers = {**bearer(token), **({"Idempotency-Key": key} if key else {})}
+    return client.post(f"{API}/transfers", json=body, headers=headers)
+
+
+def _dead_tokens(client, make_customer, sessions, alice):  # type: ignore[no-untyped-def]
+    """Tokens of ``alice`` that are not live, each made so in its own way."""
+    logged_out = tokens(client, alice.email)
+    assert client.post(f"{API}/auth/logout", headers=bearer(logged_out["access_token"])).status_code == 204
+    reused = tokens(client, alice.email)
+    assert client.post(f"{API}/auth/refresh", headers=bearer(reused["refresh_token"])).status_code == 200
+    assert client.post(f"{API}/auth/refresh", headers=bearer(reused["refresh_token"])).status_code == 401
+    yield "logged out", logged_out["access_token"]
+    yield "family revoked by a reused refresh token", reused["access_token"]
+    yield "a refresh token", tokens(client, alice.email)["refresh_token"]
+    yield "expired", pyjwt.encode(claims_for(alice.user, exp=int(time.time()) - 5), DEV_JWT_SECRET)
+    yield "signed with another key", pyjwt.encode(claims_for(alice.user), "attacker-key-0123456789abcdef0123456789")
+    yield "without a family", pyjwt.encode(claims_for(alice.user, fam=None), DEV_JWT_SECRET)
+    yield "of a user that does not exist", pyjwt.encode(claims_for(alice.user, sub=str(uuid.uuid4())), DEV_JWT_SECRET)
+    before_change = tokens(client, alice.email)["access_token"]
+    with sessions.begin() as s:
+        s.execute(update(User).where(User.id == alice.user.id).values(token_generation=User.token_generation + 1))
+    yield "issued before a password change", before_change
+    with sessions.begin() as s:
+        s.execute(update(User).where(User.id == alice.user.id).values(status=UserStatus.SUSPENDED))
+    yield (
+        "of a suspended user",
+        pyjwt.encode(claims_for(alice.user, gen=alice.user.token_generation + 1), DEV_JWT_SECRET),
+    )
+
+
+def test_transfers_answer_a_token_that_is_not_live_401_before_anything_else(  # type: ignore[no-untyped-def]
+    client, make_customer, sessions, admin_user
+) -> None:
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 1_000)
+    live = tokens(client, alice.email)["access_token"]
+    answers = [_post_transfer(client, live, body, key).status_code for body, key in _transfer_attempts(alice, bob)]
+    assert answers == [202, 400, 422, 403, 404]
+    seen = 0
+    for why, token in _dead_tokens(client, make_customer, sessions, alice):
+        for body, key in _transfer_attempts(alice, bob):
+            r = _post_transfer(client, token, body, key)
+            assert r.status_code == 401, (why, body, key, r.get_json())
+            assert_401(r)
+        seen += 1
+    assert seen == 9
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Transfer).where(Transfer.initiated_by == alice.user.id)) == 1
