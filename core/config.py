@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     settle_batch_size: int = Field(default=1000, gt=0, le=5000)
     # A drainer whose last batch was not full waits this long before it looks again, so
     # transfers arriving together share a transaction instead of paying one each.
-    settle_linger_ms: int = Field(default=50, ge=0, le=1000)
+    settle_linger_ms: int = Field(default=200, ge=0, le=1000)
 
     # Beat: how often holds past their expiry are ended EXPIRED (core/transfers/holds.py).
     hold_expiry_interval_seconds: float = Field(default=5.0, gt=0)
