@@ -11,14 +11,12 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from core import audit, events
-from core.db import copy_rows
+from core.events import STATUS_EVENTS, EventType, transfer_data_sql
 from core.models import Account, AccountStatus, Transfer, TransferStatus
 from core.transfers import linked
 
 # Core tables, not ORM entities, on this hot path: no ORM compile or identity-map work per batch.
 _T = Transfer.__table__
-_ENTRY_COLUMNS = ("id", "transfer_id", "account_id", "amount", "balance_after")
 _A = Account.__table__
 
 # One statement each for a whole batch, with array parameters: prepared once, whatever the size.
@@ -27,15 +25,74 @@ _UPDATE_BALANCES = text(
     " FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[]), CAST(:held AS bigint[])) AS new(id, balance, held)"
     " WHERE accounts.id = new.id"
 )
-# A HELD transfer is not final yet: its completed_at comes with its capture, void or expiry.
-_UPDATE_STATUSES = text(
-    "UPDATE transfers SET status = final.status, failure_code = final.code,"
-    " completed_at = CASE WHEN final.status = 'HELD' THEN NULL ELSE now() END, updated_at = now()"
-    " FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS varchar[]), CAST(:codes AS varchar[]))"
-    " AS final(id, status, code)"
-    " WHERE transfers.id = final.id"
-    f" RETURNING {', '.join(f'transfers.{c.name}' for c in Transfer.__table__.c)}"
-).columns(*Transfer.__table__.c)
+# What a batch's outcomes write, in one statement: each transfer's final status (a HELD transfer
+# is not final yet: its completed_at comes with its capture, void or expiry), the ledger entries
+# of those that moved money, one audit row each and their outbox events (the status event to both
+# owners, sorted like events._event_row sorts them; account.debited and account.credited with
+# the balance right after the transfer), all built by Postgres from the updated rows, in accept
+# order (``ord``), so the audit ids and event sequence numbers follow it. The payloads equal
+# events.transfer_events' (a test holds them together); rows that concern no user are not written.
+_FINISH = text(
+    f"""
+WITH final AS (
+    UPDATE transfers SET status = f.status, failure_code = f.code,
+        completed_at = CASE WHEN f.status = '{TransferStatus.HELD}' THEN NULL ELSE now() END, updated_at = now()
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:statuses AS varchar[]), CAST(:codes AS varchar[]),
+        CAST(:actions AS varchar[]), CAST(:event_types AS varchar[]),
+        CAST(:source_after AS bigint[]), CAST(:destination_after AS bigint[]),
+        CAST(:source_owners AS uuid[]), CAST(:destination_owners AS uuid[])
+    ) WITH ORDINALITY AS f(id, status, code, action, event_type, source_after, destination_after,
+                           source_owner, destination_owner, ord)
+    WHERE transfers.id = f.id
+    RETURNING {", ".join(f"transfers.{c.name}" for c in _T.c)}, f.ord, f.action, f.event_type,
+              f.source_after, f.destination_after, f.source_owner, f.destination_owner
+), entries AS (
+    INSERT INTO ledger_entries (id, transfer_id, account_id, amount, balance_after)
+    SELECT gen_random_uuid(), e.transfer_id, e.account_id, e.amount, e.balance_after
+    FROM (
+        SELECT ord, 1 AS side, id AS transfer_id, source_account_id AS account_id, -amount AS amount,
+               source_after AS balance_after FROM final WHERE source_after IS NOT NULL
+        UNION ALL
+        SELECT ord, 2, id, destination_account_id, amount, destination_after FROM final
+        WHERE destination_after IS NOT NULL
+    ) e ORDER BY e.ord, e.side
+), audited AS (
+    INSERT INTO audit_log (actor_id, action, entity_type, entity_id, request_id, details)
+    SELECT NULL, action, 'transfer', CAST(id AS text), request_id,
+           CASE WHEN failure_code IS NOT NULL THEN jsonb_build_object('failure_code', failure_code)
+                ELSE jsonb_build_object('amount', amount) END
+    FROM final ORDER BY ord
+), payloads AS (
+    SELECT final.*, {transfer_data_sql("final")} AS data FROM final
+), evented AS (
+    INSERT INTO webhook_events (id, event_type, data, owner_ids)
+    SELECT gen_random_uuid(), e.event_type, e.data, e.owners
+    FROM (
+        SELECT ord, 1 AS n, event_type, data,
+               CASE WHEN source_owner IS NULL AND destination_owner IS NULL THEN CAST(ARRAY[] AS uuid[])
+                    WHEN destination_owner IS NULL OR destination_owner = source_owner THEN ARRAY[source_owner]
+                    WHEN source_owner IS NULL THEN ARRAY[destination_owner]
+                    WHEN destination_owner < source_owner THEN ARRAY[destination_owner, source_owner]
+                    ELSE ARRAY[source_owner, destination_owner] END AS owners
+        FROM payloads
+        UNION ALL
+        SELECT ord, 2, '{EventType.ACCOUNT_DEBITED}',
+               data || jsonb_build_object('account_id', source_account_id, 'balance_after', source_after),
+               ARRAY[source_owner]
+        FROM payloads WHERE source_after IS NOT NULL AND source_owner IS NOT NULL
+        UNION ALL
+        SELECT ord, 3, '{EventType.ACCOUNT_CREDITED}',
+               data || jsonb_build_object('account_id', destination_account_id, 'balance_after', destination_after),
+               ARRAY[destination_owner]
+        FROM payloads WHERE destination_after IS NOT NULL AND destination_owner IS NOT NULL
+    ) e
+    WHERE cardinality(e.owners) > 0
+    ORDER BY e.ord, e.n
+)
+SELECT id, status, failure_code, amount, currency, created_at, request_id FROM final ORDER BY ord
+"""
+).columns(_T.c.id, _T.c.status, _T.c.failure_code, _T.c.amount, _T.c.currency, _T.c.created_at, _T.c.request_id)
 
 _AUDIT_ACTIONS = {
     TransferStatus.COMPLETED: "transfer.completed",
@@ -68,8 +125,8 @@ class _Plan:
     owners: dict[uuid.UUID, uuid.UUID | None]
     outcomes: dict[uuid.UUID, str | None] = field(default_factory=dict)  # transfer -> failure code
     holds: set[uuid.UUID] = field(default_factory=set)  # transfers that end HELD, not COMPLETED
-    entries: list[tuple[Any, ...]] = field(default_factory=list)  # rows of _ENTRY_COLUMNS
     balance_after: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)  # transfer -> (src, dst)
+    accounts_of: dict[uuid.UUID, tuple[uuid.UUID, uuid.UUID]] = field(default_factory=dict)  # transfer -> (src, dst)
     touched: set[uuid.UUID] = field(default_factory=set)
 
 
@@ -104,36 +161,9 @@ def settle_batch(
         return []
     plan = _decide(session, pending, groups)
     _write_balances(session, plan)
-    copy_rows(session, "ledger_entries", _ENTRY_COLUMNS, plan.entries)
-    finals = _write_statuses(session, plan)
-    audit.record_many(
-        session,
-        [
-            audit.entry(
-                action=_AUDIT_ACTIONS[t.status],
-                entity_type="transfer",
-                entity_id=t.id,
-                actor_id=None,
-                request_id=t.request_id,
-                details={"failure_code": t.failure_code} if t.failure_code else {"amount": t.amount},
-            )
-            for t in finals
-        ],
-    )
-    # transfer.completed/failed/held (+ account.debited/credited), committed with the settlement.
-    events.emit_many(
-        session,
-        [
-            event
-            for t in finals
-            for event in events.transfer_events(
-                t,
-                source_owner=plan.owners[t.source_account_id],
-                destination_owner=plan.owners[t.destination_account_id],
-                balances_after=plan.balance_after.get(t.id),
-            )
-        ],
-    )
+    # Statuses, ledger entries, audit rows and transfer.completed/failed/held (+ account.debited/credited)
+    # outbox events: one statement, committed with the balances.
+    finals = _write_outcomes(session, plan)
     return [
         Settled(t.id, t.status, t.failure_code, True, t.amount, t.currency, t.created_at, t.request_id) for t in finals
     ]
@@ -172,6 +202,7 @@ def _decide(session: Session, pending: Sequence[Any], groups: Collection[uuid.UU
         held={a.id: a.held_amount for a in accounts},
         owners={a.id: a.user_id for a in accounts},
     )
+    plan.accounts_of = {t.id: (t.source_account_id, t.destination_account_id) for t in pending}
     active = {a.id for a in accounts if a.status == AccountStatus.ACTIVE}
     for unit in linked.units(pending, groups):
         if len(unit) == 1 and unit[0].batch_id not in groups:
@@ -196,12 +227,7 @@ def _apply(plan: _Plan, t: Any, active: set[uuid.UUID]) -> str | None:
         plan.balances[src] -= t.amount
         plan.balances[dst] += t.amount
         plan.touched.update((src, dst))
-        after = (plan.balances[src], plan.balances[dst])
-        plan.balance_after[t.id] = after
-        plan.entries += [
-            (uuid.uuid4(), t.id, src, -t.amount, after[0]),
-            (uuid.uuid4(), t.id, dst, t.amount, after[1]),
-        ]
+        plan.balance_after[t.id] = (plan.balances[src], plan.balances[dst])
     return plan.outcomes[t.id]
 
 
@@ -233,15 +259,28 @@ def _final_status(plan: _Plan, transfer_id: uuid.UUID, failure_code: str | None)
     return TransferStatus.HELD if transfer_id in plan.holds else TransferStatus.COMPLETED
 
 
-def _write_statuses(session: Session, plan: _Plan) -> list[Any]:
-    """Final status of every transfer in the batch; returns the updated rows in accept order."""
-    order = {transfer_id: i for i, transfer_id in enumerate(plan.outcomes)}
-    rows = session.execute(
-        _UPDATE_STATUSES,
+def _write_outcomes(session: Session, plan: _Plan) -> Sequence[Any]:
+    """Every transfer of the batch final (or HELD), with its entries, audit row and events;
+    returns the updated rows in accept order."""
+    ids = list(plan.outcomes)
+    statuses = [_final_status(plan, t, c) for t, c in plan.outcomes.items()]
+    after = [plan.balance_after.get(t) for t in ids]
+    source_owners, destination_owners = [], []
+    for t in ids:
+        source, destination = plan.accounts_of[t]
+        source_owners.append(plan.owners[source])
+        destination_owners.append(plan.owners[destination])
+    return session.execute(
+        _FINISH,
         {
-            "ids": list(plan.outcomes),
-            "statuses": [_final_status(plan, t, c).value for t, c in plan.outcomes.items()],
+            "ids": ids,
+            "statuses": [s.value for s in statuses],
             "codes": list(plan.outcomes.values()),
+            "actions": [_AUDIT_ACTIONS[s] for s in statuses],
+            "event_types": [STATUS_EVENTS[s].value for s in statuses],
+            "source_after": [a[0] if a else None for a in after],
+            "destination_after": [a[1] if a else None for a in after],
+            "source_owners": source_owners,
+            "destination_owners": destination_owners,
         },
     ).all()
-    return sorted(rows, key=lambda r: order[r.id])

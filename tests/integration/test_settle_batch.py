@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, text, tuple_, update
 
 from core.accounts.service import set_frozen
 from core.errors import TransferNotHeld
@@ -26,7 +26,7 @@ from core.transfers import holds as holds_service
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_batch
 from core.transfers.submit import submit_transfer
-from tests.factories import balance, fund
+from tests.factories import Customer, balance, fund
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 4
@@ -388,32 +388,71 @@ def test_holds_captures_voids_and_expiries_follow_the_model(  # type: ignore[no-
             check()
 
 
-def test_a_batch_writes_its_events_like_one_transfer_does(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
-    """A batch writes its outbox events with COPY (text arrays and JSON), one transfer with INSERT:
-    the stored events are the same either way."""
+def test_a_batch_writes_the_events_transfer_events_gives(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    """Postgres builds a batch's outbox events from the updated rows (settle._FINISH); they are
+    the events ``transfer_events`` gives for each stored transfer: completed, failed (no money,
+    no account events), held, between two customers and between one customer's own accounts."""
     from core.events import DomainEvent, transfer_events
 
     alice, bob = make_customer(), make_customer()
     fund(sessions, admin_user, alice.account, 1000)
+    with sessions.begin() as s:
+        second = Account(user_id=alice.user.id, currency="USD", status=AccountStatus.ACTIVE)
+        s.add(second)
+    own = Customer(alice.user, second, alice.email)
     alone = submit(sessions, alice, bob, 100)
     batched = [submit(sessions, alice, bob, 10 + i) for i in range(3)]
+    too_much = submit(sessions, alice, bob, 5000)
+    to_herself = submit(sessions, alice, own, 7)
     with sessions.begin() as s:
-        assert len(settle_batch(s, [alone])) == 1  # 3 events: INSERT
+        held = submit_transfer(
+            s, user=alice.user, idempotency_key=str(uuid.uuid4()), partitions=4,
+            movement=MoneyMovement(alice.account.id, bob.account.id, 20, "USD", None, True, 3600),
+        ).transfer.id  # fmt: skip
     with sessions.begin() as s:
-        assert len(settle_batch(s, batched)) == 3  # 9 events: COPY
+        assert len(settle_batch(s, [alone])) == 1
+    with sessions.begin() as s:
+        assert len(settle_batch(s, [*batched, too_much, to_herself, held])) == 6
     with sessions() as s:
-        for transfer_id in (alone, *batched):
+        for transfer_id in (alone, *batched, too_much, to_herself, held):
             t = s.get_one(Transfer, transfer_id)
             stored = s.scalars(
                 select(DomainEvent).where(DomainEvent.data["id"].astext == str(t.id)).order_by(DomainEvent.sequence)
             ).all()
-            completed = [e for e in stored if e.event_type != "transfer.pending"]
-            debited = next(e for e in completed if e.event_type == "account.debited").data["balance_after"]
-            credited = next(e for e in completed if e.event_type == "account.credited").data["balance_after"]
+            settled = [e for e in stored if e.event_type != "transfer.pending"]
+            after = None
+            if t.status == TransferStatus.COMPLETED:
+                entries = {e.account_id: e.balance_after for e in s.scalars(
+                    select(LedgerEntry).where(LedgerEntry.transfer_id == t.id))}  # fmt: skip
+                after = (entries[t.source_account_id], entries[t.destination_account_id])
+            destination_owner = alice.user.id if transfer_id == to_herself else bob.user.id
             expected = transfer_events(
-                t, source_owner=alice.user.id, destination_owner=bob.user.id, balances_after=(debited, credited)
+                t, source_owner=alice.user.id, destination_owner=destination_owner, balances_after=after
             )
-            assert [(e.event_type, e.data, e.owner_ids) for e in completed] == [
+            assert [(e.event_type, e.data, e.owner_ids) for e in settled] == [
                 (e["event_type"], e["data"], e["owner_ids"]) for e in expected
             ]
-    assert balance(sessions, alice.account.id) == 1000 - 100 - 10 - 11 - 12
+        assert s.get_one(Transfer, too_much).failure_code == "INSUFFICIENT_FUNDS"
+        assert s.get_one(Transfer, held).status == TransferStatus.HELD
+    assert balance(sessions, alice.account.id) == 1000 - 100 - 10 - 11 - 12 - 7
+
+
+@pytest.mark.parametrize("microsecond", [0, 1, 123456, 999999])
+def test_the_sql_payload_is_transfer_data(sessions, make_customer, microsecond) -> None:  # type: ignore[no-untyped-def]
+    """events.transfer_data_sql gives the JSON transfer_data gives, timestamps included (Python's
+    isoformat drops a zero fraction)."""
+    from core.events import transfer_data, transfer_data_sql
+
+    alice, bob = make_customer(), make_customer()
+    transfer_id = submit(sessions, alice, bob, 5)
+    at = datetime(2026, 1, 2, 3, 4, 5, microsecond, tzinfo=UTC)
+    with sessions.begin() as s:
+        s.execute(update(Transfer).where(Transfer.id == transfer_id).values(
+            created_at=at, updated_at=at + timedelta(seconds=1), completed_at=None,
+            hold=True, hold_expires_at=at + timedelta(hours=1), reference="ref \"quoted\" é"))  # fmt: skip
+    with sessions() as s:
+        t = s.get_one(Transfer, transfer_id)
+        from_sql = s.scalar(select(text(transfer_data_sql("t"))).select_from(text("transfers t")).where(
+            text("t.id = :id")).params(id=transfer_id))  # fmt: skip
+        assert from_sql == transfer_data(t)
+        assert from_sql["created_at"] == at.isoformat()
