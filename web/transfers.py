@@ -37,7 +37,7 @@ def _location(transfer: Transfer | Row[Any]) -> str:
 
 @blp.route("", methods=["POST"])
 @token_checked_in_view
-@blp.arguments(TransferIn)
+@blp.arguments(TransferIn())  # an instance: webargs would build one from a class on every request
 @blp.response(202, TransferOut)
 @blp.alt_response(200, schema=TransferOut, description="Idempotent replay of an accepted transfer")
 @blp.doc(**doc(BEARER, IDEMPOTENCY_KEY))
