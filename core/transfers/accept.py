@@ -29,15 +29,7 @@ from core.events import EventType, transfer_data
 from core.identity.pin_checks import PinCheck, PinPolicy, check_pin
 from core.identity.pins import hash_pin
 from core.identity.tokens import LIVE_CALLER, TokenCaller
-from core.models import (
-    AccountKind,
-    AccountStatus,
-    KycStatus,
-    Transfer,
-    TransferKind,
-    TransferStatus,
-    User,
-)
+from core.models import AccountKind, AccountStatus, KycStatus, Transfer, TransferKind, TransferStatus, User
 from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
