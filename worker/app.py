@@ -90,9 +90,12 @@ def _broker_options(settings: Settings) -> dict[str, Any]:
 
 def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
+        # The safety net that nudges PENDING transfers again. Ticks that piled up while no worker
+        # ran are dropped (a worker coming back would run them back to back); the next one sweeps.
         "sweep-pending-transfers": {
             "task": "worker.tasks.sweep_pending",
             "schedule": settings.sweeper_interval_seconds,
+            "options": {"expires": max(10.0, 5 * settings.sweeper_interval_seconds)},
         },
         # The audit hash chain, off the writers' path. One sealer runs at a time (an advisory
         # lock); a tick no worker took in time is dropped, the next one seals the same rows.

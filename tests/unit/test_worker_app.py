@@ -35,6 +35,16 @@ def test_celery_a_worker_finds_the_app_with_every_task_under_its_name() -> None:
     assert scheduled <= TASK_NAMES
 
 
+def test_every_periodic_tick_expires() -> None:
+    """Ticks that piled up while no worker ran are dropped, not run back to back when one starts:
+    each periodic task's next tick does the same work."""
+    settings = Settings()
+    schedule = create_celery(settings, set_as_current=False).conf.beat_schedule
+    for name, entry in schedule.items():
+        expires = entry.get("options", {}).get("expires")
+        assert expires is not None and expires >= entry["schedule"], name
+
+
 def test_importing_a_task_module_builds_no_app() -> None:
     """The API imports task modules to publish; that must not read the environment for a second app."""
     code = "import sys, worker.settlement, worker.webhooks; assert 'worker.celery' not in sys.modules"
