@@ -52,19 +52,24 @@ def settle_partition(self: Task, partition: int) -> int:
     res = resources()
     settings = res.settings
     nudges.release_nudge(res.redis, partition)  # before the first look: see core.transfers.nudges
-    settled, full = 0, False
-    for _ in range(MAX_BATCHES_PER_TASK):
-        if not full and settings.settle_linger_ms:
-            time.sleep(settings.settle_linger_ms / 1000)  # let the transfers arriving now join this batch
+    settled, batches, lingered = 0, 0, False
+    while batches < MAX_BATCHES_PER_TASK:
         with res.sessions() as session:
             batch = drain.next_batch(session, partition, settings.settle_batch_size)
         if not batch.transfer_ids:
             return settled
+        if len(batch.transfer_ids) < settings.settle_batch_size and settings.settle_linger_ms and not lingered:
+            # Let the transfers arriving now join this batch, then look again. A full batch (a
+            # backlog) or an empty partition never waits.
+            time.sleep(settings.settle_linger_ms / 1000)
+            lingered = True
+            continue
         outcomes = _settle(res, partition, batch)
         if outcomes is None:  # another drainer holds the partition and looks again after its commit
             return settled
         settled += len(outcomes)
-        full = len(batch.transfer_ids) >= settings.settle_batch_size
+        batches += 1
+        lingered = False
     # A hand-off, not a publish for rows of this task's: the transfers left were committed by
     # their accepts, and no transaction is open here to wait for.
     enqueue_settlement(partition)
