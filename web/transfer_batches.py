@@ -15,6 +15,7 @@ from core.identity.pin_checks import PinCheck, check_pin
 from core.observability import metrics, tracing
 from core.transfers.batch import BatchItem, ItemOutcome, ItemResult, accept_batch, prepare_batch
 from core.transfers.idempotency import MoneyMovement
+from core.transfers.submit import check_user
 from web.context import request_id, resources, settings, transaction
 from web.docs import BEARER
 from web.me import pin_policy
@@ -50,6 +51,7 @@ def create_batch(body: dict[str, Any]) -> dict[str, Any]:
     with tracing.span("accept_transfer_batch", transfer_count=len(items)), transaction() as session:
         plan = prepare_batch(session, user, items)
         if plan.needs_pin:
+            check_user(user)  # KYC before the PIN, as for POST /transfers
             pin = check_pin(
                 session,
                 user_id=user.id,

@@ -1,8 +1,8 @@
 """Accepting a customer transfer over the API: the common case in one statement, else the
 careful path.
 
-The careful path (the full token check, ``find_replay``, ``check_pin``, ``submit_transfer``)
-takes six statements and names every refusal precisely. The common case (a live token, the
+The careful path (the full token check, ``find_replay``, the source's owner and the caller's KYC,
+``check_pin``, ``submit_transfer``) takes seven statements and names every refusal precisely. The common case (a live token, the
 right PIN, nothing to refuse) is one statement: the token's revocation and the caller's state,
 the PIN, the replay lookup, the account checks, the PENDING row, its audit row and its outbox
 event. When that statement writes nothing and finds no replay (a revoked token, a wrong PIN, a
@@ -33,7 +33,14 @@ from core.models import AccountKind, AccountStatus, KycStatus, Transfer, Transfe
 from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
-from core.transfers.submit import Accepted, hold_expiry, submit_transfer, validate_hold
+from core.transfers.submit import (
+    Accepted,
+    check_source_owned,
+    check_user,
+    hold_expiry,
+    submit_transfer,
+    validate_hold,
+)
 
 _T = cast(Table, Transfer.__table__)
 _COLUMNS = ", ".join(c.name for c in _T.c)
@@ -159,12 +166,17 @@ def accept_carefully(
     partitions: int = 1,
     request_id: str | None = None,
 ) -> AcceptOutcome:
-    """A replay gets its transfer back before any other check; then the PIN (a wrong one counts,
-    and the caller commits the count before raising); then the checks and the PENDING row."""
+    """A replay gets its transfer back before any other check; then the source's owner and the
+    caller's KYC; then the PIN (a wrong one counts, and the caller commits the count before
+    raising); then the other checks and the PENDING row."""
     key = validate_key(idempotency_key)
     replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
     if replay is not None:
         return AcceptOutcome(Accepted(replay, created=False), PinCheck.OK)
+    # The contract's order: the source is the caller's, then KYC, then the PIN; neither of the
+    # first two is the PIN's business, so a refusal there counts no PIN failure.
+    check_source_owned(session, user, movement)
+    check_user(user)
     checked = check_pin(
         session,
         user_id=user.id,

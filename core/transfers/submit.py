@@ -166,6 +166,15 @@ def check_user(user: User) -> None:
         raise Forbidden("user is not active")
 
 
+def check_source_owned(session: Session, user: User, movement: MoneyMovement) -> None:
+    """The source is the caller's (someone else's, or none, is a 404), checked before the PIN."""
+    if movement.source_account_id is None:
+        raise NotFound("source account not found")
+    owner = session.scalar(select(Account.user_id).where(Account.id == movement.source_account_id))
+    if owner != user.id:
+        raise NotFound("source account not found")
+
+
 def check_accounts(
     user: User, movement: MoneyMovement, accounts: Mapping[uuid.UUID, Account]
 ) -> tuple[Account, Account]:

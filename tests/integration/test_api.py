@@ -185,6 +185,27 @@ def test_synchronous_business_checks(client, pair, make_customer) -> None:  # ty
     assert_problem(post_transfer(client, login(client, nopin.email), transfer_body(nopin, bob)), 409, "PIN_NOT_SET")
 
 
+def test_owner_and_kyc_are_checked_before_the_pin(client, pair, make_customer) -> None:  # type: ignore[no-untyped-def]
+    """API.md's order: the source is the caller's, then KYC, then the PIN. Neither refusal counts
+    a PIN failure."""
+    alice, bob = pair
+    newcomer = make_customer(approved=False, pin=None)
+    r = post_transfer(client, login(client, newcomer.email), transfer_body(newcomer, bob))
+    assert_problem(r, 403, "KYC_NOT_APPROVED")
+    nopin = make_customer(pin=None)
+    assert_problem(post_transfer(client, login(client, nopin.email), transfer_body(alice, bob)), 404, "NOT_FOUND")
+    mallory = make_customer()
+    mh = login(client, mallory.email)
+    for _ in range(6):  # more than the PIN's five tries
+        assert_problem(post_transfer(client, mh, transfer_body(alice, bob, pin="0000")), 404, "NOT_FOUND")
+    unapproved = make_customer(approved=False)
+    uh = login(client, unapproved.email)  # a wrong PIN is not what stops this caller
+    assert_problem(post_transfer(client, uh, transfer_body(unapproved, bob, pin="0000")), 403, "KYC_NOT_APPROVED")
+    # No PIN failure was counted on either caller.
+    assert post_transfer(client, mh, transfer_body(mallory, bob)).status_code == 202
+    assert_problem(post_transfer(client, mh, transfer_body(mallory, bob, pin="0000")), 403, "INVALID_PIN")
+
+
 def test_five_wrong_pins_lock_for_everyone_even_the_right_pin(client, pair) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
     h = login(client, alice.email)

@@ -178,3 +178,11 @@ def test_openapi_documents_the_batch_endpoint(client) -> None:  # type: ignore[n
     assert body["items"]["maxItems"] == 1000 and body["items"]["items"] == {"$ref": "#/components/schemas/BatchItemIn"}
     assert set(schemas["BatchItemIn"]["properties"]) >= {"idempotency_key", "source_account_id", "hold"}
     assert "pin" in schemas["BatchIn"]["required"]
+
+
+def test_kyc_is_checked_before_the_pin(client, pair, make_customer) -> None:  # type: ignore[no-untyped-def]
+    """As for POST /transfers: an unapproved customer hears about KYC, with no PIN set or a wrong one."""
+    _, bob = pair
+    for newcomer in (make_customer(approved=False, pin=None), make_customer(approved=False)):
+        r = post_batch(client, login(client, newcomer.email), [item(newcomer, bob)], pin="0000")
+        assert_problem(r, 403, "KYC_NOT_APPROVED")
