@@ -1,14 +1,14 @@
 """Accepting a customer transfer over the API: the common case in one statement, else the
 careful path.
 
-The careful path (the full token check, ``find_replay``, the source's owner and the caller's KYC,
-``check_pin``, ``submit_transfer``) takes seven statements and names every refusal precisely. The common case (a live token, the
-right PIN, nothing to refuse) is one statement: the token's revocation and the caller's state,
-the PIN, the replay lookup, the account checks, the PENDING row, its audit row and its outbox
-event. When that statement writes nothing and finds no replay (a revoked token, a wrong PIN, a
-missing, foreign, frozen or wrong-currency account, a concurrent duplicate that committed
-meanwhile...), the careful path runs in the same transaction and decides exactly as before:
-both give the same answers.
+The careful path (the full token check, ``find_replay``, the source's owner and the caller's
+KYC, ``check_pin``, ``submit_transfer``) takes seven statements and names every refusal
+precisely. The common case (a live token, the right PIN, nothing to refuse) is one statement:
+the token's revocation and the caller's state, the PIN, the replay lookup, the account checks,
+the PENDING row, its audit row and its outbox event. When that statement writes nothing and
+finds no replay (a revoked token, a wrong PIN, a missing, foreign, frozen or wrong-currency
+account, a concurrent duplicate that committed meanwhile...), the careful path runs in the same
+transaction and decides exactly as before: both give the same answers.
 """
 
 from __future__ import annotations
