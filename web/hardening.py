@@ -68,6 +68,7 @@ def _body_limit() -> None:
 def _refuse_hostile_input() -> Response | None:
     """Input that would crash a parser or the database driver further in, refused as malformed (400):
 
+    - ``NaN``, ``Infinity`` and ``-Infinity``, which Python's parser reads but JSON does not have;
     - JSON in another encoding than UTF-8 (the parser would take UTF-16/32);
     - nesting: Python's JSON parser recurses, a 10,000-deep array would be a RecursionError;
     - numbers past Python's int-parsing limit (4300 digits) raise a bare ValueError;
@@ -88,7 +89,9 @@ def _refuse_hostile_input() -> Response | None:
     if json_depth(data) > MAX_JSON_DEPTH:
         return problem(400, "BAD_REQUEST", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        body = json.loads(data)
+        body = json.loads(data, parse_constant=_not_json)
+    except _NotJson:
+        return problem(400, "BAD_REQUEST", "NaN, Infinity and -Infinity are not JSON")
     except json.JSONDecodeError:
         return None  # plain malformed JSON: the schema layer answers it (400 BAD_REQUEST)
     except ValueError:
@@ -96,6 +99,15 @@ def _refuse_hostile_input() -> Response | None:
     if _bad_text(body):
         return problem(400, "BAD_REQUEST", "JSON strings must be valid text without NUL characters")
     return None
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> float:
+    # Python's parser takes NaN and ±Infinity; RFC 8259 has no such literals: malformed JSON (400).
+    raise _NotJson(constant)
 
 
 def _bad_text(value: object) -> bool:

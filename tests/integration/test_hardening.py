@@ -79,6 +79,15 @@ def test_malformed_bodies_are_4xx_problems_never_500(client, body) -> None:  # t
     assert r.headers["Content-Type"] == PROBLEM
 
 
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_malformed_json(client, auth_headers, literal) -> None:  # type: ignore[no-untyped-def]
+    """Not JSON (RFC 8259), though Python's parser reads them: 400 BAD_REQUEST, not a field's 422."""
+    body = '{"source_account_id": "x", "destination_account_id": "y", "amount": ' + literal + ', "currency": "USD"}'
+    assert_problem(client.post(f"{API}/transfers", data=body, headers=auth_headers), 400, "BAD_REQUEST")
+    login = '{"email": "a@b.c", "password": ' + literal + "}"
+    assert_problem(client.post(f"{API}/auth/login", data=login, headers=JSON), 400, "BAD_REQUEST")
+
+
 def test_wrong_content_type_is_a_problem(client) -> None:  # type: ignore[no-untyped-def]
     r = client.post(f"{API}/auth/login", data="email=a&password=b", headers={"Content-Type": "text/plain"})
     assert 400 <= r.status_code < 500 and r.headers["Content-Type"] == PROBLEM
