@@ -50,7 +50,7 @@ _PERIOD: dict[str, Any] = {
         }
         for name, description in (
             ("from", "RFC 3339 instant with an offset; included."),
-            ("to", "RFC 3339 instant with an offset; excluded. At most 366 days after `from`."),
+            ("to", "RFC 3339 instant with an offset; excluded. At most 10,000 entries in the period."),
         )
     ]
 }
