@@ -149,6 +149,7 @@ def get_transfer(transfer_id: uuid.UUID) -> Transfer:
 @blp.response(200, TransferPage)
 @blp.doc(**BEARER)
 def list_transfers(args: dict[str, Any]) -> Page[Transfer]:
+    """Transfers from or to the caller's accounts, newest first; an admin lists every transfer."""
     with transaction() as session:
         return queries.list_visible(
             session,

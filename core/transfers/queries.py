@@ -38,13 +38,17 @@ def list_visible(
     cursor: str | None,
     limit: int,
 ) -> Page[Transfer]:
-    own_accounts = select(Account.id).where(Account.user_id == user.id)
-    stmt = select(Transfer).where(
-        or_(
-            Transfer.source_account_id.in_(own_accounts),
-            Transfer.destination_account_id.in_(own_accounts),
+    """The transfers ``user`` may see, newest first: those of their own accounts; an admin sees
+    every transfer, as ``get_visible`` lets them read any one."""
+    stmt = select(Transfer)
+    if user.role != Role.ADMIN:
+        own_accounts = select(Account.id).where(Account.user_id == user.id)
+        stmt = stmt.where(
+            or_(
+                Transfer.source_account_id.in_(own_accounts),
+                Transfer.destination_account_id.in_(own_accounts),
+            )
         )
-    )
     if status is not None:
         stmt = stmt.where(Transfer.status == status)
     if account_id is not None:

@@ -293,6 +293,19 @@ def test_cursor_pagination_walks_every_entry_once(client, make_customer, session
     )
 
 
+def test_admin_lists_every_transfer_customers_only_their_own(client, pair, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    t = post_transfer(client, login(client, alice.email), transfer_body(alice, bob)).json
+    admin = login(client, admin_user.email)
+    listed = client.get(f"/api/v1/transfers?account_id={alice.account.id}", headers=admin)
+    assert listed.status_code == 200 and [i["id"] for i in listed.json["items"]][:1] == [t["id"]]
+    everything = client.get("/api/v1/transfers?status=PENDING&limit=100", headers=admin).json["items"]
+    assert t["id"] in {i["id"] for i in everything}
+    mallory = login(client, make_customer().email)
+    assert client.get(f"/api/v1/transfers?account_id={alice.account.id}", headers=mallory).json["items"] == []
+    assert client.get("/api/v1/transfers", headers=login(client, bob.email)).json["items"][0]["id"] == t["id"]
+
+
 def test_admin_lists_pending_users_and_audit(client, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     pending = make_customer(approved=False)
     admin_h = login(client, admin_user.email)
