@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, redirect
+from flask import Flask
 from flask_smorest import Api
 
 from core import logs
@@ -101,4 +101,6 @@ def _root_doc_aliases(app: Flask, api: Api) -> None:
 
     @app.get("/docs")
     def docs_root() -> Any:
-        return redirect(f"{API_PREFIX}/docs")
+        # The page itself, not a redirect (a client that does not follow redirects sees 200); its
+        # asset and spec URLs are absolute.
+        return app.view_functions["api-docs.openapi_swagger_ui"]()

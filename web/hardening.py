@@ -136,6 +136,14 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+def _no_type_without_content(response: Response) -> Response:
+    # A 204 has no body (RFC 9110), so nothing for a Content-Type to describe; the response
+    # layer labels every answer JSON.
+    if response.status_code == 204:
+        response.headers.pop("Content-Type", None)
+    return response
+
+
 def _init_cors(app: Flask, origins: frozenset[str]) -> None:
     """Allow only the configured origins, without credentials; without CORS_ORIGINS no CORS header is ever sent."""
     if not origins:
@@ -170,4 +178,5 @@ def init_app(app: Flask) -> None:
     app.before_request(_body_limit)  # before anything reads the body
     app.before_request(_refuse_hostile_input)
     app.after_request(_security_headers)
+    app.after_request(_no_type_without_content)
     _init_cors(app, app.extensions["bank"].settings.cors_origins)
