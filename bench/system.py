@@ -16,6 +16,7 @@ from devtools import processes
 
 BASH = "/bin/bash"
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def parse_procfile(text: str) -> dict[str, str]:
@@ -119,6 +120,21 @@ def rss_of_groups(groups: set[int]) -> int:
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
     return total
+
+
+def cpu_seconds_of_groups(groups: set[int]) -> float:
+    """User + system CPU seconds so far of every live process whose process group is in ``groups``."""
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) in groups:
+                ticks += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return ticks / CLOCK_TICKS
 
 
 class RssSampler:
