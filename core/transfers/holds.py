@@ -14,7 +14,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select, text
@@ -113,12 +113,15 @@ def _end(
     # A duplicate of this request may have committed while this one waited for the row lock.
     if find_action_replay(session, user.id, key, request_hash) is not None:
         return Ended(transfer, created=False)
+    if transfer.status != TransferStatus.HELD:
+        raise TransferNotHeld(f"transfer is {transfer.status.value}, not HELD")
+    # Past its expiry a hold is over even before the expiry sweep (expire_due, the same clock) ends it EXPIRED.
+    if transfer.hold_expires_at is not None and transfer.hold_expires_at <= datetime.now(UTC):
+        raise TransferNotHeld(f"the hold expired at {transfer.hold_expires_at.isoformat()}; it ends EXPIRED")
     if amount is not None and amount > transfer.amount:
         raise ValidationFailed(
             "capture amount exceeds the held amount", errors={"amount": [f"Must be at most {transfer.amount}."]}
         )
-    if transfer.status != TransferStatus.HELD:
-        raise TransferNotHeld(f"transfer is {transfer.status.value}, not HELD")
     moved = transfer.amount if amount is None else amount
     bound = session.execute(
         pg_insert(_ACTIONS)

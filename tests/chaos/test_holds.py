@@ -74,8 +74,8 @@ def test_worker_killed_while_holds_settle_and_expire_racing_captures(  # type: i
     held = [t for t in final.values() if t.status == TransferStatus.HELD]
     assert held, "no hold survived the available-balance checks"
 
-    # Half of the holds fall due: the expiry sweep (beat) races captures of every hold over HTTP,
-    # while the worker running the beat is killed again.
+    # Half of the holds fall due: captures of every hold over HTTP while the worker running the beat
+    # (the expiry sweep) is killed again. A due hold is not capturable (409) even before the sweep.
     due = {t.id for t in held[::2]}
     with sessions.begin() as s:
         s.execute(
@@ -99,8 +99,9 @@ def test_worker_killed_while_holds_settle_and_expire_racing_captures(  # type: i
         answers = dict(captures)
     assert set(answers.values()) <= {202, 409}, answers
     assert all(answers[t] == 202 for t in {t.id for t in held} - due)  # nothing else ends those
+    assert all(answers[t] == 409 for t in due)
 
-    # Every due hold ends (captured first or expired by the restarted beat), none stays open.
+    # Every due hold ends (expired by the restarted beat), none stays open.
     wait_for("due holds to end", lambda: _count(sessions, list(due), TransferStatus.HELD) == 0, timeout=60)
     with sessions() as s:
         rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_([t.id for t in held])))}

@@ -127,6 +127,41 @@ def test_a_pending_or_plain_transfer_is_not_held(client, sessions, pair) -> None
     assert action(client, ah, pending["id"], "capture", key="early").status_code == 202
 
 
+def test_not_held_is_answered_before_the_amount(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = pair
+    ah = login(client, alice.email)
+    plain = post_transfer(client, ah, transfer_body(alice, bob, amount=100)).json
+    with sessions.begin() as s:
+        settle_transfer(s, uuid.UUID(plain["id"]))
+    assert_problem(action(client, ah, plain["id"], "capture", {"amount": 500}), 409, "TRANSFER_NOT_HELD")
+
+
+@pytest.mark.commits  # the sweep runs in the worker's own sessions
+def test_a_hold_past_its_expiry_is_not_held_before_the_sweep_ends_it(client, sessions, pair, worker_resources) -> None:  # type: ignore[no-untyped-def]
+    """API.md: a hold not captured by its expiry ends EXPIRED. Between the expiry and the sweep
+    (every HOLD_EXPIRY_INTERVAL_SECONDS) neither capture nor void may end it otherwise."""
+    alice, bob = pair
+    ah, bh = login(client, alice.email), login(client, bob.email)
+    t = held(client, sessions, alice, bob, 300)
+    with sessions.begin() as s:
+        s.execute(
+            update(Transfer)
+            .where(Transfer.id == uuid.UUID(t["id"]))
+            .values(hold_expires_at=datetime.now(UTC) - timedelta(milliseconds=300))
+        )
+    assert_problem(action(client, ah, t["id"], "capture"), 409, "TRANSFER_NOT_HELD")
+    assert_problem(action(client, ah, t["id"], "capture", {"amount": 100}), 409, "TRANSFER_NOT_HELD")
+    assert_problem(action(client, bh, t["id"], "void"), 409, "TRANSFER_NOT_HELD")
+    assert account(client, bh, bob.account.id)["balance"] == 0
+    with sessions() as s:
+        assert s.get_one(Transfer, uuid.UUID(t["id"])).status.value == "HELD"  # the sweep's to end
+    assert expire_holds() >= 1
+    got = client.get(f"/api/v1/transfers/{t['id']}", headers=ah).json
+    assert got["status"] == "EXPIRED" and got["captured_amount"] is None
+    a = account(client, ah, alice.account.id)
+    assert (a["balance"], a["available_balance"]) == (1_000, 1_000)
+
+
 def test_ownership_capture_and_void(client, sessions, pair, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
     mallory = make_customer()

@@ -114,13 +114,14 @@ def test_capture_void_and_expiry_racing_give_exactly_one_outcome(sessions, make_
     alice, bob = make_customer(), make_customer()
     fund(sessions, admin_user, alice.account, 10_000)
     outcomes: set[TransferStatus] = set()
-    for _ in range(12):
+    for i in range(12):
         before = books(sessions, alice, bob)
         tid = open_hold(sessions, alice, bob, 500)
-        with sessions.begin() as s:  # due now: the sweep may take it
-            s.execute(
-                update(Transfer).where(Transfer.id == tid).values(hold_expires_at=datetime.now(UTC) - timedelta(1))
-            )
+        # Odd rounds: due, so only the sweep may end it (capture and void answer TRANSFER_NOT_HELD);
+        # even rounds: not due yet, so capture and void race each other and the sweep finds nothing.
+        expires = datetime.now(UTC) + timedelta(days=-1 if i % 2 else 1)
+        with sessions.begin() as s:
+            s.execute(update(Transfer).where(Transfer.id == tid).values(hold_expires_at=expires))
 
         def void(tid: uuid.UUID = tid) -> holds.Ended:
             with sessions.begin() as s:
@@ -141,6 +142,9 @@ def test_capture_void_and_expiry_racing_give_exactly_one_outcome(sessions, make_
         (a_bal, a_held), (b_bal, b_held) = books(sessions, alice, bob)
         moved = 200 if status == TransferStatus.COMPLETED else 0
         assert (a_bal, a_held, b_bal, b_held) == (before[0][0] - moved, 0, before[1][0] + moved, 0)
+        if i % 2:
+            assert status == TransferStatus.EXPIRED
+    assert TransferStatus.EXPIRED in outcomes
     assert outcomes <= {TransferStatus.COMPLETED, TransferStatus.VOIDED, TransferStatus.EXPIRED}
 
 
