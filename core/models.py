@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Enum,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -287,12 +288,17 @@ class LedgerEntry(Base):
     amount: Mapped[int] = mapped_column(BigInteger)  # signed: debit < 0 < credit
     balance_after: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _now()
+    # Drawn at insert, under the account's row lock: per account, the order the entries were
+    # applied in (balance_after chains along it). created_at is the transaction's start: one
+    # batch's entries share it, and a transaction that waited for the lock may have started first.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
 
     __table_args__ = (
         # A transfer touches an account at most once: a second settlement cannot post again.
         UniqueConstraint("transfer_id", "account_id", name="uq_ledger_entries_transfer_account"),
         CheckConstraint("amount <> 0", name="amount_nonzero"),
         Index("ix_ledger_entries_account_created", "account_id", "created_at", "id"),
+        Index("ix_ledger_entries_account_seq", "account_id", "seq", unique=True),
     )
 
 

@@ -1,7 +1,7 @@
 """Keyset (cursor) pagination, newest first: stable under inserts, one cursor format for every list.
 
 A list names its sort keys (columns, unique together, all descending); the cursor is the last row's
-values of those keys, base64url JSON. It is opaque to clients and checked against the keys' types
+values of those keys after the keys' names, base64url JSON. It is opaque to clients and checked against the keys' types
 when it comes back, so a damaged cursor, or one from a list with other keys, is a 422.
 """
 
@@ -35,17 +35,24 @@ def newest_first(model: Any) -> Keys:
     return (model.created_at, model.id)
 
 
-def encode_cursor(values: Sequence[datetime | uuid.UUID | int]) -> str:
-    raw = json.dumps([v if isinstance(v, int) else str(v) for v in values], separators=(",", ":"))
+def encode_cursor(values: Sequence[datetime | uuid.UUID | int], keys: Keys) -> str:
+    raw = json.dumps([_tag(keys), *(v if isinstance(v, int) else str(v) for v in values)], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _tag(keys: Keys) -> str:
+    # Names the list's keys, so that one list's cursor is refused by another whose keys have the
+    # same types (ledger entries and audit rows are both keyed by one integer).
+    return ",".join(f"{k.table.name}.{k.key}" for k in keys)
 
 
 def decode_cursor(cursor: str, keys: Keys) -> list[Any]:
     """The key values a cursor carries, typed as its keys' columns; ValidationFailed (422) otherwise."""
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(values, list) or len(values) != len(keys):
+        tagged = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(tagged, list) or len(tagged) != len(keys) + 1 or tagged[0] != _tag(keys):
             raise ValueError("cursor does not fit this list")
+        values = tagged[1:]
         return [_load(key.type.python_type, value) for key, value in zip(keys, values, strict=True)]
     except (ValueError, TypeError) as exc:
         raise ValidationFailed("invalid cursor", errors={"cursor": ["Invalid cursor."]}) from exc
@@ -76,5 +83,5 @@ def paginate(session: Any, stmt: Select[Any], keys: Keys, cursor: str | None, li
     rows = list(session.scalars(stmt.order_by(*(k.desc() for k in keys)).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor([getattr(rows[-1], k.key) for k in keys]) if more and rows else None
+    next_cursor = encode_cursor([getattr(rows[-1], k.key) for k in keys], keys) if more and rows else None
     return Page(items=rows, next_cursor=next_cursor)

@@ -90,9 +90,9 @@ def statement(
         select(LedgerEntry, Transfer.reference)
         .join(Transfer, Transfer.id == LedgerEntry.transfer_id)
         .where(LedgerEntry.account_id == account.id, LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
-        # The entries of one settlement share created_at (its transaction's start); within one,
-        # transfers were applied in accept order, which is what balance_after follows.
-        .order_by(LedgerEntry.created_at, Transfer.created_at, Transfer.id)
+        # The order they were applied in, which balance_after follows (created_at cannot tell:
+        # one settlement's entries share it, see LedgerEntry.seq).
+        .order_by(LedgerEntry.seq)
         .limit(max_entries + 1)
     ).all()
     if len(rows) > max_entries:

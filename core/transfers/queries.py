@@ -57,5 +57,7 @@ def list_visible(
 
 
 def list_entries(session: Session, account: Account, *, cursor: str | None, limit: int) -> Page[LedgerEntry]:
+    """Newest first in the order the entries were applied, so each one's balance_after minus its
+    amount is the next one's balance_after."""
     stmt = select(LedgerEntry).where(LedgerEntry.account_id == account.id)
-    return paginate(session, stmt, newest_first(LedgerEntry), cursor, limit)
+    return paginate(session, stmt, (LedgerEntry.seq,), cursor, limit)

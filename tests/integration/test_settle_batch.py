@@ -177,6 +177,78 @@ def test_crossing_batches_in_parallel_never_deadlock_or_double_apply(sessions, m
         assert s.scalar(select(func.count()).where(LedgerEntry.transfer_id.in_(ids))) == 2 * len(ids)
 
 
+def chained(entries: list[dict], balance_now: int) -> bool:  # type: ignore[type-arg]
+    """Newest first: each entry's balance_after minus its amount is the next (older) one's."""
+    after = balance_now
+    for e in entries:
+        if e["balance_after"] != after:
+            return False
+        after -= e["amount"]
+    return after == 0  # every account here started empty
+
+
+def test_one_batchs_entries_list_in_the_order_they_were_applied(client, sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    """One settlement's entries share created_at: the list still goes newest first, as applied."""
+    from tests.integration.test_api import login
+
+    a, b = make_customer(), make_customer()
+    fund(sessions, admin_user, a.account, 10_000)
+    ids = [submit(sessions, a, b, amount) for amount in (100, 200, 300, 400, 500, 600)]
+    with sessions.begin() as s:
+        applied = [o.amount for o in settle_batch(s, ids)]  # accept order (created_at, then id)
+    h = login(client, a.email)
+    entries = client.get(f"/api/v1/accounts/{a.account.id}/entries", headers=h).json["items"]
+    assert [e["amount"] for e in entries] == [-x for x in reversed(applied)] + [10_000]
+    assert chained(entries, balance(sessions, a.account.id))
+    paged, cursor = [], None
+    while True:  # the cursor walks the same order
+        query = f"?limit=2&cursor={cursor}" if cursor else "?limit=2"
+        page = client.get(f"/api/v1/accounts/{a.account.id}/entries{query}", headers=h).json
+        paged += page["items"]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert paged == entries
+
+
+@pytest.mark.commits  # batches in parallel on their own connections
+def test_entries_chain_after_crossing_batches_in_parallel(client, sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    """Concurrent batches wait for each other's account locks: per account, the entries (listed and
+    in a statement) follow the order they were applied in, whatever each transaction's start."""
+    from tests.integration.test_api import login
+
+    ps = [make_customer() for _ in range(4)]
+    for p in ps:
+        fund(sessions, admin_user, p.account, 10_000)
+    ids = [submit(sessions, ps[x], ps[y], 1 + (x * 4 + y)) for x in range(4) for y in range(4) if x != y]
+    ids += [submit(sessions, ps[x], ps[y], 3) for x in range(4) for y in range(4) if x != y]
+    batches = [ids[k::3] for k in range(3)] + [list(reversed(ids))]
+    barrier = threading.Barrier(len(batches))
+
+    def run(batch: list[uuid.UUID]) -> None:
+        with sessions.begin() as s:
+            s.execute(text("SELECT 1"))  # each transaction starts before it waits for locks
+            barrier.wait(10)
+            settle_batch(s, batch)
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    end = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    for p in ps:
+        h = login(client, p.email)
+        entries = client.get(f"/api/v1/accounts/{p.account.id}/entries?limit=100", headers=h).json["items"]
+        assert len(entries) == 1 + 2 * 6 and chained(entries, balance(sessions, p.account.id))
+        stmt = client.get(
+            f"/api/v1/accounts/{p.account.id}/statement", query_string={"from": start, "to": end}, headers=h
+        ).json
+        assert [(e["id"], e["balance_after"]) for e in reversed(stmt["entries"])] == [
+            (e["id"], e["balance_after"]) for e in entries
+        ]
+
+
 @pytest.mark.commits  # the partition lock is taken by one connection and refused to another
 def test_one_drainer_per_partition(sessions) -> None:  # type: ignore[no-untyped-def]
     with sessions.begin() as a:
