@@ -3,11 +3,12 @@ through ``bash -c`` in its own process group. Settlement workers are the entries
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,35 +107,32 @@ class System:
         return rss_of_groups(groups) / 2**20
 
 
-def rss_of_groups(groups: set[int]) -> int:
-    """Resident bytes of every process whose process group is in ``groups`` (a Procfile entry's tree)."""
-    total = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            pgrp = int(stat.rsplit(")", 1)[1].split()[2])
-            if pgrp in groups:
-                total += int(Path(f"/proc/{entry}/statm").read_text().split()[1]) * PAGE
-        except (OSError, ValueError, IndexError):
-            continue  # gone meanwhile
-    return total
-
-
-def cpu_seconds_of_groups(groups: set[int]) -> float:
-    """User + system CPU seconds so far of every live process whose process group is in ``groups``."""
-    ticks = 0
+def _members(groups: set[int]) -> Iterator[tuple[str, list[str]]]:
+    """(pid, /proc stat fields after the command name) of every live process whose process group is
+    in ``groups`` (a Procfile entry's tree)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) in groups:
-                ticks += int(fields[11]) + int(fields[12])
+                yield entry, fields
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
-    return ticks / CLOCK_TICKS
+
+
+def rss_of_groups(groups: set[int]) -> int:
+    """Resident bytes of the processes of ``groups``."""
+    total = 0
+    for pid, _ in _members(groups):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # gone meanwhile
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+    return total
+
+
+def cpu_seconds_of_groups(groups: set[int]) -> float:
+    """User + system CPU seconds so far of the live processes of ``groups``."""
+    return sum(int(fields[11]) + int(fields[12]) for _, fields in _members(groups)) / CLOCK_TICKS
 
 
 class RssSampler:

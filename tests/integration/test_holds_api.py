@@ -53,6 +53,13 @@ def held(client, sessions, alice, bob, amount: int = 400, **over: Any) -> dict[s
     return r.json  # type: ignore[no-any-return]
 
 
+def due(sessions, transfer_id: str, ago: timedelta) -> None:  # type: ignore[no-untyped-def]
+    """The hold's expiry moved to ``ago`` before now, as if it had run out."""
+    with sessions.begin() as s:
+        expires = datetime.now(UTC) - ago
+        s.execute(update(Transfer).where(Transfer.id == uuid.UUID(transfer_id)).values(hold_expires_at=expires))
+
+
 @pytest.mark.commits  # the entries list goes newest first by created_at: the capture's must be later
 def test_a_hold_reserves_then_a_partial_capture_moves_part_and_releases_the_rest(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
     alice, bob = pair
@@ -143,12 +150,7 @@ def test_a_hold_past_its_expiry_is_not_held_before_the_sweep_ends_it(client, ses
     alice, bob = pair
     ah, bh = login(client, alice.email), login(client, bob.email)
     t = held(client, sessions, alice, bob, 300)
-    with sessions.begin() as s:
-        s.execute(
-            update(Transfer)
-            .where(Transfer.id == uuid.UUID(t["id"]))
-            .values(hold_expires_at=datetime.now(UTC) - timedelta(milliseconds=300))
-        )
+    due(sessions, t["id"], timedelta(milliseconds=300))
     assert_problem(action(client, ah, t["id"], "capture"), 409, "TRANSFER_NOT_HELD")
     assert_problem(action(client, ah, t["id"], "capture", {"amount": 100}), 409, "TRANSFER_NOT_HELD")
     assert_problem(action(client, bh, t["id"], "void"), 409, "TRANSFER_NOT_HELD")
@@ -284,12 +286,7 @@ def test_hold_events_reach_both_owners(client, sessions, pair, worker_resources)
     voided = held(client, sessions, alice, bob, 100)
     action(client, ah, voided["id"], "void")
     expired = held(client, sessions, alice, bob, 100)
-    with sessions.begin() as s:
-        s.execute(
-            update(Transfer)
-            .where(Transfer.id == uuid.UUID(expired["id"]))
-            .values(hold_expires_at=datetime.now(UTC) - timedelta(seconds=1))
-        )
+    due(sessions, expired["id"], timedelta(seconds=1))
     assert expire_holds() >= 1  # the beat task, run in this process
     both = sorted([alice.user.id, bob.user.id])
     with sessions() as s:
