@@ -1,8 +1,9 @@
 """Keyset (cursor) pagination, newest first: stable under inserts, one cursor format for every list.
 
-A list names its sort keys (columns, unique together, all descending); the cursor is the last row's
-values of those keys after the keys' names, base64url JSON. It is opaque to clients and checked against the keys' types
-when it comes back, so a damaged cursor, or one from a list with other keys, is a 422.
+A list names its sort keys (columns, unique together, all descending); the cursor is the keys'
+names, then the last row's values of those keys, base64url JSON. It is opaque to clients and
+checked against the keys' names and types when it comes back, so a damaged cursor, or one from a
+list with other keys, is a 422.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ def _end(
         return Ended(transfer, created=False)
     if transfer.status != TransferStatus.HELD:
         raise TransferNotHeld(f"transfer is {transfer.status.value}, not HELD")
-    # Past its expiry a hold is over even before the expiry sweep (expire_due, the same clock) ends it EXPIRED.
+    # Past its expiry a hold is over, even before the sweep (expire_due, on the same clock) ends it EXPIRED.
     if transfer.hold_expires_at is not None and transfer.hold_expires_at <= datetime.now(UTC):
         raise TransferNotHeld(f"the hold expired at {transfer.hold_expires_at.isoformat()}; it ends EXPIRED")
     if amount is not None and amount > transfer.amount:
