@@ -126,7 +126,6 @@ class _Plan:
     outcomes: dict[uuid.UUID, str | None] = field(default_factory=dict)  # transfer -> failure code
     holds: set[uuid.UUID] = field(default_factory=set)  # transfers that end HELD, not COMPLETED
     balance_after: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)  # transfer -> (src, dst)
-    accounts_of: dict[uuid.UUID, tuple[uuid.UUID, uuid.UUID]] = field(default_factory=dict)  # transfer -> (src, dst)
     touched: set[uuid.UUID] = field(default_factory=set)
 
 
@@ -163,7 +162,7 @@ def settle_batch(
     _write_balances(session, plan)
     # Statuses, ledger entries, audit rows and transfer.completed/failed/held (+ account.debited/credited)
     # outbox events: one statement, committed with the balances.
-    finals = _write_outcomes(session, plan)
+    finals = _write_outcomes(session, plan, pending)
     return [
         Settled(t.id, t.status, t.failure_code, True, t.amount, t.currency, t.created_at, t.request_id) for t in finals
     ]
@@ -202,7 +201,6 @@ def _decide(session: Session, pending: Sequence[Any], groups: Collection[uuid.UU
         held={a.id: a.held_amount for a in accounts},
         owners={a.id: a.user_id for a in accounts},
     )
-    plan.accounts_of = {t.id: (t.source_account_id, t.destination_account_id) for t in pending}
     active = {a.id for a in accounts if a.status == AccountStatus.ACTIVE}
     for unit in linked.units(pending, groups):
         if len(unit) == 1 and unit[0].batch_id not in groups:
@@ -259,17 +257,15 @@ def _final_status(plan: _Plan, transfer_id: uuid.UUID, failure_code: str | None)
     return TransferStatus.HELD if transfer_id in plan.holds else TransferStatus.COMPLETED
 
 
-def _write_outcomes(session: Session, plan: _Plan) -> Sequence[Any]:
+def _write_outcomes(session: Session, plan: _Plan, pending: Sequence[Any]) -> Sequence[Any]:
     """Every transfer of the batch final (or HELD), with its entries, audit row and events;
     returns the updated rows in accept order."""
     ids = list(plan.outcomes)
     statuses = [_final_status(plan, t, c) for t, c in plan.outcomes.items()]
     after = [plan.balance_after.get(t) for t in ids]
-    source_owners, destination_owners = [], []
-    for t in ids:
-        source, destination = plan.accounts_of[t]
-        source_owners.append(plan.owners[source])
-        destination_owners.append(plan.owners[destination])
+    rows = {t.id: t for t in pending}
+    source_owners = [plan.owners[rows[t].source_account_id] for t in ids]
+    destination_owners = [plan.owners[rows[t].destination_account_id] for t in ids]
     return session.execute(
         _FINISH,
         {
