@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     # Beat: how often holds past their expiry are ended EXPIRED (core/transfers/holds.py).
     hold_expiry_interval_seconds: float = Field(default=5.0, gt=0)
 
-    # Beat: how often the sealer chains the committed audit rows (core/audit_seal.py).
+    # Beat: how often the sealer chains the committed audit rows (core/audit/seal.py).
     audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
 
     # How often beat sends every queue its heartbeat task, and the backlog exporter measures

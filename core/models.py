@@ -316,7 +316,7 @@ class AuditLog(Base):
     request_id: Mapped[str | None] = mapped_column(String(128))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     # The inserting transaction (xid8 as bigint), set by the database; never by the app. The
-    # sealer chains a row once its transaction is below the xmin horizon (core/audit_seal.py).
+    # sealer chains a row once its transaction is below the xmin horizon (core/audit/seal.py).
     # Rows chained before migration 0006 have 0.
     txid: Mapped[int] = mapped_column(BigInteger, server_default=text("(pg_current_xact_id())::text::bigint"))
 

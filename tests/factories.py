@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.audit_seal import SEAL_LOCK
+from core.audit.seal import SEAL_LOCK
 from core.identity import admin as admins
 from core.identity import kyc, pin_checks, users
 from core.models import Account, User
@@ -80,7 +80,7 @@ def balance(sessions: sessionmaker[Session], account_id: uuid.UUID) -> int:
 
 def seal_all(sessions: sessionmaker[Session]) -> int:
     """Run the audit sealer until every finished transaction's rows are chained, as the beat task does."""
-    from core.audit_seal import seal
+    from core.audit.seal import seal
 
     total = 0
     deadline = time.monotonic() + 30

@@ -7,7 +7,7 @@ import uuid
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
-from core.audit_proofs import TransferAudit, transfer_audit
+from core.audit.proofs import TransferAudit, transfer_audit
 from core.transfers import queries
 from web.context import snapshot
 from web.docs import BEARER

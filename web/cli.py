@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from core.audit_chain import verify_chain
+from core.audit.verify import verify_chain
 from core.identity import admin as admins
 from core.reconcile import reconcile
 from core.webhooks import service as webhooks

@@ -1,10 +1,10 @@
-"""The audit sealer: chains the committed audit rows, off the writers' path (core/audit_seal.py)."""
+"""The audit sealer: chains the committed audit rows, off the writers' path (core/audit/seal.py)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from core.audit_seal import SEAL_BATCH, seal
+from core.audit.seal import SEAL_BATCH, seal
 from worker.runtime import resources
 
 SEAL_MAX_BATCHES = 20  # per run; the next beat tick continues

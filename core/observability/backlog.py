@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core.audit_seal import unsealed
+from core.audit.seal import unsealed
 from core.models import Transfer, TransferStatus
 from core.transfers.sweep import count_parked
 

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from core.audit_chain import verify_chain
+from core.audit.verify import verify_chain
 from core.models import Account, LedgerEntry, Transfer, TransferStatus
 from core.reconcile import reconcile
 from devtools import processes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core.audit_chain import verify_chain
+from core.audit.verify import verify_chain
 from core.models import AuditLog, AuditSeal
 from tests import factories
 from tests.waits import wait_for

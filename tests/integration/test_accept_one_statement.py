@@ -11,14 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text, update
 
-from core.audit import AuditLog
 from core.config import Settings
 from core.errors import DomainError, IdempotencyKeyReused
 from core.events import DomainEvent
 from core.identity import tokens
 from core.identity.pin_checks import PinCheck
 from core.identity.tokens import TokenCaller
-from core.models import Account, AccountKind, AccountStatus, Transfer, User, UserStatus
+from core.models import Account, AccountKind, AccountStatus, AuditLog, Transfer, User, UserStatus
 from core.transfers.accept import accept_carefully, accept_in_one_statement, accept_transfer
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.submit import submit_transfer

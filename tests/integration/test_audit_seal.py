@@ -13,9 +13,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
-from core.audit_chain import ChainResult, verify_chain
-from core.audit_seal import SealResult, seal, unsealed
-from core.merkle import merkle_root
+from core.audit.merkle import merkle_root
+from core.audit.seal import SealResult, seal, unsealed
+from core.audit.verify import ChainResult, verify_chain
 from core.models import AuditLog, AuditSeal, AuditSealBatch
 from core.observability.backlog import measure
 from tests.factories import seal_all

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from core.audit_chain import verify_chain
+from core.audit.verify import verify_chain
 from core.models import Account, AuditSeal
 from core.reconcile import reconcile
 from tests.factories import fund, seal_all, sealer_paused

@@ -56,8 +56,8 @@ def _insert(engine: Engine, *actions: str) -> None:
 
 def test_0006_moves_the_trigger_chain_to_seals_and_back(stack) -> None:  # type: ignore[no-untyped-def]
     """Rows chained by the 0002 trigger verify after 0006; a downgrade rebuilds the old chain."""
-    from core.audit_chain import verify_chain
-    from core.audit_seal import seal
+    from core.audit.seal import seal
+    from core.audit.verify import verify_chain
     from core.config import Settings
     from core.db import make_engine
 

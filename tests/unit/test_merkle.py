@@ -1,4 +1,4 @@
-"""The Merkle tree over a seal batch (core/merkle.py): roots, odd counts, inclusion proofs."""
+"""The Merkle tree over a seal batch (core/audit/merkle.py): roots, odd counts, inclusion proofs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from core.merkle import ProofStep, batch_root, merkle_proof, merkle_root, verify_proof
+from core.audit.merkle import ProofStep, batch_root, merkle_proof, merkle_root, verify_proof
 
 
 def h(data: bytes) -> bytes:

@@ -5,7 +5,7 @@ One sealer at a time takes the rows whose transaction is below the xmin horizon 
 snapshot: every transaction there has committed (its rows are visible) or aborted (its rows
 never exist), so no row can later appear in front of a sealed one. The chaining itself is one
 call of ``audit_seal_batch()`` (migration 0006) per batch: seq, prev_hash and row_hash per row
-in (txid, id) order, the batch's Merkle root (core/merkle.py) and the root chaining the batches.
+in (txid, id) order, the batch's Merkle root (core/audit/merkle.py) and the root chaining the batches.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Verifying the audit hash chain that the sealer builds (core/audit_seal.py, migration 0006).
+"""Verifying the audit hash chain that the sealer builds (core/audit/seal.py, migration 0006).
 
 Checks every seal in seq order (seq contiguous from 1, prev_hash links, the audit row's content
 matches row_hash), every batch (contiguous seq ranges, the Merkle root of its row hashes, the
@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
-from core.audit_seal import sealed_horizon, unsealed
-from core.merkle import batch_root, merkle_root
+from core.audit.merkle import batch_root, merkle_root
+from core.audit.seal import sealed_horizon, unsealed
 from core.models import AuditSealBatch
 
 _SEALS = """

@@ -2,7 +2,7 @@
 
 For every sealed row: its ``row_hash``, its batch (Merkle root, previous root, chained root,
 leaf index, tree size) and the Merkle audit path from the row to the batch's Merkle root
-(core/merkle.py: RFC 6962 hashing, leaf ``sha256(0x00 || row_hash)``, node
+(core/audit/merkle.py: RFC 6962 hashing, leaf ``sha256(0x00 || row_hash)``, node
 ``sha256(0x01 || left || right)``). The batch's ``root`` is ``sha256(prev_root || merkle_root)``,
 so a root published (or remembered) earlier vouches for every batch before it.
 
@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.merkle import ProofStep, merkle_proof
+from core.audit.merkle import ProofStep, merkle_proof
 from core.models import AuditLog, AuditSeal, AuditSealBatch
 
 
