@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import after_commit
@@ -27,6 +28,15 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
         hide_parameters=True,  # a logged or raised SQL error never carries a password hash or a token
         connect_args={"options": options},
     )
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Postgres could not be reached or dropped the connection (a restart, a failover, a
+    terminated backend): nothing the request did is known to have committed, and a retry with
+    the same idempotency key is safe. Answered as 503 with Retry-After, never as a bug."""
+    if isinstance(error, OperationalError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

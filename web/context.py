@@ -51,10 +51,13 @@ def transaction() -> Iterator[Session]:
         session.begin()
     try:
         yield session
+        session.commit()
     except BaseException:
+        # The commit too: a COMMIT that failed (the server dropped the connection) leaves the
+        # session unusable until it is rolled back, and the request may still ask the database
+        # something (the full token check) before its error is answered.
         session.rollback()
         raise
-    session.commit()
 
 
 @contextmanager

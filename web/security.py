@@ -32,6 +32,7 @@ from flask_jwt_extended import (
 )
 from sqlalchemy.orm import Session
 
+from core.db import database_unavailable
 from core.errors import Forbidden
 from core.identity import tokens
 from core.identity.tokens import TokenCaller
@@ -162,8 +163,10 @@ def token_checked_in_view(view: F) -> F:
             structlog.contextvars.bind_contextvars(user_id=str(caller.user_id))
         try:
             return view(*args, **kwargs)
-        except Exception:
-            if not _token_checked():
+        except Exception as error:
+            # A database that is unreachable or dropped the connection is a 503 whatever the token
+            # is: asking it again for the full check would only turn that into another error.
+            if not _token_checked() and not database_unavailable(error):
                 verify_jwt_in_request()  # raises for a token that is not live; else the view's error stands
             raise
 
