@@ -116,7 +116,7 @@ def start_system(args: argparse.Namespace, log_dir: Path) -> system.System:
 
 
 def wait_final(ctx: Context, accounts: list[str], deadline_s: float) -> tuple[bool, float]:
-    """Poll until no transfer out of ``accounts`` is PENDING/PROCESSING, or the deadline passes."""
+    """Poll until no transfer out of ``accounts`` is PENDING, or the deadline passes."""
     assert ctx.sql is not None
     started = time.monotonic()
     last_report = started

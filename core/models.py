@@ -93,7 +93,6 @@ class TransferKind(enum.StrEnum):
 
 class TransferStatus(enum.StrEnum):
     PENDING = "PENDING"
-    PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     HELD = "HELD"  # funds reserved (accounts.held_amount); captured, voided or expired later

@@ -96,7 +96,7 @@ def _demo(api: httpx.Client, admin_email: str, admin_password: str, say: Printer
     say(f"   same key again: {replay.status_code} Idempotent-Replayed={replay.headers.get('Idempotent-Replayed')}")
 
     deadline = time.monotonic() + 60
-    while transfer["status"] in ("PENDING", "PROCESSING"):
+    while transfer["status"] == "PENDING":
         if time.monotonic() > deadline:
             raise RuntimeError(f"transfer {transfer['id']} still {transfer['status']} after 60 s")
         time.sleep(0.2)

@@ -30,9 +30,7 @@ def _age(now: datetime, oldest: datetime | None) -> float:
 
 def measure(session: Session, now: datetime, max_requeues: int = 60) -> Backlog:
     count, oldest = session.execute(
-        select(func.count(), func.min(Transfer.created_at)).where(
-            Transfer.status.in_([TransferStatus.PENDING, TransferStatus.PROCESSING])
-        )
+        select(func.count(), func.min(Transfer.created_at)).where(Transfer.status == TransferStatus.PENDING)
     ).one()
     outbox, oldest_unrelayed = session.execute(
         text("SELECT count(*), min(occurred_at) FROM webhook_events WHERE relayed_at IS NULL")

@@ -100,8 +100,8 @@ _AUDIT_ACTIONS = {
     TransferStatus.HELD: "transfer.held",
 }
 
-# PROCESSING is never persisted (settlement is one transaction) but would be safe to take.
-SETTLEABLE = (TransferStatus.PENDING, TransferStatus.PROCESSING)
+# Settlement is one transaction: a transfer is PENDING until it is final, with no status in between.
+SETTLEABLE = (TransferStatus.PENDING,)
 
 
 @dataclass(frozen=True)

@@ -213,7 +213,7 @@ def wait_final(sessions, ids: list[uuid.UUID], timeout: float = 120) -> dict[uui
                 rows = {t.id: t for t in s.scalars(select(Transfer).where(Transfer.id.in_(ids)))}
         except OperationalError:  # Postgres restarting under us
             return None
-        waiting = [t for t in rows.values() if t.status in (TransferStatus.PENDING, TransferStatus.PROCESSING)]
+        waiting = [t for t in rows.values() if t.status == TransferStatus.PENDING]
         return rows if len(rows) == len(set(ids)) and not waiting else None
 
     return wait_for(f"{len(set(ids))} transfers final", final, timeout=timeout, interval=0.25)
