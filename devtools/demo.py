@@ -16,8 +16,15 @@ Printer = Callable[[str], None]
 @dataclass
 class DemoResult:
     transfer: dict[str, Any]
-    alice_balance: int
+    alice_balance: int  # after the transfer
     bob_balance: int
+    hold: dict[str, Any]  # as settled: HELD
+    alice_while_held: dict[str, Any]  # alice's account while the hold stands
+    capture: dict[str, Any]  # the hold once part of it is captured
+    refund: dict[str, Any]  # bob's partial refund of the transfer, settled
+    batch: list[dict[str, Any]]  # the atomic batch's transfers, settled
+    refused_batch: list[dict[str, Any]]  # an atomic batch one item of which cannot be paid, settled
+    alice_final: dict[str, Any]  # alice's account at the end
 
 
 def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
@@ -95,20 +102,108 @@ def _demo(api: httpx.Client, admin_email: str, admin_password: str, say: Printer
     replay = api.post("/transfers", json=body, headers={**alice_h, "Idempotency-Key": key})
     say(f"   same key again: {replay.status_code} Idempotent-Replayed={replay.headers.get('Idempotent-Replayed')}")
 
-    deadline = time.monotonic() + 60
-    while transfer["status"] == "PENDING":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"transfer {transfer['id']} still {transfer['status']} after 60 s")
-        time.sleep(0.2)
-        transfer = _ok(api.get(f"/transfers/{transfer['id']}", headers=alice_h), 200)
+    transfer = _settled(api, transfer, alice_h)
     say(f"7. polled the transfer: {transfer['status']} failure_code={transfer['failure_code']}")
 
     alice_balance = _ok(api.get(f"/accounts/{alice_acc}", headers=alice_h), 200)["balance"]
     bob_tokens = _ok(api.post("/auth/login", json={"email": bob["user"]["email"], "password": bob["password"]}), 200)
-    bob_balance = _ok(api.get(f"/accounts/{bob_acc}", headers=bearer(bob_tokens["access_token"])), 200)["balance"]
+    bob_h = bearer(bob_tokens["access_token"])
+    bob_balance = _ok(api.get(f"/accounts/{bob_acc}", headers=bob_h), 200)["balance"]
     entries = _ok(api.get(f"/accounts/{alice_acc}/entries", headers=alice_h), 200)["items"]
     say(
         f"8. balances: alice={alice_balance} bob={bob_balance}; alice's ledger: "
         + ", ".join(f"{e['amount']:+d}→{e['balance_after']}" for e in entries)
     )
-    return DemoResult(transfer, alice_balance, bob_balance)
+
+    def alice_account() -> dict[str, Any]:
+        return _ok(api.get(f"/accounts/{alice_acc}", headers=alice_h), 200)
+
+    # A hold reserves money without moving it; a capture moves part of it and releases the rest.
+    hold_body = {**body, "amount": 40_00, "reference": "hotel deposit", "hold": True, "hold_expires_in_seconds": 3600}
+    hold = _ok(api.post("/transfers", json=hold_body, headers={**alice_h, "Idempotency-Key": f"hold-{run}"}), 202)
+    hold = _settled(api, hold, alice_h)
+    while_held = alice_account()
+    say(
+        f"9. hold of {hold['amount']} for bob: {hold['status']}; alice balance={while_held['balance']}"
+        f" available={while_held['available_balance']}"
+    )
+    capture = _ok(
+        api.post(
+            f"/transfers/{hold['id']}/capture",
+            json={"amount": 30_00},
+            headers={**alice_h, "Idempotency-Key": f"capture-{run}"},
+        ),
+        202,
+    )
+    capture = _settled(api, capture, alice_h)
+    after_capture = alice_account()
+    say(
+        f"   captured {capture['captured_amount']} of it: {capture['status']}, the rest released; alice"
+        f" balance={after_capture['balance']} available={after_capture['available_balance']}"
+    )
+
+    # The payee refunds part of a completed transfer: a new REFUND transfer back, settled like any other.
+    refund = _ok(
+        api.post(
+            f"/transfers/{transfer['id']}/refunds",
+            json={"amount": 10_00, "reason": "one item returned"},
+            headers={**bob_h, "Idempotency-Key": f"refund-{run}"},
+        ),
+        202,
+    )
+    refund = _settled(api, refund, bob_h)
+    say(
+        f"10. bob refunded {refund['amount']} of the {transfer['amount']} transfer: {refund['kind']}"
+        f" {refund['status']}, refund_of={refund['refund_of']}; alice balance={alice_account()['balance']}"
+    )
+
+    def atomic_batch(name: str, amounts: list[int]) -> list[dict[str, Any]]:
+        items = [
+            {
+                "idempotency_key": f"{name}-{i}-{run}",
+                "source_account_id": alice_acc,
+                "destination_account_id": bob_acc,
+                "amount": amount,
+                "currency": "USD",
+                "reference": f"{name} {i}",
+            }
+            for i, amount in enumerate(amounts, 1)
+        ]
+        answer = _ok(
+            api.post("/transfers/batch", json={"pin": "2468", "atomic": True, "items": items}, headers=alice_h), 200
+        )
+        accepted = [item["transfer"] for item in answer["items"] if item["status"] == 202]
+        if len(accepted) != len(items):
+            raise RuntimeError(f"batch {name}: not every item was accepted: {answer}")
+        return [_settled(api, t, alice_h) for t in accepted]
+
+    # An atomic batch: one request, one PIN; its transfers settle all together or all fail.
+    batch = atomic_batch("supplies", [5_00, 7_00])
+    say(
+        "11. atomic batch of "
+        + ", ".join(str(t["amount"]) for t in batch)
+        + ": "
+        + ", ".join(t["status"] for t in batch)
+        + f"; alice balance={alice_account()['balance']}"
+    )
+    refused = atomic_batch("too-much", [1_00, 1_000_00])
+    final = alice_account()
+    say(
+        "    an atomic batch of "
+        + ", ".join(str(t["amount"]) for t in refused)
+        + " (more than alice has): "
+        + ", ".join(f"{t['status']} {t['failure_code']}" for t in refused)
+        + f"; nothing moved, alice balance={final['balance']}"
+    )
+    return DemoResult(transfer, alice_balance, bob_balance, hold, while_held, capture, refund, batch, refused, final)
+
+
+def _settled(api: httpx.Client, transfer: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    """Poll a transfer until the worker has decided it (it is PENDING until then)."""
+    deadline = time.monotonic() + 60
+    while transfer["status"] == "PENDING":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"transfer {transfer['id']} still {transfer['status']} after 60 s")
+        time.sleep(0.2)
+        transfer = _ok(api.get(f"/transfers/{transfer['id']}", headers=headers), 200)
+    return transfer

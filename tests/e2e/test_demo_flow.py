@@ -1,4 +1,5 @@
-"""The README demo, as a test: register, KYC, PIN, login, deposit, transfer, poll, balances."""
+"""The demo (`./run.sh demo`), as a test: register, KYC, PIN, login, deposit, transfer, poll, balances,
+then a hold partly captured, a partial refund, and atomic batches, all over HTTP."""
 
 from __future__ import annotations
 
@@ -18,3 +19,27 @@ def test_demo_flow_over_http(api_url, workers, admin_user) -> None:  # type: ign
     amount = result.transfer["amount"]
     assert (result.alice_balance, result.bob_balance) == (10_000 - amount, amount)
     assert any("Idempotent-Replayed=true" in line for line in lines)
+
+    # The hold reserves 40.00 without moving it; 30.00 is captured and the other 10.00 released.
+    assert (result.hold["status"], result.hold["hold"], result.hold["amount"]) == ("HELD", True, 4_000)
+    held = result.alice_while_held
+    assert (held["balance"], held["available_balance"]) == (10_000 - amount, 10_000 - amount - 4_000)
+    assert (result.capture["id"], result.capture["status"]) == (result.hold["id"], "COMPLETED")
+    assert result.capture["captured_amount"] == 3_000
+
+    refund = result.refund
+    assert (refund["kind"], refund["status"], refund["amount"]) == ("REFUND", "COMPLETED", 1_000)
+    assert refund["refund_of"] == result.transfer["id"]
+
+    assert [(t["status"], t["amount"]) for t in result.batch] == [("COMPLETED", 500), ("COMPLETED", 700)]
+    assert len({t["batch_id"] for t in result.batch}) == 1 and result.batch[0]["batch_id"] is not None
+    # All or nothing: the item alice could pay fails with the one she could not.
+    assert [(t["status"], t["failure_code"]) for t in result.refused_batch] == [
+        ("FAILED", "LINKED_FAILED"),
+        ("FAILED", "INSUFFICIENT_FUNDS"),
+    ]
+
+    final = 10_000 - amount - 3_000 + 1_000 - 500 - 700
+    assert (result.alice_final["balance"], result.alice_final["available_balance"]) == (final, final)
+    for step in ("9. hold", "captured 3000", "10. bob refunded 1000", "11. atomic batch", "nothing moved"):
+        assert any(step in line for line in lines), (step, lines)
