@@ -8,6 +8,7 @@ import atexit
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,21 @@ def _spawn_redis(sock: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
 
 
+def ensure_runtime_dir() -> None:
+    """pgserver keeps its lock (and, for a long data path, its socket) in the user's runtime directory,
+    which platformdirs reads from XDG_RUNTIME_DIR. Where no login session set one (containers, CI, root)
+    it warned on every start and fell back to ``<tmp>/runtime-<uid>``: give it that very directory,
+    private to this user (mode 0700, as the XDG spec requires), so nothing changes but the warning."""
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return
+    path = Path(tempfile.gettempdir()) / f"runtime-{os.geteuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    if path.is_symlink() or path.stat().st_uid != os.geteuid():
+        return  # not ours: leave platformdirs to refuse it and say why
+    path.chmod(0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(path)
+
+
 def start(data_dir: Path | None = None) -> Services:
     """Resolve or start the servers. Embedded ones stop when this process exits."""
     logging.getLogger("pgserver").setLevel(logging.WARNING)
@@ -109,6 +125,7 @@ def start(data_dir: Path | None = None) -> Services:
     pg = None
     db_url = os.environ.get("DATABASE_URL")
     if not db_url:
+        ensure_runtime_dir()
         import pgserver
 
         pg_dir = data_dir / "pg"
