@@ -70,9 +70,16 @@ class Settings(BaseSettings):
     # port does not serve /metrics (web/telemetry.py); API_METRICS_PORT serves it apart.
     metrics_token: SecretStr | None = None
 
-    # Redis account locks: an optimisation only, Postgres row locks are the guard.
-    lock_ttl_seconds: float = Field(default=30.0, gt=0)
-    lock_wait_seconds: float = Field(default=10.0, gt=0)
+    # Redis account locks: an optimisation only, Postgres row locks are the guard. Leases: the
+    # holder renews every third of the TTL, so a dead or paused holder frees them within a TTL.
+    lock_ttl_seconds: float = Field(default=3.0, gt=0)
+    lock_wait_seconds: float = Field(default=5.0, gt=0)
+    # A settlement batch's transaction: how long it waits for a row lock before it gives up and
+    # retries (a paused holder's), and how long a paused drainer's open transaction lives before
+    # Postgres ends it and frees its rows. Together with the lease TTL they bound what one lost
+    # or paused settlement process delays (README "Guarantees": at most 8 s).
+    settle_lock_timeout_ms: int = Field(default=2000, gt=0)
+    settle_idle_timeout_ms: int = Field(default=3000, gt=0)
 
     # Sweeper: re-enqueue transfers still PENDING after this many seconds.
     sweeper_interval_seconds: float = Field(default=10.0, gt=0)

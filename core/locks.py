@@ -7,15 +7,20 @@ its accounts at once (all or nothing, in one Lua call), so no worker ever holds 
 accounts while it waits for others: crossing batches cannot deadlock. A waiter sleeps on the
 release signal of the key it found taken (BLPOP) and so wakes as soon as it is released,
 instead of polling.
+
+The locks are leases: a short TTL that a watchdog thread of the holder renews while it holds
+them. A holder that dies (kill -9) or is paused (SIGSTOP, a VM freeze) stops renewing with
+its process, so its accounts are free again within one TTL; a live holder keeps them as long
+as its batch takes (its Postgres timeouts bound that).
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import structlog
@@ -50,6 +55,17 @@ for i = 1, n do
 end
 return released
 """
+# KEYS: the lock keys. Extends only the keys still holding our token; returns how many.
+_RENEW = """
+local renewed = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('get', key) == ARGV[1] then
+    redis.call('pexpire', key, ARGV[2])
+    renewed = renewed + 1
+  end
+end
+return renewed
+"""
 # A waiter whose wake-up another waiter took re-checks after this long at the latest.
 _MAX_SLEEP = 0.05
 _SIGNAL_TTL_MS = 1000
@@ -75,28 +91,36 @@ def _signal_key(lock_key: str) -> str:
 
 
 class AccountLocks:
-    """The locks of a set of accounts, taken together with one owner token and one TTL."""
+    """The leases of a set of accounts, taken together with one owner token.
+
+    ``ttl``: how long the accounts stay locked after the holder stops renewing (it died or is
+    paused); the watchdog renews every third of it. ``wait``: how long ``acquire`` waits for
+    accounts another worker holds before it raises ``LockTimeout``."""
 
     def __init__(self, redis: Redis, account_ids: Iterable[uuid.UUID], *, ttl: float, wait: float) -> None:
         self.redis, self.ttl, self.wait = redis, ttl, wait
         self.stats = LockStats(keys=[account_lock_key(a) for a in sorted(set(account_ids))])
         self._token = secrets.token_hex(16)
+        self._ttl_ms = str(max(1, int(ttl * 1000)))
         self._held = False
+        self._stop_renewing = threading.Event()
+        self._watchdog: threading.Thread | None = None
 
     def acquire(self) -> LockStats:
         started = time.monotonic()
         deadline = started + self.wait
-        ttl_ms = str(max(1, int(self.ttl * 1000)))
+        keys = self.stats.keys
         try:
-            while self.stats.keys:
-                taken = int(self.redis.eval(_ACQUIRE, len(self.stats.keys), *self.stats.keys, self._token, ttl_ms))
+            while keys:
+                taken = int(self.redis.eval(_ACQUIRE, len(keys), *keys, self._token, self._ttl_ms))
                 if taken == 0:
                     self._held = True
+                    self._start_watchdog()
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise LockTimeout(self.stats.keys[taken - 1])
-                self.redis.blpop([_signal_key(self.stats.keys[taken - 1])], timeout=min(remaining, _MAX_SLEEP))
+                    raise LockTimeout(keys[taken - 1])
+                self.redis.blpop([_signal_key(keys[taken - 1])], timeout=min(remaining, _MAX_SLEEP))
         except RedisError as exc:
             # Redis is an optimisation: without it, row locks alone still serialise the accounts.
             log.warning("account_lock_unavailable", error=type(exc).__name__)
@@ -104,10 +128,18 @@ class AccountLocks:
         self.stats.wait_seconds = time.monotonic() - started
         return self.stats
 
+    def renew(self) -> int:
+        """Extend the leases still ours by one TTL; returns how many were. Lost ones stay lost:
+        another worker may hold them now, and the row locks still guard the money."""
+        return int(self.redis.eval(_RENEW, len(self.stats.keys), *self.stats.keys, self._token, self._ttl_ms))
+
     def release(self) -> None:
         if not self._held:
             return
         self._held = False
+        self._stop_renewing.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
         keys = self.stats.keys
         try:
             released = int(
@@ -119,12 +151,17 @@ class AccountLocks:
         if released < len(keys):
             log.warning("account_lock_expired_before_release", expired=len(keys) - released)
 
+    def _start_watchdog(self) -> None:
+        # A thread of the holder's own process: it stops with the process (killed or paused),
+        # which is exactly when the leases must lapse.
+        self._watchdog = threading.Thread(target=self._renew_until_released, name="account-lock-lease", daemon=True)
+        self._watchdog.start()
 
-@contextmanager
-def account_locks(redis: Redis, account_ids: Iterable[uuid.UUID], *, ttl: float, wait: float) -> Iterator[LockStats]:
-    """Hold the accounts' locks for the block (see ``AccountLocks``)."""
-    locks = AccountLocks(redis, account_ids, ttl=ttl, wait=wait)
-    try:
-        yield locks.acquire()
-    finally:
-        locks.release()
+    def _renew_until_released(self) -> None:
+        while not self._stop_renewing.wait(self.ttl / 3):
+            try:
+                if self.renew() < len(self.stats.keys):
+                    log.warning("account_lock_lease_lost")
+                    return
+            except RedisError as exc:
+                log.warning("account_lock_renew_failed", error=type(exc).__name__)  # tried again next tick

@@ -3,13 +3,18 @@ helpers that publish it (after the accept's commit, or from the sweeper)."""
 
 from __future__ import annotations
 
+import os
+import random
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Literal
 
 import structlog
 from celery import Task, shared_task
+from kombu.exceptions import KombuError
 from redis import Redis
+from redis.exceptions import RedisError
 
 from core.locks import AccountLocks, LockTimeout
 from core.models import TransferStatus
@@ -20,13 +25,22 @@ from core.transfers.routing import queue_name
 from core.transfers.settle import Settled, settle_batch
 from worker.publish import publish
 from worker.runtime import resources
-from worker.transient import TRANSIENT
+from worker.transient import is_transient
 
 log = structlog.get_logger(__name__)
 
 # A nudge settles at most this many batches, then hands its partition on in a new message so
 # one long backlog does not hold a worker process while other partitions wait.
 MAX_BATCHES_PER_TASK = 40
+# Retries after a transient fault: 0.5 s doubling up to this, jittered. Short, so settlement
+# resumes within seconds of the fault passing; a retry is a new message with a countdown, so no
+# worker process waits for it.
+RETRY_DELAY_MAX = 4.0
+
+
+def retry_delay(retries: int) -> float:
+    delay = min(RETRY_DELAY_MAX, 0.5 * 2**retries)
+    return random.uniform(delay / 2, delay)
 
 
 @shared_task(
@@ -34,11 +48,7 @@ MAX_BATCHES_PER_TASK = 40
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=TRANSIENT,
-    retry_backoff=0.5,
-    retry_backoff_max=30,
-    retry_jitter=True,
-    max_retries=20,  # past this the sweeper nudges the partition again: still nothing is lost
+    max_retries=40,  # about 2.5 min; past this the sweeper nudges the partition again: nothing is lost
 )
 def settle_partition(self: Task, partition: int) -> int:
     """A durable nudge: settle the partition's PENDING transfers, batch by batch, until none is left.
@@ -46,10 +56,37 @@ def settle_partition(self: Task, partition: int) -> int:
     Postgres is the queue: the message names no transfer, so a duplicate, redelivered or lost
     nudge changes nothing but timing (the sweeper nudges again). Acknowledged after the return,
     when every batch it settled has committed and anything else is still PENDING in Postgres.
+    A transient fault (worker/transient.py) retries the nudge later; what committed stays.
     """
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(partition=partition, task_id=self.request.id)
     res = resources()
+    try:
+        settled, left = _drain(res, partition)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("settlement_retry", error=type(exc).__name__, retries=self.request.retries)
+        raise self.retry(exc=exc, countdown=retry_delay(self.request.retries)) from exc
+    # Publishes for no rows of this task's (no transaction is open here): the transfers left were
+    # committed by their accepts.
+    if left == "handed_on":
+        enqueue_settlement(partition)
+    elif left == "busy" and _claim_look_again(res, partition):
+        # The partition is another drainer's. A live one looks again after its commit; one that
+        # died or is paused holds it until Postgres ends its transaction (settle_idle_timeout_ms):
+        # this nudge, due just after that, settles what it left without waiting for the next
+        # accept or the sweeper. A countdown, so no worker process waits for it.
+        try:
+            settle_partition.apply_async((partition,), queue=queue_name(partition), countdown=_look_again_delay(res))
+        except (OSError, RedisError, KombuError) as exc:  # the sweeper is the backstop
+            log.warning("settlement_look_again_failed", error=type(exc).__name__)
+    return settled
+
+
+def _drain(res: Resources, partition: int) -> tuple[int, Literal["done", "handed_on", "busy"]]:
+    """Settle the partition's batches; how many settled, and why it stopped: nothing left, the
+    task's share of batches done (the rest handed on), or another drainer holds the partition."""
     settings = res.settings
     nudges.release_nudge(res.redis, partition)  # before the first look: see core.transfers.nudges
     settled, batches, lingered = 0, 0, False
@@ -57,7 +94,7 @@ def settle_partition(self: Task, partition: int) -> int:
         with res.sessions() as session:
             batch = drain.next_batch(session, partition, settings.settle_batch_size)
         if not batch.transfer_ids:
-            return settled
+            return settled, "done"
         if len(batch.transfer_ids) < settings.settle_batch_size and settings.settle_linger_ms and not lingered:
             # Let the transfers arriving now join this batch, then look again. A full batch (a
             # backlog) or an empty partition never waits.
@@ -66,14 +103,11 @@ def settle_partition(self: Task, partition: int) -> int:
             continue
         outcomes = _settle(res, partition, batch)
         if outcomes is None:  # another drainer holds the partition and looks again after its commit
-            return settled
+            return settled, "busy"
         settled += len(outcomes)
         batches += 1
         lingered = False
-    # A hand-off, not a publish for rows of this task's: the transfers left were committed by
-    # their accepts, and no transaction is open here to wait for.
-    enqueue_settlement(partition)
-    return settled
+    return settled, "handed_on"
 
 
 def _settle(res: Resources, partition: int, batch: drain.Batch) -> list[Settled] | None:
@@ -94,9 +128,10 @@ def _settle(res: Resources, partition: int, batch: drain.Batch) -> list[Settled]
     try:
         try:
             outcomes = _settle_part(res, partition, batch.transfer_ids, batch.atomic_batches)
-        except TRANSIENT:
-            raise
-        except Exception as exc:  # not transient: it would fail this batch on every retry
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # Not transient: it would fail this batch on every retry.
             outcomes = _isolate(res, partition, batch.transfer_ids, exc)
     finally:
         locks.release()
@@ -127,7 +162,10 @@ def _settle_part(
     """``transfer_ids`` settled in one transaction; None when another drainer holds the partition.
     ``atomic_batches``: theirs, as the drainer read them (None: looked up)."""
     started = time.monotonic()
+    settings = res.settings
+    limits = drain.WaitLimits(settings.settle_lock_timeout_ms, settings.settle_idle_timeout_ms)
     with res.sessions.begin() as session:
+        drain.bound_waits(session, limits, holder=f"settle p{partition} pid {os.getpid()}")
         if not drain.claim_partition(session, partition):
             return None
         with tracing.span("settle_batch", settle_partition=partition, transfer_count=len(transfer_ids)):
@@ -160,9 +198,9 @@ def _isolate(res: Resources, partition: int, transfer_ids: list[uuid.UUID], erro
     for part in poison.halves(transfer_ids):
         try:
             settled = _settle_part(res, partition, part)
-        except TRANSIENT:
-            raise
         except Exception as exc:
+            if is_transient(exc):
+                raise
             settled = _isolate(res, partition, part, exc)
         if settled is None:  # another drainer took the partition: it settles the rest
             return outcomes
@@ -175,6 +213,19 @@ def _record(outcome: Settled) -> None:
     metrics.ACCEPT_TO_FINAL.observe(max(0.0, (datetime.now(UTC) - outcome.accepted_at).total_seconds()))
     if outcome.status == TransferStatus.COMPLETED:
         metrics.MONEY_MOVED.labels(currency=outcome.currency, kind="TRANSFER").inc(outcome.amount)
+
+
+def _look_again_delay(res: Resources) -> float:
+    return res.settings.settle_idle_timeout_ms / 1000 + 1
+
+
+def _claim_look_again(res: Resources, partition: int) -> bool:
+    """One look-again nudge per partition at a time: a Redis flag as long as its countdown."""
+    try:
+        px = int(_look_again_delay(res) * 1000)
+        return bool(res.redis.set(f"settle:look-again:{partition}", "1", nx=True, px=px))
+    except RedisError:
+        return False  # the sweeper is the backstop
 
 
 def enqueue_settlement(partition: int) -> bool:

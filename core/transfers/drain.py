@@ -57,6 +57,27 @@ def next_batch(session: Session, partition: int, limit: int) -> Batch:
     return Batch([r.id for r in rows], sorted(accounts), atomic)
 
 
+@dataclass(frozen=True)
+class WaitLimits:
+    """What one drainer's transaction may make others wait for, and wait for itself."""
+
+    lock_timeout_ms: int  # a row lock held by another (maybe paused) drainer: give up, retry later
+    idle_timeout_ms: int  # this transaction idle (its process paused): Postgres ends it, rows freed
+
+
+def bound_waits(session: Session, limits: WaitLimits, holder: str) -> None:
+    """Bound this transaction's waits (for it only), so one paused or dead drainer delays the
+    others by seconds, and name it in ``pg_stat_activity.application_name`` (``holder``: the
+    process), so an operator sees which process holds a partition's rows."""
+    session.execute(
+        select(
+            func.set_config("lock_timeout", f"{limits.lock_timeout_ms}ms", True),
+            func.set_config("idle_in_transaction_session_timeout", f"{limits.idle_timeout_ms}ms", True),
+            func.set_config("application_name", holder[:63], True),
+        )
+    )
+
+
 def claim_partition(session: Session, partition: int) -> bool:
     """True when this transaction is now the partition's only drainer (until it ends)."""
     return bool(session.scalar(select(func.pg_try_advisory_xact_lock(PARTITION_LOCK_CLASS, partition))))

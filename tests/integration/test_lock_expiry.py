@@ -1,9 +1,9 @@
 """Why an expired Redis lock is harmless: the Postgres row locks are the real guard.
 
-Worker A holds the Redis locks and is inside its settlement transaction when its locks
-expire (a GC pause, SIGSTOP, a slow disk). Worker B then takes the Redis locks and
-settles a transfer on the same account. B blocks on A's row lock, reads the balance A
-committed, and the second transfer fails for lack of funds instead of overdrawing.
+Worker A holds the Redis leases and is inside its settlement transaction when it is paused
+(a GC pause, SIGSTOP, a slow disk): its watchdog stops renewing with it and the leases lapse.
+Worker B then takes the Redis locks and settles a transfer on the same account. B blocks on
+A's row lock, reads the balance A committed, and the second transfer fails for lack of funds instead of overdrawing.
 """
 
 from __future__ import annotations
@@ -14,14 +14,20 @@ import uuid
 
 import pytest
 
-from core.locks import account_locks
+from core.locks import account_lock_key
 from core.models import TransferStatus
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
+from core.transfers.settle import Settled, settle_batch
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
+from tests.integration.test_locks import account_locks
 
 pytestmark = pytest.mark.commits  # two workers race on connections of their own; B must wait for A's row locks
+
+
+def settle_one(s, transfer_id: uuid.UUID) -> Settled:  # type: ignore[no-untyped-def]
+    (settled,) = settle_batch(s, [transfer_id])
+    return settled
 
 
 def test_expired_redis_lock_cannot_cause_a_lost_update(sessions, redis_client, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
@@ -43,8 +49,11 @@ def test_expired_redis_lock_cannot_cause_a_lost_update(sessions, redis_client, m
     results: dict[str, object] = {}
 
     def worker_a() -> None:
-        with account_locks(redis_client, pair, ttl=0.3, wait=1), sessions.begin() as s:
-            results["a"] = settle_transfer(s, ids[0])  # rows locked, not yet committed
+        # A's leases as a paused holder leaves them: taken, never renewed, lapsing after 0.3 s.
+        for account in pair:
+            redis_client.set(account_lock_key(account), "paused-a", nx=True, px=300)
+        with sessions.begin() as s:
+            results["a"] = settle_one(s, ids[0])  # rows locked, not yet committed
             a_in_txn.set()
             b_has_redis_lock.wait(5)  # "paused" past the TTL until B holds the Redis locks
             time.sleep(0.3)  # B is now blocked on our row locks
@@ -56,7 +65,7 @@ def test_expired_redis_lock_cannot_cause_a_lost_update(sessions, redis_client, m
             results["b_wait"] = stats.wait_seconds
             b_has_redis_lock.set()
             with sessions.begin() as s:
-                results["b"] = settle_transfer(s, ids[1])
+                results["b"] = settle_one(s, ids[1])
                 results["b_settled"] = time.monotonic()
 
     threads = [threading.Thread(target=worker_a), threading.Thread(target=worker_b)]

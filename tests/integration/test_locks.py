@@ -1,17 +1,36 @@
-"""Redis account locks against a real Redis: exclusion per account, owner-only release."""
+"""Redis account locks against a real Redis: exclusion per account, owner-only release, leases
+that a live holder keeps and a dead or paused one loses within a TTL."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from redis import Redis
 
-from core.locks import LockTimeout, account_lock_key, account_locks
+from core.locks import AccountLocks, LockStats, LockTimeout, account_lock_key
 from tests.waits import wait_for
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@contextmanager
+def account_locks(redis: Redis, account_ids: Iterable[uuid.UUID], *, ttl: float, wait: float) -> Iterator[LockStats]:
+    """The accounts' leases held for the block, as settlement holds them around a batch."""
+    locks = AccountLocks(redis, account_ids, ttl=ttl, wait=wait)
+    try:
+        yield locks.acquire()
+    finally:
+        locks.release()
 
 
 def test_pairs_sharing_an_account_exclude_each_other(redis_client) -> None:  # type: ignore[no-untyped-def]
@@ -31,8 +50,9 @@ def test_pairs_sharing_an_account_exclude_each_other(redis_client) -> None:  # t
 def test_expired_lock_is_not_released_by_its_former_owner(redis_client) -> None:  # type: ignore[no-untyped-def]
     a = uuid.uuid4()
     key = account_lock_key(a)
-    with account_locks(redis_client, [a], ttl=0.2, wait=1):
-        wait_for("our lock to expire", lambda: not redis_client.exists(key), timeout=5, interval=0.02)  # ...
+    with account_locks(redis_client, [a], ttl=5, wait=1):
+        redis_client.pexpire(key, 1)  # our lease lapsed (a pause longer than the TTL)...
+        wait_for("our lock to expire", lambda: not redis_client.exists(key), timeout=5, interval=0.02)
         taken = redis_client.lock(key, timeout=5)
         assert taken.acquire(blocking=False)  # ...and another worker takes it
     # Leaving our block must not have deleted the other worker's lock.
@@ -108,3 +128,48 @@ def test_one_waiting_nudge_per_partition(redis_client) -> None:  # type: ignore[
     nudges.release_nudge(redis_client, partition)  # its drainer is about to look
     assert nudges.claim_nudge(redis_client, partition)  # so the next accept publishes again
     nudges.release_nudge(redis_client, partition)
+
+
+def test_a_live_holder_keeps_its_lease_past_the_ttl(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """The watchdog renews: a batch that takes longer than the TTL keeps its accounts."""
+    a = uuid.uuid4()
+    with account_locks(redis_client, [a], ttl=0.3, wait=1):
+        time.sleep(1.0)  # the fault itself: more than three TTLs of work
+        assert redis_client.exists(account_lock_key(a)) == 1
+        with pytest.raises(LockTimeout), account_locks(redis_client, [a], ttl=5, wait=0.2):
+            pass
+    assert redis_client.exists(account_lock_key(a)) == 0  # released at the end, not left to expire
+
+
+_HOLDER = """
+import sys, time, uuid
+from redis import Redis
+from core.locks import AccountLocks
+locks = AccountLocks(Redis.from_url(sys.argv[1]), [uuid.UUID(sys.argv[2])], ttl=float(sys.argv[3]), wait=1)
+locks.acquire()
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP])
+def test_a_dead_or_paused_holder_frees_its_accounts_within_a_ttl(redis_client, settings, fault) -> None:  # type: ignore[no-untyped-def]
+    """Another process holds the lease with the production TTL, then is killed or frozen: its
+    watchdog stops with it, and a waiter gets the account within about one TTL (it waited the
+    whole 30 s lock TTL before leases)."""
+    a = uuid.uuid4()
+    ttl = settings.lock_ttl_seconds
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, settings.redis_url, str(a), str(ttl)], cwd=ROOT, stdout=subprocess.PIPE
+    ) as holder:
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+            time.sleep(ttl)  # a live holder keeps the lease past its TTL
+            assert redis_client.exists(account_lock_key(a)) == 1
+            os.kill(holder.pid, fault)
+            with account_locks(redis_client, [a], ttl=ttl, wait=ttl + 2) as stats:
+                pass
+            assert not stats.degraded
+            assert stats.wait_seconds <= ttl + 0.5
+        finally:
+            holder.kill()  # SIGKILL ends a stopped process too

@@ -3,6 +3,7 @@ forever; the sweeper parks what it re-published too often; deposits never overfl
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,3 +133,31 @@ def test_an_unsettleable_item_of_an_atomic_batch_fails_the_whole_batch(  # type:
     assert {rows[i].status for i in ids} == {TransferStatus.FAILED}
     assert sorted(rows[i].failure_code or "" for i in ids) == ["INTERNAL_ERROR", "LINKED_FAILED"]
     assert balance(sessions, alice.accounts[0].id) == 1000 and balance(sessions, carol.accounts[0].id) == 0
+
+
+@pytest.mark.commits  # two connections of their own: one holds a row, the other waits for it
+def test_a_paused_drainers_timeouts_are_transient_not_poison(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
+    """The errors a paused or blocked drainer meets are retried, never isolated as poison: its
+    transaction ended by Postgres for idling (25P03, an InternalError: it was isolated as poison)
+    and a row lock waited out (55P03)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from worker.transient import is_transient
+
+    alice = make_customer()
+    with sessions() as paused:
+        paused.execute(text("SET idle_in_transaction_session_timeout = '100ms'"))
+        paused.execute(text("SELECT 1"))
+        time.sleep(0.5)  # the fault itself: the holder's process does nothing past the timeout
+        with pytest.raises(DBAPIError) as ended:
+            paused.execute(text("SELECT 1"))
+    assert type(ended.value.orig).__name__ == "IdleInTransactionSessionTimeout"
+    assert is_transient(ended.value)
+    with sessions() as holder, sessions() as waiter:
+        holder.execute(select(Account).where(Account.id == alice.account.id).with_for_update())
+        waiter.execute(text("SET lock_timeout = '100ms'"))
+        with pytest.raises(DBAPIError) as waited:
+            waiter.execute(select(Account).where(Account.id == alice.account.id).with_for_update())
+    assert is_transient(waited.value)
+    assert not is_transient(ValueError("a bug of the batch's own"))
