@@ -120,3 +120,16 @@ class LinkedFailed(DomainError):
     """An item of an atomic batch that was valid, refused because another item was not."""
 
     code = "LINKED_FAILED"
+
+
+class LimitExceeded(DomainError):
+    """A transfer over the source's ``per_transfer`` limit (at accept), or over a daily or monthly
+    limit (its failure code at settlement)."""
+
+    code = "LIMIT_EXCEEDED"
+
+
+class LimitAboveBankCap(DomainError):
+    """An owner's own limit above the bank's cap for it."""
+
+    code = "LIMIT_ABOVE_BANK_CAP"

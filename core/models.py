@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Date,
     DateTime,
     Enum,
     ForeignKey,
@@ -131,6 +132,9 @@ class User(Base):
     __table_args__ = (CheckConstraint("pin_failed_attempts >= 0", name="pin_attempts_nonneg"),)
 
 
+_LIMITS = ("per_transfer", "daily_outgoing", "monthly_outgoing")  # core/accounts/limits.py
+
+
 class Account(Base):
     __tablename__ = "accounts"
 
@@ -144,6 +148,18 @@ class Account(Base):
     status: Mapped[AccountStatus] = mapped_column(
         enum_column(AccountStatus, "account_status"), default=AccountStatus.INACTIVE
     )
+    # Spend controls (core/accounts/limits.py, credit.py): available = balance - held + credit_limit.
+    credit_limit: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Set when an admin lowers the line below what is drawn, cleared once back within: by the
+    # trigger accounts_credit_line_state (migration 0015), whoever writes the balance.
+    over_credit_line: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # The bank's caps and the owner's own limits; the one in force is the lower (NULL: none).
+    bank_per_transfer: Mapped[int | None] = mapped_column(BigInteger)
+    bank_daily_outgoing: Mapped[int | None] = mapped_column(BigInteger)
+    bank_monthly_outgoing: Mapped[int | None] = mapped_column(BigInteger)
+    own_per_transfer: Mapped[int | None] = mapped_column(BigInteger)
+    own_daily_outgoing: Mapped[int | None] = mapped_column(BigInteger)
+    own_monthly_outgoing: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -152,12 +168,21 @@ class Account(Base):
     user: Mapped[User | None] = relationship(back_populates="accounts")
 
     __table_args__ = (
-        CheckConstraint("balance >= 0 OR kind = 'SETTLEMENT'", name="customer_balance_nonneg"),
+        *(
+            CheckConstraint(f"{c} IS NULL OR {c} BETWEEN 0 AND {MAX_AMOUNT}", name=f"{c}_range")
+            for c in (f"{owner}_{limit}" for owner in ("bank", "own") for limit in _LIMITS)
+        ),
+        CheckConstraint(f"credit_limit BETWEEN 0 AND {MAX_AMOUNT}", name="credit_limit_range"),
+        CheckConstraint("credit_limit = 0 OR kind = 'CUSTOMER'", name="credit_line_customers_only"),
+        # The books' own guard of every credit line, whichever path writes the balance.
+        CheckConstraint(
+            "kind = 'SETTLEMENT' OR over_credit_line OR balance - held_amount + credit_limit >= 0",
+            name="within_credit_line",
+        ),
         # Every JSON client reads a balance exactly (API.md): a write past this fails, never a client's parse.
         CheckConstraint(f"balance BETWEEN -{MAX_AMOUNT} AND {MAX_AMOUNT}", name="balance_json_safe"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
         CheckConstraint("held_amount >= 0", name="held_nonneg"),
-        CheckConstraint("held_amount <= balance OR kind = 'SETTLEMENT'", name="held_within_balance"),
         CheckConstraint("(kind = 'SETTLEMENT') = (user_id IS NULL)", name="owner_matches_kind"),
         # One settlement account per currency.
         Index(
@@ -166,6 +191,44 @@ class Account(Base):
             unique=True,
             postgresql_where="kind = 'SETTLEMENT'",
         ),
+    )
+
+
+class AccountUsage(Base):
+    """An account's outgoing use in one UTC day or month (core/accounts/usage.py): a running
+    total written under the account's row lock, in the transaction that changes what it counts."""
+
+    __tablename__ = "account_usage"
+
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    period: Mapped[str] = mapped_column(String(5), primary_key=True)  # DAY | MONTH
+    starts_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    used: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("period IN ('DAY', 'MONTH')", name="period_kind"),
+        CheckConstraint("used >= 0", name="used_nonneg"),
+    )
+
+
+class BalanceMonitor(Base):
+    """An owner's condition on an account's balance or available balance (core/accounts/monitors.py)."""
+
+    __tablename__ = "balance_monitors"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    field: Mapped[str] = mapped_column(String(17))
+    operator: Mapped[str] = mapped_column(String(3))
+    value: Mapped[int] = mapped_column(BigInteger)
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _now()
+    last_triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("field IN ('balance', 'available_balance')", name="field_kind"),
+        CheckConstraint("operator IN ('lt', 'lte', 'gt', 'gte')", name="operator_kind"),
+        CheckConstraint(f"value BETWEEN -{MAX_AMOUNT} AND {MAX_AMOUNT}", name="value_json_safe"),
     )
 
 
@@ -200,6 +263,9 @@ class Transfer(Base):
         enum_column(TransferStatus, "transfer_status"), default=TransferStatus.PENDING
     )
     failure_code: Mapped[str | None] = mapped_column(String(64))
+    # The limit a LIMIT_EXCEEDED (or a credit line's INSUFFICIENT_FUNDS) broke:
+    # {limit, limit_amount, used, requested}.
+    failure_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     request_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = mapped_column(

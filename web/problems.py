@@ -60,6 +60,8 @@ DOMAIN_STATUSES: dict[str, tuple[int, str]] = {
     "REFUND_EXCEEDS_AMOUNT": (422, "Unprocessable Entity"),
     "NOT_ACCEPTABLE": (406, "Not Acceptable"),
     "LINKED_FAILED": (424, "Failed Dependency"),
+    "LIMIT_EXCEEDED": (422, "Unprocessable Entity"),
+    "LIMIT_ABOVE_BANK_CAP": (422, "Unprocessable Entity"),
 }
 
 
