@@ -11,7 +11,7 @@ def post(session: Session, transfer: Transfer, debit: Account, credit: Account, 
     """Move ``amount`` (default ``transfer.amount``; a partial capture moves less) from ``debit``
     to ``credit`` and write both entries.
 
-    The caller holds both account rows ``FOR UPDATE``, so this read-modify-write cannot
+    The caller holds both account rows ``FOR NO KEY UPDATE``, so this read-modify-write cannot
     lose an update; the CHECK on customer balances and the unique (transfer, account)
     entry are the last guards if a caller ever forgets.
     """

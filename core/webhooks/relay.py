@@ -1,6 +1,6 @@
 """The relay: domain events (core.events) become one delivery per subscribed endpoint; due deliveries get queued.
 
-Both scans take their rows ``FOR UPDATE SKIP LOCKED``, so any number of relays (beat ticks that
+Both scans take their rows ``FOR NO KEY UPDATE SKIP LOCKED``, so any number of relays (beat ticks that
 overlap, several beat processes) split the work instead of doubling it; the unique
 (event_id, endpoint_id) is the last guard against a second delivery of one event to one endpoint.
 """
