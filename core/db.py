@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -44,6 +45,12 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     factory = sessionmaker(engine, expire_on_commit=False)
     after_commit.install(factory)  # publish_after_commit works in every session the app makes
     return factory
+
+
+def database_now(session: Session) -> datetime:
+    """The transaction's time on the database's clock: what decides an expiry (a hold's, a PIN
+    lock's) on every host alike, as the stamps it is compared with came from that clock."""
+    return session.execute(select(func.now())).scalar_one()
 
 
 # Row locks are FOR NO KEY UPDATE: we never change a key, and unlike FOR UPDATE it does not

@@ -16,7 +16,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, column, text
@@ -24,8 +23,9 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Boolean
 
+from core.db import database_now
 from core.errors import DomainError, IdempotencyKeyReused
-from core.events import EventType, transfer_data
+from core.events import EventType, transfer_data_sql
 from core.identity.pin_checks import PinCheck, PinPolicy, check_pin
 from core.identity.pins import hash_pin
 from core.identity.tokens import LIVE_CALLER, TokenCaller
@@ -34,10 +34,13 @@ from core.money import validate_amount, validate_currency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
 from core.transfers.submit import (
+    ACCEPT_CLOCK_CTE,
+    ACCEPTED_AT,
+    HOLD_EXPIRES_AT,
     Accepted,
     check_source_owned,
     check_user,
-    hold_expiry,
+    hold_seconds,
     submit_transfer,
     validate_hold,
 )
@@ -47,7 +50,7 @@ _COLUMNS = ", ".join(c.name for c in _T.c)
 _INSERTED = (
     "id", "kind", "initiated_by", "idempotency_key", "request_hash", "source_account_id",
     "destination_account_id", "amount", "currency", "reference", "status", "request_id",
-    "partition", "hold", "hold_expires_at", "created_at", "updated_at",
+    "partition", "hold",
 )  # fmt: skip
 
 # The caller: a live token (tokens.LIVE_CALLER), KYC approved, and the PIN right with no failures
@@ -57,16 +60,19 @@ _INSERTED = (
 # a replay before the PIN. The source must be the caller's, active and in the transfer's
 # currency; the destination a customer's, active and in that currency (the same rules as
 # submit.check_accounts). The event's owners are sorted like events._event_row sorts them
-# (uuid order is byte order).
+# (uuid order is byte order). created_at, updated_at and hold_expires_at come from the
+# database's clock (submit.ACCEPTED_AT says which and why), in this same statement, and so do
+# the event's copies of them (events.transfer_data_sql over the inserted row); the PIN lock's
+# expiry is compared with the database's clock too.
 _ACCEPT = (
     text(
         f"""
-WITH caller AS (
+WITH {ACCEPT_CLOCK_CTE}, caller AS (
     SELECT users.id FROM users
     WHERE {LIVE_CALLER}
       AND users.kyc_status = '{KycStatus.APPROVED}'
       AND users.pin_hash = :pin_hash AND users.pin_failed_attempts = 0
-      AND (users.pin_locked_until IS NULL OR users.pin_locked_until <= :created_at)
+      AND (users.pin_locked_until IS NULL OR users.pin_locked_until <= now())
 ), replay AS (
     SELECT {_COLUMNS} FROM transfers
     WHERE initiated_by = :initiated_by AND idempotency_key = :idempotency_key AND EXISTS (SELECT 1 FROM caller)
@@ -75,9 +81,9 @@ WITH caller AS (
     WHERE id = :destination_account_id AND kind = '{AccountKind.CUSTOMER}'
       AND status = '{AccountStatus.ACTIVE}' AND currency = :currency
 ), inserted AS (
-    INSERT INTO transfers ({", ".join(_INSERTED)})
-    SELECT {", ".join(":" + c for c in _INSERTED)}
-    FROM caller, accounts source, destination
+    INSERT INTO transfers ({", ".join(_INSERTED)}, created_at, updated_at, hold_expires_at)
+    SELECT {", ".join(":" + c for c in _INSERTED)}, {ACCEPTED_AT}, {ACCEPTED_AT}, {HOLD_EXPIRES_AT}
+    FROM caller, accounts source, destination, accept_clock
     WHERE source.id = :source_account_id AND source.user_id = :initiated_by
       AND source.status = '{AccountStatus.ACTIVE}' AND source.currency = :currency
       AND NOT EXISTS (SELECT 1 FROM replay)
@@ -89,7 +95,7 @@ WITH caller AS (
     FROM inserted
 ), evented AS (
     INSERT INTO webhook_events (id, event_type, data, owner_ids)
-    SELECT :event_id, '{EventType.TRANSFER_PENDING}', :event_data,
+    SELECT :event_id, '{EventType.TRANSFER_PENDING}', {transfer_data_sql("inserted")},
            CASE WHEN destination.user_id IS NULL OR destination.user_id = :initiated_by
                      THEN ARRAY[:initiated_by]
                 WHEN destination.user_id < :initiated_by THEN ARRAY[destination.user_id, :initiated_by]
@@ -104,7 +110,6 @@ SELECT {_COLUMNS}, false AS created FROM replay
     .bindparams(
         *(bindparam(c, type_=_T.c[c].type) for c in _INSERTED),
         bindparam("audit_details", type_=JSONB),
-        bindparam("event_data", type_=JSONB),
     )
     .columns(*_T.c, column("created", Boolean))
 )
@@ -182,7 +187,7 @@ def accept_carefully(
         user_id=user.id,
         pin=pin,
         policy=pin_policy,
-        now=datetime.now(UTC),
+        now=database_now(session),  # the lock's expiry on the clock the one statement compares with
         request_id=request_id,
         known_user=user,
     )
@@ -225,7 +230,6 @@ def accept_in_one_statement(
     if movement.source_account_id is None or movement.source_account_id == movement.destination_account_id:
         return None
     request_hash = fingerprint(TransferKind.TRANSFER, movement)
-    now = datetime.now(UTC)
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
         "kind": TransferKind.TRANSFER,
@@ -241,9 +245,7 @@ def accept_in_one_statement(
         "request_id": request_id,
         "partition": partition_of(movement.source_account_id, partitions),
         "hold": movement.hold,
-        "hold_expires_at": hold_expiry(movement, now),
-        "created_at": now,
-        "updated_at": now,
+        "hold_seconds": hold_seconds(movement),
     }
     row = (
         session.connection()
@@ -255,7 +257,6 @@ def accept_in_one_statement(
                 "pin_hash": hash_pin(pin_pepper, caller.user_id, pin),
                 "audit_details": {"amount": movement.amount, "currency": movement.currency},
                 "event_id": uuid.uuid4(),
-                "event_data": transfer_data(_Pending(values)),
             },
         )
         .one_or_none()
@@ -265,11 +266,3 @@ def accept_in_one_statement(
     if not row.created and row.request_hash != request_hash:
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
     return Accepted(row, created=row.created)
-
-
-class _Pending:
-    """The row about to be inserted, as ``transfer_data`` reads it (attributes, not keys)."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values, failure_code=None, captured_amount=None, refund_of=None, batch_id=None)
-        self.completed_at = None

@@ -31,7 +31,14 @@ from core.errors import Conflict, DomainError, IdempotencyKeyReused, LinkedFaile
 from core.models import Account, Transfer, TransferBatch, TransferKind, TransferStatus, User
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
 from core.transfers.routing import partition_of
-from core.transfers.submit import DEFAULT_HOLD_SECONDS, check_accounts, check_user
+from core.transfers.submit import (
+    ACCEPT_CLOCK_CTE,
+    ACCEPTED_AT,
+    DEFAULT_HOLD_SECONDS,
+    HOLD_EXPIRES_AT,
+    check_accounts,
+    check_user,
+)
 
 MAX_ITEMS = 1000
 HOLD_SECONDS = DEFAULT_HOLD_SECONDS  # items take the default expiry of POST /transfers
@@ -42,16 +49,18 @@ _B = cast(Table, TransferBatch.__table__)
 # One statement for the whole batch, with array parameters: prepared once whatever the size.
 # Rows go in key order, so two batches binding overlapping keys wait on each other's unique
 # index entries in the same order (no deadlock); created_at keeps request order (a microsecond
-# apart) because settlement decides in (created_at, id) order.
+# apart) because settlement decides in (created_at, id) order. The stamps are the database's
+# clock, as on every accept path (submit.ACCEPTED_AT).
 _INSERT_ITEMS = text(
-    "INSERT INTO transfers (id, kind, initiated_by, idempotency_key, request_hash, source_account_id,"
+    f"WITH {ACCEPT_CLOCK_CTE}"
+    " INSERT INTO transfers (id, kind, initiated_by, idempotency_key, request_hash, source_account_id,"
     " destination_account_id, amount, currency, reference, status, request_id, partition, hold,"
-    " hold_expires_at, batch_id, created_at)"
+    " hold_expires_at, batch_id, created_at, updated_at)"
     " SELECT i.id, :kind, :initiated_by, i.key, i.hash, i.src, i.dst, i.amount, i.currency, i.reference,"
     " :status, :request_id, i.part, i.hold,"
-    " CASE WHEN i.hold THEN now() + make_interval(secs => :hold_seconds) END,"
-    " :batch_id, now() + i.seq * interval '1 microsecond'"
-    " FROM unnest(CAST(:ids AS uuid[]), CAST(:keys AS varchar[]), CAST(:hashes AS varchar[]),"
+    f" CASE WHEN i.hold THEN {HOLD_EXPIRES_AT} END,"
+    f" :batch_id, {ACCEPTED_AT} + i.seq * interval '1 microsecond', {ACCEPTED_AT} + i.seq * interval '1 microsecond'"
+    " FROM accept_clock, unnest(CAST(:ids AS uuid[]), CAST(:keys AS varchar[]), CAST(:hashes AS varchar[]),"
     " CAST(:srcs AS uuid[]), CAST(:dsts AS uuid[]), CAST(:amounts AS bigint[]), CAST(:currencies AS varchar[]),"
     " CAST(:references AS varchar[]), CAST(:parts AS smallint[]), CAST(:holds AS boolean[]),"
     " CAST(:seqs AS integer[]))"

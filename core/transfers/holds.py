@@ -14,7 +14,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select, text
@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core import audit, events, ledger
+from core.db import database_now
 from core.errors import AccountInactive, Forbidden, IdempotencyKeyReused, TransferNotHeld, ValidationFailed
 from core.models import Account, AccountStatus, HoldAction, Role, Transfer, TransferAction, TransferStatus, User
 from core.transfers import queries
@@ -115,8 +116,9 @@ def _end(
         return Ended(transfer, created=False)
     if transfer.status != TransferStatus.HELD:
         raise TransferNotHeld(f"transfer is {transfer.status.value}, not HELD")
-    # Past its expiry a hold is over, even before the sweep (expire_due, on the same clock) ends it EXPIRED.
-    if transfer.hold_expires_at is not None and transfer.hold_expires_at <= datetime.now(UTC):
+    # Past its expiry a hold is over, even before the sweep (expire_due, on the same clock: the
+    # database's, which stamped the expiry, never this host's) ends it EXPIRED.
+    if transfer.hold_expires_at is not None and transfer.hold_expires_at <= database_now(session):
         raise TransferNotHeld(f"the hold expired at {transfer.hold_expires_at.isoformat()}; it ends EXPIRED")
     if amount is not None and amount > transfer.amount:
         raise ValidationFailed(
@@ -204,14 +206,15 @@ def _lock_accounts(session: Session, transfer: Transfer) -> tuple[Account, Accou
     return locked[transfer.source_account_id], locked[transfer.destination_account_id]
 
 
-def expire_due(session: Session, *, now: datetime, limit: int = 500) -> list[uuid.UUID]:
-    """End up to ``limit`` holds whose expiry is at or before ``now`` as EXPIRED, releasing their
+def expire_due(session: Session, *, now: datetime | None = None, limit: int = 500) -> list[uuid.UUID]:
+    """End up to ``limit`` holds whose expiry is at or before ``now`` (by default the database's
+    clock, which stamped the expiries; never a host's) as EXPIRED, releasing their
     amounts; returns their ids. Set-based: a statement each for the held totals, statuses,
     actions, audit rows and events. Holds being captured or voided right now are locked and
     skipped: they end by that request, or by the next sweep if it rolls back."""
     due = session.execute(
         select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount)
-        .where(_T.c.status == TransferStatus.HELD, _T.c.hold_expires_at <= now)
+        .where(_T.c.status == TransferStatus.HELD, _T.c.hold_expires_at <= (func.now() if now is None else now))
         .order_by(_T.c.id)
         .limit(limit)
         .with_for_update(key_share=True, skip_locked=True)

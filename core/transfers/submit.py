@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Row, Table, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from core import audit, events
+from core.accounts import limits
 from core.errors import (
     AccountInactive,
     CurrencyMismatch,
@@ -39,6 +39,25 @@ from core.transfers.routing import partition_of
 DEFAULT_HOLD_SECONDS = 86_400
 MIN_HOLD_SECONDS, MAX_HOLD_SECONDS = 60, 604_800
 
+# When a transfer was accepted, on every accept path (this one, accept.py's one statement,
+# batch.py): the database's clock, never the API host's. Settlement decides in
+# (created_at, id) order and holds expire at created_at + their seconds, so with several API
+# hosts a skewed host clock would reorder an account's debits and move expiries.
+#
+# clock_timestamp() (the moment the INSERT runs), not now() (the transaction's start): the
+# row becomes visible to the drainer only at COMMIT, and the INSERT is the transaction's last
+# write, so its clock is the closest stamp to that moment. now() would stamp a transfer that
+# spent its transaction's first milliseconds on the token, PIN and account checks, or waited
+# on a lock (a refund's original row, a concurrent duplicate's unique-index entry), earlier
+# than transfers that committed while it waited and that a drainer may already have settled;
+# the recorded accept order would then disagree with the order settlement saw. No stamp taken
+# before COMMIT can be exact; this one keeps the window to the commit itself. It is taken once
+# per statement (a CTE with a volatile function is evaluated once) so created_at, updated_at
+# and hold_expires_at agree, and a batch's items add microseconds to it to keep request order.
+ACCEPT_CLOCK_CTE = "accept_clock AS (SELECT clock_timestamp() AS at)"
+ACCEPTED_AT = "accept_clock.at"
+HOLD_EXPIRES_AT = "accept_clock.at + make_interval(secs => CAST(:hold_seconds AS integer))"  # NULL: not a hold
+
 # A concurrent duplicate blocks on the unique index until the first commits, then does
 # nothing: exactly one row per (user, key) whatever the interleaving. Text, not the dialect's
 # insert().on_conflict_do_nothing(): that construct has no cache key, so SQLAlchemy compiled
@@ -47,12 +66,14 @@ _T = cast(Table, Transfer.__table__)
 _PENDING_COLUMNS = (
     "id", "kind", "initiated_by", "idempotency_key", "request_hash", "source_account_id",
     "destination_account_id", "amount", "currency", "reference", "status", "request_id",
-    "partition", "hold", "hold_expires_at",
+    "partition", "hold",
 )  # fmt: skip
 _INSERT_PENDING = (
     text(
-        f"INSERT INTO transfers ({', '.join(_PENDING_COLUMNS)})"
-        f" VALUES ({', '.join(':' + c for c in _PENDING_COLUMNS)})"
+        f"WITH {ACCEPT_CLOCK_CTE}"
+        f" INSERT INTO transfers ({', '.join(_PENDING_COLUMNS)}, created_at, updated_at, hold_expires_at)"
+        f" SELECT {', '.join(':' + c for c in _PENDING_COLUMNS)}, {ACCEPTED_AT}, {ACCEPTED_AT}, {HOLD_EXPIRES_AT}"
+        " FROM accept_clock"
         " ON CONFLICT ON CONSTRAINT uq_transfers_idempotency DO NOTHING"
         f" RETURNING {', '.join(c.name for c in _T.c)}"
     )
@@ -102,7 +123,7 @@ def submit_transfer(
             "request_id": request_id,
             "partition": partition_of(source.id, partitions),
             "hold": movement.hold,
-            "hold_expires_at": hold_expiry(movement),
+            "hold_seconds": hold_seconds(movement),
         },
     ).one_or_none()
     if transfer is None:
@@ -138,12 +159,12 @@ def validate_hold(movement: MoneyMovement) -> None:
         )
 
 
-def hold_expiry(movement: MoneyMovement, accepted_at: datetime | None = None) -> datetime | None:
-    """When a hold ends EXPIRED if not captured or voided: counted from acceptance."""
+def hold_seconds(movement: MoneyMovement) -> int | None:
+    """How long after its acceptance (``HOLD_EXPIRES_AT``) a hold ends EXPIRED if not captured
+    or voided; None for a transfer that is not a hold."""
     if not movement.hold:
         return None
-    start = accepted_at or datetime.now(UTC)
-    return start + timedelta(seconds=movement.hold_expires_in_seconds or DEFAULT_HOLD_SECONDS)
+    return movement.hold_expires_in_seconds or DEFAULT_HOLD_SECONDS
 
 
 def _check(session: Session, user: User, movement: MoneyMovement) -> tuple[Account, Account]:
@@ -178,7 +199,8 @@ def check_source_owned(session: Session, user: User, movement: MoneyMovement) ->
 def check_accounts(
     user: User, movement: MoneyMovement, accounts: Mapping[uuid.UUID, Account]
 ) -> tuple[Account, Account]:
-    """Source owned by ``user``, destination a customer's, currencies equal, both active.
+    """Source owned by ``user``, destination a customer's, currencies equal, both active, the
+    amount within the source's per_transfer limit.
 
     ``accounts`` holds (at least) both accounts if they exist; someone else's source is a 404."""
     if movement.source_account_id == movement.destination_account_id:
@@ -197,6 +219,7 @@ def check_accounts(
         # id, and a distinct answer would reveal its status or currency (e.g. a compliance freeze).
         raise NotFound(DESTINATION_CANNOT_RECEIVE)
     assert destination is not None
+    limits.check_per_transfer(source, movement.amount)
     return source, destination
 
 
