@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     _init_celery(app, settings)
     security.init_app(app)
     hardening.init_app(app)  # before the rate limiter, whose key functions may read the body
-    api = BankApi(app)
+    api = BankApi(app, spec_kwargs={"extra_plugins": [hardening.JsonBodiesPlugin()]})  # documents the 415
     for blp in (
         auth.blp,
         me.blp,

@@ -1,14 +1,19 @@
-"""HTTP hardening: security headers, CORS (flask-cors, closed unless configured), JSON nesting limit, proxies.
+"""HTTP hardening: JSON-only bodies, hostile JSON, security headers, CORS (flask-cors, closed unless
+configured), proxies.
 
 The body size limit is Flask's MAX_CONTENT_LENGTH (413 PAYLOAD_TOO_LARGE, see web/__init__.py), raised
-for the few endpoints in LARGE_BODIES.
+for the few endpoints in LARGE_BODIES. Every body is JSON (415 otherwise) except the endpoints in
+RAW_BODIES.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
+from typing import Any
 
+from apispec import BasePlugin
 from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -65,6 +70,47 @@ def _body_limit() -> None:
         request.max_content_length = limit
 
 
+# Endpoints whose body is not JSON by contract (e.g. a bank statement file as XML or CSV): they
+# read and check request.get_data() themselves, and any Content-Type reaches them. None today.
+RAW_BODIES: frozenset[str] = frozenset()
+
+JSON_MEDIA_TYPE = "application/json"
+_BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def _json_bodies_only() -> Response | None:
+    """A non-empty body sent as anything but ``application/json`` (or with no Content-Type) is 415,
+    before the view runs, so it can change nothing.
+
+    webargs reads a body of another type as absent, so ``curl -d '{"amount":100}'`` (curl sends it
+    form-encoded) was taken as ``{}``: where every field is optional, a capture or a refund of
+    everything. An empty body is still ``{}``. ``+json`` types are refused too: their semantics
+    differ (``merge-patch+json``), and ``problem+json`` is an answer, not a request.
+    """
+    if request.method not in _BODY_METHODS or request.url_rule is None or request.endpoint in RAW_BODIES:
+        return None  # no route (404/405 answer it), or a body that is not JSON by contract
+    if not request.get_data(cache=True):  # bounded by MAX_CONTENT_LENGTH (_body_limit ran first)
+        return None
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if request.mimetype != JSON_MEDIA_TYPE or charset not in ("utf-8", "utf8"):
+        return problem(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "a request body must be JSON sent with Content-Type: application/json (charset utf-8 if given)",
+        )
+    return None
+
+
+class JsonBodiesPlugin(BasePlugin):
+    """Documents the 415 above on every operation that takes a body."""
+
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any) -> None:
+        for operation in (operations or {}).values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                # An int key, as flask-smorest writes its own (the spec is serialised with sorted keys).
+                operation.setdefault("responses", {})[415] = "UNSUPPORTED_MEDIA_TYPE"
+
+
 def _refuse_hostile_input() -> Response | None:
     """Input that would crash a parser or the database driver further in, refused as malformed (400):
 
@@ -74,14 +120,18 @@ def _refuse_hostile_input() -> Response | None:
     - numbers past Python's int-parsing limit (4300 digits) raise a bare ValueError;
     - NUL characters and lone surrogates (``"\\u0000"``, ``"\\ud800"``) are valid JSON escapes
       but cannot be stored in Postgres text or encoded as UTF-8;
-    - the same characters in the query string.
+    - the same characters in the query string;
+    - a body that is not a JSON object (``[]``, ``null``, ``1``), trailing data after it, or an
+      object with a key twice at any depth (parsers disagree on which one wins).
     """
     for value in request.args.values():
         if _bad_text(value):
             return problem(400, "BAD_REQUEST", "query parameters must be valid text without NUL characters")
-    if request.method not in ("POST", "PUT", "PATCH") or not request.is_json:
+    if request.method not in _BODY_METHODS or not request.is_json:
         return None
     data = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
+    if not data:
+        return None  # no body: {} where every field is optional
     if json.detect_encoding(data) not in ("utf-8", "utf-8-sig"):
         # RFC 8259: JSON between systems is UTF-8. The parser would accept UTF-16/32, which the
         # byte-level nesting check below cannot read.
@@ -89,13 +139,15 @@ def _refuse_hostile_input() -> Response | None:
     if json_depth(data) > MAX_JSON_DEPTH:
         return problem(400, "BAD_REQUEST", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        body = json.loads(data, parse_constant=_not_json)
+        body = json.loads(data, parse_constant=_not_json, object_pairs_hook=_unique_keys)
     except _NotJson:
         return problem(400, "BAD_REQUEST", "NaN, Infinity and -Infinity are not JSON")
-    except json.JSONDecodeError:
-        return None  # plain malformed JSON: the schema layer answers it (400 BAD_REQUEST)
-    except ValueError:
-        return problem(400, "BAD_REQUEST", "malformed request body")
+    except _DuplicateKey as exc:
+        return problem(400, "BAD_REQUEST", f"duplicate key in a JSON object: {exc}")
+    except (ValueError, RecursionError):  # JSONDecodeError, undecodable UTF-8, numbers too long
+        return problem(400, "BAD_REQUEST", "malformed JSON request body")
+    if not isinstance(body, dict):
+        return problem(400, "BAD_REQUEST", "the request body must be a JSON object")
     if _bad_text(body):
         return problem(400, "BAD_REQUEST", "JSON strings must be valid text without NUL characters")
     return None
@@ -108,6 +160,20 @@ class _NotJson(ValueError):
 def _not_json(constant: str) -> float:
     # Python's parser takes NaN and ±Infinity; RFC 8259 has no such literals: malformed JSON (400).
     raise _NotJson(constant)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Python keeps the last of a repeated key, other parsers (and a proxy or WAF before us) the
+    # first: {"amount": 1, "amount": 100000} would mean different things to each.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        (key, _count), *_ = Counter(k for k, _ in pairs).most_common(1)
+        raise _DuplicateKey(repr(key[:64]))
+    return obj
 
 
 def _bad_text(value: object) -> bool:
@@ -176,6 +242,7 @@ def init_app(app: Flask) -> None:
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     app.before_request(_body_limit)  # before anything reads the body
+    app.before_request(_json_bodies_only)  # before the auth, the limiter and the view
     app.before_request(_refuse_hostile_input)
     app.after_request(_security_headers)
     app.after_request(_no_type_without_content)

@@ -69,7 +69,8 @@ class StrictInteger(fields.Integer):
 
 
 class StrictBoolean(fields.Boolean):
-    """JSON true or false only: 1 and 0 are refused (they equal True and False in Python)."""
+    """JSON true or false only: 1 and 0 are refused (they equal True and False in Python, so
+    ``truthy={True}`` still took them), as are "true" and the other strings Boolean accepts."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
         if not isinstance(value, bool):
@@ -106,11 +107,11 @@ class PinIn(Strict):
 class OtpVerifyIn(Strict):
     challenge_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
     code = fields.String(required=True, load_only=True, validate=FullMatch(r"^[0-9]{6}$", error="Must be 6 digits."))
-    trust_device = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+    trust_device = StrictBoolean(load_default=False)
 
 
 class OtpSettingIn(Strict):
-    enabled = fields.Boolean(required=True, truthy={True}, falsy={False})  # JSON true/false only
+    enabled = StrictBoolean(required=True)
     # Required to turn OTP off (checked in core: a stolen token alone must not drop the second factor).
     password = fields.String(load_only=True, validate=validate.Length(max=1024))
 
@@ -164,7 +165,7 @@ class BatchItemIn(Strict):
     amount = MinorUnits(required=True)
     currency = fields.String(required=True, validate=CURRENCY)
     reference = fields.String(validate=validate.Length(max=140), allow_none=True)
-    hold = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+    hold = StrictBoolean(load_default=False)
 
 
 class RawItem(fields.Nested):
@@ -182,7 +183,7 @@ class RawItem(fields.Nested):
 
 class BatchIn(Strict):
     pin = fields.String(required=True, load_only=True, validate=PIN)
-    atomic = fields.Boolean(load_default=False, truthy={True}, falsy={False})
+    atomic = StrictBoolean(load_default=False)
     items = fields.List(RawItem(), required=True, validate=validate.Length(min=1, max=MAX_BATCH_ITEMS))
 
 

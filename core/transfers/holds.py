@@ -23,10 +23,18 @@ from sqlalchemy.orm import Session
 
 from core import audit, events, ledger
 from core.db import database_now
-from core.errors import AccountInactive, Forbidden, IdempotencyKeyReused, TransferNotHeld, ValidationFailed
+from core.errors import (
+    AccountInactive,
+    Forbidden,
+    IdempotencyKeyReused,
+    NotFound,
+    TransferNotHeld,
+    ValidationFailed,
+)
 from core.models import Account, AccountStatus, HoldAction, Role, Transfer, TransferAction, TransferStatus, User
 from core.transfers import queries
 from core.transfers.idempotency import validate_key
+from core.transfers.submit import DESTINATION_CANNOT_RECEIVE
 
 _T = Transfer.__table__
 _A = Account.__table__
@@ -144,9 +152,7 @@ def _end(
         raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
     source, destination = _lock_accounts(session, transfer)
     if action is HoldAction.CAPTURE:  # money never moves out of or into a frozen account; a void may
-        for role, account in (("source", source), ("destination", destination)):
-            if account.status != AccountStatus.ACTIVE:
-                raise AccountInactive(f"{role} account is {account.status.value}")  # rolls the action back too
+        _check_capturable(source, destination)  # raising rolls the action back too
     source.held_amount -= transfer.amount
     if action is HoldAction.CAPTURE:
         ledger.post(session, transfer, debit=source, credit=destination, amount=moved)
@@ -166,6 +172,16 @@ def _end(
     session.refresh(transfer)
     events.transfer_changed(session, transfer, source, destination)
     return Ended(transfer, created=True)
+
+
+def _check_capturable(source: Account, destination: Account) -> None:
+    """The capturer's side (the source) is named; the payee's is not: a frozen or closed
+    destination answers as POST /transfers does for one (a 404 that does not say why), so a
+    capture cannot probe the other party's account status (e.g. a compliance freeze)."""
+    if source.status != AccountStatus.ACTIVE:
+        raise AccountInactive(f"source account is {source.status.value}")
+    if destination.status != AccountStatus.ACTIVE:
+        raise NotFound(DESTINATION_CANNOT_RECEIVE)
 
 
 def _visible(session: Session, transfer_id: uuid.UUID, user: User, action: HoldAction, *, lock: bool) -> Transfer:

@@ -35,7 +35,7 @@ from core.models import (
 from core.money import validate_amount
 from core.transfers.idempotency import find_replay, validate_key
 from core.transfers.routing import partition_of
-from core.transfers.submit import Accepted
+from core.transfers.submit import DESTINATION_CANNOT_RECEIVE, Accepted
 
 MAX_REASON_LENGTH = 140  # stored as the refund's reference (transfers.reference is VARCHAR(140))
 
@@ -162,6 +162,10 @@ def _check(user: User, original: Transfer, source: Account, destination: Account
         raise Conflict(f"a {original.kind.value} cannot be refunded, only a TRANSFER")
     if original.status != TransferStatus.COMPLETED:
         raise Conflict(f"only a COMPLETED transfer can be refunded (it is {original.status.value})")
-    for role, account in (("source", destination), ("destination", source)):
-        if account.status != AccountStatus.ACTIVE:
-            raise AccountInactive(f"the refund's {role} account is {account.status.value}")
+    # The refunder's own account (the refund's source) is named; the payer's (its destination)
+    # answers as POST /transfers does for a destination that cannot receive, so a refund cannot
+    # probe the other party's account status (e.g. a compliance freeze).
+    if destination.status != AccountStatus.ACTIVE:
+        raise AccountInactive(f"the refund's source account is {destination.status.value}")
+    if source.status != AccountStatus.ACTIVE:
+        raise NotFound(DESTINATION_CANNOT_RECEIVE)
