@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import os
 
+import structlog
 from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from core.observability import metrics
+
+log = structlog.get_logger(__name__)
 
 PRODUCTION_MIN_MEMORY_KIB = 65536
 
@@ -32,7 +37,14 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    """True if ``password`` matches. A stored hash that cannot be read (corrupt, truncated, an
+    unknown format) refuses the login like a wrong password, so the caller learns nothing, but
+    it is our fault, not the user's: it is logged as an error (never the hash) and counted."""
     try:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
-    except (VerificationError, InvalidHashError):
+    except VerifyMismatchError:
+        return False
+    except (VerificationError, InvalidHashError) as error:
+        log.error("password_hash_unreadable", error_type=type(error).__name__)
+        metrics.PASSWORD_HASH_UNREADABLE.inc()
         return False

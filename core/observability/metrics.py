@@ -40,6 +40,10 @@ LOCK_FAILURES = Counter(
     ["reason"],  # timeout | redis_unavailable
 )
 TASK_RETRIES = Counter("bank_task_retries_total", "Celery task retries", ["task"])
+PASSWORD_HASH_UNREADABLE = Counter(
+    "bank_password_hash_unreadable_total",
+    "Logins refused because the stored password hash could not be read (corrupt or unknown format)",
+)
 MONEY_MOVED = Counter(
     "bank_money_moved_minor_units_total", "Amount moved by completed transfers, in minor units", ["currency", "kind"]
 )
