@@ -18,6 +18,8 @@ import psycopg
 import redis
 from sqlalchemy.engine import make_url
 
+from core.create_database import create_database_if_missing
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -158,9 +160,7 @@ def recreate_database(services: Services, name: str) -> str:
 
 
 def ensure_database(services: Services, name: str) -> str:
-    admin = make_url(services.database_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
+    """Create ``name`` unless it exists (as `flask --app web create-db` does); returns its URL."""
+    url = make_url(services.database(name)).set(drivername="postgresql+psycopg")
+    create_database_if_missing(url.render_as_string(hide_password=False))
     return services.database(name)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import click
 from flask import Flask
+from sqlalchemy import make_url
 
 from core.audit.verify import verify_chain
+from core.create_database import create_database_if_missing
 from core.identity import admin as admins
 from core.reconcile import reconcile
 from core.webhooks import service as webhooks
@@ -13,6 +15,14 @@ from web.context import settings, transaction
 
 
 def init_app(app: Flask) -> None:
+    @app.cli.command("create-db")
+    def create_db() -> None:
+        """Create the database DATABASE_URL names if it does not exist yet (idempotent); then run
+        `alembic upgrade head`."""
+        url = make_url(settings().sqlalchemy_url)
+        created = create_database_if_missing(url.render_as_string(hide_password=False))
+        click.echo(f"database {url.database} {'created' if created else 'already exists'}")
+
     @app.cli.command("create-admin")
     @click.option("--email", envvar="ADMIN_EMAIL", required=True)
     @click.option("--password", envvar="ADMIN_PASSWORD", required=True, prompt=True, hide_input=True)
