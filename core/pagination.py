@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, literal, tuple_
+from sqlalchemy import BigInteger, Select, SmallInteger, literal, tuple_
+from sqlalchemy.types import TypeEngine
 
 from core.errors import ValidationFailed
 
@@ -54,15 +55,19 @@ def decode_cursor(cursor: str, keys: Keys) -> list[Any]:
         if not isinstance(tagged, list) or len(tagged) != len(keys) + 1 or tagged[0] != _tag(keys):
             raise ValueError("cursor does not fit this list")
         values = tagged[1:]
-        return [_load(key.type.python_type, value) for key, value in zip(keys, values, strict=True)]
-    except (ValueError, TypeError) as exc:
+        return [_load(key.type, value) for key, value in zip(keys, values, strict=True)]
+    except (ValueError, TypeError, RecursionError) as exc:
         raise ValidationFailed("invalid cursor", errors={"cursor": ["Invalid cursor."]}) from exc
 
 
-def _load(python_type: type, value: Any) -> Any:
+def _load(column_type: TypeEngine[Any], value: Any) -> Any:
+    python_type = column_type.python_type
     if python_type is int:
         if type(value) is not int:  # bool is an int too
             raise TypeError("not an integer")
+        if not -_int_bound(column_type) <= value < _int_bound(column_type):
+            # Postgres would refuse the comparison's literal (out of range for its type): a 500.
+            raise ValueError("integer out of range for this key")
         return value
     if not isinstance(value, str):
         raise TypeError("not a string")
@@ -74,6 +79,15 @@ def _load(python_type: type, value: Any) -> Any:
     if python_type is uuid.UUID:
         return uuid.UUID(value)
     raise TypeError(f"no cursor form for {python_type.__name__} keys")
+
+
+def _int_bound(column_type: TypeEngine[Any]) -> int:
+    """2 ** (bits - 1) of the column's integer type (BigInteger is an Integer, so it goes first)."""
+    if isinstance(column_type, BigInteger):
+        return 2**63
+    if isinstance(column_type, SmallInteger):
+        return 2**15
+    return 2**31
 
 
 def paginate(session: Any, stmt: Select[Any], keys: Keys, cursor: str | None, limit: int) -> Page[Any]:
