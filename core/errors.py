@@ -80,10 +80,6 @@ class SameAccount(DomainError):
     code = "SAME_ACCOUNT"
 
 
-class ServiceUnavailable(DomainError):
-    code = "SERVICE_UNAVAILABLE"
-
-
 class OtpRequired(DomainError):
     """The password was right but this device is not trusted: the body carries a ``challenge_id``."""
 
