@@ -10,4 +10,4 @@ lint:
 fmt:
 	.venv/bin/ruff check --fix . && .venv/bin/ruff format .
 migrate:
-	.venv/bin/alembic upgrade head
+	.venv/bin/flask --app web create-db && .venv/bin/alembic upgrade head
