@@ -37,3 +37,12 @@ def test_a_runtime_dir_the_user_set_is_kept(tmp_path: Path) -> None:
     started = _run({**os.environ, "XDG_RUNTIME_DIR": str(mine)})
     assert started.returncode == 0, started.stderr
     assert (started.stdout.strip(), started.stderr) == (str(mine), "")
+
+
+def test_a_fallback_directory_left_world_readable_is_made_private(tmp_path: Path) -> None:
+    # pgserver used to create it with the default mode, and platformdirs warned about that on the next start.
+    (tmp_path / f"runtime-{os.geteuid()}").mkdir(mode=0o755)
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    started = _run({**env, "TMPDIR": str(tmp_path)})
+    assert (started.returncode, started.stderr) == (0, "")
+    assert stat.S_IMODE(Path(started.stdout.strip()).stat().st_mode) == 0o700
