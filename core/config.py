@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from core.webhooks.retry import DEFAULT_SCHEDULE, parse_schedule
-
-if TYPE_CHECKING:
-    from core.identity.lockout import LoginPolicy
-    from core.identity.otp import OtpPolicy
-    from core.identity.pin_checks import PinPolicy
-    from core.webhooks.policy import WebhookPolicy
 
 # Development defaults: obvious placeholders that production refuses to start with.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"  # noqa: S105
@@ -25,6 +19,10 @@ MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
+    """The flat settings, one field per environment variable. The policies services need are
+    built from them in the composition root (core.resources.Policies), not here: this module
+    imports nothing of the bank's but the retry schedule's parser."""
+
     # hide_input_in_errors: a refused configuration must never echo a secret's value.
     model_config = SettingsConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
@@ -207,12 +205,13 @@ class Settings(BaseSettings):
 
     @property
     def sqlalchemy_url(self) -> str:
-        """DATABASE_URL with the psycopg 3 driver, whatever scheme the operator gave."""
-        url = self.database_url
-        for prefix in ("postgres://", "postgresql://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
+        """DATABASE_URL with the psycopg 3 driver when it names none (``postgres://``,
+        ``postgresql://``); a URL that names a driver is used as given. Parsed by SQLAlchemy, so
+        credentials, ports and query options keep their meaning."""
+        url = make_url(self.database_url)
+        if url.drivername not in ("postgres", "postgresql"):
+            return self.database_url
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
     @property
     def broker_url(self) -> str:
@@ -222,60 +221,6 @@ class Settings(BaseSettings):
         if self.redis_url.startswith("unix://"):
             return "redis+socket://" + self.redis_url[len("unix://") :]
         return self.redis_url
-
-    # Groups: what each service needs, built once per settings object from the flat fields
-    # above (whose names are the environment's). The imports are local: those modules import
-    # the database layer, which imports this one.
-
-    @cached_property
-    def pins(self) -> PinPolicy:
-        from core.identity.pin_checks import PinPolicy
-
-        return PinPolicy(
-            pepper=self.pin_pepper.get_secret_value().encode(),
-            max_attempts=self.pin_max_attempts,
-            lock_for=timedelta(minutes=self.pin_lock_minutes),
-        )
-
-    @cached_property
-    def logins(self) -> LoginPolicy:
-        from core.identity.lockout import LoginPolicy
-
-        return LoginPolicy(
-            max_failures=self.login_max_failures,
-            lock_for=timedelta(minutes=self.login_lock_minutes),
-            email_max_failures=self.login_email_max_failures,
-        )
-
-    @cached_property
-    def otp(self) -> OtpPolicy:
-        from core.identity.otp import OtpPolicy
-
-        # The PIN pepper keys the stored codes' HMAC too (domain-separated inside the MAC).
-        return OtpPolicy(
-            key=self.pin_pepper.get_secret_value().encode(),
-            ttl_seconds=self.otp_ttl_seconds,
-            max_attempts=self.otp_max_attempts,
-        )
-
-    @cached_property
-    def webhooks(self) -> WebhookPolicy:
-        from core.webhooks.policy import WebhookPolicy
-        from core.webhooks.secrets import SecretBox
-        from core.webhooks.urls import UrlRules
-
-        return WebhookPolicy(
-            rules=UrlRules(production=self.app_env == "production", allowed_hosts=self.webhook_allowed_hosts),
-            box=SecretBox(
-                self.webhook_secrets_key.get_secret_value(),
-                [k.get_secret_value() for k in self.webhook_secrets_previous_keys],
-            ),
-            schedule=self.webhook_retry_schedule,
-            timeout=self.webhook_timeout_seconds,
-            secret_grace=timedelta(seconds=self.webhook_secret_grace_seconds),
-            queue_lease=timedelta(seconds=self.webhook_queue_lease_seconds),
-            endpoint_concurrency=self.webhook_endpoint_concurrency,
-        )
 
 
 def _comma_list(text: str) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from core.audit.seal import SEAL_LOCK
 from core.identity import admin as admins
 from core.identity import kyc, pin_checks, users
 from core.models import Account, User
+from core.resources import Policies
 from core.transfers.deposit import deposit
 
 PASSWORD = "correct horse battery staple"
@@ -53,7 +54,7 @@ def customer(
                 user_id=user.id,
                 pin=pin,
                 current_pin=None,
-                policy=settings.pins,
+                policy=Policies.from_settings(settings).pins,
                 now=datetime.now(UTC),
             )
     with sessions() as s:

@@ -17,7 +17,7 @@ from core.identity import otp, users
 from core.identity import tokens as revocations
 from core.models import User
 from core.notifications import OtpMessage, make_notifier
-from web.context import request_id, resources, settings, transaction
+from web.context import policies, request_id, resources, settings, transaction
 from web.docs import BEARER
 from web.schemas import LoginIn, OtpVerifyIn, RegisterIn, RegisterOut, TokensOut
 from web.security import current_user, family_expiry, issue_tokens, revoke_current, token_expiry
@@ -56,7 +56,7 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
             password=body["password"],
             device_id=body.get("device_id"),
             client_address=client_address(),
-            policy=settings().logins,
+            policy=policies().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )
@@ -69,7 +69,7 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
 
 def _send_challenge(user: User, device_id: str | None) -> str:
     challenge, code = otp.issue(
-        resources().redis, settings().otp, challenge_id=otp.new_challenge_id(), user_id=user.id, device_id=device_id
+        resources().redis, policies().otp, challenge_id=otp.new_challenge_id(), user_id=user.id, device_id=device_id
     )
     make_notifier(settings().notifier).send_otp(
         OtpMessage(user_id=user.id, email=user.email, purpose=challenge.purpose, code=code, challenge_id=challenge.id)
@@ -90,12 +90,12 @@ def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
         result = logins.answer_otp(
             session,
             resources().redis,
-            settings().otp,
+            policies().otp,
             challenge_id=body["challenge_id"],
             code=body["code"],
             trust_device=body["trust_device"],
             client_address=client_address(),
-            policy=settings().logins,
+            policy=policies().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )

@@ -11,7 +11,7 @@ from core.create_database import create_database_if_missing
 from core.identity import admin as admins
 from core.reconcile import reconcile
 from core.webhooks import service as webhooks
-from web.context import settings, transaction
+from web.context import policies, settings, transaction
 
 
 def init_app(app: Flask) -> None:
@@ -47,7 +47,7 @@ def init_app(app: Flask) -> None:
     def rotate_webhook_secrets_key() -> None:
         """Re-encrypt every webhook endpoint secret under WEBHOOK_SECRETS_KEY, audited; afterwards
         WEBHOOK_SECRETS_PREVIOUS_KEYS can be emptied."""
-        box = settings().webhooks.box
+        box = policies().webhooks.box
         with transaction() as session:
             count = webhooks.reencrypt_secrets(session, box)
         click.echo(f"webhook secrets re-encrypted under the current key: {count} endpoint(s)")

@@ -13,7 +13,7 @@ from flask import Flask, Response, current_app, g, has_request_context, request
 from sqlalchemy.orm import Session
 
 from core.config import Settings
-from core.resources import Resources
+from core.resources import Policies, Resources
 
 log = structlog.get_logger("web.access")
 
@@ -27,6 +27,11 @@ def resources() -> Resources:
 
 def settings() -> Settings:
     return resources().settings
+
+
+def policies() -> Policies:
+    """The app's policies (PINs, logins, OTP, webhooks), built once with its resources."""
+    return resources().policies
 
 
 def request_session() -> Session:

@@ -15,7 +15,7 @@ from core.identity.models import TrustedDevice
 from core.identity.pin_checks import PinPolicy
 from core.models import User
 from web.auth import client_address
-from web.context import request_id, settings, transaction
+from web.context import policies, request_id, transaction
 from web.docs import BEARER
 from web.schemas import DeviceList, OtpSettingIn, PasswordChangeIn, PinIn, UserOut
 from web.security import current_user
@@ -24,8 +24,8 @@ blp = Blueprint("me", __name__, url_prefix="/me", description="The caller's prof
 
 
 def pin_policy() -> PinPolicy:
-    """The app's PIN policy: ``settings.pins``, built once per settings object."""
-    return settings().pins
+    """The app's PIN policy, built once with its resources."""
+    return policies().pins
 
 
 @blp.route("", methods=["GET"])
@@ -72,7 +72,7 @@ def put_password(body: dict[str, Any]) -> None:
             current_password=body["current_password"],
             new_password=body["new_password"],
             client_address=client_address(),
-            policy=settings().logins,
+            policy=policies().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )
@@ -96,7 +96,7 @@ def post_otp(body: dict[str, Any]) -> User:
             enabled=body["enabled"],
             password=body.get("password"),
             client_address=client_address(),
-            policy=settings().logins,
+            policy=policies().logins,
             now=datetime.now(UTC),
             request_id=request_id(),
         )

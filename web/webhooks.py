@@ -18,7 +18,7 @@ from core.webhooks import service
 from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.urls import MAX_URL_LENGTH
-from web.context import request_id, settings, transaction
+from web.context import policies, request_id, transaction
 from web.docs import BEARER
 from web.schemas import FullMatch, PageArgs, Strict, by_value, page_of
 from web.security import current_user
@@ -84,7 +84,7 @@ DeliveryPage = page_of(DeliveryOut, "WebhookDeliveryPage")
 
 
 def _policy() -> WebhookPolicy:
-    return settings().webhooks  # built once per settings object
+    return policies().webhooks  # built once with the app's resources
 
 
 # ---- views -------------------------------------------------------------------------------

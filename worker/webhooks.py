@@ -21,7 +21,7 @@ from core.webhooks.policy import WebhookPolicy
 from core.webhooks.relay import due_deliveries, relay_events
 from worker.http_transport import HttpTransport
 from worker.publish import publish
-from worker.runtime import resources, settings
+from worker.runtime import resources
 
 log = structlog.get_logger(__name__)
 TRANSPORT = HttpTransport()
@@ -31,7 +31,7 @@ RELAY_MAX_BATCHES = 20  # per run; the next beat tick continues
 
 
 def _policy() -> WebhookPolicy:
-    return settings().webhooks  # built once per settings object
+    return resources().policies.webhooks  # built once with this process's resources
 
 
 @shared_task(name="worker.webhooks.relay_outbox", acks_late=True)

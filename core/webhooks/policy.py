@@ -1,4 +1,4 @@
-"""The webhook settings a service or task needs: built once per settings object (``settings.webhooks``)."""
+"""The webhook settings a service or task needs: built once per settings object (``Resources.policies``)."""
 
 from __future__ import annotations
 

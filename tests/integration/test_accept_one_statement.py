@@ -18,10 +18,14 @@ from core.identity import tokens
 from core.identity.pin_checks import PinCheck
 from core.identity.tokens import TokenCaller
 from core.models import Account, AccountKind, AccountStatus, AuditLog, Transfer, User, UserStatus
+from core.resources import Policies
 from core.transfers.accept import accept_carefully, accept_in_one_statement, accept_transfer
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.submit import submit_transfer
 from tests.factories import PIN
+
+# The run's PIN policy, as Resources.open builds it from the settings.
+PINS = Policies.from_settings(Settings()).pins
 
 
 def _counts(sessions, user_id: uuid.UUID) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
@@ -42,7 +46,7 @@ def _one_statement(  # type: ignore[no-untyped-def]
 ):  # fmt: skip
     with sessions.begin() as s:
         return accept_in_one_statement(
-            s, caller=caller or _caller(user), pin=pin, pin_pepper=Settings().pins.pepper,
+            s, caller=caller or _caller(user), pin=pin, pin_pepper=PINS.pepper,
             idempotency_key=key or str(uuid.uuid4()), movement=movement, partitions=4, request_id="req-one",
         )  # fmt: skip
 
@@ -175,7 +179,7 @@ def test_writes_nothing_where_the_careful_path_refuses(sessions, settings, make_
     with pytest.raises(type(careful.value)) as through_api_path, sessions.begin() as s:
         accept_transfer(
             s, caller=_caller(alice.user), load_user=lambda: s.get_one(User, alice.user.id),
-            idempotency_key=str(uuid.uuid4()), movement=movement, pin=PIN, pin_policy=settings.pins, partitions=4,
+            idempotency_key=str(uuid.uuid4()), movement=movement, pin=PIN, pin_policy=PINS, partitions=4,
         )  # fmt: skip
     assert str(through_api_path.value) == str(careful.value)
     assert _counts(sessions, alice.user.id) == before
@@ -211,7 +215,7 @@ def test_a_wrong_pin_counts_and_a_replay_still_wins(sessions, settings, make_cus
         with sessions.begin() as s:
             return accept_transfer(
                 s, caller=_caller(alice.user), load_user=lambda: s.get_one(User, alice.user.id), idempotency_key=key,
-                movement=movement, pin=pin, pin_policy=settings.pins,
+                movement=movement, pin=pin, pin_policy=PINS,
             )  # fmt: skip
 
     accepted = accept("k-pin", PIN)
@@ -245,7 +249,7 @@ def test_concurrent_duplicates_make_one_transfer(sessions, settings, make_custom
                 # Hold the insert open a moment so the others block on the key's unique index.
                 outcome = accept_transfer(
                     s, caller=_caller(alice.user), load_user=lambda: s.get_one(User, alice.user.id),
-                    idempotency_key="k-race", movement=movement, pin=PIN, pin_policy=settings.pins,
+                    idempotency_key="k-race", movement=movement, pin=PIN, pin_policy=PINS,
                 )  # fmt: skip
                 s.execute(text("SELECT pg_sleep(0.05)"))
             assert outcome.accepted is not None
@@ -338,7 +342,7 @@ def test_a_caller_the_statement_cannot_clear_gets_neither_a_transfer_nor_a_repla
     with pytest.raises(TokenRefused), sessions.begin() as s:
         accept_transfer(
             s, caller=caller, load_user=full_check, idempotency_key="k-next", movement=movement, pin=PIN,
-            pin_policy=settings.pins,
+            pin_policy=PINS,
         )  # fmt: skip
 
 
@@ -357,6 +361,6 @@ def test_the_careful_path_alone_answers_a_known_user(sessions, settings, make_cu
     with sessions.begin() as s:
         outcome = accept_carefully(
             s, user=s.get_one(User, alice.user.id), idempotency_key="k-careful", movement=movement, pin=PIN,
-            pin_policy=settings.pins,
+            pin_policy=PINS,
         )  # fmt: skip
     assert outcome.pin is PinCheck.OK and outcome.accepted is not None and outcome.accepted.created

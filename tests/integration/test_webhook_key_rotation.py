@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from core.config import Settings
 from core.models import AuditLog
+from core.resources import webhook_policy
 from core.webhooks import service
 from core.webhooks.delivery import signing_secrets
 from core.webhooks.models import WebhookEndpoint
@@ -26,7 +27,7 @@ def rotate_all(make_app, settings: Settings) -> None:  # type: ignore[no-untyped
 def test_secrets_survive_a_key_rotation_and_the_old_key_can_go(make_app, sessions, make_customer, settings) -> None:  # type: ignore[no-untyped-def]
     old_key = settings.webhook_secrets_key.get_secret_value()
     new_key = "new-webhook-secrets-key-" + uuid.uuid4().hex
-    old = settings.webhooks
+    old = webhook_policy(settings)
     customer, now = make_customer(), datetime.now(UTC)
     with sessions.begin() as s:
         created = service.create_endpoint(
@@ -43,8 +44,8 @@ def test_secrets_survive_a_key_rotation_and_the_old_key_can_go(make_app, session
             return endpoint
 
     rotating = Settings(webhook_secrets_key=new_key, webhook_secrets_previous_keys=old_key)
-    new_only = Settings(webhook_secrets_key=new_key).webhooks
-    assert signing_secrets(stored(), rotating.webhooks, now) == expected
+    new_only = webhook_policy(Settings(webhook_secrets_key=new_key))
+    assert signing_secrets(stored(), webhook_policy(rotating), now) == expected
     with pytest.raises(ValueError):
         signing_secrets(stored(), new_only, now)
 

@@ -21,6 +21,7 @@ from standardwebhooks import Webhook
 
 from core.events import DomainEvent, EventType, emit
 from core.models import AuditLog, Transfer
+from core.resources import webhook_policy
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
@@ -44,7 +45,7 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture(scope="module")
 def policy(settings) -> WebhookPolicy:  # type: ignore[no-untyped-def]
     # Retries an hour away: a running dispatcher never takes these tests' deliveries.
-    return dataclasses.replace(settings.webhooks, schedule=(3600.0, 3600.0))
+    return dataclasses.replace(webhook_policy(settings), schedule=(3600.0, 3600.0))
 
 
 def events_for(sessions, transfer_id: uuid.UUID) -> list[DomainEvent]:  # type: ignore[no-untyped-def]
@@ -286,7 +287,7 @@ def test_failures_are_recorded_and_retried_later(sessions, make_customer, policy
 
 
 def test_429_with_retry_after_is_honoured(sessions, make_customer, settings, receiver) -> None:  # type: ignore[no-untyped-def]
-    fast = dataclasses.replace(settings.webhooks, schedule=(1.0,))
+    fast = dataclasses.replace(webhook_policy(settings), schedule=(1.0,))
     url = receiver.endpoint(Reply(429, {"Retry-After": "7200"}))
     _, did, _ = parked_delivery(sessions, fast, make_customer(), url)
     before = datetime.now(UTC)

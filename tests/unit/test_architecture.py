@@ -6,6 +6,10 @@
 - Transfers write domain events (core.events); webhooks subscribe to them. Transfers never
   import webhooks.
 - core/errors.py says what went wrong (a stable code), never how HTTP shows it.
+- No import cycle among the modules of core/, web/ and worker/, counting every import a
+  module makes (function-level and TYPE_CHECKING ones too): a cycle hidden by a local import
+  is still a cycle (e.g. core.config building policies whose modules import core.db, which
+  imports core.config).
 
 Each rule is also run against a small tree that breaks it, so a rule that can no longer fail
 (a typo in a package name, a missed import form) fails here.
@@ -111,6 +115,45 @@ def http_in_errors(path: Path) -> list[str]:
     return found
 
 
+PACKAGES = ("core", "web", "worker")
+
+
+def import_cycles(root: Path) -> list[list[str]]:
+    """The import cycles among the modules of PACKAGES: each strongly connected component of the
+    import graph with more than one module (Tarjan), its modules sorted."""
+    paths = [p for package in PACKAGES if (root / package).is_dir() for p in sorted((root / package).rglob("*.py"))]
+    modules = {_module_name(p, root): p for p in paths}
+    graph = {
+        m: sorted({name for _, name in imported_modules(p, root) if name in modules and name != m})
+        for m, p in modules.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in graph[module]:
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            component = []
+            while not component or component[-1] != module:
+                component.append(stack.pop())
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    return sorted(cycles)
+
+
 # ---- the real tree --------------------------------------------------------------------------
 
 
@@ -122,6 +165,10 @@ def test_rule_holds(rule: Rule) -> None:
 
 def test_domain_errors_carry_no_http() -> None:
     assert http_in_errors(ROOT / "core" / "errors.py") == []
+
+
+def test_no_import_cycle() -> None:
+    assert import_cycles(ROOT) == []
 
 
 # ---- each rule can fail ---------------------------------------------------------------------
@@ -181,4 +228,26 @@ def test_an_http_status_in_errors_is_found(tmp_path: Path) -> None:
         "3: HTTP-like number 404",
         "5: assigns .status_code",
         "5: HTTP-like number 404",
+    ]
+
+
+def test_an_import_cycle_is_found_even_behind_local_and_type_checking_imports(tmp_path: Path) -> None:
+    files = {
+        "core/__init__.py": "",
+        "core/config.py": "def pins():\n    from core.identity.pins import PinPolicy\n",
+        "core/identity/__init__.py": "",
+        "core/identity/pins.py": "from core.db import ROW_LOCK\n",
+        "core/db.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from core import config\n",
+        "core/money.py": "from core.db import ROW_LOCK\n",  # imports into the cycle, not part of it
+        "web/__init__.py": "from . import views\n",
+        "web/views.py": "from web import __name__ as package\n",
+        "worker/__init__.py": "",
+        "worker/tasks.py": "import core.money\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert import_cycles(tmp_path) == [
+        ["core.config", "core.db", "core.identity.pins"],
+        ["web", "web.views"],
     ]

@@ -1,5 +1,6 @@
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.engine import make_url
 
 from core.config import Settings
 
@@ -35,3 +36,10 @@ def test_broker_defaults_to_redis_and_speaks_kombu_for_sockets() -> None:
 
 def test_database_url_gets_the_psycopg3_driver() -> None:
     assert Settings(database_url="postgres://u@h/db").sqlalchemy_url == "postgresql+psycopg://u@h/db"
+    # Parsed by SQLAlchemy (make_url): credentials, port and options keep their meaning.
+    url = Settings(database_url="postgresql://u:p%40ss@h:6432/db?sslmode=require").sqlalchemy_url
+    assert url == "postgresql+psycopg://u:p%40ss@h:6432/db?sslmode=require"
+    assert make_url(url).password == "p@ss"
+    # A URL that names its driver is used as given.
+    given = "postgresql+psycopg://u@/db?host=/run/postgresql"
+    assert Settings(database_url=given).sqlalchemy_url == given

@@ -11,6 +11,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from core.config import Settings
+from core.resources import Policies, webhook_policy
 from core.webhooks.delivery import signing_secrets
 from core.webhooks.secrets import SecretBox, generate_secret, sign
 
@@ -46,7 +47,7 @@ def test_two_secrets_give_two_signatures_each_verifiable() -> None:
 
 
 def test_the_old_secret_signs_only_during_its_grace_period() -> None:
-    policy = Settings(webhook_secrets_key="x" * 40).webhooks
+    policy = webhook_policy(Settings(webhook_secrets_key="x" * 40))
     old, new = generate_secret(), generate_secret()
     now = datetime.now(UTC)
     endpoint = SimpleNamespace(
@@ -78,5 +79,6 @@ def test_the_policy_reads_the_previous_keys_from_settings() -> None:
     token = SecretBox(old_key).encrypt("whsec_x")
     settings = Settings(webhook_secrets_key="new-" + "k" * 40, webhook_secrets_previous_keys=f" other-key , {old_key},")
     assert [k.get_secret_value() for k in settings.webhook_secrets_previous_keys] == ["other-key", old_key]
-    assert settings.webhooks.box.decrypt(token) == "whsec_x"
-    assert settings.webhooks is settings.webhooks  # built once per settings object
+    assert webhook_policy(settings).box.decrypt(token) == "whsec_x"
+    policies = Policies.from_settings(settings)
+    assert policies.webhooks.box.decrypt(token) == "whsec_x"  # what Resources.open builds, once

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import pytest
 
 from core.config import Settings
+from core.resources import webhook_policy
 from core.webhooks.urls import Destination, UnsafeUrl, UrlRules, check_url, destination, is_public_address
 
 PROD = UrlRules(production=True)
@@ -94,7 +95,7 @@ def test_allowlisted_hosts_skip_the_address_check_but_not_https() -> None:
 
 def test_development_and_test_accept_http_and_local_receivers() -> None:
     for env in ("development", "test"):
-        rules = Settings(app_env=env).webhooks.rules
+        rules = webhook_policy(Settings(app_env=env)).rules
         assert not rules.production
         assert check_url("http://127.0.0.1:5000/hook", rules, unresolvable)
 
