@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from core.config import Settings
 from core.transfers.routing import queue_names
 from worker import runtime, telemetry  # telemetry connects the metrics and tracing signal handlers
 
-__all__ = ["TASK_MODULES", "create_celery", "queues", "telemetry"]
+__all__ = ["MAINTENANCE_QUEUE", "TASK_MODULES", "create_celery", "queues", "telemetry"]
 
 # Every module that declares tasks: each registers with the app when the worker imports it.
 TASK_MODULES = [
@@ -29,13 +29,20 @@ TASK_MODULES = [
 ]
 
 
+# The periodic upkeep (sweeper, audit sealer, hold expiry) has a queue and a pool of its own: the
+# sweeper that rescues stuck settlement must never wait behind the batches it rescues.
+MAINTENANCE_QUEUE = "maintenance"
+_MAINTENANCE_TASKS = ("worker.tasks.sweep_pending", "worker.tasks.seal_audit", "worker.tasks.expire_holds")
+
+
 def queues(settings: Settings) -> tuple[str, ...]:
     """Every queue the workers consume, declared up front (so RabbitMQ makes them quorum queues):
-    "transfers" for maintenance (sweeper, sealer), one settlement queue per partition
-    ("transfers.0" ...), and "webhooks" apart so partner servers never delay settlement.
-    `celery -A worker worker -X webhooks` consumes every settlement partition; a host can
-    take a subset with `-Q transfers,transfers.0,transfers.1`."""
-    return ("transfers", *queue_names(settings.settle_partitions), "webhooks")
+    "transfers" (the default, for any task without a route), "maintenance" (sweeper, sealer,
+    hold expiry), one settlement queue per partition ("transfers.0" ...), and "webhooks" apart so
+    partner servers never delay settlement. In production each has its pool (Procfile):
+    `-X webhooks,maintenance` consumes every settlement partition, a host can take a subset with
+    `-Q transfers,transfers.0,transfers.1`; dev and tests run one pool that consumes them all."""
+    return ("transfers", MAINTENANCE_QUEUE, *queue_names(settings.settle_partitions), "webhooks")
 
 
 def create_celery(settings: Settings, *, set_as_current: bool = True) -> Celery:
@@ -55,10 +62,16 @@ def create_celery(settings: Settings, *, set_as_current: bool = True) -> Celery:
         task_default_queue="transfers",
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3,
+        # A task running when the broker connection drops cannot be acknowledged on the new one:
+        # cancel it and let the broker redeliver it (acks_late), as Celery 6 will by default.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
         beat_schedule=_beat_schedule(settings),
-        # Partner deliveries wait on other companies' servers: never in front of settlements.
-        task_routes={"worker.webhooks.*": {"queue": "webhooks"}},
+        task_routes={
+            # Partner deliveries wait on other companies' servers: never in front of settlements.
+            "worker.webhooks.*": {"queue": "webhooks"},
+            **{name: {"queue": MAINTENANCE_QUEUE} for name in _MAINTENANCE_TASKS},
+        },
         task_annotations={
             # The HTTP timeout bounds each network step; this bounds the whole delivery task.
             "worker.webhooks.deliver": {"soft_time_limit": int(3 * settings.webhook_timeout_seconds) + 10},
@@ -68,13 +81,26 @@ def create_celery(settings: Settings, *, set_as_current: bool = True) -> Celery:
     return app
 
 
+_RABBITMQ_EXCHANGE = "bank.tasks"
+
+
 def _broker_options(settings: Settings) -> dict[str, Any]:
     names = queues(settings)
     if settings.broker_url.split("://")[0] in ("amqp", "amqps", "pyamqp"):
         # Production broker: replicated quorum queues, and a publish returns only once
         # RabbitMQ has confirmed it, so an accepted transfer's message is not lost in flight.
+        # Bound through a topic exchange: a retry's countdown then goes through RabbitMQ's native
+        # delayed delivery (Celery's celery_delayed_* exchanges). Through a direct exchange a
+        # quorum queue (no global QoS) makes the worker hold the retry until it is due, a worker
+        # process lost for the countdown.
+        exchange = Exchange(_RABBITMQ_EXCHANGE, type="topic")
         return {
-            "task_queues": [Queue(name, queue_arguments={"x-queue-type": "quorum"}) for name in names],
+            "task_queues": [
+                Queue(name, exchange, routing_key=name, queue_arguments={"x-queue-type": "quorum"}) for name in names
+            ],
+            "task_default_exchange": _RABBITMQ_EXCHANGE,
+            "task_default_exchange_type": "topic",
+            "task_default_routing_key": "transfers",
             "broker_transport_options": {"confirm_publish": True},
         }
     # Redis redelivers an unacknowledged task only after the visibility timeout; the

@@ -15,9 +15,9 @@ EXPIRE_BATCH = 500
 EXPIRE_MAX_BATCHES = 20  # per run; the next beat tick continues
 
 
-@shared_task(
-    name="worker.tasks.expire_holds", acks_late=True, autoretry_for=TRANSIENT, retry_backoff=1, max_retries=3
-)
+# retry_backoff=1: Celery's jitter draws a whole number of seconds (0.5 raised in randrange), and
+# RabbitMQ's delayed delivery refuses a countdown under 1 s.
+@shared_task(name="worker.tasks.expire_holds", acks_late=True, autoretry_for=TRANSIENT, retry_backoff=1, max_retries=3)
 def expire_holds() -> int:
     """End the holds past their expiry as EXPIRED, a batch per transaction, until none is due."""
     sessions = resources().sessions

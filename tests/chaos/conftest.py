@@ -35,10 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 # touches queues that anything else on the machine uses.
 RABBITMQ_URL = os.environ.get("CHAOS_RABBITMQ_URL")
 
-# Short timeouts so faults surface and heal within seconds.
+# Short timeouts so faults surface and heal within seconds. The account locks and the settlement
+# transaction's timeouts are the production ones: what the fault tests promise is theirs.
 CHAOS_ENV = {
-    "LOCK_TTL_SECONDS": "2",
-    "LOCK_WAIT_SECONDS": "3",
     "SWEEPER_INTERVAL_SECONDS": "1",
     "SWEEPER_PENDING_AGE_SECONDS": "3",
     "BROKER_VISIBILITY_TIMEOUT_SECONDS": "15",

@@ -110,7 +110,7 @@ def test_worker_paused_past_its_lock_ttl(running, http, sessions, settings, admi
     ids = [s.transfer_id for s in subs]
     wait_for("settlement to start", lambda: count_settled(sessions, ids) >= 5)
     running.kill("w1", signal.SIGSTOP)  # frozen mid-task, holding locks (Redis and maybe rows)
-    # The fault itself: paused for longer than LOCK_TTL_SECONDS=2, so its Redis locks expire and
+    # The fault itself: paused for longer than LOCK_TTL_SECONDS (3 s), so its Redis leases lapse and
     # w2 takes them. Nothing to wait on: w2 may be blocked on w1's row locks until w1 resumes.
     time.sleep(4)
     running.kill("w1", signal.SIGCONT)

@@ -1,0 +1,201 @@
+"""One settlement process lost or paused mid-batch, under load, with the production lock settings:
+the other partitions' transfers settle within the contract's bound (API.md Operations: at most
+8 s), nothing is isolated as poison, and the books are exact afterwards."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from core.models import Transfer, TransferStatus
+from devtools import processes
+from tests.chaos.conftest import ROOT, Cluster, Party, assert_books, people, submit
+from tests.waits import wait_for
+
+pytestmark = pytest.mark.chaos
+
+# "settle p<partition> pid <pid>": what a settlement transaction names itself (worker/settlement.py).
+_OPEN_BATCHES = text(
+    "SELECT application_name FROM pg_stat_activity"
+    " WHERE application_name LIKE 'settle p% pid %' AND xact_start IS NOT NULL"
+)
+
+
+@pytest.fixture
+def http(running: Cluster) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=f"{running.api_url}/api/v1", timeout=30) as client:
+        yield client
+
+
+@dataclass
+class Load:
+    """Clients submitting random transfers among ``parties`` until stopped."""
+
+    http: httpx.Client
+    parties: list[Party]
+    ids: list[uuid.UUID] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def start(self, clients: int = 3) -> None:
+        for n in range(clients):
+            thread = threading.Thread(target=self._run, args=(random.Random(n),), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _run(self, rng: random.Random) -> None:
+        while not self._stop.is_set():
+            src, dst = rng.sample(self.parties, 2)
+            self.ids.append(submit(self.http, src, dst, rng.randint(1, 300)).transfer_id)
+            time.sleep(0.02)
+
+    def stop(self) -> list[uuid.UUID]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+        return list(self.ids)
+
+
+def open_batches(sessions) -> dict[int, int]:  # type: ignore[no-untyped-def]
+    """Settlement processes inside a batch's transaction now: pid -> partition."""
+    with sessions() as s:
+        names = s.scalars(_OPEN_BATCHES).all()
+    found = {}
+    for name in names:
+        _, partition, _, pid = name.split()
+        found[int(pid)] = int(partition.removeprefix("p"))
+    return found
+
+
+def stop_a_drainer_mid_batch(sessions, timeout: float = 60) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """SIGSTOP one settlement process (a pool child, not its whole worker) while its batch's
+    transaction is open, holding its Redis leases, its partition and its rows; (pid, partition)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        holders = open_batches(sessions)
+        if not holders:
+            time.sleep(0.002)
+            continue
+        pid, partition = next(iter(holders.items()))
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.05)  # a statement already sent completes: its transaction stays open, or it committed
+        if open_batches(sessions).get(pid) == partition:
+            return pid, partition
+        os.kill(pid, signal.SIGCONT)  # it had committed: not mid-batch, try again
+    raise AssertionError("no settlement transaction caught open")
+
+
+def accepted_elsewhere_since(sessions, load: Load, since: int, partition: int) -> list[uuid.UUID]:  # type: ignore[no-untyped-def]
+    """The transfers the load submitted after its ``since``-th, in partitions other than
+    ``partition``, once a few were (waiting for its accounts, which the fault holds)."""
+    wait_for("transfers submitted during the fault", lambda: len(load.ids) >= since + 15, timeout=30)
+    with sessions() as s:
+        return list(
+            s.scalars(select(Transfer.id).where(Transfer.id.in_(load.ids[since:]), Transfer.partition != partition))
+        )
+
+
+def seconds_until_final(sessions, ids: list[uuid.UUID], started: float) -> float:  # type: ignore[no-untyped-def]
+    def final() -> bool:
+        with sessions() as s:
+            return not s.scalars(
+                select(Transfer.id).where(Transfer.id.in_(ids), Transfer.status == TransferStatus.PENDING).limit(1)
+            ).first()
+
+    wait_for(f"{len(ids)} transfers of the other partitions final", final, timeout=60, interval=0.05)
+    return time.monotonic() - started
+
+
+def loaded(http, sessions, settings, admin_user) -> tuple[list[Party], Load]:  # type: ignore[no-untyped-def]
+    parties = people(http, sessions, settings, admin_user, 8, 20_000)
+    load = Load(http, parties)
+    load.start()
+    wait_for("settlement under way", lambda: len(load.ids) >= 30)
+    return parties, load
+
+
+def test_kill_9_one_drainer_mid_batch_others_settle_within_5_s(running, http, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
+    """Its Redis leases lapse within the 3 s TTL (its watchdog died with it) and its transaction
+    rolls back with its connection: the other partitions settle on (they waited out the dead
+    holder's 30 s lock TTL before leases)."""
+    parties, load = loaded(http, sessions, settings, admin_user)
+    try:
+        pid, partition = stop_a_drainer_mid_batch(sessions)
+        started, since = time.monotonic(), len(load.ids)
+        os.kill(pid, signal.SIGKILL)  # mid-batch (it was stopped there): the pool replaces it
+        waiting = accepted_elsewhere_since(sessions, load, since, partition)
+        elapsed = seconds_until_final(sessions, waiting, started)
+    finally:
+        ids = load.stop()
+    assert waiting, "no transfer of another partition during the fault: it tested nothing"
+    assert elapsed <= 5, f"the other partitions waited {elapsed:.1f} s for a killed drainer"
+    assert_books(sessions, parties, ids, 8 * 20_000)
+
+
+def test_sigstop_one_drainer_mid_batch_others_settle_within_8_s(running, http, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
+    """Its leases lapse (its watchdog is paused with it), Postgres ends its idle transaction
+    (SETTLE_IDLE_TIMEOUT_MS) and frees its rows and partition: the other partitions settle within
+    8 s (they waited for the whole pause, up to the 60 s idle timeout). On SIGCONT its connection
+    errors are retried as transient: nothing is isolated as poison."""
+    parties, load = loaded(http, sessions, settings, admin_user)
+    pid = 0
+    try:
+        pid, partition = stop_a_drainer_mid_batch(sessions)
+        started, since = time.monotonic(), len(load.ids)
+        waiting = accepted_elsewhere_since(sessions, load, since, partition)
+        elapsed = seconds_until_final(sessions, waiting, started)
+        # Still paused past every timeout: its own partition is settled by another drainer.
+        wait_for("the paused drainer's transaction ended by Postgres", lambda: pid not in open_batches(sessions))
+        time.sleep(2)  # the fault itself: the pause goes on a while longer
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        ids = load.stop()
+    assert waiting, "no transfer of another partition during the fault: it tested nothing"
+    assert elapsed <= 8, f"the other partitions waited {elapsed:.1f} s for a paused drainer"
+    final = assert_books(sessions, parties, ids, 8 * 20_000)
+    assert {t.failure_code for t in final.values()} <= {None, "INSUFFICIENT_FUNDS"}
+    assert "transfer_unsettleable" not in running.worker_logs()
+
+
+def test_the_sweeper_runs_while_every_settlement_process_is_stuck(  # type: ignore[no-untyped-def]
+    running, http, sessions, settings, admin_user, tmp_path
+) -> None:
+    """Production pools: settlement (-X webhooks,maintenance) and maintenance (-Q maintenance).
+    With the settlement pool frozen, the sweeper still runs and re-nudges the stuck transfers (it
+    shared the settlement queue and waited behind stuck batches: 457 runs dropped)."""
+    for name in list(running.workers):
+        running.workers.pop(name).stop()  # the shared pools consume every queue: not this test's
+    env = {**running.env, "SWEEPER_INTERVAL_SECONDS": "1", "SWEEPER_PENDING_AGE_SECONDS": "2"}
+    settle = processes.start_worker(
+        f"{running.broker}-settle-only", env, tmp_path, ROOT, queues=["--exclude-queues", "webhooks,maintenance"]
+    )
+    upkeep = processes.start_worker(f"{running.broker}-maintenance", env, tmp_path, ROOT, queues=["-Q", "maintenance"])
+    beat = processes.start_beat(env, tmp_path, ROOT, name=f"{running.broker}-beat")
+    try:
+        a, b = people(http, sessions, settings, admin_user, 2, 1_000)
+        settle.signal(signal.SIGSTOP)  # every settlement process stuck
+        ids = [submit(http, a, b, 10).transfer_id for _ in range(3)]
+
+        def swept() -> bool:
+            with sessions() as s:
+                rows = s.scalars(select(Transfer).where(Transfer.id.in_(ids))).all()
+            return all(t.requeued_at is not None for t in rows)
+
+        wait_for("the sweeper to re-nudge the stuck transfers", swept, timeout=30)
+        settle.signal(signal.SIGCONT)
+        assert_books(sessions, [a, b], ids, 2_000)
+    finally:
+        settle.signal(signal.SIGCONT)
+        for proc in (beat, upkeep, settle):
+            proc.stop()
