@@ -393,8 +393,10 @@ class AuditLog(Base):
 
 
 class AuditSealBatch(Base):
-    """One sealer run: the seals first_seq..last_seq, the Merkle root of their row hashes and
-    root = sha256(prev_root || merkle_root), chaining the batches. Append-only by trigger."""
+    """One sealer run: the seals first_seq..last_seq, the Merkle root of their row hashes and a
+    root chaining the batches (core/audit/merkle.py, by leaf_version). Append-only by trigger.
+
+    ``id`` is the ``n`` of GET /audit/roots/{n}: the sealer gives the next batch the last id + 1."""
 
     __tablename__ = "audit_seal_batches"
 
@@ -407,14 +409,22 @@ class AuditSealBatch(Base):
     prev_root: Mapped[str | None] = mapped_column(String(64))  # NULL for the first batch
     root: Mapped[str] = mapped_column(String(64))
     sealed_at: Mapped[datetime] = _now()
+    # How the batch's row hashes and root are made (core/audit/leaf.py); 1 before migration 0016.
+    leaf_version: Mapped[int] = mapped_column(SmallInteger)
+    # Version 2: the Merkle root of the rows' context hashes (what the API does not show).
+    context_root: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (CheckConstraint("last_seq >= first_seq", name="seq_range"),)
+    __table_args__ = (
+        CheckConstraint("last_seq >= first_seq", name="seq_range"),
+        CheckConstraint("leaf_version IN (1, 2) AND (leaf_version = 1) = (context_root IS NULL)", name="leaf_version"),
+    )
 
 
 class AuditSeal(Base):
     """An audit row's place in the hash chain, written by the sealer only. Append-only by trigger.
 
-    row_hash = audit_row_hash(seq, the audit row's content, prev_hash) (migration 0002)."""
+    Leaf version 1: row_hash = audit_row_hash(seq, the audit row's content, prev_hash) (migration
+    0002). Version 2: row_hash and context_hash as core/audit/leaf.py defines them, prev_hash NULL."""
 
     __tablename__ = "audit_seals"
 
@@ -423,5 +433,6 @@ class AuditSeal(Base):
     prev_hash: Mapped[str | None] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64))
     batch_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("audit_seal_batches.id"))
+    context_hash: Mapped[str | None] = mapped_column(String(64))  # leaf version 2
 
     __table_args__ = (Index("ix_audit_seals_batch_id", "batch_id"),)

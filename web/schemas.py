@@ -398,40 +398,49 @@ class ProofStepOut(ma.Schema):
     sibling = fields.String(metadata={"description": "Hex SHA-256 of the sibling node."})
 
 
-class SealedBatchOut(ma.Schema):
-    id = fields.Integer()
-    merkle_root = fields.String(metadata={"description": "RFC 6962 Merkle root of the batch's row hashes."})
-    prev_root = fields.String(allow_none=True, metadata={"description": "The previous batch's root (null: first)."})
-    root = fields.String(metadata={"description": "sha256(prev_root || merkle_root), 32 zero bytes for no prev_root."})
-    leaf_index = fields.Integer()
-    tree_size = fields.Integer()
-    first_seq = fields.Integer()
-    last_seq = fields.Integer()
+class AuditRootOut(ma.Schema):
+    n = fields.Integer(metadata={"description": "The batch's number: n - 1 is the previous one, no gaps."})
+    root = fields.String(metadata={"description": "Hex; commits to previous_root (see merkle_root)."})
+    previous_root = fields.String(allow_none=True, metadata={"description": "Batch n - 1's root (null: first)."})
     sealed_at = fields.DateTime()
+    leaf_version = fields.Integer(
+        metadata={"description": "2: row hashes a client recomputes; 1: sealed before, checked by the server only."}
+    )
+    merkle_root = fields.String(
+        metadata={
+            "description": "RFC 6962 root of the batch's row hashes. Version 2: root = node(previous_root or 32 zero"
+            " bytes, node(merkle_root, context_root)), node(l, r) = sha256(0x01 || l || r); version 1: root ="
+            " sha256(previous_root or 32 zero bytes || merkle_root)."
+        }
+    )
+    context_root = fields.String(
+        allow_none=True, metadata={"description": "Version 2: root of the hashes of what the records do not show."}
+    )
 
 
 class TransferAuditItemOut(ma.Schema):
     seq = fields.Integer(allow_none=True, metadata={"description": "Place in the audit chain; null until sealed."})
     action = fields.String()
-    occurred_at = fields.DateTime()
+    occurred_at = fields.String(metadata={"description": "RFC 3339, UTC, microseconds: the text that is hashed."})
     details = fields.Dict()
-    row_hash = fields.String(allow_none=True)
-    prev_hash = fields.String(allow_none=True)
-    sealed_batch = fields.Nested(SealedBatchOut, allow_none=True)
+    row_hash = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "Hex SHA-256 of the RFC 8785 canonical JSON of the item without row_hash, sealed_batch"
+            " and proof (leaf version 2); null until sealed."
+        },
+    )
+    sealed_batch = fields.Integer(allow_none=True, metadata={"description": "The n of the root the proof leads to."})
     proof = fields.List(
         fields.Nested(ProofStepOut),
         allow_none=True,
-        metadata={"description": "Audit path from the leaf sha256(0x00 || row_hash) up to merkle_root."},
+        metadata={
+            "description": "From the leaf sha256(0x00 || row_hash) up: version 2 to the batch's root, version 1 to"
+            " its merkle_root."
+        },
     )
 
 
-class ChainHeadOut(ma.Schema):
-    batch_id = fields.Integer()
-    root = fields.String()
-    sealed_at = fields.DateTime()
-
-
 class TransferAuditOut(ma.Schema):
-    transfer_id = fields.UUID()
     items = fields.List(fields.Nested(TransferAuditItemOut))
-    root = fields.Nested(ChainHeadOut, allow_none=True, metadata={"description": "The newest sealed batch."})
+    root = fields.Nested(AuditRootOut, allow_none=True, metadata={"description": "The newest sealed batch's root."})

@@ -1,6 +1,6 @@
 """The Merkle tree over one seal batch's row hashes: roots, inclusion proofs and their check.
 
-Definition (the same as ``audit_merkle_root()`` in migration 0006, which the sealer uses):
+Definition (the same as ``audit_merkle_root()`` in migration 0006, which sealed leaf version 1):
 
 * leaves are the batch's ``row_hash`` values in seq order, 32-byte SHA-256 digests given as hex;
 * a leaf node is ``sha256(0x00 || leaf)``, an inner node ``sha256(0x01 || left || right)``
@@ -11,6 +11,13 @@ Definition (the same as ``audit_merkle_root()`` in migration 0006, which the sea
 
 A proof for leaf ``index`` lists, bottom up, the sibling of the running node at every level where
 it has one, with the side the sibling sits on; levels where the node is carried up add nothing.
+
+The batches are chained: each batch's ``root`` commits to the previous batch's (32 zero bytes
+before the first), so a root published or remembered vouches for every batch before it.
+
+* leaf version 1: ``root = sha256(prev_root || merkle_root)`` (``batch_root``);
+* leaf version 2: ``root = node(prev_root, node(merkle_root, context_root))`` (``chained_root``),
+  two more inner nodes: a proof to ``merkle_root`` plus ``chain_steps`` leads to ``root`` itself.
 """
 
 from __future__ import annotations
@@ -76,7 +83,20 @@ def verify_proof(leaf: str, proof: Sequence[ProofStep], root: str) -> bool:
     return node.hex() == root
 
 
+ZERO_ROOT = "00" * 32  # the previous root of the first batch
+
+
 def batch_root(prev_root: str | None, merkle: str) -> str:
-    """The batch chain: sha256(prev_root || merkle_root), 32 zero bytes before the first batch."""
-    prev = bytes.fromhex(prev_root) if prev_root is not None else bytes(32)
-    return hashlib.sha256(prev + bytes.fromhex(merkle)).hexdigest()
+    """The leaf version 1 chain: sha256(prev_root || merkle_root)."""
+    return hashlib.sha256(bytes.fromhex(prev_root or ZERO_ROOT) + bytes.fromhex(merkle)).hexdigest()
+
+
+def chain_steps(prev_root: str | None, context_root: str) -> list[ProofStep]:
+    """The two proof steps from a leaf version 2 batch's ``merkle_root`` up to its ``root``."""
+    return [ProofStep("right", context_root), ProofStep("left", prev_root or ZERO_ROOT)]
+
+
+def chained_root(prev_root: str | None, merkle: str, context_root: str) -> str:
+    """The leaf version 2 chain: node(prev_root, node(merkle_root, context_root))."""
+    body = _node(bytes.fromhex(merkle), bytes.fromhex(context_root))
+    return _node(bytes.fromhex(prev_root or ZERO_ROOT), body).hex()

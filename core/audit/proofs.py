@@ -1,68 +1,49 @@
-"""Inclusion proofs of a transfer's audit rows, checkable by a client with SHA-256 alone.
+"""Inclusion proofs of a transfer's audit rows, checkable by a client from what it reads.
 
-For every sealed row: its ``row_hash``, its batch (Merkle root, previous root, chained root,
-leaf index, tree size) and the Merkle audit path from the row to the batch's Merkle root
-(core/audit/merkle.py: RFC 6962 hashing, leaf ``sha256(0x00 || row_hash)``, node
-``sha256(0x01 || left || right)``). The batch's ``root`` is ``sha256(prev_root || merkle_root)``,
-so a root published (or remembered) earlier vouches for every batch before it.
+For every sealed row: the record (``seq``, ``action``, ``occurred_at``, ``details``), its
+``row_hash`` (leaf version 2: the SHA-256 of the record's RFC 8785 canonical JSON, which the
+client recomputes, core/audit/leaf.py), ``sealed_batch`` (the ``n`` of its batch's root) and
+``proof``, the RFC 6962 audit path from the leaf up (core/audit/merkle.py). For version 2 the
+proof ends with the two steps that make the batch's ``root`` from its Merkle root (the context
+root, the previous root), so it leads to ``GET /audit/roots/{n}``'s ``root`` itself. For
+version 1 (rows sealed before migration 0016) it leads to that batch's ``merkle_root``, and the
+row hash covers fields not shown: a client checks the proof, only the server the content.
 
 Only what the caller may see leaves: the rows of one transfer the caller can see, with their
-action, time and details. ``actor_id`` and ``request_id`` are in the hashed content but not
-shown (they may be the other party's); the server-side ``verify-audit`` recomputes every row
-hash from the full content.
+action, time and details. The actor, the entity and the request id (they may be the other
+party's) are in the context hashes, never shown.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.audit.merkle import ProofStep, merkle_proof
+from core.audit import leaf
+from core.audit.merkle import ProofStep, chain_steps, merkle_proof
+from core.audit.roots import Root, latest_root
 from core.models import AuditLog, AuditSeal, AuditSealBatch
-
-
-@dataclass(frozen=True)
-class SealedBatch:
-    id: int
-    merkle_root: str
-    prev_root: str | None  # None for the first batch: the chain starts from 32 zero bytes
-    root: str
-    leaf_index: int
-    tree_size: int
-    first_seq: int
-    last_seq: int
-    sealed_at: datetime
 
 
 @dataclass(frozen=True)
 class AuditItem:
     seq: int | None  # None until sealed
     action: str
-    occurred_at: datetime
+    occurred_at: str  # leaf.timestamp(): the text that is hashed
     details: dict[str, Any]
     row_hash: str | None
-    prev_hash: str | None
-    sealed_batch: SealedBatch | None
+    sealed_batch: int | None  # the n of the root the proof leads to
     proof: list[ProofStep] | None
 
 
 @dataclass(frozen=True)
-class ChainHead:
-    batch_id: int
-    root: str
-    sealed_at: datetime
-
-
-@dataclass(frozen=True)
 class TransferAudit:
-    transfer_id: uuid.UUID
     items: list[AuditItem]
-    root: ChainHead | None  # the newest batch: the root to compare with a published one
+    root: Root | None  # the newest batch's: where a client's walk from its own batch ends
 
 
 def transfer_audit(session: Session, transfer_id: uuid.UUID) -> TransferAudit:
@@ -77,12 +58,7 @@ def transfer_audit(session: Session, transfer_id: uuid.UUID) -> TransferAudit:
     batches = {b.id: b for b in session.scalars(select(AuditSealBatch).where(AuditSealBatch.id.in_(batch_ids)))}
     leaves = {batch_id: _leaves(session, batch_id) for batch_id in batch_ids}
     items = [_item(row, seal, batches, leaves) for row, seal in rows]
-    head = session.scalar(select(AuditSealBatch).order_by(AuditSealBatch.id.desc()).limit(1))
-    return TransferAudit(
-        transfer_id=transfer_id,
-        items=items,
-        root=ChainHead(head.id, head.root, head.sealed_at) if head is not None else None,
-    )
+    return TransferAudit(items=items, root=latest_root(session))
 
 
 def _leaves(session: Session, batch_id: int) -> list[str]:
@@ -95,26 +71,18 @@ def _item(
     row: AuditLog, seal: AuditSeal | None, batches: dict[int, AuditSealBatch], leaves: dict[int, list[str]]
 ) -> AuditItem:
     if seal is None:
-        return AuditItem(None, row.action, row.occurred_at, row.details, None, None, None, None)
+        return AuditItem(None, row.action, leaf.timestamp(row.occurred_at), row.details, None, None, None)
     batch = batches[seal.batch_id]
-    index = seal.seq - batch.first_seq
+    proof = merkle_proof(leaves[batch.id], seal.seq - batch.first_seq)
+    if batch.leaf_version >= 2:
+        assert batch.context_root is not None  # a CHECK constraint of version 2 batches
+        proof += chain_steps(batch.prev_root, batch.context_root)
     return AuditItem(
         seq=seal.seq,
         action=row.action,
-        occurred_at=row.occurred_at,
+        occurred_at=leaf.timestamp(row.occurred_at),
         details=row.details,
         row_hash=seal.row_hash,
-        prev_hash=seal.prev_hash,
-        sealed_batch=SealedBatch(
-            id=batch.id,
-            merkle_root=batch.merkle_root,
-            prev_root=batch.prev_root,
-            root=batch.root,
-            leaf_index=index,
-            tree_size=batch.last_seq - batch.first_seq + 1,
-            first_seq=batch.first_seq,
-            last_seq=batch.last_seq,
-            sealed_at=batch.sealed_at,
-        ),
-        proof=merkle_proof(leaves[seal.batch_id], index),
+        sealed_batch=batch.id,
+        proof=proof,
     )

@@ -1,9 +1,10 @@
-"""Verifying the audit hash chain that the sealer builds (core/audit/seal.py, migration 0006).
+"""Verifying the audit hash chain that the sealer builds (core/audit/seal.py).
 
-Checks every seal in seq order (seq contiguous from 1, prev_hash links, the audit row's content
-matches row_hash), every batch (contiguous seq ranges, the Merkle root of its row hashes, the
-root chain) and that no audit row below the last horizon lacks a seal. Rows above the horizon
-are not sealed yet: normal, only counted.
+Checks every seal in seq order (seq contiguous from 1, the audit row's content matches its
+hashes, and for leaf version 1 the prev_hash links), every batch (contiguous seq ranges, the
+Merkle roots of its row and context hashes, the root chain, versions never going back) and that
+no audit row below the last horizon lacks a seal. Rows above the horizon are not sealed yet:
+normal, only counted.
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ from typing import Any
 from sqlalchemy import Row, select, text
 from sqlalchemy.orm import Session
 
-from core.audit.merkle import batch_root, merkle_root
-from core.audit.seal import sealed_horizon, unsealed
+from core.audit.merkle import batch_root, chained_root, merkle_root
+from core.audit.seal import leaf_hashes, sealed_horizon, unsealed
 from core.models import AuditSealBatch
 
+# Version 1 hashes are made in SQL (migration 0002); version 2 ones in Python from the row.
 _SEALS = """
-SELECT s.seq, s.audit_id, s.prev_hash, s.row_hash, s.batch_id, a.id IS NOT NULL AS present,
-       audit_row_hash(s.seq, a.occurred_at, a.actor_id, a.action, a.entity_type, a.entity_id,
-                      a.request_id, a.details, s.prev_hash) AS expected
+SELECT s.seq, s.audit_id, s.prev_hash, s.row_hash, s.context_hash, s.batch_id, a.id IS NOT NULL AS present,
+       a.id, a.occurred_at, a.actor_id, a.action, a.entity_type, a.entity_id, a.request_id, a.details,
+       CASE WHEN b.leaf_version = 1 THEN
+           audit_row_hash(s.seq, a.occurred_at, a.actor_id, a.action, a.entity_type, a.entity_id,
+                          a.request_id, a.details, s.prev_hash)
+       END AS expected_v1
   FROM audit_seals s LEFT JOIN audit_log a ON a.id = s.audit_id
+       LEFT JOIN audit_seal_batches b ON b.id = s.batch_id
  WHERE s.seq > :after ORDER BY s.seq LIMIT :batch
 """
 
@@ -77,7 +83,7 @@ def _batches(session: Session, page: int = 1000) -> Iterator[AuditSealBatch]:
 
 
 class _Walk:
-    """State of the walk: the previous seal, the current batch and its leaves."""
+    """State of the walk: the previous seal, the current batch and its leaves and contexts."""
 
     def __init__(self, batches: Iterator[AuditSealBatch]) -> None:
         self.batches = batches
@@ -87,27 +93,41 @@ class _Walk:
         self.prev_hash: str | None = None
         self.prev_root: str | None = None
         self.prev_horizon = 0
+        self.prev_version = 1
         self.batch: AuditSealBatch | None = None
         self.leaves: list[str] = []
+        self.contexts: list[str] = []
 
     def seal(self, r: Row[Any]) -> None:
         self.rows += 1
         if r.seq != self.prev_seq + 1:
             raise _Broken(r.seq, f"seal(s) before seq {r.seq} missing (previous seq {self.prev_seq})")
-        if r.prev_hash != self.prev_hash:
-            raise _Broken(r.seq, f"row id {r.audit_id}: prev_hash does not match the previous row")
-        if not r.present:
-            raise _Broken(r.seq, f"row id {r.audit_id}: sealed but missing from audit_log")
-        if r.row_hash != r.expected:
-            raise _Broken(r.seq, f"row id {r.audit_id}: content does not match its hash")
         if self.batch is None or r.seq > self.batch.last_seq:
             self.close_batch()
             self.open_batch(r.seq)
         assert self.batch is not None
         if r.batch_id != self.batch.id:
             raise _Broken(r.seq, f"row id {r.audit_id}: in batch {r.batch_id}, its seq is in batch {self.batch.id}")
+        if not r.present:
+            raise _Broken(r.seq, f"row id {r.audit_id}: sealed but missing from audit_log")
+        if self.batch.leaf_version == 1:
+            self.check_v1(r)
+        else:
+            self.check_v2(r)
         self.leaves.append(r.row_hash)
         self.prev_seq, self.prev_hash = r.seq, r.row_hash
+
+    def check_v1(self, r: Row[Any]) -> None:
+        if r.prev_hash != self.prev_hash:
+            raise _Broken(r.seq, f"row id {r.audit_id}: prev_hash does not match the previous row")
+        if r.row_hash != r.expected_v1:
+            raise _Broken(r.seq, f"row id {r.audit_id}: content does not match its hash")
+
+    def check_v2(self, r: Row[Any]) -> None:
+        expected = leaf_hashes([r], first_seq=r.seq)[0]
+        if r.row_hash != expected.row_hash or r.context_hash != expected.context_hash or r.prev_hash is not None:
+            raise _Broken(r.seq, f"row id {r.audit_id}: content does not match its hash")
+        self.contexts.append(r.context_hash)
 
     def open_batch(self, seq: int) -> None:
         batch = next(self.batches, None)
@@ -119,7 +139,9 @@ class _Walk:
             raise _Broken(seq, f"batch {batch.id}: prev_root does not match the previous batch's root")
         if batch.horizon < self.prev_horizon:
             raise _Broken(seq, f"batch {batch.id}: horizon {batch.horizon} below the previous one")
-        self.batch, self.leaves = batch, []
+        if batch.leaf_version < self.prev_version:
+            raise _Broken(seq, f"batch {batch.id}: leaf version {batch.leaf_version} after {self.prev_version}")
+        self.batch, self.leaves, self.contexts = batch, [], []
 
     def close_batch(self) -> None:
         batch = self.batch
@@ -129,9 +151,15 @@ class _Walk:
             raise _Broken(self.prev_seq + 1, f"batch {batch.id}: seals up to seq {batch.last_seq} missing")
         if merkle_root(self.leaves) != batch.merkle_root:
             raise _Broken(batch.first_seq, f"batch {batch.id}: Merkle root does not match its row hashes")
-        if batch_root(batch.prev_root, batch.merkle_root) != batch.root:
+        if batch.leaf_version == 1:
+            root = batch_root(batch.prev_root, batch.merkle_root)
+        elif batch.context_root is None or merkle_root(self.contexts) != batch.context_root:
+            raise _Broken(batch.first_seq, f"batch {batch.id}: context root does not match its context hashes")
+        else:
+            root = chained_root(batch.prev_root, batch.merkle_root, batch.context_root)
+        if root != batch.root:
             raise _Broken(batch.first_seq, f"batch {batch.id}: root does not chain prev_root and merkle_root")
-        self.prev_root, self.prev_horizon = batch.root, batch.horizon
+        self.prev_root, self.prev_horizon, self.prev_version = batch.root, batch.horizon, batch.leaf_version
         self.batches_checked += 1
         self.batch = None
 

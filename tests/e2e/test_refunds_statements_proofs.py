@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +19,7 @@ from standardwebhooks import Webhook
 
 from tests import factories
 from tests.e2e.conftest import bearer, wait_final
-from tests.integration.test_transfer_audit import run_readme_check
+from tests.integration.test_transfer_audit import EXAMPLE, run_readme_check
 from tests.receiver import Receiver, running
 from tests.waits import wait_for
 
@@ -89,11 +92,21 @@ def test_refund_settles_announces_appears_in_statements_and_proves(  # type: ign
     assert [int(r["amount"]) for r in rows] == [5000, -2000, 750]
     assert [r["reference"] for r in rows] == ["test funding", "'=order 9", "returned"]
 
-    # The beat's sealer seals the refund's rows; alice checks them with the README's code.
+    # The beat's sealer seals the refund's rows; alice checks them with README's check.
     def proven() -> dict[str, Any] | None:
         audit = http.get(f"/transfers/{refund['id']}/audit", headers=ha).json()
         return audit if audit["items"] and all(i["proof"] is not None for i in audit["items"]) else None
 
     audit = wait_for("the refund's audit rows sealed with proofs", proven, timeout=30, interval=0.3)
     assert [i["action"] for i in audit["items"]] == ["refund.requested", "transfer.completed"]
-    run_readme_check(audit)
+    run_readme_check(audit, lambda path: http.get(path, headers=ha).json())
+    # README's script as a client runs it, against the live API.
+    env = {
+        **os.environ,
+        "API": str(http.base_url).rstrip("/"),
+        "TOKEN": ha["Authorization"].removeprefix("Bearer "),
+        "TRANSFER_ID": refund["id"],
+    }
+    run = subprocess.run([sys.executable, str(EXAMPLE)], env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "audit record verified up to root" in run.stdout

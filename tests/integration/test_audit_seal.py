@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.audit.merkle import merkle_root
-from core.audit.seal import SealResult, seal, unsealed
+from core.audit.seal import HASHED_COLUMNS, SealResult, leaf_hashes, seal, unsealed
 from core.audit.verify import ChainResult, verify_chain
 from core.models import AuditLog, AuditSeal, AuditSealBatch
 from core.observability.backlog import measure
@@ -204,8 +204,9 @@ def test_seal_tables_are_append_only(sessions, statement) -> None:  # type: igno
 LAST_BATCH = "(SELECT max(id) FROM audit_seal_batches)"
 
 
-def tampered(sessions: sessionmaker[Session], *statements: str) -> tuple[ChainResult, int]:
-    """Apply statements with the append-only triggers off, verify, roll everything back."""
+def tampered(sessions: sessionmaker[Session], *statements: str, rehash: bool = False) -> tuple[ChainResult, int]:
+    """Apply statements with the append-only triggers off (then, with ``rehash``, recompute the
+    last seal's hashes from its row), verify, roll everything back."""
     with sessions.begin() as s:
         write(s)
     seal_all(sessions)
@@ -216,6 +217,8 @@ def tampered(sessions: sessionmaker[Session], *statements: str) -> tuple[ChainRe
             s.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only"))
         for statement in statements:
             s.execute(text(statement), {"last": last})
+        if rehash:
+            _rehash_last(s, last)
         result = verify_chain(s)
         s.rollback()
     return result, last
@@ -239,16 +242,73 @@ def test_verify_finds_the_last_seal_deleted(sessions) -> None:  # type: ignore[n
     assert result.broken_at_seq == last
 
 
-def test_verify_finds_a_rehashed_row(sessions) -> None:  # type: ignore[no-untyped-def]
-    """Rewriting a row and its row_hash breaks the next row's link and the batch's Merkle root."""
+def _rehash_last(s: Session, last: int) -> None:
+    """Recompute the last seal's row and context hashes from its (altered) audit row."""
+    row = s.execute(
+        select(*HASHED_COLUMNS).join(AuditSeal, AuditSeal.audit_id == AuditLog.id).where(AuditSeal.seq == last)
+    ).one()
+    hashes = leaf_hashes([row], first_seq=last)[0]
+    s.execute(
+        text("UPDATE audit_seals SET row_hash = :row, context_hash = :context WHERE seq = :seq"),
+        {"row": hashes.row_hash, "context": hashes.context_hash, "seq": last},
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "found"),
+    [
+        ("action = 'tampered'", "Merkle root does not match"),
+        ("details = '{\"amount\": 1}'", "Merkle root does not match"),
+        ("occurred_at = occurred_at + interval '1 microsecond'", "Merkle root does not match"),
+        # What the API does not show is bound to the batch's root all the same.
+        ("actor_id = gen_random_uuid()", "context root does not match"),
+        ("entity_id = 'someone-else'", "context root does not match"),
+        ("request_id = 'forged'", "context root does not match"),
+    ],
+)
+def test_verify_finds_a_rehashed_row(sessions, change, found) -> None:  # type: ignore[no-untyped-def]
+    """A row changed with its hashes recomputed: its batch's roots no longer match; changed alone,
+    its hashes no longer match it."""
+    result, last = tampered(
+        sessions, f"UPDATE audit_log SET {change} WHERE id = (SELECT audit_id FROM audit_seals WHERE seq = :last)"
+    )
+    assert (result.broken_at_seq, result.reason) == (
+        last,
+        f"row id {_audit_id(sessions, last)}: content does not match its hash",
+    )
     result, _ = tampered(
         sessions,
-        "UPDATE audit_log SET action = 'tampered' WHERE id = (SELECT audit_id FROM audit_seals WHERE seq = :last)",
-        "UPDATE audit_seals s SET row_hash = audit_row_hash(s.seq, a.occurred_at, a.actor_id, a.action,"
-        " a.entity_type, a.entity_id, a.request_id, a.details, s.prev_hash)"
-        " FROM audit_log a WHERE a.id = s.audit_id AND s.seq = :last",
+        f"UPDATE audit_log SET {change} WHERE id = (SELECT audit_id FROM audit_seals WHERE seq = :last)",
+        rehash=True,
     )
-    assert "Merkle root" in (result.reason or "")
+    assert found in (result.reason or "")
+
+
+def _audit_id(sessions: sessionmaker[Session], seq: int) -> int:
+    with sessions() as s:
+        return s.scalars(select(AuditSeal.audit_id).where(AuditSeal.seq == seq)).one()
+
+
+def test_new_batches_are_leaf_version_2_and_numbered_without_gaps(sessions) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        with sessions.begin() as s:
+            write(s)
+        seal_all(sessions)
+    with sessions() as s:
+        batches = s.scalars(select(AuditSealBatch).order_by(AuditSealBatch.id.desc()).limit(3)).all()
+    assert [b.id for b in batches] == [batches[0].id, batches[0].id - 1, batches[0].id - 2]
+    assert all(b.leaf_version == 2 and b.context_root is not None for b in batches)
+    assert [b.prev_root for b in batches[:2]] == [b.root for b in batches[1:]]
+
+
+def test_verify_refuses_a_version_1_batch_after_a_version_2_one(sessions) -> None:  # type: ignore[no-untyped-def]
+    """A batch made to look as if sealed the old way (its content then unchecked by clients) is found."""
+    result, _ = tampered(
+        sessions,
+        f"UPDATE audit_seal_batches SET leaf_version = 1, context_root = NULL,"
+        f" root = audit_batch_root(prev_root, merkle_root) WHERE id = {LAST_BATCH}",
+    )
+    assert "leaf version 1 after 2" in (result.reason or "")
 
 
 def test_verify_finds_a_row_below_the_horizon_without_a_seal(sessions) -> None:  # type: ignore[no-untyped-def]

@@ -1,37 +1,51 @@
-"""GET /transfers/{id}/audit: the transfer's audit rows and inclusion proofs a client checks alone."""
+"""GET /transfers/{id}/audit and /audit/roots: a client recomputes each leaf from the record it reads,
+follows its proof to its batch's root and the roots' links to the newest, with README's check
+(examples/verify_audit.py, which README shows word for word)."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
-import re
 import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import fund, seal_all
 from tests.integration.test_api import assert_problem, login
+from tests.settling import settle_transfer
 
 pytestmark = pytest.mark.commits  # the proofs need sealed rows, and the sealer chains only committed transactions
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "verify_audit.py"
+ITEM_KEYS = {"seq", "action", "occurred_at", "details", "row_hash", "sealed_batch", "proof"}
+ROOT_KEYS = {"n", "root", "previous_root", "sealed_at", "leaf_version", "merkle_root", "context_root"}
 
 
-def readme_check() -> str:
-    """The Python block that follows the audit-proof marker in README.md, verbatim."""
-    match = re.search(r"<!-- audit-proof-check -->\n```python\n(.*?)```", README.read_text(), re.S)
-    assert match, "README.md lost its audit proof example"
-    return match.group(1)
+def example() -> ModuleType:
+    """README's check, examples/verify_audit.py, loaded as the module a client would run."""
+    spec = importlib.util.spec_from_file_location("verify_audit", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def run_readme_check(audit: dict[str, Any]) -> None:
-    """Exec the README's code with ``audit`` as the only thing it is given; it asserts by itself."""
-    exec(compile(readme_check(), str(README), "exec"), {"audit": audit})  # noqa: S102 - our own README
+def run_readme_check(audit: dict[str, Any], fetch: Callable[[str], Any]) -> dict[str, Any]:
+    """README's check on ``audit``, fetching roots with ``fetch`` (path under /api/v1 -> JSON)."""
+    return example().verify(audit, fetch)  # type: ignore[no-any-return]
+
+
+def test_readme_shows_the_check_word_for_word() -> None:
+    assert EXAMPLE.read_text().strip() in (ROOT / "README.md").read_text()
 
 
 @pytest.fixture
@@ -51,61 +65,131 @@ def settled(sessions, make_customer, admin_user):  # type: ignore[no-untyped-def
     return alice, bob, transfer.id
 
 
-def audit_of(client, transfer_id, headers):  # type: ignore[no-untyped-def]
-    r = client.get(f"/api/v1/transfers/{transfer_id}/audit", headers=headers)
-    assert r.status_code == 200, r.get_data(as_text=True)
-    return r.json
+def fetcher(client, headers) -> Callable[[str], Any]:  # type: ignore[no-untyped-def]
+    def fetch(path: str) -> Any:
+        r = client.get(f"/api/v1{path}", headers=headers)
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return r.json
+
+    return fetch
 
 
-def test_sealed_rows_verify_with_the_readme_code(client, sessions, settled) -> None:  # type: ignore[no-untyped-def]
+def test_sealed_rows_verify_with_the_readme_check(client, sessions, settled) -> None:  # type: ignore[no-untyped-def]
     alice, bob, transfer_id = settled
     seal_all(sessions)
     for who in (alice, bob):  # both parties see the same record
-        audit = audit_of(client, transfer_id, login(client, who.email))
+        fetch = fetcher(client, login(client, who.email))
+        audit = fetch(f"/transfers/{transfer_id}/audit")
         assert [i["action"] for i in audit["items"]] == ["transfer.requested", "transfer.completed"]
-        run_readme_check(audit)
-    item = audit["items"][0]
-    batch = item["sealed_batch"]
-    assert 0 <= batch["leaf_index"] < batch["tree_size"] == batch["last_seq"] - batch["first_seq"] + 1
-    assert item["seq"] == batch["first_seq"] + batch["leaf_index"]
-    assert audit["root"]["batch_id"] >= batch["id"] and len(audit["root"]["root"]) == 64
-    assert audit["items"][1]["details"] == {"amount": 1234}
+        assert set(audit) == {"items", "root"} and all(set(i) == ITEM_KEYS for i in audit["items"])
+        latest = run_readme_check(audit, fetch)
+        assert latest == audit["root"] and set(latest) == ROOT_KEYS and latest["leaf_version"] == 2
+    item = audit["items"][1]
+    assert item["details"] == {"amount": 1234} and item["occurred_at"].endswith("+00:00")
+    assert fetch(f"/audit/roots/{item['sealed_batch']}")["n"] == item["sealed_batch"] <= latest["n"]
 
 
-@pytest.mark.parametrize("field", ["row_hash", "sibling", "merkle_root", "prev_root", "side"])
-def test_the_readme_code_refuses_an_altered_proof(client, sessions, make_customer, settled, field) -> None:  # type: ignore[no-untyped-def]
+def test_the_check_walks_from_an_older_batch_to_the_newest_root(client, sessions, make_customer, settled) -> None:  # type: ignore[no-untyped-def]
+    alice, _, transfer_id = settled
+    seal_all(sessions)
+    for _ in range(3):  # later batches: the walk has links to follow
+        make_customer()
+        seal_all(sessions)
+    fetch = fetcher(client, login(client, alice.email))
+    audit = fetch(f"/transfers/{transfer_id}/audit")
+    latest = run_readme_check(audit, fetch)
+    assert latest["n"] >= audit["items"][-1]["sealed_batch"] + 3
+    # A server that shows another chain: a link that does not follow, or a root not made of its parts.
+    forged_n = audit["items"][-1]["sealed_batch"] + 1
+
+    def forged(change: Callable[[dict[str, Any]], None]) -> Callable[[str], Any]:
+        def fetch_forged(path: str) -> Any:
+            body = fetch(path)
+            if body.get("n") == forged_n:
+                change(body)
+            return body
+
+        return fetch_forged
+
+    for change in (
+        lambda r: r.update(previous_root="ab" * 32),
+        lambda r: r.update(root="ab" * 32),
+        lambda r: r.update(merkle_root="ab" * 32),
+        lambda r: r.update(context_root="ab" * 32),
+    ):
+        with pytest.raises(AssertionError):
+            run_readme_check(audit, forged(change))
+
+
+def _flip(hex_digest: str) -> str:
+    return ("1" if hex_digest[0] == "0" else "0") + hex_digest[1:]
+
+
+def _later(moment: str) -> str:
+    return (datetime.fromisoformat(moment) + timedelta(seconds=1)).isoformat(timespec="microseconds")
+
+
+# A changed field of the record: its row_hash no longer matches it; recomputed, the proof fails.
+RECORD_FORGERIES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "action": lambda i: i.update(action="transfer.failed"),
+    "occurred_at": lambda i: i.update(occurred_at=_later(i["occurred_at"])),
+    "details amount": lambda i: i["details"].update(amount=i["details"]["amount"] + 1),
+    "details added": lambda i: i["details"].update(note="forged"),
+    "seq": lambda i: i.update(seq=i["seq"] + 1),
+}
+PROOF_FORGERIES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "row_hash": lambda i: i.update(row_hash=_flip(i["row_hash"])),
+    "sibling": lambda i: i["proof"][0].update(sibling=_flip(i["proof"][0]["sibling"])),
+    "last sibling": lambda i: i["proof"][-1].update(sibling=_flip(i["proof"][-1]["sibling"])),
+    "side": lambda i: i["proof"][0].update(side="left" if i["proof"][0]["side"] == "right" else "right"),
+    "sealed_batch": lambda i: i.update(sealed_batch=i["sealed_batch"] - 1),
+}
+CASES = [
+    *((name, rehash) for name in RECORD_FORGERIES for rehash in (False, True)),
+    *((name, False) for name in PROOF_FORGERIES),
+]
+
+
+@pytest.mark.parametrize(("field", "rehash"), CASES, ids=[f"{f}{'-rehashed' if r else ''}" for f, r in CASES])
+def test_the_readme_check_refuses_any_single_changed_field(
+    client, sessions, make_customer, settled, field, rehash
+) -> None:  # type: ignore[no-untyped-def]
     alice, _, transfer_id = settled
     make_customer()  # more rows in the batch: the transfer's rows have siblings to alter
     seal_all(sessions)
-    audit = audit_of(client, transfer_id, login(client, alice.email))
-    run_readme_check(audit)
-    bad = copy.deepcopy(audit)
-    item = next(i for i in bad["items"] if i["proof"])
-    flip = {"0": "1", "1": "0"}
-    if field == "row_hash":
-        item["row_hash"] = flip.get(item["row_hash"][0], "0") + item["row_hash"][1:]
-    elif field == "sibling":
-        step = item["proof"][0]
-        step["sibling"] = flip.get(step["sibling"][0], "0") + step["sibling"][1:]
-    elif field == "side":
-        step = item["proof"][0]
-        step["side"] = "left" if step["side"] == "right" else "right"
-    elif field == "merkle_root":
-        item["sealed_batch"]["merkle_root"] = "ab" * 32
-    else:
-        item["sealed_batch"]["prev_root"] = "cd" * 32
-    bad["items"] = [item]
+    make_customer()  # and a later batch: the check walks a link
+    seal_all(sessions)
+    fetch = fetcher(client, login(client, alice.email))
+    audit = fetch(f"/transfers/{transfer_id}/audit")
+    run_readme_check(audit, fetch)
+    item = copy.deepcopy(audit["items"][1])  # transfer.completed: details {"amount": 1234}
+    assert item["proof"] and item["details"] == {"amount": 1234}
+    {**RECORD_FORGERIES, **PROOF_FORGERIES}[field](item)
+    if rehash:
+        item["row_hash"] = example().leaf_hash(item)
+    assert item != audit["items"][1]
     with pytest.raises(AssertionError):
-        run_readme_check(bad)
+        run_readme_check({**audit, "items": [item]}, fetch)
 
 
 def test_unsealed_rows_have_no_proof_yet(client, settled) -> None:  # type: ignore[no-untyped-def]
     alice, _, transfer_id = settled
-    audit = audit_of(client, transfer_id, login(client, alice.email))
+    fetch = fetcher(client, login(client, alice.email))
+    audit = fetch(f"/transfers/{transfer_id}/audit")
     unsealed = [i for i in audit["items"] if i["seq"] is None]
     # The background sealer does not run in this tier: the rows wait for seal_all.
     assert unsealed and all(i["proof"] is None and i["row_hash"] is None for i in unsealed)
     assert all(i["sealed_batch"] is None for i in unsealed)
+
+
+def test_roots_need_a_sign_in_and_an_unknown_n_is_404(client, sessions, make_customer, settled) -> None:  # type: ignore[no-untyped-def]
+    seal_all(sessions)
+    headers = login(client, make_customer().email)  # any signed-in user: roots are not secret
+    latest = client.get("/api/v1/audit/roots/latest", headers=headers).json
+    assert client.get(f"/api/v1/audit/roots/{latest['n']}", headers=headers).json == latest
+    assert_problem(client.get(f"/api/v1/audit/roots/{latest['n'] + 1000}", headers=headers), 404, "NOT_FOUND")
+    assert client.get("/api/v1/audit/roots/latest").status_code == 401
+    assert client.get(f"/api/v1/audit/roots/{latest['n']}").status_code == 401
 
 
 def test_visibility_is_that_of_the_transfer(client, make_customer, admin_user, settled) -> None:  # type: ignore[no-untyped-def]
@@ -114,7 +198,7 @@ def test_visibility_is_that_of_the_transfer(client, make_customer, admin_user, s
     assert_problem(client.get(f"/api/v1/transfers/{transfer_id}/audit", headers=stranger), 404, "NOT_FOUND")
     assert_problem(client.get(f"/api/v1/transfers/{uuid.uuid4()}/audit", headers=stranger), 404, "NOT_FOUND")
     assert client.get(f"/api/v1/transfers/{transfer_id}/audit").status_code == 401
-    as_admin = audit_of(client, transfer_id, login(client, admin_user.email))
+    as_admin = fetcher(client, login(client, admin_user.email))(f"/transfers/{transfer_id}/audit")
     assert len(as_admin["items"]) == 2
 
 
@@ -122,10 +206,9 @@ def test_nothing_of_the_other_party_leaks(client, sessions, settled) -> None:  #
     alice, bob, transfer_id = settled
     seal_all(sessions)
     text = client.get(f"/api/v1/transfers/{transfer_id}/audit", headers=login(client, bob.email)).get_data(as_text=True)
-    # Alice's user id (the actor) and her request id are hashed into the rows, never shown.
+    # Alice's user id (the actor) and her request id are in the context hashes, never shown.
     assert str(alice.user.id) not in text and "req-alice-private" not in text and alice.email not in text
-    item_keys = {"seq", "action", "occurred_at", "details", "row_hash", "prev_hash", "sealed_batch", "proof"}
-    assert all(set(i) == item_keys for i in json.loads(text)["items"])
+    assert all(set(i) == ITEM_KEYS for i in json.loads(text)["items"])
 
 
 def test_refund_rows_and_verify_audit_still_pass(app, client, sessions, settled) -> None:  # type: ignore[no-untyped-def]
@@ -137,9 +220,10 @@ def test_refund_rows_and_verify_audit_still_pass(app, client, sessions, settled)
     )
     assert r.status_code == 202
     seal_all(sessions)
-    audit = audit_of(client, r.json["id"], login(client, alice.email))
+    fetch = fetcher(client, login(client, alice.email))
+    audit = fetch(f"/transfers/{r.json['id']}/audit")
     assert audit["items"][0]["action"] == "refund.requested"
     assert audit["items"][0]["details"]["reason"] == "partial"
-    run_readme_check(audit)
+    run_readme_check(audit, fetch)
     result = app.test_cli_runner().invoke(args=["verify-audit"])
     assert result.exit_code == 0 and "audit chain intact" in result.output

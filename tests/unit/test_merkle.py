@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from core.audit.merkle import ProofStep, batch_root, merkle_proof, merkle_root, verify_proof
+from core.audit.merkle import ProofStep, batch_root, chain_steps, chained_root, merkle_proof, merkle_root, verify_proof
 
 
 def h(data: bytes) -> bytes:
@@ -133,3 +133,24 @@ def test_the_tree_is_rfc6962s(n: int) -> None:
         path = [bytes.fromhex(step.sibling) for step in merkle_proof(items, i)]
         assert rfc9162_verify(bytes.fromhex(leaf), i, n, path, bytes.fromhex(root)), (n, i)
         assert not rfc9162_verify(bytes.fromhex(leaf), (i + 1) % n, n, path, bytes.fromhex(root)) or n == 1
+
+
+def test_a_version_2_root_commits_to_the_previous_root_and_both_trees() -> None:
+    merkle, context, prev = (merkle_root(leaves(3)), merkle_root(leaves(2)), leaves(1)[0])
+    root = chained_root(prev, merkle, context)
+    body = N(bytes.fromhex(merkle), bytes.fromhex(context))
+    assert root == N(bytes.fromhex(prev), body).hex()
+    assert chained_root(None, merkle, context) == N(bytes(32), body).hex()
+    assert len({root, chained_root(None, merkle, context), chained_root(prev, context, merkle)}) == 3
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_a_proof_with_the_chain_steps_leads_to_the_version_2_root(n: int) -> None:
+    rows, contexts, prev = leaves(n), leaves(n + 1)[1:], "ab" * 32
+    context = merkle_root(contexts)
+    root = chained_root(prev, merkle_root(rows), context)
+    for i, row in enumerate(rows):
+        proof = merkle_proof(rows, i) + chain_steps(prev, context)
+        assert verify_proof(row, proof, root)
+        assert not verify_proof(row, merkle_proof(rows, i) + chain_steps("cd" * 32, context), root)
+    assert chain_steps(None, context)[-1] == ProofStep("left", "00" * 32)
