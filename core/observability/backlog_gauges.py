@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from core.observability.backlog import Backlog
 
@@ -43,6 +43,28 @@ class BacklogGauges:
         self.queues_measured_at = gauge(
             "bank_queue_length_measured_timestamp_seconds", "When the queue depths were last read from the broker"
         )
+        # A failed measurement leaves the gauges above as they were (stale, with their "measured"
+        # time) rather than writing a 0 that would look healthy; it counts here and marks the
+        # dependency down, so the alert names Postgres, the broker or Redis.
+        self.measure_errors = Counter(
+            "bank_backlog_measure_errors_total",
+            "Backlog measurements that failed, by the dependency that could not be read",
+            ["source"],  # postgres | broker | redis
+            registry=registry,
+        )
+        self.dependency_up = gauge(
+            "bank_dependency_up",
+            "1 if the backlog exporter's last attempt to read this dependency succeeded, else 0",
+            ("dependency",),
+        )
+        self.queue_configured = gauge(
+            "bank_queue_configured",
+            "1 for each queue this deployment configures: each needs a fresh worker heartbeat",
+            ("queue",),
+        )
+        # Registered at the first tick read: until beat has ever ticked it is absent, not a 0 (1970).
+        self._registry = registry
+        self.scheduler_tick: Gauge | None = None
 
     def set_backlog(self, backlog: Backlog) -> None:
         self.pending.set(backlog.pending_transfers)
@@ -53,6 +75,28 @@ class BacklogGauges:
         self.audit_seal_lag.set(backlog.oldest_unsealed_audit_age_seconds)
         self.parked.set(backlog.parked_transfers)
         self.measured_at.set_to_current_time()
+
+    def configure(self, queues: tuple[str, ...], dependencies: tuple[str, ...]) -> None:
+        for queue in queues:
+            self.queue_configured.labels(queue=queue).set(1)
+        for dependency in dependencies:
+            self.measure_errors.labels(source=dependency)
+
+    def measured(self, dependency: str, ok: bool) -> None:
+        self.dependency_up.labels(dependency=dependency).set(1 if ok else 0)
+        if not ok:
+            self.measure_errors.labels(source=dependency).inc()
+
+    def set_scheduler_tick(self, timestamp: float | None) -> None:
+        if timestamp is None:  # never ticked: absent (SchedulerDown covers it while Redis answers)
+            return
+        if self.scheduler_tick is None:
+            self.scheduler_tick = Gauge(
+                "bank_scheduler_last_tick_timestamp_seconds",
+                "When beat (the scheduler) last published a task, as it recorded in Redis",
+                registry=self._registry,
+            )
+        self.scheduler_tick.set(timestamp)
 
     def set_queue_depths(self, depths: Mapping[str, int]) -> None:
         for queue, depth in depths.items():

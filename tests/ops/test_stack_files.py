@@ -5,8 +5,10 @@ The compose file is validated by the compose client itself (``docker-compose`` o
 installed those tests skip. The Prometheus config and rules are checked, and the alerts
 unit-tested, by ``promtool`` (Debian: the ``prometheus`` package); without it those tests
 skip. Everything else parses the files (PyYAML, pinned in requirements-dev.txt) and
-cross-checks them: compose mounts, scrape targets, datasources, alert fields and the
-metric names queried (tests/stack_metrics.py).
+cross-checks them: compose mounts, scrape targets, datasources, alert fields, runbooks and
+the metric names queried (tests/stack_metrics.py). The alert scenarios are in
+test_alert_rules.py, the time to page in test_time_to_page.py, Alertmanager's routing against
+the real server in test_alertmanager.py.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ SERVICES = {
     "web",
     "worker",
     "webhook-worker",
+    "maintenance-worker",
     "beat",
     "backlog-exporter",
     "prometheus",
@@ -172,14 +175,23 @@ DASHBOARD_METRICS = FLASK_METRICS | {
 
 REQUIRED_ALERTS = {
     "TargetDown",
+    "DependencyDown",
+    "SchedulerDown",
+    "NoWorkerHeartbeat",
     "SettleErrorRateHigh",
+    "ApiErrorBudgetFastBurn",
+    "ApiErrorBudgetSlowBurn",
+    "ApiLatencyBudgetBurn",
+    "ApiTransfersNotAccepted",
     "OldestPendingTransferTooOld",
     "QueueDepthHigh",
     "BacklogNotMeasured",
+    "WebhookEndpointDown",
     "WebhookFailureRateHigh",
     "WebhookDeliveryLagHigh",
-    "NoWorkerHeartbeat",
     "AuditSealLagHigh",
+    "SettlementInternalError",
+    "TransfersParked",
 }
 SEVERITIES = {"info", "warning", "critical"}
 
@@ -232,12 +244,24 @@ def _exported_bank_metrics() -> set[str]:
 def test_prometheus_scrapes_the_api_the_workers_and_the_backlog_exporter() -> None:
     config = _yaml(PROMETHEUS_FILE)
     targets = _scrape_targets()
-    assert targets.get("api") == ["web:8000"], targets
-    assert targets.get("worker") == ["worker:9808", "webhook-worker:9808"], targets
+    assert targets.get("api") == ["web:9810"], targets
+    assert targets.get("worker") == ["worker:9808", "webhook-worker:9808", "maintenance-worker:9808"], targets
     assert targets.get("backlog") == ["backlog-exporter:9809"], targets
     for job in config["scrape_configs"]:
         if job["job_name"] in {"api", "worker", "backlog"}:
             assert job.get("metrics_path", "/metrics") == "/metrics", job
+
+
+def test_the_api_is_scraped_on_its_metrics_port() -> None:
+    """In production the API port answers /metrics 401 (METRICS_TOKEN) or 404: Prometheus scrapes
+    the gunicorn master's API_METRICS_PORT, which needs PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py)."""
+    (target,) = _scrape_targets()["api"]
+    service, port = target.rsplit(":", 1)
+    env = _environment(service)
+    assert env.get("API_METRICS_PORT") == port, service
+    assert env.get("PROMETHEUS_MULTIPROC_DIR") in _yaml(COMPOSE_FILE)["services"][service].get("tmpfs", [])
+    api = next(job for job in _yaml(PROMETHEUS_FILE)["scrape_configs"] if job["job_name"] == "api")
+    assert "authorization" not in api and "basic_auth" not in api, "the metrics port needs no credential"
 
 
 def test_workers_serve_metrics_on_the_scraped_port() -> None:
@@ -301,14 +325,14 @@ def test_every_queue_gets_its_own_heartbeat() -> None:
         if entry["task"] == "worker.tasks.heartbeat"
     }
     assert beats == {queue: queue for queue in queues(settings)}
-    assert set(beats) == {"transfers", "transfers.0", "transfers.1", "transfers.2", "webhooks"}
+    assert set(beats) >= {"transfers.0", "transfers.1", "transfers.2", "webhooks"}
 
 
 def test_settlement_and_webhooks_run_in_separate_worker_pools() -> None:
     """A slow partner endpoint must never hold the processes that settle transfers."""
     compose = _yaml(COMPOSE_FILE)["services"]
     worker = compose["worker"]["command"]
-    assert worker[worker.index("--exclude-queues") + 1] == "webhooks"  # every queue but the partners'
+    assert "webhooks" in worker[worker.index("--exclude-queues") + 1].split(",")  # never the partners' queue
     assert "--queues" not in worker
     assert "webhooks" in compose["webhook-worker"]["command"]
 
@@ -394,6 +418,24 @@ def test_alert_rules_have_the_required_fields() -> None:
             assert str(annotations.get(key, "")).strip(), f"{name}: no annotations.{key}"
 
 
+RUNBOOKS = ROOT / "ops" / "runbooks"
+
+
+def test_every_alert_links_its_runbook() -> None:
+    """On-call reads what the alert means, how to confirm it and what to do, in the repo."""
+    for rule in rules():
+        if "alert" not in rule:
+            continue
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        assert url.startswith("ops/runbooks/") and url.endswith(".md"), f"{rule['alert']}: runbook_url {url!r}"
+        page = ROOT / url
+        assert page.is_file(), f"{rule['alert']}: {url} is not in the repo"
+        text = page.read_text()
+        assert rule["alert"] in text, f"{url} does not name {rule['alert']}"
+        for section in ("## What it means", "## How to confirm", "## What to do"):
+            assert section in text, f"{url}: no {section!r} section"
+
+
 def test_alert_names_are_unique() -> None:
     names = [rule["alert"] for rule in rules() if "alert" in rule]
     assert len(names) == len(set(names)), f"duplicate alert names: {names}"
@@ -458,246 +500,3 @@ def test_promtool_check_rules() -> None:
     promtool()
     result = run_promtool("check", "rules", str(ALERTS_FILE))
     assert f"SUCCESS: {len(rules())} rules found" in result.stdout, result.stdout
-
-
-def _alert(name: str, at: str, *fired: dict[str, str]) -> dict[str, Any]:
-    return {"eval_time": at, "alertname": name, "exp_alerts": [{"exp_labels": labels} for labels in fired]}
-
-
-# Scenarios for `promtool test rules` (interval 1m: a value per minute from t=0).
-HB = "bank_worker_heartbeat_timestamp_seconds"
-SETTLED = "bank_transfers_settled_total"
-ATTEMPTS = "bank_webhook_attempts_total"
-
-
-def _heartbeat(queue: str, values: str) -> dict[str, str]:
-    pool = "webhook-worker" if queue == "webhooks" else "worker"
-    return {"series": f'{HB}{{job="worker", instance="{pool}:9808", queue="{queue}"}}', "values": values}
-
-
-def _settled(code: str, values: str) -> dict[str, str]:
-    outcome = "COMPLETED" if code == "" else "FAILED"
-    return {"series": f'{SETTLED}{{outcome="{outcome}", failure_code="{code}"}}', "values": values}
-
-
-def _attempts(endpoint: str, result: str, values: str) -> dict[str, str]:
-    return {"series": f'{ATTEMPTS}{{endpoint_id="{endpoint}", result="{result}"}}', "values": values}
-
-
-# What the backlog exporter exports when it is healthy, for scenarios about something else.
-BACKLOG_OK = [
-    {"series": 'bank_backlog_measured_timestamp_seconds{job="backlog"}', "values": "0+60x60"},
-    {"series": 'bank_queue_length_measured_timestamp_seconds{job="backlog"}', "values": "0+60x60"},
-    {"series": 'bank_oldest_pending_transfer_age_seconds{job="backlog"}', "values": "0x60"},
-    {"series": 'bank_queue_length{job="backlog", queue="transfers"}', "values": "0x60"},
-]
-
-RULE_TESTS: list[dict[str, Any]] = [
-    {  # The worker target is down; so is the backlog exporter.
-        "interval": "1m",
-        "input_series": [
-            {"series": 'up{job="worker", instance="worker:9808"}', "values": "0x10"},
-            {"series": 'up{job="backlog", instance="backlog-exporter:9809"}', "values": "0x10"},
-        ],
-        "alert_rule_test": [
-            _alert(
-                "TargetDown",
-                "2m",
-                {"job": "backlog", "instance": "backlog-exporter:9809", "severity": "critical"},
-                {"job": "worker", "instance": "worker:9808", "severity": "critical"},
-            )
-        ],
-    },
-    {  # The settlement pool hangs at t=5m: its queues' heartbeats stop; the webhooks pool's goes on.
-        "interval": "1m",
-        "input_series": [
-            _heartbeat("transfers", "0+60x5 300x20"),
-            _heartbeat("transfers.0", "0+60x5 300x20"),
-            _heartbeat("webhooks", "0+60x25"),
-        ],
-        "alert_rule_test": [
-            _alert("NoWorkerHeartbeat", "7m"),  # 120 s old: not above the threshold yet
-            _alert("NoWorkerHeartbeat", "9m"),  # above since 8m, pending for 2m
-            _alert(
-                "NoWorkerHeartbeat",
-                "10m",
-                {"queue": "transfers", "severity": "critical"},
-                {"queue": "transfers.0", "severity": "critical"},
-            ),
-        ],
-    },
-    {  # The webhooks pool hangs at t=5m: a hung pool of either kind alerts, for its queue only.
-        "interval": "1m",
-        "input_series": [_heartbeat("transfers", "0+60x25"), _heartbeat("webhooks", "0+60x5 300x20")],
-        "alert_rule_test": [_alert("NoWorkerHeartbeat", "10m", {"queue": "webhooks", "severity": "critical"})],
-    },
-    {  # The webhooks pool is not running at all (it used to export no heartbeat: never noticed).
-        "interval": "1m",
-        "input_series": [_heartbeat("transfers", "0+60x10")],
-        "alert_rule_test": [
-            _alert("NoWorkerHeartbeat", "1m"),
-            _alert("NoWorkerHeartbeat", "3m", {"queue": "webhooks", "severity": "critical"}),
-        ],
-    },
-    {  # No heartbeat exported at all (no pool, or beat never ran): both absent() branches.
-        "interval": "1m",
-        "input_series": [{"series": 'up{job="worker", instance="worker:9808"}', "values": "1x10"}],
-        "alert_rule_test": [
-            _alert("NoWorkerHeartbeat", "1m"),
-            _alert(
-                "NoWorkerHeartbeat",
-                "3m",
-                {"queue": "transfers", "severity": "critical"},
-                {"queue": "webhooks", "severity": "critical"},
-            ),
-            _alert("TargetDown", "3m"),
-        ],
-    },
-    {  # Healthy pools: no heartbeat alert.
-        "interval": "1m",
-        "input_series": [_heartbeat("transfers", "0+60x20"), _heartbeat("webhooks", "0+60x20")],
-        "alert_rule_test": [_alert("NoWorkerHeartbeat", "15m")],
-    },
-    {  # The oldest pending transfer ages by 60 s a minute (measured by the exporter).
-        "interval": "1m",
-        "input_series": [{"series": 'bank_oldest_pending_transfer_age_seconds{job="backlog"}', "values": "0+60x10"}],
-        "alert_rule_test": [
-            _alert("OldestPendingTransferTooOld", "5m"),
-            _alert("OldestPendingTransferTooOld", "6m"),
-            _alert("OldestPendingTransferTooOld", "7m", {"severity": "warning"}),
-        ],
-    },
-    {  # One deep queue, one shallow one.
-        "interval": "1m",
-        "input_series": [
-            {"series": 'bank_queue_length{job="backlog", queue="transfers"}', "values": "1500x10"},
-            {"series": 'bank_queue_length{job="backlog", queue="webhooks"}', "values": "10x10"},
-        ],
-        "alert_rule_test": [
-            _alert("QueueDepthHigh", "4m"),
-            _alert("QueueDepthHigh", "5m", {"queue": "transfers", "severity": "warning"}),
-        ],
-    },
-    {  # The exporter is healthy: the backlog is measured.
-        "interval": "1m",
-        "input_series": BACKLOG_OK,
-        "alert_rule_test": [_alert("BacklogNotMeasured", "10m")],
-    },
-    {  # The exporter's Postgres measurement stops at t=3m (its gauges stay, frozen).
-        "interval": "1m",
-        "input_series": [
-            {"series": 'bank_backlog_measured_timestamp_seconds{job="backlog"}', "values": "0+60x3 180x10"},
-            *BACKLOG_OK[1:],
-        ],
-        "alert_rule_test": [
-            _alert("BacklogNotMeasured", "4m"),  # 60 s old: not above
-            _alert("BacklogNotMeasured", "6m"),  # above since 5m, pending
-            _alert("BacklogNotMeasured", "7m", {"severity": "critical"}),
-        ],
-    },
-    {  # No exporter at all: the backlog gauges are absent, so their alerts could never fire.
-        "interval": "1m",
-        "input_series": [_heartbeat("transfers", "0+60x10")],
-        "alert_rule_test": [
-            _alert("BacklogNotMeasured", "1m"),
-            _alert("BacklogNotMeasured", "3m", {"severity": "critical"}),
-        ],
-    },
-    {  # 40% of 10 settlements a minute are declined: business, charted, never paged.
-        "interval": "1m",
-        "input_series": [
-            _settled("", "0+6x30"),
-            _settled("INSUFFICIENT_FUNDS", "0+3x30"),
-            _settled("ACCOUNT_INACTIVE", "0+1x30"),
-            _settled("INTERNAL_ERROR", "0x30"),
-        ],
-        "alert_rule_test": [_alert("SettleErrorRateHigh", "10m"), _alert("SettleErrorRateHigh", "20m")],
-    },
-    {  # 2 of 150 settlements a minute fail for a system reason (INTERNAL_ERROR): paged.
-        "interval": "1m",
-        "input_series": [
-            _settled("", "0+98x30"),
-            _settled("INSUFFICIENT_FUNDS", "0+50x30"),
-            _settled("INTERNAL_ERROR", "0+2x30"),
-        ],
-        "alert_rule_test": [
-            _alert("SettleErrorRateHigh", "2m"),  # above since 1m, pending
-            _alert("SettleErrorRateHigh", "5m", {"severity": "critical"}),
-        ],
-    },
-    {  # A failure code added later is a system failure too, unless it is a known decline.
-        "interval": "1m",
-        "input_series": [_settled("", "0+10x30"), _settled("SOMETHING_NEW", "0+1x30")],
-        "alert_rule_test": [_alert("SettleErrorRateHigh", "5m", {"severity": "critical"})],
-    },
-    {  # 1 system failure in 200 a minute (0.5%): under the threshold.
-        "interval": "1m",
-        "input_series": [_settled("", "0+199x30"), _settled("INTERNAL_ERROR", "0+1x30")],
-        "alert_rule_test": [_alert("SettleErrorRateHigh", "20m")],
-    },
-    {  # Endpoint A's receiver is dead: every attempt fails. B is fine. Only A alerts, in minutes.
-        "interval": "1m",
-        "input_series": [
-            _attempts("A", "error", "0+2x30"),
-            _attempts("B", "ok", "0+5x30"),
-            _attempts("B", "error", "0x30"),
-        ],
-        "alert_rule_test": [
-            _alert("WebhookFailureRateHigh", "5m"),  # pending: for 10m
-            _alert("WebhookFailureRateHigh", "15m", {"endpoint_id": "A", "severity": "warning"}),
-        ],
-    },
-    {  # One timeout among many successes, and a single failure on a quiet endpoint: no alert.
-        "interval": "1m",
-        "input_series": [
-            _attempts("A", "ok", "0+5x30"),
-            _attempts("A", "error", "0 1x30"),
-            _attempts("C", "error", "0 1x30"),
-        ],
-        "alert_rule_test": [_alert("WebhookFailureRateHigh", "20m")],
-    },
-    {  # No webhook traffic at all: 0/0 is no alert.
-        "interval": "1m",
-        "input_series": [_attempts("A", result, "0x30") for result in ("ok", "error")],
-        "alert_rule_test": [_alert("WebhookFailureRateHigh", "20m")],
-    },
-    {  # An event waits: its age grows by 60 s a minute (a receiver retried rarely, or no pool).
-        "interval": "1m",
-        "input_series": [{"series": 'bank_webhook_oldest_undelivered_age_seconds{job="backlog"}', "values": "0+60x40"}],
-        "alert_rule_test": [
-            _alert("WebhookDeliveryLagHigh", "30m"),  # 1800 s: not above
-            _alert("WebhookDeliveryLagHigh", "35m"),  # above since 31m, pending
-            _alert("WebhookDeliveryLagHigh", "36m", {"severity": "warning"}),
-        ],
-    },
-    {  # The sealer stops at t=3m: the oldest unsealed row ages by 60 s a minute.
-        "interval": "1m",
-        "input_series": [{"series": 'bank_audit_seal_lag_seconds{job="backlog"}', "values": "1 1 1 0+60x10"}],
-        "alert_rule_test": [
-            _alert("AuditSealLagHigh", "3m"),  # 0 s
-            _alert("AuditSealLagHigh", "5m"),  # above since 4m, pending
-            _alert("AuditSealLagHigh", "6m", {"severity": "warning"}),  # above for 2m
-        ],
-    },
-]
-
-
-def test_promtool_alert_scenarios(tmp_path: Path) -> None:
-    """The alerts fire (and stay quiet) as designed: thresholds, `for` durations and labels.
-
-    promtool compares annotations exactly, so the scenarios run against a copy of the rules
-    without annotations; `check rules` above validates the annotation templates.
-    """
-    promtool()
-    document = _yaml(ALERTS_FILE)
-    for group in document["groups"]:
-        for rule in group["rules"]:
-            rule.pop("annotations", None)
-    rules_copy = tmp_path / "alerts.yml"
-    rules_copy.write_text(yaml.safe_dump(document, sort_keys=False))
-    tested = {case["alertname"] for scenario in RULE_TESTS for case in scenario["alert_rule_test"]}
-    assert tested >= REQUIRED_ALERTS, f"no scenario for {sorted(REQUIRED_ALERTS - tested)}"
-    spec = {"rule_files": [str(rules_copy)], "evaluation_interval": "1m", "tests": RULE_TESTS}
-    spec_file = tmp_path / "alerts_test.yml"
-    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    run_promtool("test", "rules", str(spec_file))
