@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     rate_limit_register: str = "10 per hour"
     rate_limit_transfers: str = "30 per minute"
     rate_limit_webhook_retry: str = "10 per minute"  # manual webhook retries, per user
+    rate_limit_statements: str = "30 per minute"  # statements (JSON pages and CSV files), per user
     rate_limit_key_prefix: str = "ratelimit"
     rate_limit_storage_url: str | None = None  # default: the Redis of REDIS_URL
     # CORS_ORIGINS: comma-separated allowed origins; empty: CORS closed.

@@ -1,35 +1,48 @@
 """Account statements: opening balance, the period's ledger entries, closing balance.
 
-The period is ``[start, end)`` on the entries' ``created_at``. The opening balance is the sum of
-every entry of the account before ``start`` (a balance only ever changes through entries, so
-this is the balance at ``start``, whatever order concurrent settlements wrote their entries in),
-and the closing balance is opening + the period's entries: the invariant holds by construction.
-Read it in one REPEATABLE READ snapshot so the opening and the entries see the same commits.
+The period ``[start, end)`` is cut in the order the entries were applied (``seq``), never by
+sorting on ``created_at``: it holds the entries from the ledger's cut at ``start`` up to its cut
+at ``end`` (``core.ledger.cut``: the first entry, in apply order, created at or after the
+instant). So the opening balance is the balance_after of the entry just before the period (one
+index probe), each entry's balance_after is the previous one's plus its amount, the closing
+balance is the last entry's balance_after, and consecutive periods join exactly, also when
+concurrent settlements wrote entries whose created_at is out of apply order (such an entry falls
+in the period where it was applied). Everything is read in one REPEATABLE READ snapshot.
+
+JSON comes in pages of at most ``MAX_ENTRIES`` entries (``next_cursor``); CSV is streamed in
+chunks, whatever the period's length (``stream``).
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
+import unicodedata
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from core import ledger
 from core.errors import NotFound, ValidationFailed
 from core.models import Account, LedgerEntry, Role, Transfer, User
 
-# Bounds the response (about 1.5 MB of CSV); a busier period is asked for in shorter pieces. The
-# period itself is not bounded: its entries are the cost, and a quiet account's whole history
-# (from=1970-01-01...) is one statement.
+# Entries in one JSON page (about 1.5 MB); a longer period continues with next_cursor.
 MAX_ENTRIES = 10_000
+# Rows a streamed CSV reads, and writes out, at a time.
+CSV_CHUNK_ROWS = 1_000
 
 CSV_COLUMNS = ("created_at", "transfer_id", "amount", "balance_after", "reference")
-# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets (OWASP
+# "CSV injection"); they still see one after leading blanks or invisible characters.
+_FORMULA_START = ("=", "+", "-", "@")
+_CONTROL_START = ("\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -43,14 +56,30 @@ class StatementEntry:
 
 
 @dataclass(frozen=True)
+class Period:
+    """Where ``[start, end)`` lies in the account's apply order: entries with
+    ``first_seq <= seq < end_seq``. ``first_seq`` None: no entry of the period exists yet (all
+    are before ``start``); ``end_seq`` None: none after it yet."""
+
+    account_id: uuid.UUID
+    currency: str
+    start: datetime
+    end: datetime
+    first_seq: int | None
+    end_seq: int | None
+    opening_balance: int
+
+
+@dataclass(frozen=True)
 class Statement:
     account_id: uuid.UUID
     currency: str
     start: datetime
     end: datetime
-    opening_balance: int
-    closing_balance: int
+    opening_balance: int  # the period's, on every page
+    closing_balance: int | None  # on the last page only
     entries: Sequence[StatementEntry]
+    next_cursor: str | None  # None on the last page
 
 
 def visible_account(session: Session, account_id: uuid.UUID, user: User) -> Account:
@@ -76,60 +105,188 @@ def validate_period(start: datetime, end: datetime) -> tuple[datetime, datetime]
     return start, end
 
 
-def statement(
-    session: Session, account: Account, start: datetime, end: datetime, *, max_entries: int = MAX_ENTRIES
-) -> Statement:
-    """The statement of ``account`` for ``[start, end)``, entries oldest first (at most ``max_entries``)."""
+def period(session: Session, account: Account, start: datetime, end: datetime) -> Period:
+    """Cut ``[start, end)`` out of the account's entries (see the module's docstring)."""
     start, end = validate_period(start, end)
-    opening = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-            LedgerEntry.account_id == account.id, LedgerEntry.created_at < start
-        )
-    )
-    rows = session.execute(
-        select(LedgerEntry, Transfer.reference)
-        .join(Transfer, Transfer.id == LedgerEntry.transfer_id)
-        .where(LedgerEntry.account_id == account.id, LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
-        # The order they were applied in, which balance_after follows (created_at cannot tell:
-        # one settlement's entries share it, see LedgerEntry.seq).
-        .order_by(LedgerEntry.seq)
-        .limit(max_entries + 1)
-    ).all()
-    if len(rows) > max_entries:
-        raise ValidationFailed(
-            "too many entries for one statement",
-            errors={"to": [f"The period holds more than {max_entries} entries; ask for a shorter one."]},
-        )
-    entries = [
-        StatementEntry(e.id, e.transfer_id, e.amount, e.balance_after, reference, e.created_at) for e, reference in rows
-    ]
-    opening_balance = int(opening or 0)
-    return Statement(
+    first = ledger.cut(session, account.id, start)
+    # Nothing at or after start means nothing at or after end either: one query less.
+    end_seq = ledger.cut(session, account.id, end) if first is not None else None
+    return Period(
         account_id=account.id,
         currency=account.currency,
         start=start,
         end=end,
-        opening_balance=opening_balance,
-        closing_balance=opening_balance + sum(e.amount for e in entries),
-        entries=entries,
+        first_seq=first,
+        end_seq=end_seq,
+        opening_balance=ledger.balance_before(session, account.id, first),
     )
 
 
+def statement(
+    session: Session,
+    account: Account,
+    start: datetime,
+    end: datetime,
+    *,
+    cursor: str | None = None,
+    max_entries: int | None = None,
+) -> Statement:
+    """One JSON page of the statement of ``account`` for ``[start, end)``: at most ``max_entries``
+    (default ``MAX_ENTRIES``) entries oldest first, from the beginning or after ``cursor`` (a
+    page's ``next_cursor``)."""
+    max_entries = max_entries or MAX_ENTRIES
+    start, end = validate_period(start, end)
+    if cursor:
+        p, after = _resume(session, account, start, end, cursor)
+    else:
+        p, after = period(session, account, start, end), None
+    rows = session.execute(_entries(p, after).limit(max_entries + 1)).all() if p.first_seq is not None else []
+    more = len(rows) > max_entries
+    entries = [_entry(row) for row in rows[:max_entries]]
+    last = entries[-1].balance_after if entries else (p.opening_balance if after is None else after[1])
+    return Statement(
+        account_id=p.account_id,
+        currency=p.currency,
+        start=p.start,
+        end=p.end,
+        opening_balance=p.opening_balance,
+        closing_balance=None if more else last,
+        entries=entries,
+        next_cursor=_encode_cursor(p, rows[max_entries - 1]) if more else None,
+    )
+
+
+def frozen(session: Session, p: Period) -> Period:
+    """``p`` with its end fixed at what has been applied so far if it is still open (no entry at or
+    after ``end`` yet): then its range of seqs holds only committed entries, which never change."""
+    if p.first_seq is None or p.end_seq is not None:
+        return p
+    last = session.scalar(select(func.max(LedgerEntry.seq)).where(LedgerEntry.account_id == p.account_id))
+    return replace(p, end_seq=(last or p.first_seq) + 1)
+
+
+def stream(sessions: Callable[[], Session], p: Period, *, chunk_rows: int | None = None) -> Iterator[StatementEntry]:
+    """The entries of a frozen period (``frozen``) oldest first, ``chunk_rows`` at a time, each
+    chunk one short read of the (account_id, seq) index in a session of its own: memory stays
+    constant whatever the period's length, and no transaction stays open while a slow client
+    reads (it would hold back vacuum, and Postgres ends one idle for a minute). The range of seqs
+    is fixed and its entries are committed and append-only, so the chunks are one consistent
+    read."""
+    if p.first_seq is None:
+        return
+    assert p.end_seq is not None, "stream a frozen period"
+    chunk_rows = chunk_rows or CSV_CHUNK_ROWS
+    after: tuple[int, int] | None = None
+    while True:
+        with sessions() as session:
+            rows = session.execute(_entries(p, after).limit(chunk_rows)).all()
+        yield from (_entry(row) for row in rows)
+        if len(rows) < chunk_rows:
+            return
+        after = (rows[-1][0].seq, rows[-1][0].balance_after)
+
+
+def _entries(p: Period, after: tuple[int, int] | None) -> Select[Any]:
+    assert p.first_seq is not None
+    stmt = (
+        select(LedgerEntry, Transfer.reference)
+        .join(Transfer, Transfer.id == LedgerEntry.transfer_id)
+        .where(LedgerEntry.account_id == p.account_id, LedgerEntry.seq >= p.first_seq)
+        .order_by(LedgerEntry.seq)
+    )
+    if p.end_seq is not None:
+        stmt = stmt.where(LedgerEntry.seq < p.end_seq)
+    if after is not None:
+        stmt = stmt.where(LedgerEntry.seq > after[0])
+    return stmt
+
+
+def _entry(row: Any) -> StatementEntry:
+    e, reference = row
+    return StatementEntry(e.id, e.transfer_id, e.amount, e.balance_after, reference, e.created_at)
+
+
+# ---- cursor: the period's place in apply order and the last entry given ----------------------
+#
+# Opaque to clients (base64url JSON). It carries the period's bounds so that a later page costs
+# one index probe, not a new cut; an end still open when the first page was read is cut again.
+# It names the account and the period, so it only continues the same request.
+
+_CURSOR_TAG = "statement"
+
+
+def _encode_cursor(p: Period, last_row: Any) -> str:
+    e = last_row[0]
+    raw = [_CURSOR_TAG, str(p.account_id), rfc3339(p.start), rfc3339(p.end), p.first_seq, p.end_seq]
+    raw += [e.seq, e.balance_after]
+    return base64.urlsafe_b64encode(json.dumps(raw, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _resume(
+    session: Session, account: Account, start: datetime, end: datetime, cursor: str
+) -> tuple[Period, tuple[int, int]]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        tag, account_id, from_, to, first, end_seq, after, balance = raw
+        ints_ok = all(type(v) is int for v in (first, after, balance)) and (end_seq is None or type(end_seq) is int)
+        if not (tag == _CURSOR_TAG and ints_ok and first <= after and (end_seq is None or after < end_seq)):
+            raise ValueError("cursor does not fit")
+        if (account_id, from_, to) != (str(account.id), rfc3339(start), rfc3339(end)):
+            raise ValueError("cursor of another statement")
+    except (ValueError, TypeError) as exc:  # also binascii.Error and JSONDecodeError, ValueErrors
+        raise ValidationFailed(
+            "invalid cursor", errors={"cursor": ["Invalid cursor: send the same request with its next_cursor."]}
+        ) from exc
+    if end_seq is None:
+        end_seq = ledger.cut(session, account.id, end)
+    p = Period(
+        account_id=account.id,
+        currency=account.currency,
+        start=start,
+        end=end,
+        first_seq=first,
+        end_seq=end_seq,
+        opening_balance=ledger.balance_before(session, account.id, first),
+    )
+    return p, (after, balance)
+
+
+# ---- CSV -------------------------------------------------------------------------------------
+
+
 def safe_cell(text: str | None) -> str:
-    """A text cell a spreadsheet shows as text: a leading formula character gets a quote (OWASP)."""
+    """A text cell a spreadsheet shows as text: a formula gets a leading quote (OWASP), also one
+    behind leading whitespace or invisible format characters (Unicode category Cf, e.g. a zero
+    width space or a bidi mark), which spreadsheets skip."""
     if not text:
         return ""
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    if text.startswith(_CONTROL_START) or _visible(text).startswith(_FORMULA_START):
+        return "'" + text
+    return text
 
 
-def to_csv(stmt: Statement) -> str:
-    """RFC 4180 CSV (CRLF line ends, quoted as needed): a header row, then one row per entry."""
+def _visible(text: str) -> str:
+    """``text`` from its first character that is neither whitespace nor a format character."""
+    for i, char in enumerate(text):
+        if not (char.isspace() or unicodedata.category(char) == "Cf"):
+            return text[i:]
+    return ""
+
+
+def csv_chunks(entries: Iterator[StatementEntry], *, chunk_rows: int | None = None) -> Iterator[str]:
+    """RFC 4180 CSV (CRLF line ends, quoted as needed): a header row, then one row per entry,
+    written out ``chunk_rows`` rows at a time."""
+    chunk_rows = chunk_rows or CSV_CHUNK_ROWS
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for e in stmt.entries:
+    for n, e in enumerate(entries, 1):
         writer.writerow([rfc3339(e.created_at), str(e.transfer_id), e.amount, e.balance_after, safe_cell(e.reference)])
-    return out.getvalue()
+        if n % chunk_rows == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
 
 
 def rfc3339(moment: datetime) -> str:

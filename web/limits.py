@@ -10,10 +10,9 @@ login) live in Postgres and hold regardless.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask, request
-from flask_limiter import Limiter
+from flask_limiter import Limit, Limiter
 from flask_limiter.util import get_remote_address
 
 from core.config import Settings
@@ -48,18 +47,28 @@ def _ip() -> str:
     return "ip:" + get_remote_address()
 
 
-# endpoint -> [(limit from settings, key of the caller it applies to)]
-RULES: dict[str, list[tuple[Callable[[Settings], str], Callable[[], str]]]] = {
-    "auth.login": [(lambda s: s.rate_limit_login_ip, _ip), (lambda s: s.rate_limit_login_account, _login_email)],
-    "auth.verify_otp": [(lambda s: s.rate_limit_otp_verify, _ip)],
-    "auth.register": [(lambda s: s.rate_limit_register, _ip)],
-    "transfers.create_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
-    "refunds.create_refund": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
-    "transfer_batches.create_batch": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
-    "webhooks.retry_delivery": [(lambda s: s.rate_limit_webhook_retry, _authenticated_user)],
+# The limits, by the caller they count: endpoint -> the setting that holds its limit. Each group
+# is one of the limiter's default limits (flask-limiter's ``Limit``, checked before the view), and
+# a request to an endpoint it does not list gets no limit from it. Counted per endpoint.
+PER_ADDRESS: dict[str, Callable[[Settings], str]] = {
+    "auth.login": lambda s: s.rate_limit_login_ip,
+    "auth.verify_otp": lambda s: s.rate_limit_otp_verify,
+    "auth.register": lambda s: s.rate_limit_register,
+}
+PER_EMAIL: dict[str, Callable[[Settings], str]] = {
+    "auth.login": lambda s: s.rate_limit_login_account,
+}
+PER_USER: dict[str, Callable[[Settings], str]] = {
+    "transfers.create_transfer": lambda s: s.rate_limit_transfers,
+    "refunds.create_refund": lambda s: s.rate_limit_transfers,
+    "transfer_batches.create_batch": lambda s: s.rate_limit_transfers,
     # Ending a hold moves (or releases) money too: the same per-user budget, counted per endpoint.
-    "transfers.capture_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
-    "transfers.void_transfer": [(lambda s: s.rate_limit_transfers, _authenticated_user)],
+    "transfers.capture_transfer": lambda s: s.rate_limit_transfers,
+    "transfers.void_transfer": lambda s: s.rate_limit_transfers,
+    "webhooks.retry_delivery": lambda s: s.rate_limit_webhook_retry,
+    # A statement reads up to a whole history (JSON and CSV alike): a customer's budget, so that
+    # one customer's statements cannot starve everyone's transfers of database time.
+    "statements.get_statement": lambda s: s.rate_limit_statements,
 }
 
 
@@ -68,6 +77,11 @@ def init_app(app: Flask) -> Limiter:
     s: Settings = app.extensions["bank"].settings
     limiter = Limiter(
         key_func=_ip,
+        default_limits=[
+            Limit(limit_provider=_limit_of(PER_ADDRESS), key_function=_ip),
+            Limit(limit_provider=_limit_of(PER_EMAIL), key_function=_login_email),
+            Limit(limit_provider=_limit_of(PER_USER), key_function=_authenticated_user),
+        ],
         storage_uri=s.rate_limit_storage_uri,
         storage_options={"socket_timeout": 3, "socket_connect_timeout": 3},
         strategy="moving-window",
@@ -77,14 +91,15 @@ def init_app(app: Flask) -> Limiter:
         in_memory_fallback_enabled=True,
     )
     limiter.init_app(app)
-    for endpoint, rules in RULES.items():
-        view: Callable[..., Any] = app.view_functions[endpoint]
-        for value, key in rules:
-            view = limiter.limit(_setting(value), key_func=key)(view)
-        # This app's view only: the limits are checked when it is called, before the view's own work.
-        app.view_functions[endpoint] = view
     return limiter
 
 
-def _setting(value: Callable[[Settings], str]) -> Callable[[], str]:
-    return lambda: value(settings())
+def _limit_of(limits: dict[str, Callable[[Settings], str]]) -> Callable[[], str]:
+    """The limit of the request's endpoint in ``limits``, read from this app's settings; "" (no
+    limit) for any other endpoint, and for a CORS preflight, which is not the call it announces."""
+
+    def limit() -> str:
+        value = limits.get(request.endpoint or "")
+        return value(settings()) if value is not None and request.method != "OPTIONS" else ""
+
+    return limit

@@ -14,14 +14,15 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
+from core import statements as statements_module
 from core.errors import ValidationFailed
 from core.models import Account, LedgerEntry
 from core.statements import safe_cell, statement
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
 from tests.integration.test_api import assert_problem, login
+from tests.settling import settle_transfer
 
 
 def iso(moment: datetime) -> str:
@@ -162,7 +163,24 @@ def test_json_shape_and_csv_file(client, history) -> None:  # type: ignore[no-un
     assert "test funding" in refs and any(ref.startswith("from bob") for ref in refs)
 
 
-@pytest.mark.parametrize("reference", ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        '=HYPERLINK("http://x")',
+        "+1+1",
+        "-2+3",
+        "@SUM(A1)",
+        "\tcmd",
+        "\rcmd",
+        # Spreadsheets skip leading blanks and invisible characters before a formula.
+        " =1+1",
+        "  @SUM(A1)",
+        '\u200b=HYPERLINK("http://x")',  # zero width space
+        "\u202e=cmd",  # right-to-left override
+        "\ufeff+1",  # byte order mark
+        "\u00a0\u2060-2+3",  # no-break space, word joiner
+    ],
+)
 def test_csv_neutralises_formulas(client, sessions, make_customer, admin_user, reference) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_customer(), make_customer()
     fund(sessions, admin_user, alice.account, 1000)
@@ -178,6 +196,7 @@ def test_csv_neutralises_formulas(client, sessions, make_customer, admin_user, r
 
 def test_safe_cell_leaves_plain_text_alone() -> None:
     assert safe_cell("invoice 42") == "invoice 42" and safe_cell(None) == "" and safe_cell("a=b") == "a=b"
+    assert safe_cell(" invoice 42") == " invoice 42" and safe_cell("\u200b") == "\u200b" and safe_cell(" ") == " "
 
 
 @pytest.mark.commits  # the history's entries are apart in time: created_at is now() of each transaction
@@ -203,6 +222,16 @@ def test_only_the_owner_or_an_admin(client, history, make_customer, admin_user) 
         {"from": "yesterday", "to": "2026-01-02T00:00:00Z"},
         {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "limit": "5"},  # unknown parameter
         {"from": "2026-01-01T00:00:00+0100x", "to": "2026-01-02T00:00:00Z"},
+        # RFC 3339 instants in the form YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM) only (API.md).
+        {"from": "2026-01-01 00:00:00Z", "to": "2026-01-02T00:00:00Z"},  # a space for the T
+        {"from": "2026-01-01T00:00Z", "to": "2026-01-02T00:00:00Z"},  # no seconds
+        {"from": "2026-01-01T00:00:00+0100", "to": "2026-01-02T00:00:00Z"},  # offset without a colon
+        {"from": "2026-01-01T00:00:00+01", "to": "2026-01-02T00:00:00Z"},  # offset without minutes
+        {"from": "20260101T000000Z", "to": "2026-01-02T00:00:00Z"},  # ISO 8601 basic format
+        {"from": "2026-W01-1T00:00:00Z", "to": "2026-01-02T00:00:00Z"},  # week date
+        {"from": "2026-01-01T00:00:00.Z", "to": "2026-01-02T00:00:00Z"},  # empty fraction
+        {"from": "2026-01-01", "to": "2026-01-02T00:00:00Z"},  # a date
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "cursor": "bm9wZQ"},  # a foreign cursor
     ],
 )
 def test_bad_periods_are_422(client, make_customer, query) -> None:  # type: ignore[no-untyped-def]
@@ -236,13 +265,96 @@ def test_unsupported_accept_is_406(client, make_customer) -> None:  # type: igno
     assert default.status_code == 200 and default.mimetype == "application/json"
 
 
+@pytest.mark.parametrize(
+    "start,end",
+    [
+        ("2026-01-01T00:00:00.5Z", "2026-01-02T00:00:00.123456789+01:00"),
+        ("2026-01-01T00:00:00-05:30", "2100-01-01T00:00:00Z"),
+    ],
+)
+def test_rfc3339_forms_are_accepted(client, make_customer, start, end) -> None:  # type: ignore[no-untyped-def]
+    c = make_customer()
+    r = client.get(
+        f"/api/v1/accounts/{c.account.id}/statement?{urlencode({'from': start, 'to': end})}",
+        headers=login(client, c.email),
+    )
+    assert r.status_code == 200, r.json
+
+
 @pytest.mark.commits  # the history's entries are apart in time: created_at is now() of each transaction
-def test_a_period_with_too_many_entries_is_refused(sessions, history) -> None:  # type: ignore[no-untyped-def]
+def test_a_longer_period_comes_in_pages(sessions, history) -> None:  # type: ignore[no-untyped-def]
+    """Pages of at most max_entries join exactly; the opening balance is the period's on every
+    page, the closing balance only on the last."""
     alice, _, times = history
-    start, end = times[0], times[-1] + timedelta(seconds=1)
+    start, end = times[2], times[-1] + timedelta(seconds=1)
     with sessions() as s:
         account = s.get_one(Account, alice.account.id)
-        assert len(statement(s, account, start, end, max_entries=len(times)).entries) == len(times)
-        with pytest.raises(ValidationFailed) as refused:
-            statement(s, account, start, end, max_entries=len(times) - 1)
-    assert "shorter" in refused.value.extra["errors"]["to"][0]
+        whole = statement(s, account, start, end)
+        assert whole.next_cursor is None and len(whole.entries) == len(times) - 2
+        for size in (1, 5, 11, len(whole.entries) - 1, len(whole.entries)):
+            pages = [statement(s, account, start, end, max_entries=size)]
+            while pages[-1].next_cursor:
+                pages.append(statement(s, account, start, end, cursor=pages[-1].next_cursor, max_entries=size))
+            assert [e.id for p in pages for e in p.entries] == [e.id for e in whole.entries]
+            assert all(len(p.entries) == size for p in pages[:-1]) and 0 < len(pages[-1].entries) <= size
+            assert {p.opening_balance for p in pages} == {whole.opening_balance}
+            assert [p.closing_balance for p in pages] == [None] * (len(pages) - 1) + [whole.closing_balance]
+        # A cursor continues only its own request.
+        cursor = statement(s, account, start, end, max_entries=3).next_cursor
+        assert cursor
+        for other_start, other_end in ((times[3], end), (start, end + timedelta(seconds=1))):
+            with pytest.raises(ValidationFailed):
+                statement(s, account, other_start, other_end, cursor=cursor)
+
+
+@pytest.mark.commits  # the history's entries are apart in time: created_at is now() of each transaction
+def test_pages_over_http_and_csv_in_one_file(client, history, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    alice, _, times = history
+    monkeypatch.setattr(statements_module, "MAX_ENTRIES", 10)
+    monkeypatch.setattr(statements_module, "CSV_CHUNK_ROWS", 7)  # several chunks, one not full
+    h = login(client, alice.email)
+    first, last = times[0], times[-1] + timedelta(seconds=1)
+    pages = [client.get(url(alice.account.id, first, last), headers=h).json]
+    while "next_cursor" in pages[-1]:
+        assert pages[-1]["closing_balance"] is None
+        pages.append(
+            client.get(url(alice.account.id, first, last) + f"&cursor={pages[-1]['next_cursor']}", headers=h).json
+        )
+    assert [len(p["entries"]) for p in pages] == [10, 10, 4]
+    entries = [e for p in pages for e in p["entries"]]
+    assert pages[-1]["closing_balance"] == entries[-1]["balance_after"] and pages[0]["opening_balance"] == 0
+    assert set(pages[-1]) == {"account_id", "currency", "from", "to", "opening_balance", "closing_balance", "entries"}
+    r = client.get(url(alice.account.id, first, last), headers={**h, "Accept": "text/csv"})
+    assert r.is_streamed and r.status_code == 200
+    rows = parse_csv(r.get_data(as_text=True))
+    assert [(row["transfer_id"], int(row["balance_after"])) for row in rows] == [
+        (e["transfer_id"], e["balance_after"]) for e in entries
+    ]
+    # A CSV is one file: a cursor is refused, as one from another period is for JSON.
+    with_cursor = url(alice.account.id, first, last) + f"&cursor={pages[0]['next_cursor']}"
+    assert_problem(client.get(with_cursor, headers={**h, "Accept": "text/csv"}), 422, "VALIDATION_ERROR")
+    other_period = url(alice.account.id, times[1], last) + f"&cursor={pages[0]['next_cursor']}"
+    assert_problem(client.get(other_period, headers=h), 422, "VALIDATION_ERROR")
+
+
+def test_statements_are_rate_limited_per_user(make_app, make_customer) -> None:  # type: ignore[no-untyped-def]
+    """JSON and CSV share one per-user budget; another customer has their own."""
+    client = make_app(
+        rate_limit_key_prefix=f"test-{uuid.uuid4().hex}", rate_limit_statements="3 per minute"
+    ).test_client()
+    alice, bob = make_customer(), make_customer()
+    now = datetime.now(UTC)
+    h = login(client, alice.email)
+    asked = [
+        client.get(url(alice.account.id, now - timedelta(days=1), now), headers={**h, "Accept": accept}).status_code
+        for accept in ("application/json", "text/csv", "application/json")
+    ]
+    assert asked == [200, 200, 200]
+    for accept in ("application/json", "text/csv"):
+        r = client.get(url(alice.account.id, now - timedelta(days=1), now), headers={**h, "Accept": accept})
+        assert_problem(r, 429, "RATE_LIMITED")
+        assert 0 < int(r.headers["Retry-After"]) <= 60
+    assert (
+        client.get(url(bob.account.id, now - timedelta(days=1), now), headers=login(client, bob.email)).status_code
+        == 200
+    )
