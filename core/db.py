@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from psycopg import sql
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -68,6 +69,9 @@ def copy_rows(session: Session, table: str, columns: tuple[str, ...], rows: Iter
     for INSERT; values are adapted by psycopg (wrap JSON in ``psycopg.types.json.Jsonb``).
     """
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    with cursor.copy(statement) as copy:
         for row in rows:
             copy.write_row(row)

@@ -58,7 +58,7 @@ LIVE_CALLER = f"""users.id = :caller_id AND users.token_generation = :caller_gen
   AND NOT EXISTS (
     SELECT 1 FROM revoked_tokens r
     WHERE (r.kind = '{ACCESS}' AND r.token_id = :caller_jti) OR (r.kind = '{FAMILY}' AND r.token_id = :caller_family)
-  )"""
+  )"""  # noqa: S608 -- only this module's enum constants are formatted in; the caller's values are bind parameters
 
 
 # Built once: every authenticated request runs it, and building it cost more than running it.

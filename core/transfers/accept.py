@@ -105,7 +105,7 @@ WITH {ACCEPT_CLOCK_CTE}, caller AS (
 SELECT {_COLUMNS}, true AS created FROM inserted
 UNION ALL
 SELECT {_COLUMNS}, false AS created FROM replay
-"""
+"""  # noqa: S608 -- formats in only column names of the Transfer table, enum constants and SQL fragments of core; every value is a bind parameter
     )
     .bindparams(
         *(bindparam(c, type_=_T.c[c].type) for c in _INSERTED),

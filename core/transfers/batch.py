@@ -52,7 +52,7 @@ _B = cast(Table, TransferBatch.__table__)
 # apart) because settlement decides in (created_at, id) order. The stamps are the database's
 # clock, as on every accept path (submit.ACCEPTED_AT).
 _INSERT_ITEMS = text(
-    f"WITH {ACCEPT_CLOCK_CTE}"
+    f"WITH {ACCEPT_CLOCK_CTE}"  # noqa: S608 -- formats in only SQL constants of submit.py and the table's column names
     " INSERT INTO transfers (id, kind, initiated_by, idempotency_key, request_hash, source_account_id,"
     " destination_account_id, amount, currency, reference, status, request_id, partition, hold,"
     " hold_expires_at, batch_id, created_at, updated_at)"

@@ -50,7 +50,7 @@ _RELEASE = text(
     " WHERE accounts.id = r.id"
 )
 _EXPIRE = text(
-    "UPDATE transfers SET status = 'EXPIRED', completed_at = now(), updated_at = now()"
+    "UPDATE transfers SET status = 'EXPIRED', completed_at = now(), updated_at = now()"  # noqa: S608 -- formats in only the table's column names
     " WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'HELD'"
     f" RETURNING {', '.join(c.name for c in Transfer.__table__.c)}"
 ).columns(*Transfer.__table__.c)

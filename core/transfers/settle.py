@@ -91,7 +91,7 @@ WITH final AS (
     ORDER BY e.ord, e.n
 )
 SELECT id, status, failure_code, amount, currency, created_at, request_id FROM final ORDER BY ord
-"""
+"""  # noqa: S608 -- formats in only enum constants and SQL fragments of core (events.transfer_data_sql); values are bind parameters
 ).columns(_T.c.id, _T.c.status, _T.c.failure_code, _T.c.amount, _T.c.currency, _T.c.created_at, _T.c.request_id)
 
 _AUDIT_ACTIONS = {

@@ -70,7 +70,7 @@ _PENDING_COLUMNS = (
 )  # fmt: skip
 _INSERT_PENDING = (
     text(
-        f"WITH {ACCEPT_CLOCK_CTE}"
+        f"WITH {ACCEPT_CLOCK_CTE}"  # noqa: S608 -- formats in only the SQL constants above and the table's column names
         f" INSERT INTO transfers ({', '.join(_PENDING_COLUMNS)}, created_at, updated_at, hold_expires_at)"
         f" SELECT {', '.join(':' + c for c in _PENDING_COLUMNS)}, {ACCEPTED_AT}, {ACCEPTED_AT}, {HOLD_EXPIRES_AT}"
         " FROM accept_clock"
