@@ -70,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "RATE_LIMIT_OTP_VERIFY": "100000 per minute",
             "RATE_LIMIT_REGISTER": "100000 per minute",
             "RATE_LIMIT_TRANSFERS": "100000 per minute",
+            "RATE_LIMIT_STATEMENTS": "100000 per minute",
             # Webhooks: fast retries and relay, short leases, a receiver on 127.0.0.1.
             "WEBHOOK_RETRY_SCHEDULE": "1,1,1",
             "WEBHOOK_RELAY_INTERVAL_SECONDS": "0.5",

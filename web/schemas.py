@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 import marshmallow as ma
@@ -202,11 +203,27 @@ class RefundIn(Strict):
     )
 
 
+class Rfc3339Instant(fields.AwareDateTime):
+    """``YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`` only (API.md): ISO 8601's other forms that
+    ``AwareDateTime`` takes (a space for T, no seconds, ``+0100``, week dates) are a 422."""
+
+    _FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or not self._FORM.fullmatch(value):
+            raise ma.ValidationError("Must be an RFC 3339 instant: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM).")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class StatementArgs(Strict):
-    from_ = fields.AwareDateTime(
-        data_key="from", required=True, format="iso", metadata={"description": "RFC 3339 instant, included."}
+    from_ = Rfc3339Instant(data_key="from", required=True, metadata={"description": "RFC 3339 instant, included."})
+    to = Rfc3339Instant(required=True, metadata={"description": "RFC 3339 instant, excluded."})
+    cursor = fields.String(
+        validate=validate.Length(min=1, max=512), metadata={"description": "A page's next_cursor (JSON only)."}
     )
-    to = fields.AwareDateTime(required=True, format="iso", metadata={"description": "RFC 3339 instant, excluded."})
 
 
 class KycDecisionIn(Strict):
@@ -388,9 +405,21 @@ class StatementOut(ma.Schema):
     currency = fields.String()
     from_ = fields.DateTime(attribute="start", data_key="from")
     to = fields.DateTime(attribute="end")
-    opening_balance = fields.Integer(metadata={"description": "Balance at `from`."})
-    closing_balance = fields.Integer(metadata={"description": "opening_balance + the entries' amounts."})
+    opening_balance = fields.Integer(metadata={"description": "Balance at `from` (the period's, on every page)."})
+    closing_balance = fields.Integer(
+        allow_none=True,
+        metadata={"description": "opening_balance + the period's entries; on the last page only (null before)."},
+    )
     entries = fields.List(fields.Nested(StatementEntryOut), metadata={"description": "Oldest first."})
+    next_cursor = fields.String(
+        metadata={"description": "Present while the period has more entries: send the same request with cursor=."}
+    )
+
+    @ma.post_dump
+    def _last_page_has_no_cursor(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        if data.get("next_cursor") is None:
+            data.pop("next_cursor", None)
+        return data
 
 
 class ProofStepOut(ma.Schema):
