@@ -1,0 +1,107 @@
+"""Leaf versions across migration 0016: batches sealed before it keep version 1 and still verify,
+new ones are version 2, README's check handles both, and a downgrade seals version 2's rows again."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, make_url, text
+from sqlalchemy.orm import Session
+
+from core.audit.proofs import transfer_audit
+from core.audit.roots import get_root, latest_root
+from core.audit.seal import seal
+from core.audit.verify import verify_chain
+from core.config import Settings
+from core.db import make_engine
+from devtools import services
+from tests.integration.test_migrations import _alembic
+from tests.integration.test_transfer_audit import run_readme_check
+from web.schemas import AuditRootOut, TransferAuditOut
+
+pytestmark = pytest.mark.commits  # Alembic in subprocesses, on a scratch database
+
+SCRATCH_DB = "bank_test_audit_leaf_versions"
+ROW = (
+    "INSERT INTO audit_log (action, entity_type, entity_id, actor_id, request_id, details)"
+    " VALUES (:action, 'transfer', :entity, gen_random_uuid(), 'req-1', CAST(:details AS jsonb))"
+)
+
+
+@pytest.fixture
+def scratch(stack) -> Iterator[tuple[str, Engine]]:  # type: ignore[no-untyped-def]
+    url = services.recreate_database(stack, SCRATCH_DB)
+    engine = make_engine(Settings(database_url=url), pool_size=2)
+    try:
+        yield url, engine
+    finally:
+        engine.dispose()
+        admin = make_url(stack.database_url).set(drivername="postgresql", database="postgres")
+        with psycopg.connect(admin.render_as_string(False), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{SCRATCH_DB}" WITH (FORCE)')
+
+
+def _write(engine: Engine, entity: str, *actions: str) -> None:
+    with engine.begin() as conn:
+        for i, action in enumerate(actions):
+            conn.execute(text(ROW), {"action": action, "entity": entity, "details": json.dumps({"amount": 100 + i})})
+
+
+def _as_client_sees(engine: Engine, entity: str) -> tuple[dict[str, Any], Any]:
+    """The JSON of GET /transfers/{id}/audit and a fetch of /audit/roots/..., from the same code."""
+    with Session(engine) as s:
+        audit = json.loads(json.dumps(TransferAuditOut().dump(transfer_audit(s, uuid.UUID(entity)))))
+
+    def fetch(path: str) -> Any:
+        with Session(engine) as s:
+            n = path.rsplit("/", 1)[1]
+            root = latest_root(s) if n == "latest" else get_root(s, int(n))
+            return json.loads(json.dumps(AuditRootOut().dump(root)))
+
+    return audit, fetch
+
+
+def test_version_1_batches_verify_beside_version_2_ones_and_readme_checks_both(scratch) -> None:  # type: ignore[no-untyped-def]
+    url, engine = scratch
+    entity = str(uuid.uuid4())
+    _alembic(url, "upgrade", "0015")
+    _write(engine, entity, "transfer.requested", "transfer.completed")
+    with engine.begin() as conn:  # the 0006 sealer, as before 0016
+        assert conn.execute(text("SELECT o_sealed FROM audit_seal_batch(100)")).scalar_one() == 2
+
+    _alembic(url, "upgrade", "head")
+    _write(engine, entity, "refund.requested")
+    _write(engine, str(uuid.uuid4()), "other.row")
+    with Session(engine) as s, s.begin():
+        assert seal(s).sealed == 2
+    with Session(engine) as s:
+        result = verify_chain(s)
+        assert (result.ok, result.rows_checked, result.batches_checked) == (True, 4, 2), result.reason
+
+    audit, fetch = _as_client_sees(engine, entity)
+    assert [fetch(f"/audit/roots/{i['sealed_batch']}")["leaf_version"] for i in audit["items"]] == [1, 1, 2]
+    assert run_readme_check(audit, fetch)["n"] == 2
+    # Version 1: a client checks the proof and the links, not the content (README says so).
+    v1, v2 = audit["items"][1], audit["items"][2]
+    v1_forged = {**v1, "details": {"amount": 1}}
+    run_readme_check({**audit, "items": [v1_forged]}, fetch)
+    v1_bad_proof = {**v1, "proof": [{**v1["proof"][0], "sibling": "ab" * 32}]}
+    with pytest.raises(AssertionError):
+        run_readme_check({**audit, "items": [v1_bad_proof]}, fetch)
+    with pytest.raises(AssertionError):  # version 2: the content is checked
+        run_readme_check({**audit, "items": [{**v2, "details": {"amount": 1}}]}, fetch)
+
+    # Downgrade: the version 2 batch goes, its rows are sealed again by the 0006 function.
+    _alembic(url, "downgrade", "0015")
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT count(*) FROM audit_seal_batches")).scalar_one() == 1
+        assert conn.execute(text("SELECT o_sealed FROM audit_seal_batch(100)")).scalar_one() == 2
+    _alembic(url, "upgrade", "head")
+    with Session(engine) as s:
+        result = verify_chain(s)
+        assert (result.ok, result.rows_checked, result.batches_checked) == (True, 4, 2), result.reason
