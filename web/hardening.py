@@ -2,8 +2,8 @@
 configured), proxies.
 
 The body size limit is Flask's MAX_CONTENT_LENGTH (413 PAYLOAD_TOO_LARGE, see web/__init__.py), raised
-for the few endpoints in LARGE_BODIES. Every body is JSON (415 otherwise) except the endpoints in
-RAW_BODIES.
+for the few endpoints in LARGE_BODIES. Every body is JSON (415 otherwise) except a view marked
+``@raw_body``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from apispec import BasePlugin
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -70,12 +71,23 @@ def _body_limit() -> None:
         request.max_content_length = limit
 
 
-# Endpoints whose body is not JSON by contract (e.g. a bank statement file as XML or CSV): they
-# read and check request.get_data() themselves, and any Content-Type reaches them. None today.
-RAW_BODIES: frozenset[str] = frozenset()
-
 JSON_MEDIA_TYPE = "application/json"
 _BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+_RAW_BODY = "raw_body"
+
+V = TypeVar("V", bound=Callable[..., Any])
+
+
+def raw_body(view: V) -> V:
+    """Marks a view whose body is not JSON by contract (e.g. a bank statement file as XML or CSV):
+    any Content-Type reaches it, and it reads and checks ``request.get_data()`` itself. Anywhere
+    under ``@blp.route``: ``functools.wraps`` carries the mark up to the function registered."""
+    setattr(view, _RAW_BODY, True)
+    return view
+
+
+def takes_raw_body(endpoint: str | None) -> bool:
+    return getattr(current_app.view_functions.get(endpoint or ""), _RAW_BODY, False)
 
 
 def _json_bodies_only() -> Response | None:
@@ -87,7 +99,7 @@ def _json_bodies_only() -> Response | None:
     everything. An empty body is still ``{}``. ``+json`` types are refused too: their semantics
     differ (``merge-patch+json``), and ``problem+json`` is an answer, not a request.
     """
-    if request.method not in _BODY_METHODS or request.url_rule is None or request.endpoint in RAW_BODIES:
+    if request.method not in _BODY_METHODS or request.url_rule is None or takes_raw_body(request.endpoint):
         return None  # no route (404/405 answer it), or a body that is not JSON by contract
     if not request.get_data(cache=True):  # bounded by MAX_CONTENT_LENGTH (_body_limit ran first)
         return None
@@ -127,8 +139,8 @@ def _refuse_hostile_input() -> Response | None:
     for value in request.args.values():
         if _bad_text(value):
             return problem(400, "BAD_REQUEST", "query parameters must be valid text without NUL characters")
-    if request.method not in _BODY_METHODS or not request.is_json:
-        return None
+    if request.method not in _BODY_METHODS or not request.is_json or takes_raw_body(request.endpoint):
+        return None  # a @raw_body view checks its body itself
     data = request.get_data(cache=True)  # bounded by MAX_CONTENT_LENGTH
     if not data:
         return None  # no body: {} where every field is optional

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from flask import request
+from flask_jwt_extended import jwt_required
 from sqlalchemy import text
 
 from core.accounts.service import set_frozen
@@ -25,7 +27,7 @@ from tests.factories import PIN, balance, fund
 from tests.integration.test_bola import example
 from tests.integration.test_holds_api import held
 from tests.integration.test_refunds import pay
-from web.hardening import RAW_BODIES
+from web.hardening import raw_body, takes_raw_body
 
 PARAM = re.compile(r"{([^}]+)}")
 METHODS = ("post", "put", "patch", "delete")
@@ -127,8 +129,30 @@ def test_every_body_route_refuses_other_content_types_and_changes_nothing(client
     assert refunded.status_code == 202 and refunded.json["amount"] == 100, refunded.json
 
 
-def test_no_endpoint_takes_a_raw_body_yet() -> None:
-    assert not RAW_BODIES  # an endpoint added there must check its own body's type
+def test_a_view_marked_raw_body_gets_any_content_type(make_app, settings) -> None:  # type: ignore[no-untyped-def]
+    """The opt-out a non-JSON endpoint (a bank statement file) takes; the others still answer 415."""
+    app = make_app(settings)
+
+    @jwt_required(optional=True)  # a wrapping decorator under the mark, as real views have
+    def statement_file() -> tuple[str, int]:
+        return f"{request.mimetype} {len(request.get_data())}", 201
+
+    app.add_url_rule(f"{API}/_raw", "raw_test", raw_body(statement_file), methods=["POST"])
+    client = app.test_client()
+    for content_type in ("application/xml", "text/csv", "text/plain", "application/json"):
+        r = client.post(f"{API}/_raw", data="<Document/>", content_type=content_type)
+        assert (r.status_code, r.get_data(as_text=True)) == (201, f"{content_type} 11")
+    assert_problem(
+        client.post(f"{API}/auth/login", data="<Document/>", content_type="application/xml"),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    )
+
+
+def test_no_endpoint_takes_a_raw_body_yet(app) -> None:  # type: ignore[no-untyped-def]
+    """A view marked @raw_body must check its own body's type (and this list then names it)."""
+    with app.app_context():
+        assert [e for e in app.view_functions if takes_raw_body(e)] == []
 
 
 @pytest.mark.parametrize("action", ["capture", "refunds"])
