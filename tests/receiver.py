@@ -1,7 +1,10 @@
-"""A real HTTP webhook receiver on 127.0.0.1 (werkzeug in a thread) that records every request.
+"""A real HTTP webhook receiver on 127.0.0.1 (pytest-httpserver, threaded) that records every
+request its endpoints get.
 
 Each test takes its own path with ``endpoint()``, optionally scripting the first answers
-(``endpoint(500, 500)`` answers 500 twice, then 200).
+(``endpoint(500, 500)`` answers 500 twice, then 200): pytest-httpserver's one-shot handlers
+answer first, in order, then the endpoint's permanent one. Threaded, so a slow endpoint
+(``Reply(200, delay=3)``) does not hold up the others.
 """
 
 from __future__ import annotations
@@ -9,14 +12,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 
 @dataclass(frozen=True)
@@ -35,31 +36,33 @@ class Received:
 
 class Receiver:
     def __init__(self) -> None:
+        self._server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+        self._server.no_handler_status_code = 404  # a path no test registered
+        self._server.start()
         self._lock = threading.Lock()
-        self._received: dict[str, list[Received]] = defaultdict(list)
-        self._scripts: dict[str, list[Reply]] = {}
-        self._after: dict[str, Reply] = {}
-        self._server = make_server("127.0.0.1", 0, self._app, threaded=True)
-        self.base = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._received: dict[str, list[Received]] = {}
+        self._then: dict[str, Reply] = {}
 
     def endpoint(self, *script: int | Reply, then: int | Reply = 200) -> str:
         path = f"/hook/{uuid.uuid4().hex}"
         with self._lock:
-            self._scripts[path] = [_reply(r) for r in script]
-            self._after[path] = _reply(then)
-        return self.base + path
+            self._received[path] = []
+            self._then[path] = _reply(then)
+        for reply in script:
+            self._server.expect_oneshot_request(path).respond_with_handler(
+                self._answer(path, lambda r=reply: _reply(r))
+            )
+        self._server.expect_request(path).respond_with_handler(self._answer(path, lambda: self._then[path]))
+        return self._server.url_for(path)
 
     def answer_from_now_on(self, url: str, reply: int | Reply) -> None:
-        path = urlsplit(url).path
+        """What the endpoint answers once its script (if any) is used up."""
         with self._lock:
-            self._scripts[path] = []
-            self._after[path] = _reply(reply)
+            self._then[urlsplit(url).path] = _reply(reply)
 
     def requests(self, url: str) -> list[Received]:
         with self._lock:
-            return list(self._received[urlsplit(url).path])
+            return list(self._received.get(urlsplit(url).path, []))
 
     def wait(self, url: str, count: int, timeout: float = 30) -> list[Received]:
         deadline = time.monotonic() + timeout
@@ -72,20 +75,20 @@ class Receiver:
             time.sleep(0.05)
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.clear()
+        self._server.stop()
 
-    def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        request = Request(environ)
-        received = Received(dict(request.headers), request.get_data(), time.monotonic())
-        with self._lock:
-            self._received[request.path].append(received)
-            script = self._scripts.get(request.path)
-            reply = script.pop(0) if script else self._after.get(request.path, Reply(404))
-        if reply.delay:
-            time.sleep(reply.delay)
-        return Response("ok" if reply.status < 300 else "no", reply.status, reply.headers)(environ, start_response)
+    def _answer(self, path: str, reply: Callable[[], Reply]) -> Callable[[Request], Response]:
+        def respond(request: Request) -> Response:
+            received = Received(dict(request.headers), request.get_data(), time.monotonic())
+            with self._lock:
+                self._received[path].append(received)
+                answer = reply()
+            if answer.delay:
+                time.sleep(answer.delay)
+            return Response("ok" if answer.status < 300 else "no", answer.status, answer.headers)
+
+        return respond
 
 
 def _reply(r: int | Reply) -> Reply:
