@@ -6,10 +6,13 @@ Leaf version 2 (batches sealed from migration 0016 on):
   ``GET /transfers/{id}/audit`` returns it: ``{seq, action, occurred_at, details}``, with
   ``occurred_at`` written by ``timestamp()``. A client recomputes it from what it reads, so a
   record with any field changed no longer leads to its root.
-* ``context_hash`` = SHA-256 of the canonical JSON of what the API does not show (the actor,
-  the entity, the request id: they may be the other party's), bound to the row by ``seq``. The
-  batch commits to these through a second Merkle tree (``context_root``), so a changed actor or
-  entity breaks the root as a changed amount does, while a client sees only that tree's root.
+* ``context_hash`` = SHA-256 of what the API does not show (the actor, the entity, the request
+  id: they may be the other party's), bound to the row by ``seq``, as a JSON array in a fixed
+  order. The batch commits to these through a second Merkle tree (``context_root``), so a changed
+  actor or entity breaks the root as a changed amount does, while a client sees only that tree's
+  root. No client recomputes it, so it need not be RFC 8785: an array of strings, an integer and
+  nulls has one JSON text already, and the standard library writes it in a tenth of the time
+  (``rfc8785`` was two thirds of the sealer's time).
 
 Leaf version 1 (batches sealed before): ``row_hash = audit_row_hash(...)`` in SQL (migration
 0002) over every column and the previous row's hash, which the API does not return: such a
@@ -20,6 +23,7 @@ content.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -49,13 +53,6 @@ def row_hash(fields: dict[str, Any]) -> str:
 def context_hash(
     *, seq: int, actor_id: uuid.UUID | None, entity_type: str, entity_id: str | None, request_id: str | None
 ) -> str:
-    """Hex SHA-256 of the canonical JSON of a row's fields that the API does not show."""
-    return row_hash(
-        {
-            "seq": seq,
-            "actor_id": str(actor_id) if actor_id is not None else None,
-            "entity_type": entity_type,
-            "entity_id": entity_id,
-            "request_id": request_id,
-        }
-    )
+    """Hex SHA-256 of a row's fields that the API does not show, as a JSON array in this order."""
+    fields = [seq, str(actor_id) if actor_id is not None else None, entity_type, entity_id, request_id]
+    return hashlib.sha256(json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
