@@ -129,7 +129,12 @@ class User(Base):
 
     accounts: Mapped[list[Account]] = relationship(back_populates="user")
 
-    __table_args__ = (CheckConstraint("pin_failed_attempts >= 0", name="pin_attempts_nonneg"),)
+    __table_args__ = (
+        CheckConstraint("pin_failed_attempts >= 0", name="pin_attempts_nonneg"),
+        # The admin's user list, newest first, whole or by KYC status (core/identity/users.py).
+        Index("ix_users_created_id", "created_at", "id"),
+        Index("ix_users_kyc_status_created", "kyc_status", "created_at", "id"),
+    )
 
 
 _LIMITS = ("per_transfer", "daily_outgoing", "monthly_outgoing")  # core/accounts/limits.py
@@ -254,8 +259,9 @@ class Transfer(Base):
     initiated_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
-    source_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
-    destination_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # Indexed by ix_transfers_{source,destination}_status_created (they lead with the account).
+    source_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    destination_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     reference: Mapped[str | None] = mapped_column(String(140))
@@ -306,6 +312,11 @@ class Transfer(Base):
         # A partition drainer's scan: its PENDING transfers in accept order.
         Index("ix_transfers_pending_partition", "partition", "created_at", "id", postgresql_where="status = 'PENDING'"),
         Index("ix_transfers_created_id", "created_at", "id"),
+        # The lists' keyset ranges (core/transfers/queries.py): an admin's status filter, and one
+        # account's transfers per side and status, each in the lists' (created_at, id) order.
+        Index("ix_transfers_status_created", "status", "created_at", "id"),
+        Index("ix_transfers_source_status_created", "source_account_id", "status", "created_at", "id"),
+        Index("ix_transfers_destination_status_created", "destination_account_id", "status", "created_at", "id"),
     )
 
 
