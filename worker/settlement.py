@@ -32,15 +32,15 @@ log = structlog.get_logger(__name__)
 # A nudge settles at most this many batches, then hands its partition on in a new message so
 # one long backlog does not hold a worker process while other partitions wait.
 MAX_BATCHES_PER_TASK = 40
-# Retries after a transient fault: 0.5 s doubling up to this, jittered. Short, so settlement
+# Retries after a transient fault: 1 s doubling up to this, jittered. Short, so settlement
 # resumes within seconds of the fault passing; a retry is a new message with a countdown, so no
-# worker process waits for it.
+# worker process waits for it (RabbitMQ's native delayed delivery counts whole seconds, >= 1).
 RETRY_DELAY_MAX = 4.0
 
 
 def retry_delay(retries: int) -> float:
-    delay = min(RETRY_DELAY_MAX, 0.5 * 2**retries)
-    return random.uniform(delay / 2, delay)
+    delay = min(RETRY_DELAY_MAX, 2.0**retries)
+    return random.uniform(max(1.0, delay / 2), delay)
 
 
 @shared_task(
