@@ -19,6 +19,12 @@ check version 1 (``audit_row_hash``, ``audit_merkle_root``, ``audit_batch_root``
 Batches already sealed keep version 1 (``leaf_version`` 1, ``context_root`` NULL): they are
 append-only and their roots may have been published. Adding the columns rewrites nothing.
 
+A batch's id becomes the ``n`` a client walks (GET /audit/roots/{n}, n + 1, ...), so ids must have
+no gaps. The 0006 function drew them from a sequence, which leaves a gap when a sealing
+transaction rolls back; if there is one, the batches are renumbered in order (their roots do not
+hash their ids, so every root and proof stays as it was). From here on the sealer gives the
+last id + 1 under its lock.
+
 Downgrade: the version 2 seals and batches are deleted (their rows become unsealed again) and
 the 0006 sealer function comes back, which seals those rows again in version 1. Roots published
 from version 2 batches no longer exist after a downgrade.
@@ -94,7 +100,34 @@ $$
 """
 
 
+RENUMBER_GAPS = """
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM audit_seal_batches) x
+                    WHERE id <> n) THEN
+        RETURN;
+    END IF;
+    ALTER TABLE audit_seals DISABLE TRIGGER audit_seals_append_only;
+    ALTER TABLE audit_seal_batches DISABLE TRIGGER audit_seal_batches_append_only;
+    ALTER TABLE audit_seals DROP CONSTRAINT fk_audit_seals_batch_id_audit_seal_batches;
+    CREATE TEMPORARY TABLE audit_batch_renumber ON COMMIT DROP AS
+        SELECT id AS old_id, row_number() OVER (ORDER BY id) AS new_id FROM audit_seal_batches;
+    -- Through negative ids: the primary key is checked row by row.
+    UPDATE audit_seal_batches b SET id = -r.new_id FROM audit_batch_renumber r WHERE b.id = r.old_id;
+    UPDATE audit_seal_batches SET id = -id;
+    UPDATE audit_seals s SET batch_id = r.new_id
+      FROM audit_batch_renumber r WHERE s.batch_id = r.old_id AND r.old_id <> r.new_id;
+    ALTER TABLE audit_seals ADD CONSTRAINT fk_audit_seals_batch_id_audit_seal_batches
+        FOREIGN KEY (batch_id) REFERENCES audit_seal_batches (id);
+    ALTER TABLE audit_seal_batches ENABLE TRIGGER audit_seal_batches_append_only;
+    ALTER TABLE audit_seals ENABLE TRIGGER audit_seals_append_only;
+END
+$$
+"""
+
+
 def upgrade() -> None:
+    op.execute(RENUMBER_GAPS)
     # Existing batches are version 1; the default goes once they have it (the sealer names it).
     op.add_column(
         "audit_seal_batches", sa.Column("leaf_version", sa.SmallInteger(), server_default="1", nullable=False)

@@ -1,5 +1,6 @@
-"""Leaf versions across migration 0016: batches sealed before it keep version 1 and still verify,
-new ones are version 2, README's check handles both, and a downgrade seals version 2's rows again."""
+"""Leaf versions across migration 0016: batches sealed before it keep version 1 and still verify
+(renumbered if their ids had a gap), new ones are version 2, README's check handles both and walks
+across them, and a downgrade seals version 2's rows again."""
 
 from __future__ import annotations
 
@@ -71,21 +72,32 @@ def test_version_1_batches_verify_beside_version_2_ones_and_readme_checks_both(s
     entity = str(uuid.uuid4())
     _alembic(url, "upgrade", "0015")
     _write(engine, entity, "transfer.requested", "transfer.completed")
-    with engine.begin() as conn:  # the 0006 sealer, as before 0016
-        assert conn.execute(text("SELECT o_sealed FROM audit_seal_batch(100)")).scalar_one() == 2
+    seal_0006 = text("SELECT o_sealed FROM audit_seal_batch(100)")  # the sealer before 0016
+    with engine.begin() as conn:
+        assert conn.execute(seal_0006).scalar_one() == 2
+    _write(engine, str(uuid.uuid4()), "other.row")
+    with engine.connect() as conn:  # a sealing transaction that rolls back leaves a gap in the ids
+        assert conn.execute(seal_0006).scalar_one() == 1
+        conn.rollback()
+    with engine.begin() as conn:
+        assert conn.execute(seal_0006).scalar_one() == 1
+        assert conn.execute(text("SELECT array_agg(id ORDER BY id) FROM audit_seal_batches")).scalar_one() == [1, 3]
 
-    _alembic(url, "upgrade", "head")
+    _alembic(url, "upgrade", "head")  # renumbers the batches: n has no gaps
     _write(engine, entity, "refund.requested")
     _write(engine, str(uuid.uuid4()), "other.row")
     with Session(engine) as s, s.begin():
-        assert seal(s).sealed == 2
+        sealed = seal(s)
+    assert (sealed.sealed, sealed.batch_id) == (2, 3)
     with Session(engine) as s:
+        assert s.execute(text("SELECT array_agg(id ORDER BY id) FROM audit_seal_batches")).scalar_one() == [1, 2, 3]
         result = verify_chain(s)
-        assert (result.ok, result.rows_checked, result.batches_checked) == (True, 4, 2), result.reason
+        assert (result.ok, result.rows_checked, result.batches_checked) == (True, 5, 3), result.reason
 
     audit, fetch = _as_client_sees(engine, entity)
     assert [fetch(f"/audit/roots/{i['sealed_batch']}")["leaf_version"] for i in audit["items"]] == [1, 1, 2]
-    assert run_readme_check(audit, fetch)["n"] == 2
+    assert [i["sealed_batch"] for i in audit["items"]] == [1, 1, 3]
+    assert run_readme_check(audit, fetch)["n"] == 3  # walked 1 -> 2 -> 3
     # Version 1: a client checks the proof and the links, not the content (README says so).
     v1, v2 = audit["items"][1], audit["items"][2]
     v1_forged = {**v1, "details": {"amount": 1}}
@@ -99,9 +111,9 @@ def test_version_1_batches_verify_beside_version_2_ones_and_readme_checks_both(s
     # Downgrade: the version 2 batch goes, its rows are sealed again by the 0006 function.
     _alembic(url, "downgrade", "0015")
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT count(*) FROM audit_seal_batches")).scalar_one() == 1
-        assert conn.execute(text("SELECT o_sealed FROM audit_seal_batch(100)")).scalar_one() == 2
+        assert conn.execute(text("SELECT count(*) FROM audit_seal_batches")).scalar_one() == 2
+        assert conn.execute(seal_0006).scalar_one() == 2
     _alembic(url, "upgrade", "head")
     with Session(engine) as s:
         result = verify_chain(s)
-        assert (result.ok, result.rows_checked, result.batches_checked) == (True, 4, 2), result.reason
+        assert (result.ok, result.rows_checked, result.batches_checked) == (True, 5, 3), result.reason
