@@ -1,0 +1,227 @@
+"""ops/alertmanager/alertmanager.yml in a real Alertmanager (Debian's ``prometheus-alertmanager``,
+started here): who is paged, when, and that a second outage pages again.
+
+The test runs a copy of the shipped file with only the receivers' URLs changed and every
+duration divided by SCALE (10 s group_wait -> 0.5 s, 1 m group_interval -> 3 s), so routing,
+grouping, inhibition and the *ratios* of the timings are the shipped ones and a run takes
+seconds. Alerts are posted the way Prometheus posts them (API v2: a firing alert ends in the
+future, a resolved one now). Each measured delay, multiplied back by SCALE, is the shipped
+delay on top of Prometheus's detection (test_time_to_page.py adds the two).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from devtools.processes import free_port
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTMANAGER_FILE = ROOT / "ops" / "alertmanager" / "alertmanager.yml"
+SCALE = 20
+# Alertmanager's share of the promises (README "Operations"), in shipped seconds: Prometheus takes
+# the rest of the 2 minutes to see a fault or a recovery (test_time_to_page.py).
+PAGE_WITHIN = 15
+NOTIFY_CHANGE_WITHIN = 30  # a resolution, or a second outage of the same thing (its group's next tick)
+SLACK = 1.5  # seconds of real time for Alertmanager's dispatch and the HTTP post on a busy machine
+DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
+UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def seconds(duration: str) -> float:
+    match = DURATION.match(duration)
+    assert match, duration
+    return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+def scaled(duration: str) -> str:
+    return f"{max(1, round(seconds(duration) * 1000 / SCALE))}ms"
+
+
+def scale_route(route: dict[str, Any]) -> None:
+    for key in ("group_wait", "group_interval", "repeat_interval"):
+        if key in route:
+            route[key] = scaled(route[key])
+    for child in route.get("routes", []):
+        scale_route(child)
+
+
+def shipped() -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(ALERTMANAGER_FILE.read_text())
+    return config
+
+
+def critical_route() -> dict[str, Any]:
+    config = shipped()
+    route: dict[str, Any] = next(r for r in config["route"]["routes"] if 'severity="critical"' in r["matchers"])
+    return {**config["route"], **route}
+
+
+class Alertmanager:
+    def __init__(self, url: str, receiver: Receiver, urls: dict[str, str]) -> None:
+        self.url, self.receiver, self.urls = url, receiver, urls
+
+    def send(self, labels: dict[str, str], *, resolved: bool = False) -> None:
+        """As Prometheus does: a firing alert is valid for a while, a resolved one ends now."""
+        now = datetime.now(UTC)
+        ends = now if resolved else now + timedelta(hours=1)
+        alert = {"labels": labels, "annotations": {"summary": "test"}, "endsAt": ends.isoformat()}
+        if not resolved:
+            alert["startsAt"] = now.isoformat()
+        response = httpx.post(f"{self.url}/api/v2/alerts", json=[alert], timeout=5)
+        assert response.status_code == 200, response.text
+
+    def notifications(self, receiver: str) -> list[tuple[float, dict[str, Any]]]:
+        return [(r.at, json.loads(r.body)) for r in self.receiver.requests(self.urls[receiver])]
+
+    def wait(self, receiver: str, count: int, timeout: float) -> list[tuple[float, dict[str, Any]]]:
+        self.receiver.wait(self.urls[receiver], count, timeout=timeout)
+        return self.notifications(receiver)
+
+
+@pytest.fixture(scope="module")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
+    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+    if binary is None:
+        pytest.skip("no Alertmanager binary (Debian: `apt-get install prometheus-alertmanager`, as .ci/run does)")
+    tmp = tmp_path_factory.mktemp("alertmanager")
+    receiver = Receiver()
+    config = shipped()
+    urls = {}
+    for entry in config["receivers"]:
+        urls[entry["name"]] = receiver.endpoint()
+        for webhook in entry["webhook_configs"]:
+            webhook["url"] = urls[entry["name"]]
+    scale_route(config["route"])
+    (tmp / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    log = (tmp / "alertmanager.log").open("w")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={tmp / 'alertmanager.yml'}",
+            f"--storage.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",  # a single instance: no gossip, no peer wait
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp / "alertmanager.log").read_text()
+            assert time.monotonic() < deadline, "Alertmanager did not start"
+            time.sleep(0.1)
+        yield Alertmanager(url, receiver, urls)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+        receiver.close()
+
+
+def _target_down(instance: str, job: str = "worker") -> dict[str, str]:
+    return {"alertname": "TargetDown", "job": job, "instance": instance, "severity": "critical"}
+
+
+def _mine(notes: list[tuple[float, dict[str, Any]]], instance: str) -> list[tuple[float, dict[str, Any]]]:
+    return [(at, n) for at, n in notes if any(a["labels"].get("instance") == instance for a in n["alerts"])]
+
+
+def test_a_page_a_recovery_and_a_repeat_outage_each_notify_in_time(alertmanager: Alertmanager) -> None:
+    """The SRE's second outage 97 s after the first healed paged nobody (group_interval 5m folded it
+    into the first incident) and resolutions came 3.5-5 min late."""
+    wait, interval = PAGE_WITHIN / SCALE, NOTIFY_CHANGE_WITHIN / SCALE
+    instance = f"pool-{uuid.uuid4().hex[:6]}"
+    alert = _target_down(instance)
+
+    sent = time.monotonic()
+    alertmanager.send(alert)
+    alertmanager.wait("oncall", 1, timeout=30)
+    paged = _mine(alertmanager.notifications("oncall"), instance)
+    assert [n["status"] for _, n in paged] == ["firing"]
+    assert paged[0][0] - sent <= wait + SLACK, f"paged after {paged[0][0] - sent:.1f}s"
+
+    healed = time.monotonic()
+    alertmanager.send(alert, resolved=True)
+    deadline = time.monotonic() + 10 * interval + 10
+    while len(_mine(alertmanager.notifications("oncall"), instance)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    told = _mine(alertmanager.notifications("oncall"), instance)
+    assert [n["status"] for _, n in told] == ["firing", "resolved"], told
+    assert told[1][0] - healed <= interval + SLACK, f"resolution after {told[1][0] - healed:.1f}s (scaled)"
+
+    # The same target fails again, a shipped 97 s (scaled) after the first outage healed.
+    time.sleep(max(0.0, healed + 97 / SCALE - time.monotonic()))
+    again = time.monotonic()
+    alertmanager.send(alert)
+    deadline = time.monotonic() + 10 * interval + 10
+    while len(_mine(alertmanager.notifications("oncall"), instance)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pages = _mine(alertmanager.notifications("oncall"), instance)
+    assert [n["status"] for _, n in pages] == ["firing", "resolved", "firing"], pages
+    assert pages[2][0] - again <= interval + SLACK, f"second page after {pages[2][0] - again:.1f}s (scaled)"
+    assert not _mine(alertmanager.notifications("team"), instance), "a critical alert went to the team receiver"
+
+
+def test_a_standing_alert_never_delays_another_targets_page(alertmanager: Alertmanager) -> None:
+    """With METRICS_TOKEN set the API target was down for good; a dead settlement pool then joined
+    that TargetDown group and waited for its next tick (paged at +135 s, or never)."""
+    wait = PAGE_WITHIN / SCALE
+    api, pool = f"api-{uuid.uuid4().hex[:6]}", f"pool-{uuid.uuid4().hex[:6]}"
+    alertmanager.send(_target_down(api, job="api"))
+    deadline = time.monotonic() + 30
+    while not _mine(alertmanager.notifications("oncall"), api) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _mine(alertmanager.notifications("oncall"), api), "the standing alert was never paged"
+    time.sleep(wait)  # well inside the standing group's interval
+
+    sent = time.monotonic()
+    alertmanager.send(_target_down(pool))
+    deadline = time.monotonic() + 30
+    while not _mine(alertmanager.notifications("oncall"), pool) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (at, page), *_ = _mine(alertmanager.notifications("oncall"), pool)
+    assert at - sent <= wait + SLACK, f"the pool was paged after {at - sent:.1f}s (scaled): it waited for another group"
+    assert {a["labels"]["instance"] for a in page["alerts"]} == {pool}, "grouped with another target's alert"
+
+
+def test_warnings_go_to_the_team_and_causes_silence_their_effects(alertmanager: Alertmanager) -> None:
+    route = shipped()["route"]
+    wait = seconds(route["group_wait"]) / SCALE
+    tag = uuid.uuid4().hex[:6]
+    # Beat is down: every queue's heartbeat freezes too, but on-call hears of beat only.
+    alertmanager.send({"alertname": "SchedulerDown", "severity": "critical", "instance": tag})
+    time.sleep(0.2)
+    alertmanager.send(
+        {"alertname": "NoWorkerHeartbeat", "queue": "transfers.0", "severity": "critical", "instance": tag}
+    )
+    alertmanager.send({"alertname": "WebhookEndpointDown", "endpoint_id": tag, "severity": "warning", "instance": tag})
+    time.sleep(wait + 3 * seconds(critical_route()["group_interval"]) / SCALE + SLACK)
+    paged = {a["labels"]["alertname"] for _, n in _mine(alertmanager.notifications("oncall"), tag) for a in n["alerts"]}
+    told = {a["labels"]["alertname"] for _, n in _mine(alertmanager.notifications("team"), tag) for a in n["alerts"]}
+    assert paged == {"SchedulerDown"}, paged
+    assert told == {"WebhookEndpointDown"}, told
