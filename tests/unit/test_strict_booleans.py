@@ -18,7 +18,8 @@ from web.schemas import Strict, StrictBoolean
 def input_schemas() -> list[type[ma.Schema]]:
     for module in pkgutil.iter_modules(web.__path__):
         importlib.import_module(f"web.{module.name}")  # schemas declared next to their views too
-    found, todo = [], [Strict]
+    found: list[type[ma.Schema]] = []
+    todo: list[type[ma.Schema]] = [Strict]
     while todo:
         schema = todo.pop()
         found.append(schema)
