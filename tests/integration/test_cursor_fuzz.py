@@ -42,7 +42,7 @@ TAGS = [
 ]
 
 
-def raw(values: list[Any]) -> str:
+def raw(values: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
