@@ -47,8 +47,12 @@ def latest_root(session: Session) -> Root | None:
     return root_of(batch) if batch is not None else None
 
 
+_BIGINT_MAX = 2**63 - 1
+
+
 def get_root(session: Session, n: int) -> Root:
-    batch = session.get(AuditSealBatch, n)
+    # An n past the column's range names no batch (Postgres would refuse to compare it: a 500).
+    batch = session.get(AuditSealBatch, n) if 0 < n <= _BIGINT_MAX else None
     if batch is None:
         raise NotFound(f"no sealed batch {n}")
     return root_of(batch)

@@ -187,7 +187,8 @@ def test_roots_need_a_sign_in_and_an_unknown_n_is_404(client, sessions, make_cus
     headers = login(client, make_customer().email)  # any signed-in user: roots are not secret
     latest = client.get("/api/v1/audit/roots/latest", headers=headers).json
     assert client.get(f"/api/v1/audit/roots/{latest['n']}", headers=headers).json == latest
-    assert_problem(client.get(f"/api/v1/audit/roots/{latest['n'] + 1000}", headers=headers), 404, "NOT_FOUND")
+    for n in (latest["n"] + 1000, 0, 2**63, 10**30):  # past the last, none, past the column's range
+        assert_problem(client.get(f"/api/v1/audit/roots/{n}", headers=headers), 404, "NOT_FOUND")
     assert client.get("/api/v1/audit/roots/latest").status_code == 401
     assert client.get(f"/api/v1/audit/roots/{latest['n']}").status_code == 401
 
