@@ -1,0 +1,269 @@
+"""``python -m bench.scale --transfers N``: the API's reads on a book of N transfers.
+
+Builds a fresh database ``bench_scale`` with ``bench.scale_data`` (set-based SQL, the engine's
+rows), validates it with the project's own ``reconcile``, then times each read through the Flask
+app in-process (median of ``--repeats`` calls after one warm-up) and prints a table; one JSON line
+is appended to .data/bench/results.jsonl. Progress on stderr.
+
+Without ``--database-url`` it starts embedded Postgres and Redis in ``--data-dir`` (their own, so
+a long build disturbs no other server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bench import db
+from bench.run import git_commit
+from bench.scale_data import Book, build, customer_email
+from core.accounts.service import settlement_account_id
+from core.config import Settings
+from core.db import make_engine, make_session_factory
+from core.identity import admin as admins
+from core.identity.passwords import hash_password
+from core.models import Transfer
+from core.reconcile import Report, reconcile
+from devtools import processes, services
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / ".data" / "bench"
+DATABASE = "bench_scale"
+PASSWORD = "scale-bench-password"
+ADMIN_EMAIL = "admin@bench.local"
+GENEROUS = "1000000 per minute"
+API = "/api/v1"
+
+
+def say(message: str) -> None:
+    print(f"[scale {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__)
+    p.add_argument("--transfers", type=int, required=True)
+    p.add_argument("--accounts", type=int, default=1_000_000, help="customers, one account each")
+    p.add_argument("--heavy", type=int, default=3, help="accounts that each take --heavy-share of the transfers")
+    p.add_argument("--heavy-share", type=float, default=0.1)
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per read (after one warm-up)")
+    p.add_argument("--no-audit", action="store_true", help="write no audit rows")
+    p.add_argument("--database-url", help="a Postgres server (default: embedded in --data-dir)")
+    p.add_argument("--redis-url", help="with --database-url (default: embedded in --data-dir)")
+    p.add_argument("--data-dir", type=Path, default=ROOT / ".data" / "bench-scale")
+    return p.parse_args(argv)
+
+
+def settings_for(database_url: str, redis_url: str) -> Settings:
+    """The app's settings on the bench database: rate limits out of the way, and a statement
+    timeout long enough for reconcile's whole-book queries."""
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        celery_broker_url=redis_url,
+        app_env="development",
+        log_level="WARNING",
+        db_statement_timeout_ms=3_600_000,
+        rate_limit_login_ip=GENEROUS,
+        rate_limit_login_account=GENEROUS,
+        rate_limit_statements=GENEROUS,
+    )
+
+
+def prepare(settings: Settings) -> tuple[Any, Any]:
+    """The admin and the settlement account, through the engine's own services."""
+    engine = make_engine(settings, pool_size=2)
+    try:
+        with make_session_factory(engine).begin() as session:
+            admin = admins.create_admin(session, email=ADMIN_EMAIL, password=PASSWORD)
+            return admin.id, settlement_account_id(session, "USD")
+    finally:
+        engine.dispose()
+
+
+def validate(settings: Settings) -> tuple[Report, float]:
+    """The project's reconcile over the whole book, in one snapshot (as `flask reconcile`)."""
+    engine = make_engine(settings, pool_size=1)
+    started = time.monotonic()
+    try:
+        with make_session_factory(engine)() as session:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            report = reconcile(session)
+    finally:
+        engine.dispose()
+    return report, time.monotonic() - started
+
+
+def reads(book: Book, newest_of_heavy: str) -> list[tuple[str, str, str]]:
+    """(what, who, path) for every read timed: who is 'heavy', 'light' or 'admin'."""
+    heavy, light = book.heavy_accounts[0], book.light_account
+    last = book.last_transfer_at
+    window = f"from={_instant(last - timedelta(hours=1))}&to={_instant(last + timedelta(seconds=1))}"
+    return [
+        ("customer GET /transfers, first page", "light", f"{API}/transfers"),
+        ("customer GET /transfers, first page (heavy account)", "heavy", f"{API}/transfers"),
+        ("customer GET /transfers?account_id=", "light", f"{API}/transfers?account_id={light}"),
+        ("customer GET /transfers?status= (no match)", "heavy", f"{API}/transfers?status=EXPIRED"),
+        ("GET /transfers/{id}", "heavy", f"{API}/transfers/{newest_of_heavy}"),
+        ("GET /accounts/{id}/entries (heavy account)", "heavy", f"{API}/accounts/{heavy}/entries"),
+        ("statement of the last hour (heavy account)", "heavy", f"{API}/accounts/{heavy}/statement?{window}"),
+        ("admin GET /admin/users, first page", "admin", f"{API}/admin/users"),
+        ("admin GET /admin/users?kyc_status= (no match)", "admin", f"{API}/admin/users?kyc_status=REJECTED"),
+        ("admin GET /transfers, first page", "admin", f"{API}/transfers"),
+        ("admin GET /transfers?status= (no match)", "admin", f"{API}/transfers?status=EXPIRED"),
+        ("admin GET /transfers?account_id= (heavy account)", "admin", f"{API}/transfers?account_id={heavy}"),
+    ]
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def measure(settings: Settings, book: Book, repeats: int) -> list[dict[str, Any]]:
+    """Each read's median time through the app in-process; every answer must be a 200."""
+    from web import create_app
+
+    app = create_app(settings)
+    try:
+        return _timed_reads(app, settings, book, repeats)
+    finally:
+        _close(app)
+
+
+def _close(app: Any) -> None:
+    """What ``create_app`` opened: the API's engine and Redis, and its Celery app's."""
+    from worker.runtime import runtime
+
+    app.extensions["bank"].close()
+    runtime(app.extensions["celery"]).close()
+
+
+def _timed_reads(app: Any, settings: Settings, book: Book, repeats: int) -> list[dict[str, Any]]:
+    client = app.test_client()
+
+    def login(email: str) -> dict[str, str]:
+        r = client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return {"Authorization": f"Bearer {r.json['access_token']}"}
+
+    callers = {
+        "heavy": login(customer_email(1)),
+        "light": login(customer_email(len(book.heavy_accounts) + 1)),
+        "admin": login(ADMIN_EMAIL),
+    }
+    engine = make_engine(settings, pool_size=1)
+    with make_session_factory(engine)() as session:
+        heavy = book.heavy_accounts[0]
+        newest = session.scalars(
+            select(Transfer.id)
+            .where(Transfer.source_account_id == heavy, Transfer.status == "COMPLETED")
+            .order_by(Transfer.created_at.desc(), Transfer.id.desc())
+            .limit(1)
+        ).one()
+    engine.dispose()
+    rows = []
+    for what, who, path in reads(book, str(newest)):
+        call: Callable[[], Any] = lambda path=path, who=who: client.get(path, headers=callers[who])  # noqa: E731
+        first = call()
+        assert first.status_code == 200, (path, first.status_code, first.get_data(as_text=True)[:500])
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            r = call()
+            times.append((time.perf_counter() - started) * 1000)
+            assert r.status_code == 200, (path, r.status_code)
+        items = first.json.get("items", first.json.get("entries"))
+        rows.append(
+            {
+                "read": what,
+                "median_ms": round(statistics.median(times), 1),
+                "max_ms": round(max(times), 1),
+                "rows": len(items) if isinstance(items, list) else 1,
+            }
+        )
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| read | median | max | rows |", "|---|---|---|---|"]
+    lines += [f"| {r['read']} | {r['median_ms']} ms | {r['max_ms']} ms | {r['rows']} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    stack = None
+    if args.database_url:
+        if not args.redis_url:
+            raise SystemExit("--redis-url is needed with --database-url")
+        database_url, redis_url = db.recreate(args.database_url, DATABASE), args.redis_url
+    else:
+        stack = services.start(args.data_dir)
+        database_url, redis_url = services.recreate_database(stack, DATABASE), stack.redis_url
+    say(f"fresh database {DATABASE}; migrating")
+    processes.migrate({**os.environ, "DATABASE_URL": database_url}, ROOT)
+    settings = settings_for(database_url, redis_url)
+    admin_id, settlement_id = prepare(settings)
+    say(f"building {args.transfers:,} transfers over {args.accounts:,} accounts")
+    started = time.monotonic()
+    book = build(
+        db.url(database_url, DATABASE),
+        transfers=args.transfers,
+        accounts=args.accounts,
+        admin_id=admin_id,
+        settlement_id=settlement_id,
+        password_hash=hash_password(PASSWORD),
+        partitions=settings.settle_partitions,
+        heavy=args.heavy,
+        heavy_share=args.heavy_share,
+        audit=not args.no_audit,
+        say=say,
+    )
+    build_s = time.monotonic() - started
+    say(f"built in {build_s:.0f} s; reconciling")
+    report, reconcile_s = validate(settings)
+    say(
+        f"reconcile: {report.accounts_checked:,} accounts, {report.transfers_checked:,} transfers, "
+        f"{len(report.problems)} problem(s) in {reconcile_s:.0f} s"
+    )
+    for problem in report.problems[:20]:
+        say(f"MISMATCH {problem}")
+    rows = measure(settings, book, args.repeats)
+    print(f"{args.transfers:,} transfers, {args.accounts:,} accounts, {args.heavy} heavy at {args.heavy_share:.0%}")
+    print(table(rows))
+    result = {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "bench": "scale",
+        "git_commit": git_commit(),
+        "cpu": platform.processor() or platform.machine(),
+        "nproc": os.cpu_count(),
+        "postgres": db.server_version(db.url(database_url, DATABASE)),
+        "transfers": args.transfers,
+        "accounts": args.accounts,
+        "transfers_in_db": report.transfers_checked,
+        "build_s": round(build_s),
+        "build_steps_s": book.seconds,
+        "reconcile_ok": report.ok,
+        "reconcile_s": round(reconcile_s, 1),
+        "reads": rows,
+    }
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    with (OUT_DIR / "results.jsonl").open("a") as out:
+        out.write(json.dumps(result) + "\n")
+    if stack is not None:
+        stack.stop()
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

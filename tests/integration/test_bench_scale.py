@@ -1,0 +1,76 @@
+"""bench.scale's generator writes a book the project's own reconcile finds exact, with the
+entries chained as the engine chains them, and every read the benchmark times answers."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+from bench import db, scale
+from bench.scale_data import build
+from core.identity.passwords import hash_password
+from core.transfers.routing import partition_of
+from devtools import processes, services
+
+pytestmark = pytest.mark.commits  # a database of its own, migrated by Alembic in a subprocess
+
+SCRATCH_DB = "bench_scale_test"
+TRANSFERS, ACCOUNTS = 2_000, 120
+
+# Per account, along seq: each entry's balance_after is the previous one's plus its amount (the
+# first from zero), and created_at never goes back.
+_BROKEN_CHAINS = """
+SELECT count(*) FROM (
+    SELECT balance_after - amount AS before, lag(balance_after) OVER w AS previous,
+           created_at, lag(created_at) OVER w AS previous_at
+      FROM ledger_entries WINDOW w AS (PARTITION BY account_id ORDER BY seq)) e
+ WHERE before <> coalesce(previous, 0) OR created_at < previous_at
+"""
+
+
+def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  # type: ignore[no-untyped-def]
+    url = services.recreate_database(stack, SCRATCH_DB)
+    processes.migrate({**os.environ, "DATABASE_URL": url}, scale.ROOT)
+    settings = scale.settings_for(url, stack.redis_url)
+    admin_id, settlement_id = scale.prepare(settings)
+    conninfo = db.url(url, SCRATCH_DB)
+    book = build(
+        conninfo,
+        transfers=TRANSFERS,
+        accounts=ACCOUNTS,
+        admin_id=admin_id,
+        settlement_id=settlement_id,
+        password_hash=hash_password(scale.PASSWORD),
+        partitions=settings.settle_partitions,
+    )
+
+    report, _ = scale.validate(settings)
+    assert report.ok, report.problems[:10]
+    assert report.accounts_checked == ACCOUNTS + 1
+    with psycopg.connect(conninfo) as conn:
+        assert conn.execute(_BROKEN_CHAINS).fetchone() == (0,)
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM transfers GROUP BY kind").fetchall())
+        assert kinds["TRANSFER"] == TRANSFERS and 0 < kinds["DEPOSIT"] <= ACCOUNTS
+        assert report.transfers_checked == TRANSFERS + kinds["DEPOSIT"]
+        lowest = conn.execute("SELECT min(balance_after) FROM ledger_entries e JOIN accounts a ON a.id = e.account_id"
+                              " WHERE a.kind = 'CUSTOMER'").fetchone()  # fmt: skip
+        assert lowest is not None and lowest[0] >= 0
+        for heavy in book.heavy_accounts:  # each about 10 % of the traffic: 200 of 2,000
+            (n,) = conn.execute(
+                "SELECT count(*) FROM transfers WHERE kind = 'TRANSFER'"
+                " AND %s IN (source_account_id, destination_account_id)",
+                (heavy,),
+            ).fetchone() or (0,)
+            assert 120 <= n <= 300, n
+        routed = conn.execute("SELECT source_account_id, partition FROM transfers WHERE kind = 'TRANSFER'").fetchall()
+        assert all(p == partition_of(source, settings.settle_partitions) for source, p in routed)
+        audit = dict(conn.execute("SELECT action, count(*) FROM audit_log GROUP BY action").fetchall())
+        assert audit["transfer.requested"] == audit["transfer.completed"] == TRANSFERS
+        assert audit["deposit.completed"] == kinds["DEPOSIT"]
+        assert conn.execute("SELECT count(*) FROM audit_seals").fetchone() == (0,)  # the sealer's to write
+
+    rows = scale.measure(settings, book, repeats=1)
+    assert [r["read"] for r in rows] == [what for what, _, _ in scale.reads(book, "x")]
+    assert all(r["median_ms"] > 0 for r in rows)
