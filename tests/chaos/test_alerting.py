@@ -306,3 +306,89 @@ def test_hung_then_stopped_settlement_pool_moves_the_gauges_and_fires_the_alerts
     # A fresh pool settles what was accepted meanwhile: every 202 still ends final.
     alerting_stack["procs"]["settle2"] = alerting_stack["pool"]("settle2", ["--exclude-queues", "webhooks"])
     wait_final(sessions, ids, timeout=60)
+
+
+LIVE_SCALE = 20  # the live test's rule `for` and Alertmanager durations, divided (30 s -> 1.5 s)
+
+
+def test_the_shipped_config_scrapes_the_production_api_and_its_death_pages(tmp_path: Path) -> None:
+    """APP_ENV=production with METRICS_TOKEN set: the API port answers /metrics 401 to a scrape
+    without the token (the SRE's TargetDown{job="api"} on a quiet day); the shipped prometheus.yml
+    scrapes the gunicorn master's API_METRICS_PORT instead. Then one live fault end to end: the
+    API is killed, real Prometheus fires TargetDown and real Alertmanager pages on-call, and the
+    recovery is announced. Only addresses change in the copies (and durations, scaled)."""
+    from tests.ops.servers import start_alertmanager, start_prometheus
+
+    secrets = {name: uuid.uuid4().hex + uuid.uuid4().hex for name in ("JWT", "PIN", "WEBHOOK", "METRICS")}
+    api_port, metrics_port = processes.free_port(), processes.free_port()
+    (tmp_path / "prom-api").mkdir()
+    env = {
+        "APP_ENV": "production",
+        "JWT_SECRET_KEY": secrets["JWT"],
+        "PIN_PEPPER": secrets["PIN"],
+        "WEBHOOK_SECRETS_KEY": secrets["WEBHOOK"],
+        "METRICS_TOKEN": secrets["METRICS"],
+        "API_METRICS_PORT": str(metrics_port),
+        "API_METRICS_ADDR": "127.0.0.1",
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-api"),
+    }
+    api = processes.start_api(env, tmp_path, ROOT, api_port, workers=1)
+    am = prometheus = None
+    try:
+        public = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=5)
+        assert public.status_code == 401, "production serves /metrics on the API port without the token"
+        am = start_alertmanager(tmp_path, LIVE_SCALE)
+        unused = [f"127.0.0.1:{processes.free_port()}"]  # the jobs this test does not run: down, not scraped
+        # The shipped api target, at this test's address: its port is the web service's public
+        # port (8000) or its API_METRICS_PORT in docker-compose.yml.
+        compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["web"]
+        ports = {"8000": api_port, str((compose.get("environment") or {}).get("API_METRICS_PORT")): metrics_port}
+        shipped = yaml.safe_load((ROOT / "ops" / "prometheus" / "prometheus.yml").read_text())
+        (api_target,) = next(j for j in shipped["scrape_configs"] if j["job_name"] == "api")["static_configs"][0][
+            "targets"
+        ]
+        prometheus = start_prometheus(
+            tmp_path,
+            {
+                "api": [f"127.0.0.1:{ports[api_target.rsplit(':', 1)[1]]}"],
+                "worker": unused,
+                "backlog": unused,
+                "alertmanager": [am.address],
+            },
+            am.address,
+            interval="1s",
+            rule_scale=LIVE_SCALE,
+        )
+        wait_for(
+            "the API scraped up",
+            lambda: [r["value"][1] for r in prometheus.query('up{job="api"}')] == ["1"],
+            timeout=30,
+            interval=0.5,
+        )
+        assert prometheus.query('flask_http_request_duration_seconds_count{job="api"}') or prometheus.query(
+            'app_info{job="api"}'
+        ), "the metrics port serves the API's metrics"
+
+        def api_paged(status: str) -> Any:
+            return lambda notes: any(
+                note["status"] == status and any(a["labels"].get("job") == "api" for a in note["alerts"])
+                for _, note in notes
+            )
+
+        killed = time.monotonic()
+        api.signal(signal.SIGKILL)
+        api.popen.wait(10)
+        notes = am.wait_for("oncall", api_paged("firing"), timeout=60)
+        paged_at = next(at for at, note in notes if api_paged("firing")([(at, note)]))
+        (page,) = [a for _, n in notes for a in n["alerts"] if a["labels"].get("job") == "api"][:1]
+        assert page["labels"]["alertname"] == "TargetDown" and page["labels"]["severity"] == "critical"
+        assert paged_at - killed < 30, f"paged {paged_at - killed:.1f}s after the kill"
+
+        api = processes.start_api(env, tmp_path, ROOT, api_port, workers=1)
+        am.wait_for("oncall", api_paged("resolved"), timeout=60)
+    finally:
+        if prometheus is not None:
+            prometheus.proc.stop()
+        if am is not None:
+            am.stop()
+        api.stop()

@@ -11,136 +11,30 @@ delay on top of Prometheus's detection (test_time_to_page.py adds the two).
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import yaml
 
-from devtools.processes import free_port
-from tests.receiver import Receiver
+from tests.ops.servers import Alertmanager, critical_route, seconds, shipped_alertmanager, start_alertmanager
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-ALERTMANAGER_FILE = ROOT / "ops" / "alertmanager" / "alertmanager.yml"
 SCALE = 20
 # Alertmanager's share of the promises (README "Operations"), in shipped seconds: Prometheus takes
 # the rest of the 2 minutes to see a fault or a recovery (test_time_to_page.py).
 PAGE_WITHIN = 15
 NOTIFY_CHANGE_WITHIN = 30  # a resolution, or a second outage of the same thing (its group's next tick)
 SLACK = 1.5  # seconds of real time for Alertmanager's dispatch and the HTTP post on a busy machine
-DURATION = re.compile(r"^(\d+)(ms|s|m|h)$")
-UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-
-
-def seconds(duration: str) -> float:
-    match = DURATION.match(duration)
-    assert match, duration
-    return int(match.group(1)) * UNIT_SECONDS[match.group(2)]
-
-
-def scaled(duration: str) -> str:
-    return f"{max(1, round(seconds(duration) * 1000 / SCALE))}ms"
-
-
-def scale_route(route: dict[str, Any]) -> None:
-    for key in ("group_wait", "group_interval", "repeat_interval"):
-        if key in route:
-            route[key] = scaled(route[key])
-    for child in route.get("routes", []):
-        scale_route(child)
-
-
-def shipped() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load(ALERTMANAGER_FILE.read_text())
-    return config
-
-
-def critical_route() -> dict[str, Any]:
-    config = shipped()
-    route: dict[str, Any] = next(r for r in config["route"]["routes"] if 'severity="critical"' in r["matchers"])
-    return {**config["route"], **route}
-
-
-class Alertmanager:
-    def __init__(self, url: str, receiver: Receiver, urls: dict[str, str]) -> None:
-        self.url, self.receiver, self.urls = url, receiver, urls
-
-    def send(self, labels: dict[str, str], *, resolved: bool = False) -> None:
-        """As Prometheus does: a firing alert is valid for a while, a resolved one ends now."""
-        now = datetime.now(UTC)
-        ends = now if resolved else now + timedelta(hours=1)
-        alert = {"labels": labels, "annotations": {"summary": "test"}, "endsAt": ends.isoformat()}
-        if not resolved:
-            alert["startsAt"] = now.isoformat()
-        response = httpx.post(f"{self.url}/api/v2/alerts", json=[alert], timeout=5)
-        assert response.status_code == 200, response.text
-
-    def notifications(self, receiver: str) -> list[tuple[float, dict[str, Any]]]:
-        return [(r.at, json.loads(r.body)) for r in self.receiver.requests(self.urls[receiver])]
-
-    def wait(self, receiver: str, count: int, timeout: float) -> list[tuple[float, dict[str, Any]]]:
-        self.receiver.wait(self.urls[receiver], count, timeout=timeout)
-        return self.notifications(receiver)
 
 
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        pytest.skip("no Alertmanager binary (Debian: `apt-get install prometheus-alertmanager`, as .ci/run does)")
-    tmp = tmp_path_factory.mktemp("alertmanager")
-    receiver = Receiver()
-    config = shipped()
-    urls = {}
-    for entry in config["receivers"]:
-        urls[entry["name"]] = receiver.endpoint()
-        for webhook in entry["webhook_configs"]:
-            webhook["url"] = urls[entry["name"]]
-    scale_route(config["route"])
-    (tmp / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    port = free_port()
-    log = (tmp / "alertmanager.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp / 'alertmanager.yml'}",
-            f"--storage.path={tmp / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # a single instance: no gossip, no peer wait
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp / "alertmanager.log").read_text()
-            assert time.monotonic() < deadline, "Alertmanager did not start"
-            time.sleep(0.1)
-        yield Alertmanager(url, receiver, urls)
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
-        receiver.close()
+    am = start_alertmanager(tmp_path_factory.mktemp("alertmanager"), SCALE)
+    yield am
+    am.stop()
 
 
 def _target_down(instance: str, job: str = "worker") -> dict[str, str]:
@@ -160,7 +54,7 @@ def test_a_page_a_recovery_and_a_repeat_outage_each_notify_in_time(alertmanager:
 
     sent = time.monotonic()
     alertmanager.send(alert)
-    alertmanager.wait("oncall", 1, timeout=30)
+    alertmanager.wait_for("oncall", lambda notes: bool(_mine(notes, instance)), timeout=30)
     paged = _mine(alertmanager.notifications("oncall"), instance)
     assert [n["status"] for _, n in paged] == ["firing"]
     assert paged[0][0] - sent <= wait + SLACK, f"paged after {paged[0][0] - sent:.1f}s"
@@ -210,7 +104,7 @@ def test_a_standing_alert_never_delays_another_targets_page(alertmanager: Alertm
 
 
 def test_warnings_go_to_the_team_and_causes_silence_their_effects(alertmanager: Alertmanager) -> None:
-    route = shipped()["route"]
+    route = shipped_alertmanager()["route"]
     wait = seconds(route["group_wait"]) / SCALE
     tag = uuid.uuid4().hex[:6]
     # Beat is down: every queue's heartbeat freezes too, but on-call hears of beat only.
