@@ -7,8 +7,8 @@ For every sealed item of GET /transfers/{id}/audit: its row_hash is recomputed f
 returned (leaf version 2), its proof must lead to its batch's root (GET /audit/roots/{n}), and
 that root must link, root by root, to the newest one (GET /audit/roots/latest), which it prints:
 compare it with a copy kept earlier (by you or an auditor) or later. Items of batches sealed
-before leaf version 2 (leaf_version 1) hash fields the API does not show: their proof is
-checked, their content only by the bank's `flask verify-audit`.
+before leaf version 2 (leaf_version 1) hash fields the API does not show: their proof is checked,
+and that every batch before theirs is version 1 too, their content only by `flask verify-audit`.
 """
 
 from __future__ import annotations
@@ -64,8 +64,20 @@ def walk(root: dict[str, Any], latest: dict[str, Any], fetch: Fetch) -> None:
         following = fetch(f"/audit/roots/{root['n'] + 1}")
         assert following["previous_root"] == root["root"], f"root {following['n']} does not follow {root['n']}"
         assert links(following), f"root {following['n']} does not commit to its previous root"
+        assert following["leaf_version"] >= root["leaf_version"], f"root {following['n']}: version went back"
         root = following
     assert root["root"] == latest["root"], "the walk does not end at the newest root"
+
+
+def walk_back_version_1(root: dict[str, Any], fetch: Fetch) -> None:
+    """A version 1 batch (its content unchecked) is one only if every batch before it is too:
+    version 2 came with migration 0016, and a version 1 batch after it is a forgery."""
+    while root["n"] > 1:
+        before = fetch(f"/audit/roots/{root['n'] - 1}")
+        assert before["root"] == root["previous_root"] and links(before), f"root {root['n']}: broken link back"
+        assert before["leaf_version"] == 1, f"root {root['n']}: version 1 after version 2"
+        root = before
+    assert root["previous_root"] is None, "the first root has a previous root"
 
 
 def verify(audit: dict[str, Any], fetch: Fetch) -> dict[str, Any]:
@@ -79,6 +91,8 @@ def verify(audit: dict[str, Any], fetch: Fetch) -> dict[str, Any]:
         where = f"seq {item['seq']}"
         if batch["leaf_version"] == 1:
             assert climb(item["row_hash"], item["proof"]) == batch["merkle_root"], f"{where}: proof"
+            if batch["n"] not in walked:
+                walk_back_version_1(batch, fetch)
         else:
             assert leaf_hash(item) == item["row_hash"], f"{where}: the record is not the one that was hashed"
             assert climb(item["row_hash"], item["proof"]) == batch["root"], f"{where}: proof"

@@ -33,6 +33,22 @@ ROW = (
     " VALUES (:action, 'transfer', :entity, gen_random_uuid(), 'req-1', CAST(:details AS jsonb))"
 )
 
+# Batch 4 made by hand as the 0006 function made batches: one row, its version 1 hash.
+SEAL_AS_VERSION_1 = """
+WITH a AS (SELECT * FROM audit_log WHERE entity_id = :entity),
+     last AS (SELECT max(seq) AS seq FROM audit_seals),
+     prev AS (SELECT root FROM audit_seal_batches WHERE id = 3),
+     h AS (SELECT a.id, last.seq + 1 AS seq,
+                  audit_row_hash(last.seq + 1, a.occurred_at, a.actor_id, a.action, a.entity_type, a.entity_id,
+                                 a.request_id, a.details, NULL) AS row_hash FROM a, last),
+     b AS (INSERT INTO audit_seal_batches (id, first_seq, last_seq, horizon, merkle_root, prev_root, root, leaf_version)
+           SELECT 4, h.seq, h.seq, (SELECT max(txid) + 1 FROM audit_log), audit_merkle_root(ARRAY[h.row_hash]),
+                  prev.root, audit_batch_root(prev.root, audit_merkle_root(ARRAY[h.row_hash])), 1 FROM h, prev
+           RETURNING id)
+INSERT INTO audit_seals (seq, audit_id, prev_hash, row_hash, batch_id)
+SELECT h.seq, h.id, NULL, h.row_hash, b.id FROM h, b
+"""
+
 
 @pytest.fixture
 def scratch(stack) -> Iterator[tuple[str, Engine]]:  # type: ignore[no-untyped-def]
@@ -108,12 +124,32 @@ def test_version_1_batches_verify_beside_version_2_ones_and_readme_checks_both(s
     with pytest.raises(AssertionError):  # version 2: the content is checked
         run_readme_check({**audit, "items": [{**v2, "details": {"amount": 1}}]}, fetch)
 
+    # A batch sealed in version 1 form after version 2 ones (its content unchecked by a client):
+    # verify-audit refuses it, and so does README's check of a row in it.
+    forged = str(uuid.uuid4())
+    _write(engine, forged, "transfer.completed")
+    with engine.begin() as conn:
+        conn.execute(text(SEAL_AS_VERSION_1), {"entity": forged})
+    with Session(engine) as s:
+        assert "leaf version 1 after 2" in (verify_chain(s).reason or "")
+    audit, fetch = _as_client_sees(engine, forged)
+    assert fetch(f"/audit/roots/{audit['items'][0]['sealed_batch']}")["leaf_version"] == 1
+    with pytest.raises(AssertionError, match="version 1 after version 2"):
+        run_readme_check(audit, fetch)
+    with engine.begin() as conn:  # gone again, for the downgrade below
+        for table in ("audit_seals", "audit_seal_batches"):
+            conn.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_append_only"))
+        conn.execute(text("DELETE FROM audit_seals WHERE batch_id = 4"))
+        conn.execute(text("DELETE FROM audit_seal_batches WHERE id = 4"))
+        for table in ("audit_seals", "audit_seal_batches"):
+            conn.execute(text(f"ALTER TABLE {table} ENABLE TRIGGER {table}_append_only"))
+
     # Downgrade: the version 2 batch goes, its rows are sealed again by the 0006 function.
     _alembic(url, "downgrade", "0015")
     with engine.begin() as conn:
         assert conn.execute(text("SELECT count(*) FROM audit_seal_batches")).scalar_one() == 2
-        assert conn.execute(seal_0006).scalar_one() == 2
+        assert conn.execute(seal_0006).scalar_one() == 3  # with the row of the forged batch
     _alembic(url, "upgrade", "head")
     with Session(engine) as s:
         result = verify_chain(s)
-        assert (result.ok, result.rows_checked, result.batches_checked) == (True, 5, 3), result.reason
+        assert (result.ok, result.rows_checked, result.batches_checked) == (True, 6, 3), result.reason
