@@ -168,26 +168,6 @@ def settle_batch(
     ]
 
 
-def settle_transfer(session: Session, transfer_id: uuid.UUID) -> Settled:
-    """Settle one transfer (a batch of one). Safe to call any number of times."""
-    settled = [s for s in settle_batch(session, [transfer_id]) if s.transfer_id == transfer_id]
-    if settled:  # (an atomic batch's siblings settle with it)
-        return settled[0]
-    transfer = session.get(Transfer, transfer_id)
-    if transfer is None:
-        raise LookupError(f"transfer {transfer_id} does not exist")
-    return Settled(
-        transfer.id,
-        transfer.status,
-        transfer.failure_code,
-        False,
-        transfer.amount,
-        transfer.currency,
-        transfer.created_at,
-        transfer.request_id,
-    )
-
-
 def _decide(session: Session, pending: Sequence[Any], groups: Collection[uuid.UUID] = ()) -> _Plan:
     account_ids = sorted({t.source_account_id for t in pending} | {t.destination_account_id for t in pending})
     accounts = session.execute(

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from core.after_commit import publish_after_commit
 from core.models import Transfer, TransferStatus
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import PASSWORD, PIN, fund
+from tests.settling import settle_transfer
 from web.context import transaction
 from worker import settlement, sweeper
 

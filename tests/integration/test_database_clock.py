@@ -150,7 +150,7 @@ def test_every_accept_path_stamps_with_the_databases_clock(client, sessions, pai
 
 def test_hold_expiry_is_decided_by_the_databases_clock(client, sessions, pair, worker_resources) -> None:  # type: ignore[no-untyped-def]
     """A host 2 hours ahead neither refuses to capture nor sweeps a hold that is due in 1 hour."""
-    from core.transfers.settle import settle_transfer
+    from tests.settling import settle_transfer
 
     alice, bob = pair
     headers = bearer(tokens(client, alice.email)["access_token"])

@@ -14,10 +14,10 @@ from sqlalchemy import select, update
 from core.events import DomainEvent, EventType
 from core.models import Account, AuditLog, Transfer
 from core.reconcile import reconcile
-from core.transfers.settle import settle_transfer
 from core.webhooks.models import WebhookDelivery
 from core.webhooks.relay import relay_events
 from tests.integration.test_api import assert_problem, login, post_transfer, transfer_body
+from tests.settling import settle_transfer
 from worker.app import create_celery
 from worker.hold_expiry import expire_holds
 

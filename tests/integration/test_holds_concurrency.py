@@ -23,9 +23,9 @@ from core.models import Account, LedgerEntry, Transfer, TransferAction, Transfer
 from core.reconcile import reconcile
 from core.transfers import holds
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import fund
+from tests.settling import settle_transfer
 
 pytestmark = pytest.mark.commits  # threads and killed processes race for one hold, each on a connection of its own
 

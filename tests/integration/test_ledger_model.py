@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from core.accounts.service import set_frozen
 from core.models import TransferStatus
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
+from tests.settling import settle_transfer
 
 N = 3
 step = st.one_of(

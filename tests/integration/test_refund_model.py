@@ -14,9 +14,9 @@ from core.models import Transfer, TransferStatus
 from core.reconcile import reconcile
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.refund import refund_transfer
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
+from tests.settling import settle_transfer
 
 N = 3
 step = st.one_of(

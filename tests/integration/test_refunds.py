@@ -12,10 +12,10 @@ from sqlalchemy import func, select
 from core.accounts.service import set_frozen
 from core.models import AuditLog, Transfer, TransferKind, TransferStatus
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
 from tests.integration.test_api import assert_problem, login
+from tests.settling import settle_transfer
 
 
 def pay(sessions, payer, payee_account, amount: int) -> uuid.UUID:  # type: ignore[no-untyped-def]

@@ -13,9 +13,9 @@ from core.accounts.service import set_frozen
 from core.errors import CurrencyMismatch, KycNotApproved, NotFound, SameAccount
 from core.models import LedgerEntry, Transfer, TransferStatus
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
+from tests.settling import settle_transfer
 
 
 def submit(sessions, customer, dest_account, amount, currency="USD", key=None):  # type: ignore[no-untyped-def]

@@ -6,10 +6,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from core.transfers.sweep import claim_stale_pending
 from tests.factories import fund
+from tests.settling import settle_transfer
 
 AGE = timedelta(seconds=30)
 

@@ -23,7 +23,6 @@ from core.events import DomainEvent, EventType, emit
 from core.models import AuditLog, Transfer
 from core.resources import webhook_policy
 from core.transfers.idempotency import MoneyMovement
-from core.transfers.settle import settle_transfer
 from core.transfers.submit import submit_transfer
 from core.webhooks import delivery, service, slots
 from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
@@ -32,6 +31,7 @@ from core.webhooks.relay import relay_events
 from tests.factories import fund
 from tests.integration.test_api import assert_problem, login
 from tests.receiver import Receiver, Reply, running
+from tests.settling import settle_transfer
 from worker.http_transport import HttpTransport
 
 NOWHERE = "http://127.0.0.1:9/discard"  # nothing listens: a stray worker attempt harms nothing
