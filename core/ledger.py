@@ -46,10 +46,30 @@ def post(session: Session, transfer: Transfer, debit: Account, credit: Account, 
 
 def cut(session: Session, account_id: uuid.UUID, instant: datetime) -> int | None:
     """The seq of the first entry, in apply order, created at or after ``instant``; None if none is
-    (yet): then every entry of the account is before the instant."""
-    return session.scalar(
-        select(func.min(LedgerEntry.seq)).where(LedgerEntry.account_id == account_id, LedgerEntry.created_at >= instant)
-    )
+    (yet): then every entry of the account is before the instant.
+
+    There are two exact ways to find it: walk the entries in apply order from the first (the first
+    one created at or after the instant is the cut; it costs the entries before the cut), or take
+    the smallest seq of the entries created at or after the instant (it costs those). A plain
+    ``min(seq) ... WHERE created_at >= instant`` lets the planner pick blindly, and it walks for a
+    recent instant (expecting a match early), reading a busy account's whole history for this
+    month's statement. So: a short walk answers an instant at or before the account's first
+    entries (a whole history); otherwise the entries since the instant are read, few for the
+    statements asked most (recent periods)."""
+    mine = LedgerEntry.account_id == account_id
+    head = select(LedgerEntry.seq, LedgerEntry.created_at).where(mine).order_by(LedgerEntry.seq).limit(_WALK)
+    w = head.subquery()
+    hit, n = session.execute(select(func.min(w.c.seq).filter(w.c.created_at >= instant), func.count())).one()
+    if hit is not None or n < _WALK:
+        return None if hit is None else int(hit)
+    # "seq + 0": the minimum of an expression, which the planner cannot answer by walking the
+    # (account_id, seq) index; it reads the entries since the instant by (account_id, created_at).
+    since = session.scalar(select(func.min(LedgerEntry.seq + 0)).where(mine, LedgerEntry.created_at >= instant))
+    return None if since is None else int(since)
+
+
+# Entries a cut first walks in apply order: a whole history's cut is among them.
+_WALK = 512
 
 
 def balance_before(session: Session, account_id: uuid.UUID, seq: int | None) -> int:

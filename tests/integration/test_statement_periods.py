@@ -103,7 +103,9 @@ def test_an_entry_applied_after_one_created_later_stays_in_apply_order(sessions,
         assert ledger.balance_at(s, alice.account.id, end) == 610
 
 
-def test_periods_join_exactly_while_settlements_run_concurrently(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+def test_periods_join_exactly_while_settlements_run_concurrently(
+    sessions, make_customer, admin_user, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """Threads settle payments into one account (their transactions interleave on its row lock)
     while statements are cut at the instant the test began, in pages; every read chains, and
     afterwards periods meeting at any instant join exactly and cover every entry once."""
@@ -161,6 +163,14 @@ def test_periods_join_exactly_while_settlements_run_concurrently(sessions, make_
     assert_chains(whole)
     assert [e.id for e in whole.entries] == [e.id for e in entries]
     assert whole.opening_balance == 0 and whole.closing_balance == balance(sessions, alice.account.id)
+    # The cut is the first entry in apply order created at or after the instant, found by either
+    # of its two ways (a walk of 512 entries covers this history; of 3, not).
+    with sessions() as s:
+        for walk in (512, 3):
+            monkeypatch.setattr(ledger, "_WALK", walk)
+            for instant in instants:
+                expected = min((e.seq for e in entries if e.created_at >= instant), default=None)
+                assert ledger.cut(s, alice.account.id, instant) == expected
     for boundary in instants[1:-1]:
         first, second = (
             read(sessions, alice.account.id, began, boundary, page=7),
