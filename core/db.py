@@ -49,9 +49,11 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def database_now(session: Session) -> datetime:
-    """The transaction's time on the database's clock: what decides an expiry (a hold's, a PIN
-    lock's) on every host alike, as the stamps it is compared with came from that clock."""
-    return session.execute(select(func.now())).scalar_one()
+    """Now on the database's clock: what decides an expiry (a hold's, a PIN or login lock's, a
+    webhook retry's) and stamps what one is later compared with, alike on every host whatever
+    its own clock says. The moment of asking (clock_timestamp()), not the transaction's start:
+    a long transaction still sees time pass."""
+    return session.execute(select(func.clock_timestamp())).scalar_one()
 
 
 # Row locks are FOR NO KEY UPDATE: we never change a key, and unlike FOR UPDATE it does not

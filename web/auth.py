@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -11,6 +10,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from core import audit
+from core.db import database_now
 from core.errors import OtpRequired, Unauthorized
 from core.identity import login as logins
 from core.identity import otp, users
@@ -57,7 +57,7 @@ def login(body: dict[str, Any]) -> dict[str, Any]:
             device_id=body.get("device_id"),
             client_address=client_address(),
             policy=policies().logins,
-            now=datetime.now(UTC),
+            now=database_now(session),
             request_id=request_id(),
         )
     user = result.raise_if_failed()  # after commit: the failure counter and audit row stay
@@ -96,7 +96,7 @@ def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
             trust_device=body["trust_device"],
             client_address=client_address(),
             policy=policies().logins,
-            now=datetime.now(UTC),
+            now=database_now(session),
             request_id=request_id(),
         )
     return issue_tokens(result.raise_if_failed())  # after commit: the failed attempt counts toward the lockout
@@ -112,8 +112,8 @@ def verify_otp(body: dict[str, Any]) -> dict[str, Any]:
 )
 def refresh() -> dict[str, Any]:
     payload = get_jwt()
-    now = datetime.now(UTC)
     with transaction() as session:
+        now = database_now(session)
         fresh = revocations.spend_refresh(
             session,
             jti=payload["jti"],

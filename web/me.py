@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
+from core.db import database_now
 from core.identity import devices, otp_settings, password_change, pin_checks
 from core.identity.models import TrustedDevice
 from core.identity.pin_checks import PinPolicy
@@ -49,7 +49,7 @@ def put_pin(body: dict[str, Any]) -> None:
             pin=body["pin"],
             current_pin=body.get("current_pin"),
             policy=pin_policy(),
-            now=datetime.now(UTC),
+            now=database_now(session),
             request_id=request_id(),
         )
     outcome.raise_if_failed()  # after commit: the failed attempt counts toward the lockout
@@ -73,7 +73,7 @@ def put_password(body: dict[str, Any]) -> None:
             new_password=body["new_password"],
             client_address=client_address(),
             policy=policies().logins,
-            now=datetime.now(UTC),
+            now=database_now(session),
             request_id=request_id(),
         )
     outcome.raise_if_failed()  # after commit: the failed attempt counts toward the lockout
@@ -97,7 +97,7 @@ def post_otp(body: dict[str, Any]) -> User:
             password=body.get("password"),
             client_address=client_address(),
             policy=policies().logins,
-            now=datetime.now(UTC),
+            now=database_now(session),
             request_id=request_id(),
         )
     outcome.raise_if_failed()  # after commit: the failed attempt counts toward the lockout

@@ -32,7 +32,7 @@ from flask_jwt_extended import (
 )
 from sqlalchemy.orm import Session
 
-from core.db import database_unavailable
+from core.db import database_now, database_unavailable
 from core.errors import Forbidden
 from core.identity import tokens
 from core.identity.tokens import TokenCaller
@@ -273,7 +273,7 @@ def admin_required(view: F) -> F:
 
 def revoke_current(session: Session, payload: dict[str, Any]) -> None:
     """Logout: deny this token until it expires, and its whole family (so its refresh token too)."""
-    now = datetime.now(UTC)
+    now = database_now(session)
     tokens.revoke_token(session, jti=payload["jti"], expires_at=token_expiry(payload), now=now)
     if payload.get("fam"):
         tokens.revoke_family(session, family=payload["fam"], expires_at=family_expiry(now))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
@@ -10,6 +9,7 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from core.after_commit import publish_after_commit
+from core.db import database_now
 from core.errors import DomainError, ValidationFailed
 from core.identity.pin_checks import PinCheck, check_pin
 from core.observability import metrics, tracing
@@ -57,7 +57,7 @@ def create_batch(body: dict[str, Any]) -> dict[str, Any]:
                 user_id=user.id,
                 pin=body["pin"],
                 policy=pin_policy(),
-                now=datetime.now(UTC),
+                now=database_now(session),
                 request_id=request_id(),
                 known_user=user,
             )

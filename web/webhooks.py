@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
@@ -12,6 +11,7 @@ from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
 from core.after_commit import publish_after_commit
+from core.db import database_now
 from core.events import EVENT_TYPES, EventType
 from core.pagination import Page
 from core.webhooks import service
@@ -152,7 +152,7 @@ def delete_endpoint(endpoint_id: uuid.UUID) -> None:
 def rotate_secret(endpoint_id: uuid.UUID) -> dict[str, str]:
     with transaction() as session:
         secret = service.rotate_secret(
-            session, current_user(), endpoint_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
+            session, current_user(), endpoint_id, policy=_policy(), now=database_now(session), request_id=request_id()
         )
     return {"secret": secret}
 
@@ -176,7 +176,7 @@ def list_deliveries(args: dict[str, Any], endpoint_id: uuid.UUID) -> Page[Webhoo
 def retry_delivery(delivery_id: uuid.UUID) -> WebhookDelivery:
     with transaction() as session:
         retried = service.retry_delivery(
-            session, current_user(), delivery_id, policy=_policy(), now=datetime.now(UTC), request_id=request_id()
+            session, current_user(), delivery_id, policy=_policy(), now=database_now(session), request_id=request_id()
         )
         if retried.queued:
             publish_after_commit(session, enqueue_delivery, retried.delivery.id)

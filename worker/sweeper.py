@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import structlog
 from celery import shared_task
 
 from core.after_commit import publish_after_commit
+from core.db import database_now
 from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
 from worker.runtime import resources
 from worker.settlement import enqueue_settlement
@@ -20,8 +21,8 @@ def sweep_pending() -> int:
     """Nudge the partitions of transfers accepted but still PENDING: covers a nudge lost after commit."""
     res = resources()
     settings = res.settings
-    now = datetime.now(UTC)
     with res.sessions.begin() as session:
+        now = database_now(session)  # the clock that stamped created_at, never this host's
         due = claim_stale_pending(
             session,
             older_than=timedelta(seconds=settings.sweeper_pending_age_seconds),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import UTC, datetime
 
 import structlog
 from celery import shared_task
@@ -15,6 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import OperationalError
 
 from core.after_commit import publish_after_commit
+from core.db import database_now
 from core.observability import metrics
 from core.webhooks import delivery, slots
 from core.webhooks.policy import WebhookPolicy
@@ -42,7 +42,9 @@ def relay_outbox() -> int:
     total = 0
     for _ in range(RELAY_MAX_BATCHES):
         with sessions.begin() as session:
-            relayed = relay_events(session, now=datetime.now(UTC), queue_lease=policy.queue_lease, limit=RELAY_BATCH)
+            relayed = relay_events(
+                session, now=database_now(session), queue_lease=policy.queue_lease, limit=RELAY_BATCH
+            )
             for delivery_id in relayed.delivery_ids:
                 publish_after_commit(session, enqueue_delivery, delivery_id)
         total += relayed.events
@@ -60,7 +62,7 @@ def dispatch_due() -> int:
     with resources().sessions.begin() as session:
         ids = due_deliveries(
             session,
-            now=datetime.now(UTC),
+            now=database_now(session),
             queue_lease=policy.queue_lease,
             per_endpoint=policy.endpoint_concurrency,
         )
@@ -103,16 +105,16 @@ def deliver(delivery_id: str) -> str:
     )
     if slot is None:
         with res.sessions.begin() as session:
-            delivery.defer(session, uuid.UUID(delivery_id), now=datetime.now(UTC))
+            delivery.defer(session, uuid.UUID(delivery_id), now=database_now(session))
         return "deferred"
     try:
         with res.sessions.begin() as session:
-            job = delivery.claim(session, uuid.UUID(delivery_id), policy=policy, now=datetime.now(UTC))
+            job = delivery.claim(session, uuid.UUID(delivery_id), policy=policy, now=database_now(session))
         result = _attempt(job, policy) if job is not None else "skipped"
         drain_until = time.monotonic() + policy.timeout
         while time.monotonic() < drain_until:
             with res.sessions.begin() as session:
-                job = delivery.claim_next(session, endpoint_id, policy=policy, now=datetime.now(UTC))
+                job = delivery.claim_next(session, endpoint_id, policy=policy, now=database_now(session))
             if job is None:
                 break
             _attempt(job, policy)
@@ -128,7 +130,7 @@ def _attempt(job: delivery.Job, policy: WebhookPolicy) -> str:
     except SoftTimeLimitExceeded:
         outcome = delivery.Outcome(None, round(policy.timeout * 3000), error="timeout")
     with sessions.begin() as session:
-        status = delivery.record(session, job, outcome, policy=policy, now=datetime.now(UTC))
+        status = delivery.record(session, job, outcome, policy=policy, now=database_now(session))
     metrics.WEBHOOK_ATTEMPT_SECONDS.observe(outcome.duration_ms / 1000)
     if status is not None:
         label = {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status.value, "retry")

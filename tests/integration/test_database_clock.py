@@ -180,3 +180,44 @@ def test_skew_helper_really_skews(sessions) -> None:  # type: ignore[no-untyped-
 
     with host_clock_skewed(timedelta(hours=3)):
         assert module.datetime.now(UTC) - _db_now(sessions) > timedelta(hours=2)
+
+
+def test_a_pin_lock_ends_by_the_databases_clock(client, sessions, pair) -> None:  # type: ignore[no-untyped-def]
+    """Locked by five wrong PINs, the PIN stays locked for a host whose clock is past the lock's end."""
+    alice, bob = pair
+    headers = bearer(tokens(client, alice.email)["access_token"])
+    body = {"source_account_id": str(alice.account.id), "destination_account_id": str(bob.account.id),
+            "amount": 100, "currency": "USD"}  # fmt: skip
+
+    def post(pin: str) -> Any:
+        key = str(uuid.uuid4())
+        return client.post("/api/v1/transfers", json={**body, "pin": pin}, headers={**headers, "Idempotency-Key": key})
+
+    for _ in range(5):
+        post("0000")
+    assert post(PIN).json["code"] == "PIN_LOCKED"
+    with host_clock_skewed(timedelta(hours=1)):  # the lock (15 minutes) is over by this host's clock
+        assert post(PIN).json["code"] == "PIN_LOCKED"
+        item = {**body, "idempotency_key": str(uuid.uuid4())}
+        batch = client.post("/api/v1/transfers/batch", json={"pin": PIN, "items": [item]}, headers=headers)
+        assert batch.json["code"] == "PIN_LOCKED", batch.get_data(as_text=True)
+
+
+def test_the_sweeper_ages_pending_transfers_by_the_databases_clock(  # type: ignore[no-untyped-def]
+    client, sessions, pair, worker_resources
+) -> None:
+    """A worker whose clock is an hour behind still nudges a transfer PENDING for a minute."""
+    from worker.sweeper import sweep_pending
+
+    alice, bob = pair
+    transfer_id = uuid.UUID(_poster(client, alice, bob)()["id"])
+    with sessions.begin() as s:
+        s.execute(
+            text("UPDATE transfers SET created_at = now() - interval '1 minute' WHERE id = :id AND status = 'PENDING'"),
+            {"id": transfer_id},
+        )
+    with host_clock_skewed(timedelta(hours=-1)):
+        sweep_pending()
+    with sessions() as s:
+        transfer = s.get_one(Transfer, transfer_id)
+        assert transfer.status.value != "PENDING" or transfer.requeue_count >= 1
