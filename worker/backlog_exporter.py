@@ -1,7 +1,8 @@
 """The backlog exporter: ``python -m worker.backlog_exporter``.
 
 Measures what is waiting (pending transfers and the oldest one's age, Celery queue depths,
-the webhook outbox and the oldest undelivered event, the audit seal lag) straight from
+the webhook outbox and the oldest undelivered event, the audit seal lag) and the money counters
+Postgres alone sees whole (holds and how they ended, captures, refunds) straight from
 Postgres and the broker, in a process of its own, and serves the gauges on
 BACKLOG_EXPORTER_PORT (default 9809). No Celery worker or beat is involved: the gauges keep
 moving while every settlement pool is stopped or hung, which is when the alerts on them
@@ -34,6 +35,7 @@ from core.config import get_settings
 from core.db import make_engine, make_session_factory
 from core.observability.backlog import measure
 from core.observability.backlog_gauges import BacklogGauges
+from core.observability.money import measure_money
 from worker.app import create_celery, queues
 from worker.heartbeat import read_scheduler_tick
 
@@ -80,11 +82,13 @@ def measure_once(
     try:
         with sessions() as session:
             backlog = measure(session, datetime.now(UTC), max_requeues)
+            money = measure_money(session)
     except Exception:
         log.exception("backlog_measure_failed", source="postgres")
         gauges.measured("postgres", ok=False)
     else:
         gauges.set_backlog(backlog)
+        gauges.money.totals = money
         gauges.measured("postgres", ok=True)
     try:
         depths = queue_depths(celery, names)

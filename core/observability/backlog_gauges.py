@@ -7,11 +7,14 @@ metrics.py, and an unlabelled gauge there is exported as 0 by processes that nev
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from core.observability.backlog import Backlog
+from core.observability.money import MoneyTotals
 
 
 class BacklogGauges:
@@ -65,6 +68,8 @@ class BacklogGauges:
         # Registered at the first tick read: until beat has ever ticked it is absent, not a 0 (1970).
         self._registry = registry
         self.scheduler_tick: Gauge | None = None
+        self.money = MoneyCounters()  # holds, captures, refunds: read from Postgres with the backlog
+        registry.register(self.money)
 
     def set_backlog(self, backlog: Backlog) -> None:
         self.pending.set(backlog.pending_transfers)
@@ -102,3 +107,50 @@ class BacklogGauges:
         for queue, depth in depths.items():
             self.queue_length.labels(queue=queue).set(depth)
         self.queues_measured_at.set_to_current_time()
+
+
+class MoneyCounters(Collector):
+    """Counters whose totals are read from Postgres (core/observability/money.py): exported once
+    measured, as counters, so rate() and increase() work as on any counter."""
+
+    def __init__(self) -> None:
+        self.totals: MoneyTotals | None = None
+
+    def describe(self) -> list[Metric]:
+        return []  # not known before the first measurement; nothing to check against at registration
+
+    def collect(self) -> Iterator[Metric]:
+        totals = self.totals
+        if totals is None:
+            return
+        holds = CounterMetricFamily("bank_holds", "Holds placed, and how they ended", labels=["outcome"])
+        for outcome, count in totals.holds.items():
+            holds.add_metric([outcome], count)
+        yield holds
+        amounts = CounterMetricFamily(
+            "bank_hold_minor_units",
+            "Amounts held when placed, then captured or released (voided, expired), in minor units",
+            labels=["currency", "outcome"],
+        )
+        for (currency, outcome), amount in sorted(totals.hold_amounts.items()):
+            amounts.add_metric([currency, outcome], amount)
+        yield amounts
+        # The same name as the API's and the workers' money moved (kind TRANSFER, DEPOSIT): captures
+        # move money too, and only Postgres sees them all whichever process captured.
+        moved = CounterMetricFamily(
+            "bank_money_moved_minor_units",
+            "Amount moved by completed transfers, in minor units",
+            labels=["currency", "kind"],
+        )
+        for currency, amount in sorted(totals.captured.items()):
+            moved.add_metric([currency, "CAPTURE"], amount)
+        yield moved
+        refunds = CounterMetricFamily("bank_refunds", "Refunds completed")
+        refunds.add_metric([], totals.refunds)
+        yield refunds
+        refunded = CounterMetricFamily(
+            "bank_refunded_minor_units", "Amount refunded, in minor units", labels=["currency"]
+        )
+        for currency, amount in sorted(totals.refunded.items()):
+            refunded.add_metric([currency], amount)
+        yield refunded

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -91,3 +92,69 @@ def test_the_exporter_reads_the_schedulers_last_tick(sessions, settings, redis_c
     measure_once(sessions, celery, redis_client, (), gauges, settings.sweeper_max_requeues)
     recorded = _value(registry, "bank_scheduler_last_tick_timestamp_seconds")
     assert recorded is not None and before <= recorded <= time.time()
+
+
+def _money(sessions, settings, redis_client: Redis) -> CollectorRegistry:  # type: ignore[no-untyped-def]
+    registry = CollectorRegistry()
+    gauges = BacklogGauges(registry)
+    measure_once(sessions, create_celery(settings, set_as_current=False), redis_client, (), gauges, 60)
+    return registry
+
+
+def _totals(registry: CollectorRegistry) -> dict[str, float]:
+    names = {
+        **{f"holds {o}": ("bank_holds_total", {"outcome": o}) for o in ("placed", "captured", "voided", "expired")},
+        **{
+            f"USD {o}": ("bank_hold_minor_units_total", {"currency": "USD", "outcome": o})
+            for o in ("placed", "captured", "voided", "expired")
+        },
+        "captures moved": ("bank_money_moved_minor_units_total", {"currency": "USD", "kind": "CAPTURE"}),
+        "refunds": ("bank_refunds_total", {}),
+        "refunded": ("bank_refunded_minor_units_total", {"currency": "USD"}),
+    }
+    return {key: registry.get_sample_value(name, labels) or 0.0 for key, (name, labels) in names.items()}
+
+
+def test_holds_captures_and_refunds_are_counted_as_postgres_has_them(  # type: ignore[no-untyped-def]
+    client, sessions, settings, redis_client: Redis, make_customer, admin_user
+) -> None:
+    """A mixed run: four holds (captured in part, voided, expired, still held), a plain transfer
+    and a refund. The exporter's counters move by exactly what Postgres recorded; captures count in
+    money moved (the SRE's run was short by exactly its 81 captures)."""
+    from core.transfers.holds import expire_due
+    from tests.factories import fund
+    from tests.integration.test_api import login
+    from tests.integration.test_holds_api import action, due, held
+    from tests.integration.test_refunds import pay, refund, settle
+
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 5_000)
+    before = _totals(_money(sessions, settings, redis_client))
+
+    headers = login(client, alice.email)
+    captured, voided, expired, _ = (held(client, sessions, alice, bob, amount) for amount in (400, 200, 100, 50))
+    assert action(client, headers, captured["id"], "capture", {"amount": 150}).status_code == 202
+    assert action(client, headers, voided["id"], "void").status_code == 202
+    due(sessions, expired["id"], timedelta(minutes=1))
+    with sessions.begin() as s:
+        assert uuid.UUID(expired["id"]) in expire_due(s)
+    paid = pay(sessions, alice, bob.account, 300)
+    r = refund(client, login(client, bob.email), paid, {"amount": 120})
+    assert r.status_code == 202, r.json
+    settle(sessions, uuid.UUID(r.json["id"]))
+
+    after = _totals(_money(sessions, settings, redis_client))
+    moved = {key: after[key] - before[key] for key in after}
+    assert moved == {
+        "holds placed": 4,
+        "holds captured": 1,
+        "holds voided": 1,
+        "holds expired": 1,
+        "USD placed": 750,
+        "USD captured": 150,
+        "USD voided": 200,
+        "USD expired": 100,
+        "captures moved": 150,
+        "refunds": 1,
+        "refunded": 120,
+    }

@@ -171,6 +171,12 @@ DASHBOARD_METRICS = FLASK_METRICS | {
     "bank_worker_heartbeat_timestamp_seconds",
     "bank_audit_unsealed_rows",
     "bank_audit_seal_lag_seconds",
+    "bank_dependency_up",
+    "bank_backlog_measure_errors_total",
+    "bank_scheduler_last_tick_timestamp_seconds",
+    "bank_queue_configured",
+    "bank_holds_total",
+    "bank_refunds_total",
 }
 
 REQUIRED_ALERTS = {
@@ -232,12 +238,13 @@ def _exported_bank_metrics() -> set[str]:
     for node in calls:
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
             continue
-        if node.func.id not in {"Counter", "Gauge", "Histogram", "gauge"} or not node.args:
+        if node.func.id not in {"Counter", "Gauge", "Histogram", "gauge", "CounterMetricFamily"} or not node.args:
             continue
         first = node.args[0]
         if isinstance(first, ast.Constant) and isinstance(first.value, str):
             name = first.value
-            names.add(f"{name}_total" if node.func.id == "Counter" and not name.endswith("_total") else name)
+            counter = node.func.id in {"Counter", "CounterMetricFamily"}
+            names.add(f"{name}_total" if counter and not name.endswith("_total") else name)
     return names
 
 
