@@ -228,7 +228,10 @@ def _resume(
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         tag, account_id, from_, to, first, end_seq, after, balance = raw
-        ints_ok = all(type(v) is int for v in (first, after, balance)) and (end_seq is None or type(end_seq) is int)
+        # BIGINTs (bool is an int too): a value beyond the column's range would fail in Postgres, a 500.
+        ints_ok = all(type(v) is int and -(2**63) <= v < 2**63 for v in (first, after, balance)) and (
+            end_seq is None or (type(end_seq) is int and end_seq < 2**63)
+        )
         if not (tag == _CURSOR_TAG and ints_ok and first <= after and (end_seq is None or after < end_seq)):
             raise ValueError("cursor does not fit")
         if (account_id, from_, to) != (str(account.id), rfc3339(start), rfc3339(end)):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import itertools
+import json
 import random
 import time
 import uuid
@@ -335,6 +337,13 @@ def test_pages_over_http_and_csv_in_one_file(client, history, monkeypatch) -> No
     assert_problem(client.get(with_cursor, headers={**h, "Accept": "text/csv"}), 422, "VALIDATION_ERROR")
     other_period = url(alice.account.id, times[1], last) + f"&cursor={pages[0]['next_cursor']}"
     assert_problem(client.get(other_period, headers=h), 422, "VALIDATION_ERROR")
+    # A forged cursor is a 422 too, never a 500: values out of BIGINT's range, or of another type.
+    raw = json.loads(base64.urlsafe_b64decode(pages[0]["next_cursor"] + "=="))
+    for index, value in ((5, 2**63), (6, 2**63), (7, -(2**64)), (6, True), (7, "1"), (6, raw[4] - 1)):
+        forged = [*raw[:index], value, *raw[index + 1 :]]
+        cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+        r = client.get(url(alice.account.id, first, last) + f"&cursor={cursor}", headers=h)
+        assert_problem(r, 422, "VALIDATION_ERROR")
 
 
 def test_statements_are_rate_limited_per_user(make_app, make_customer) -> None:  # type: ignore[no-untyped-def]
