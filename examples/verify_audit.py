@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,15 @@ import rfc8785
 
 Fetch = Callable[[str], Any]  # the JSON of GET API + path
 NOT_HASHED = ("row_hash", "sealed_batch", "proof")
+
+
+class NotVerified(AssertionError):
+    """The record, its proof or the chain of roots is not what the bank sealed."""
+
+
+def check(ok: bool, what: str) -> None:
+    if not ok:  # not an assert statement: python -O would skip those
+        raise NotVerified(what)
 
 
 def sha256(data: bytes) -> bytes:
@@ -59,14 +69,14 @@ def links(root: dict[str, Any]) -> bool:
 
 def walk(root: dict[str, Any], latest: dict[str, Any], fetch: Fetch) -> None:
     """Follow the links from a batch's root up to the newest root."""
-    assert links(root), f"root {root['n']} does not commit to its previous root"
+    check(links(root), f"root {root['n']} does not commit to its previous root")
     while root["n"] < latest["n"]:
         following = fetch(f"/audit/roots/{root['n'] + 1}")
-        assert following["previous_root"] == root["root"], f"root {following['n']} does not follow {root['n']}"
-        assert links(following), f"root {following['n']} does not commit to its previous root"
-        assert following["leaf_version"] >= root["leaf_version"], f"root {following['n']}: version went back"
+        check(following["previous_root"] == root["root"], f"root {following['n']} does not follow {root['n']}")
+        check(links(following), f"root {following['n']} does not commit to its previous root")
+        check(following["leaf_version"] >= root["leaf_version"], f"root {following['n']}: version went back")
         root = following
-    assert root["root"] == latest["root"], "the walk does not end at the newest root"
+    check(root["root"] == latest["root"], "the walk does not end at the newest root")
 
 
 def walk_back_version_1(root: dict[str, Any], fetch: Fetch) -> None:
@@ -74,14 +84,14 @@ def walk_back_version_1(root: dict[str, Any], fetch: Fetch) -> None:
     version 2 came with migration 0016, and a version 1 batch after it is a forgery."""
     while root["n"] > 1:
         before = fetch(f"/audit/roots/{root['n'] - 1}")
-        assert before["root"] == root["previous_root"] and links(before), f"root {root['n']}: broken link back"
-        assert before["leaf_version"] == 1, f"root {root['n']}: version 1 after version 2"
+        check(before["root"] == root["previous_root"] and links(before), f"root {root['n']}: broken link back")
+        check(before["leaf_version"] == 1, f"root {root['n']}: version 1 after version 2")
         root = before
-    assert root["previous_root"] is None, "the first root has a previous root"
+    check(root["previous_root"] is None, "the first root has a previous root")
 
 
 def verify(audit: dict[str, Any], fetch: Fetch) -> dict[str, Any]:
-    """Raise AssertionError unless every sealed item leads to the newest root; return that root."""
+    """Raise NotVerified unless every sealed item leads to the newest root; return that root."""
     latest: dict[str, Any] = fetch("/audit/roots/latest")
     walked: set[int] = set()
     for item in audit["items"]:
@@ -90,12 +100,12 @@ def verify(audit: dict[str, Any], fetch: Fetch) -> dict[str, Any]:
         batch = fetch(f"/audit/roots/{item['sealed_batch']}")
         where = f"seq {item['seq']}"
         if batch["leaf_version"] == 1:
-            assert climb(item["row_hash"], item["proof"]) == batch["merkle_root"], f"{where}: proof"
+            check(climb(item["row_hash"], item["proof"]) == batch["merkle_root"], f"{where}: proof")
             if batch["n"] not in walked:
                 walk_back_version_1(batch, fetch)
         else:
-            assert leaf_hash(item) == item["row_hash"], f"{where}: the record is not the one that was hashed"
-            assert climb(item["row_hash"], item["proof"]) == batch["root"], f"{where}: proof"
+            check(leaf_hash(item) == item["row_hash"], f"{where}: the record is not the one that was hashed")
+            check(climb(item["row_hash"], item["proof"]) == batch["root"], f"{where}: proof")
         if batch["n"] not in walked:
             walk(batch, latest, fetch)
             walked.add(batch["n"])
@@ -110,7 +120,10 @@ def main() -> None:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - API is yours: http(s)
             return json.load(response)
 
-    latest = verify(fetch(f"/transfers/{os.environ['TRANSFER_ID']}/audit"), fetch)
+    try:
+        latest = verify(fetch(f"/transfers/{os.environ['TRANSFER_ID']}/audit"), fetch)
+    except NotVerified as failed:
+        sys.exit(f"audit record NOT verified: {failed}")
     print(f"audit record verified up to root {latest['n']}: {latest['root']}")
 
 
