@@ -40,8 +40,12 @@ from core.transfers.submit import DESTINATION_CANNOT_RECEIVE, Accepted
 MAX_REASON_LENGTH = 140  # stored as the refund's reference (transfers.reference is VARCHAR(140))
 
 # As on the accept path: a duplicate key does nothing, and the request is answered as a replay.
+# Stamped when the INSERT runs on the database's clock (submit.ACCEPTED_AT says why): a refund
+# may have waited for its original's row lock, and its transaction's start would place it
+# before transfers that committed meanwhile.
 _INSERT_REFUND = (
     insert(cast(Table, Transfer.__table__))
+    .values(created_at=func.clock_timestamp(), updated_at=func.clock_timestamp())
     .on_conflict_do_nothing(constraint="uq_transfers_idempotency")
     .returning(*Transfer.__table__.c)
 )

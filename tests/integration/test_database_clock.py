@@ -221,3 +221,28 @@ def test_the_sweeper_ages_pending_transfers_by_the_databases_clock(  # type: ign
     with sessions() as s:
         transfer = s.get_one(Transfer, transfer_id)
         assert transfer.status.value != "PENDING" or transfer.requeue_count >= 1
+
+
+def test_a_refund_is_stamped_when_it_is_inserted_not_when_its_transaction_began(  # type: ignore[no-untyped-def]
+    client, sessions, pair, admin_user
+) -> None:
+    """A refund waits for its original's row lock; its accept order is when it was written."""
+    from core.models import User
+    from core.transfers.refund import refund_transfer
+    from tests.settling import settle_transfer
+
+    alice, bob = pair
+    original = uuid.UUID(_poster(client, alice, bob)()["id"])
+    with sessions.begin() as s:
+        settle_transfer(s, original)
+    with sessions.begin() as s:
+        began = s.scalar(text("SELECT now()"))
+        s.execute(text("SELECT pg_sleep(0.3)"))  # as if waiting for the original's row lock
+        refund = refund_transfer(
+            s, user=s.get_one(User, bob.user.id), transfer_id=original, idempotency_key=str(uuid.uuid4()),
+            amount=50, reason=None,
+        )  # fmt: skip
+        assert refund.created
+    created_at, updated_at, _ = _stamps(sessions, str(refund.transfer.id))
+    assert created_at - began >= timedelta(seconds=0.3)
+    assert updated_at - created_at < timedelta(milliseconds=50)
