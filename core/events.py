@@ -32,6 +32,7 @@ class EventType(enum.StrEnum):
     TRANSFER_EXPIRED = "transfer.expired"
     ACCOUNT_CREDITED = "account.credited"
     ACCOUNT_DEBITED = "account.debited"
+    BALANCE_MONITOR_TRIGGERED = "balance.monitor_triggered"  # core/accounts/monitors.py
 
 
 EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)

@@ -63,6 +63,33 @@ SELECT e.id, e.transfer_id FROM ledger_entries e JOIN transfers t ON t.id = e.tr
  WHERE e.account_id NOT IN (t.source_account_id, t.destination_account_id)
 """
 
+# Credit lines: no customer account's available balance (balance - held + credit_limit) is below
+# zero, so no balance is beyond its line, unless an admin lowered the line below what was drawn
+# and it is not back within yet (over_credit_line; the database's CHECK says the same).
+_BEYOND_CREDIT_LINE = """
+SELECT a.id, a.balance, a.held_amount, a.credit_limit FROM accounts a
+ WHERE a.kind = 'CUSTOMER' AND NOT a.over_credit_line AND a.balance - a.held_amount + a.credit_limit < 0
+"""
+# Outgoing use: each running total equals what its account's transfers of that period count
+# (core/accounts/usage.py: TRANSFER debits COMPLETED, captured amount, holds while HELD).
+_USAGE_VS_TRANSFERS = """
+WITH derived AS (
+    SELECT t.source_account_id AS account_id, p.period, p.starts_on,
+           sum(CASE WHEN t.status = 'HELD' THEN t.amount ELSE coalesce(t.captured_amount, t.amount) END) AS used
+      FROM transfers t
+     CROSS JOIN LATERAL (VALUES ('DAY', CAST(t.created_at AT TIME ZONE 'UTC' AS date)),
+                                ('MONTH', CAST(date_trunc('month', t.created_at AT TIME ZONE 'UTC') AS date)))
+           AS p(period, starts_on)
+     WHERE t.kind = 'TRANSFER' AND t.status IN ('COMPLETED', 'HELD')
+     GROUP BY t.source_account_id, p.period, p.starts_on
+)
+SELECT coalesce(d.account_id, u.account_id) AS account_id, coalesce(d.period, u.period) AS period,
+       coalesce(d.starts_on, u.starts_on) AS starts_on, coalesce(u.used, 0) AS recorded, coalesce(d.used, 0) AS derived
+  FROM derived d FULL JOIN account_usage u
+    ON u.account_id = d.account_id AND u.period = d.period AND u.starts_on = d.starts_on
+ WHERE coalesce(u.used, 0) <> coalesce(d.used, 0)
+"""
+
 
 def reconcile(session: Session) -> Report:
     """Check every invariant of the books. Run it in a REPEATABLE READ transaction so all
@@ -88,4 +115,14 @@ def reconcile(session: Session) -> Report:
         )
     for row in session.execute(text(_ORPHAN_ENTRIES)):
         report.problems.append(f"ledger entry {row.id} is on an account outside transfer {row.transfer_id}")
+    for row in session.execute(text(_BEYOND_CREDIT_LINE)):
+        report.problems.append(
+            f"account {row.id}: balance {row.balance} less held {row.held_amount} is beyond its credit line"
+            f" {row.credit_limit}"
+        )
+    for row in session.execute(text(_USAGE_VS_TRANSFERS)):
+        report.problems.append(
+            f"account {row.account_id}: {row.period} use from {row.starts_on} recorded {row.recorded},"
+            f" its transfers make {row.derived}"
+        )
     return report

@@ -89,3 +89,19 @@ call "$API/accounts/$ALICE_ACCOUNT/statement?from=$FROM&to=$TO" -H "Authorizatio
   | jq -c '{opening_balance, closing_balance, entries: (.entries | length)}'
 curl -sS --fail-with-body -H 'Accept: text/csv' -H "Authorization: Bearer $TOKEN" \
   "$API/accounts/$ALICE_ACCOUNT/statement?from=$FROM&to=$TO" | head -3
+
+# 12. a credit line and a daily limit: the admin lets Alice go down to -50.00 and caps what she sends today at
+#     90.00 more than she has sent so far; 80.00 to Bob takes her below zero, then 12.00 more breaks the day's cap
+USED=$(call "$API/accounts/$ALICE_ACCOUNT/limits" -H "Authorization: Bearer $TOKEN" | jq .used_today)
+call -X PUT "$API/admin/accounts/$ALICE_ACCOUNT/limits" -H "Authorization: Bearer $ADMIN" \
+  -d "{\"credit_limit\":5000,\"daily_outgoing\":$((USED + 9000)),\"reason\":\"overdraft approved\"}" \
+  | jq -c '{credit_limit, room_today: (.daily_outgoing - .used_today)}'
+for AMOUNT in 8000 1200; do
+  ID=$(call "$API/transfers" -H "Authorization: Bearer $TOKEN" -H "Idempotency-Key: line-$AMOUNT-$RUN" -d "{\
+\"source_account_id\":\"$ALICE_ACCOUNT\",\"destination_account_id\":\"$BOB_ACCOUNT\",\"amount\":$AMOUNT,\
+\"currency\":\"USD\",\"pin\":\"2468\"}" | jq -r .id)
+  settled "$ID" "$TOKEN" >/dev/null
+  call "$API/transfers/$ID" -H "Authorization: Bearer $TOKEN" \
+    | jq -c '{amount, status, failure_code, limit: .failure_detail.limit}'
+done
+call "$API/accounts/$ALICE_ACCOUNT" -H "Authorization: Bearer $TOKEN" | jq -c '{balance, credit_limit, available_balance}'

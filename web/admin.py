@@ -9,6 +9,7 @@ from flask import request
 from flask_smorest import Blueprint
 
 from core import audit
+from core.accounts import limit_settings
 from core.accounts import service as accounts
 from core.identity import kyc, users
 from core.models import Account, AuditLog, User
@@ -21,10 +22,12 @@ from web.schemas import (
     AccountOut,
     AuditListArgs,
     AuditPage,
+    BankLimitsIn,
     DepositIn,
     DepositOut,
     KycDecision,
     KycDecisionIn,
+    LimitsOut,
     ReasonIn,
     UserListArgs,
     UserOut,
@@ -115,6 +118,25 @@ def freeze(body: dict[str, Any], account_id: uuid.UUID) -> Account:
 @blp.doc(**BEARER)
 def unfreeze(body: dict[str, Any], account_id: uuid.UUID) -> Account:
     return _freeze(account_id, body["reason"], False)
+
+
+@blp.route("/accounts/<uuid:account_id>/limits", methods=["PUT"])
+@admin_required
+@blp.arguments(BankLimitsIn)
+@blp.response(200, LimitsOut)
+@blp.doc(
+    description="The bank's caps and the credit line (audited with `reason`); a field left out is unchanged, "
+    "`null` lifts a cap (or ends the line). Lowering a line below what is drawn leaves the account over its "
+    "line: it takes no new debit until it is back within.",
+    **BEARER,
+)
+def put_bank_limits(body: dict[str, Any], account_id: uuid.UUID) -> limit_settings.LimitsView:
+    reason = body.pop("reason")
+    with transaction() as session:
+        account = limit_settings.set_bank_limits(
+            session, account_id, body, admin_id=current_user().id, reason=reason, request_id=request_id()
+        )
+        return limit_settings.view(session, account)
 
 
 @blp.route("/audit", methods=["GET"])

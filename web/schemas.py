@@ -9,6 +9,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from core.accounts.limits import available
 from core.models import AccountStatus, KycStatus, Role, TransferKind, TransferStatus, UserStatus
 from core.money import CURRENCIES, MAX_AMOUNT
 from core.pagination import MAX_LIMIT
@@ -218,12 +219,39 @@ class Rfc3339Instant(fields.AwareDateTime):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class BalanceAsOfArgs(Strict):
+    as_of = Rfc3339Instant(required=True, metadata={"description": "RFC 3339 instant."})
+
+
+class MonitorIn(Strict):
+    field = fields.String(required=True, validate=validate.OneOf(("balance", "available_balance")))
+    operator = fields.String(required=True, validate=validate.OneOf(("lt", "lte", "gt", "gte")))
+    value = StrictInteger(required=True, validate=validate.Range(min=-MAX_AMOUNT, max=MAX_AMOUNT))
+    description = fields.String(validate=validate.Length(max=200), allow_none=True)
+
+
 class StatementArgs(Strict):
     from_ = Rfc3339Instant(data_key="from", required=True, metadata={"description": "RFC 3339 instant, included."})
     to = Rfc3339Instant(required=True, metadata={"description": "RFC 3339 instant, excluded."})
     cursor = fields.String(
         validate=validate.Length(min=1, max=512), metadata={"description": "A page's next_cursor (JSON only)."}
     )
+
+
+def _limit(**kwargs: Any) -> StrictInteger:
+    """A limit or a line: an integer in minor units, null for none."""
+    return StrictInteger(allow_none=True, validate=validate.Range(min=0, max=MAX_AMOUNT), **kwargs)
+
+
+class OwnLimitsIn(Strict):
+    per_transfer = _limit()
+    daily_outgoing = _limit()
+    monthly_outgoing = _limit()
+
+
+class BankLimitsIn(OwnLimitsIn):
+    credit_limit = _limit(metadata={"description": "The credit line; null or 0: none."})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
 
 
 class KycDecisionIn(Strict):
@@ -274,10 +302,12 @@ class AccountOut(ma.Schema):
     user_id = fields.UUID()
     currency = fields.String()
     balance = fields.Integer()
-    # Balance less the account's open holds: what new transfers may spend.
+    # Balance less the account's open holds, plus its credit line: what new transfers may spend.
     available_balance = fields.Function(
-        lambda account: account.balance - account.held_amount, metadata={"type": "integer"}
+        lambda account: available(account.balance, account.held_amount, account.credit_limit),
+        metadata={"type": "integer"},
     )
+    credit_limit = fields.Integer()
     status = by_value(AccountStatus)
     created_at = fields.DateTime()
 
@@ -292,6 +322,9 @@ class TransferOut(ma.Schema):
     reference = fields.String(allow_none=True)
     status = by_value(TransferStatus)
     failure_code = fields.String(allow_none=True)
+    failure_detail = fields.Dict(
+        allow_none=True, metadata={"description": "The limit broken: {limit, limit_amount, used, requested}."}
+    )
     hold = fields.Boolean()
     hold_expires_at = fields.DateTime(allow_none=True)
     captured_amount = fields.Integer(allow_none=True)
@@ -367,6 +400,43 @@ class BatchItemOut(ma.Schema):
 
 class BatchOut(ma.Schema):
     items = fields.List(fields.Nested(BatchItemOut), metadata={"description": "One result per item, in order."})
+
+
+class BalanceAsOfOut(ma.Schema):
+    account_id = fields.UUID()
+    currency = fields.String()
+    as_of = fields.DateTime()
+    balance = fields.Integer()
+
+
+class MonitorOut(ma.Schema):
+    id = fields.UUID()
+    account_id = fields.UUID()
+    field = fields.String()
+    operator = fields.String()
+    value = fields.Integer()
+    description = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    last_triggered_at = fields.DateTime(allow_none=True)
+
+
+class MonitorList(ma.Schema):
+    items = fields.List(fields.Nested(MonitorOut))
+
+
+class LimitCapsOut(ma.Schema):
+    per_transfer = fields.Integer(allow_none=True)
+    daily_outgoing = fields.Integer(allow_none=True)
+    monthly_outgoing = fields.Integer(allow_none=True)
+
+
+class LimitsOut(LimitCapsOut):
+    account_id = fields.UUID()
+    currency = fields.String()
+    credit_limit = fields.Integer()
+    used_today = fields.Integer()
+    used_this_month = fields.Integer()
+    bank_caps = fields.Nested(LimitCapsOut)
 
 
 class DepositOut(ma.Schema):

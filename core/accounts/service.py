@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.db import ROW_LOCK
 from core.errors import Conflict, NotFound
-from core.models import Account, AccountKind, AccountStatus, KycStatus, User
+from core.models import Account, AccountKind, AccountStatus, KycStatus, Role, User
 from core.money import validate_currency
 
 
@@ -20,6 +20,17 @@ def get_owned(session: Session, account_id: uuid.UUID, user: User) -> Account:
     """The account if ``user`` owns it; 404 otherwise, so its existence is not revealed."""
     account = session.get(Account, account_id)
     if account is None or account.user_id != user.id:
+        raise NotFound("account not found")
+    return account
+
+
+def get_readable(session: Session, account_id: uuid.UUID, user: User) -> Account:
+    """A customer account its owner or an admin may read (limits, balances as of an instant);
+    anyone else gets a 404, so its existence is not revealed."""
+    account = session.get(Account, account_id)
+    if account is None or account.kind != AccountKind.CUSTOMER:
+        raise NotFound("account not found")
+    if user.role != Role.ADMIN and account.user_id != user.id:
         raise NotFound("account not found")
     return account
 

@@ -16,9 +16,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import String, cast, func, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
 from core.models import AccountUsage, TransferKind
 
@@ -33,6 +32,11 @@ _WRITE = text(
     " SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:periods AS varchar[]), CAST(:starts AS date[]),"
     " CAST(:used AS bigint[]))"
     " ON CONFLICT (account_id, period, starts_on) DO UPDATE SET used = EXCLUDED.used"
+)
+_READ = text(
+    "SELECT u.account_id, u.period, u.starts_on, u.used FROM account_usage u"
+    " JOIN unnest(CAST(:ids AS uuid[]), CAST(:periods AS varchar[]), CAST(:starts AS date[])) AS k(id, period, starts)"
+    " ON u.account_id = k.id AND u.period = k.period AND u.starts_on = k.starts"
 )
 # A hold's use given back (its void, expiry, or the part a capture did not take).
 _RELEASE = text(
@@ -60,23 +64,17 @@ def periods(account_id: uuid.UUID, accepted_at: datetime) -> tuple[Key, Key]:
     return (account_id, DAY, day), (account_id, MONTH, day.replace(day=1))
 
 
-def read_sql(account_id: ColumnElement[Any], starts: Iterable[date]) -> ColumnElement[Any]:
-    """The account's usage rows starting on any of ``starts`` as one JSON object, {"DAY:2026-12-03": used, …}:
-    a column of the query that locks the account rows, so both come in one round trip."""
-    return func.coalesce(
-        select(func.jsonb_object_agg(_U.c.period + ":" + cast(_U.c.starts_on, String), _U.c.used))
-        .where(_U.c.account_id == account_id, _U.c.starts_on.in_(sorted(set(starts))))
-        .scalar_subquery(),
-        text("'{}'::jsonb"),
-    )
-
-
-def parse(account_id: uuid.UUID, column: Mapping[str, int]) -> dict[Key, int]:
-    out: dict[Key, int] = {}
-    for name, used in column.items():
-        period, starts_on = name.split(":")
-        out[(account_id, period, date.fromisoformat(starts_on))] = used
-    return out
+def read(session: Session, keys: Iterable[Key]) -> dict[Key, int]:
+    """The running totals of ``keys`` (0 where none yet): read under the accounts' row locks."""
+    wanted = sorted(set(keys))
+    used = dict.fromkeys(wanted, 0)
+    if wanted:
+        rows = session.execute(
+            _READ,
+            {"ids": [k[0] for k in wanted], "periods": [k[1] for k in wanted], "starts": [k[2] for k in wanted]},
+        )
+        used.update({(r.account_id, r.period, r.starts_on): r.used for r in rows})
+    return used
 
 
 def write(session: Session, totals: Mapping[Key, int]) -> None:

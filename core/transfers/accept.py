@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Boolean
 
+from core.accounts import limits
 from core.db import database_now
 from core.errors import DomainError, IdempotencyKeyReused
 from core.events import EventType, transfer_data_sql
@@ -86,6 +87,7 @@ WITH {ACCEPT_CLOCK_CTE}, caller AS (
     FROM caller, accounts source, destination, accept_clock
     WHERE source.id = :source_account_id AND source.user_id = :initiated_by
       AND source.status = '{AccountStatus.ACTIVE}' AND source.currency = :currency
+      AND {limits.per_transfer_allows_sql("source", ":amount")}  -- per_transfer, as submit.check_accounts
       AND NOT EXISTS (SELECT 1 FROM replay)
     ON CONFLICT ON CONSTRAINT uq_transfers_idempotency DO NOTHING
     RETURNING {_COLUMNS}

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core import audit, events, ledger
+from core.accounts import monitors
 from core.accounts.service import settlement_account_id
 from core.errors import AccountInactive, CurrencyMismatch, NotFound, ValidationFailed
 from core.models import Account, AccountKind, AccountStatus, Transfer, TransferKind, TransferStatus
@@ -90,7 +91,9 @@ def deposit(
             errors={"amount": [f"The account balance would exceed {MAX_AMOUNT}."]},
         )
     transfer = session.get_one(Transfer, transfer_id)
+    before = monitors.values_of(locked[account_id])
     ledger.post(session, transfer, debit=locked[settlement_id], credit=locked[account_id])
+    monitors.balances_changed(session, monitors.changes_since(before, (locked[account_id],), transfer_id))
     transfer.status = TransferStatus.COMPLETED
     transfer.completed_at = func.now()
     audit.record(

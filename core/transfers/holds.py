@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core import audit, events, ledger
+from core.accounts import monitors, usage
 from core.db import database_now
 from core.errors import (
     AccountInactive,
@@ -153,7 +154,10 @@ def _end(
     source, destination = _lock_accounts(session, transfer)
     if action is HoldAction.CAPTURE:  # money never moves out of or into a frozen account; a void may
         _check_capturable(source, destination)  # raising rolls the action back too
+    before = monitors.values_of(source, destination)
     source.held_amount -= transfer.amount
+    if usage.counts(transfer.kind):  # the hold counted all its amount as use: what it does not move is given back
+        usage.release(session, [(source.id, transfer.created_at, transfer.amount - _moved(action, moved))])
     if action is HoldAction.CAPTURE:
         ledger.post(session, transfer, debit=source, credit=destination, amount=moved)
         transfer.captured_amount = moved
@@ -171,6 +175,7 @@ def _end(
     session.flush()  # the events carry completed_at and updated_at as committed
     session.refresh(transfer)
     events.transfer_changed(session, transfer, source, destination)
+    monitors.balances_changed(session, monitors.changes_since(before, (source, destination), transfer.id))
     return Ended(transfer, created=True)
 
 
@@ -182,6 +187,11 @@ def _check_capturable(source: Account, destination: Account) -> None:
         raise AccountInactive(f"source account is {source.status.value}")
     if destination.status != AccountStatus.ACTIVE:
         raise NotFound(DESTINATION_CANNOT_RECEIVE)
+
+
+def _moved(action: HoldAction, amount: int) -> int:
+    """What an ending moves: the captured amount, nothing for a void."""
+    return amount if action is HoldAction.CAPTURE else 0
 
 
 def _visible(session: Session, transfer_id: uuid.UUID, user: User, action: HoldAction, *, lock: bool) -> Transfer:
@@ -229,7 +239,9 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
     actions, audit rows and events. Holds being captured or voided right now are locked and
     skipped: they end by that request, or by the next sweep if it rolls back."""
     due = session.execute(
-        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount)
+        select(
+            *(_T.c[c] for c in ("id", "source_account_id", "destination_account_id", "amount", "kind", "created_at"))
+        )
         .where(_T.c.status == TransferStatus.HELD, _T.c.hold_expires_at <= (func.now() if now is None else now))
         .order_by(_T.c.id)
         .limit(limit)
@@ -241,11 +253,16 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
     for t in due:
         released[t.source_account_id] = released.get(t.source_account_id, 0) + t.amount
     sources = sorted(released)
-    session.execute(  # the sources' rows, in id order, before their held totals change
-        select(_A.c.id).where(_A.c.id.in_(sources)).order_by(_A.c.id).with_for_update(key_share=True)
+    locked = session.execute(  # the sources' rows, in id order, before their held totals change
+        select(_A.c.id, _A.c.balance, _A.c.held_amount, _A.c.credit_limit)
+        .where(_A.c.id.in_(sources))
+        .order_by(_A.c.id)
+        .with_for_update(key_share=True)
     ).all()
     session.execute(_RELEASE, {"ids": sources, "amounts": [released[a] for a in sources]})
+    monitors.balances_changed(session, [_released(a, released[a.id]) for a in locked])
     ended = session.execute(_EXPIRE, {"ids": [t.id for t in due]}).all()
+    usage.release(session, [(t.source_account_id, t.created_at, t.amount) for t in ended if usage.counts(t.kind)])
     session.execute(
         insert(_ACTIONS),
         [{"id": uuid.uuid4(), "transfer_id": t.id, "action": HoldAction.EXPIRE, "amount": t.amount} for t in ended],
@@ -267,6 +284,12 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
     owners = _owners(session, {t.source_account_id for t in ended} | {t.destination_account_id for t in ended})
     events.emit_many(session, [e for t in ended for e in _events(t, owners)])
     return [t.id for t in ended]
+
+
+def _released(account: Any, amount: int) -> monitors.BalanceChange:
+    """An expiry's change: the available balance rises by what was held (no transfer settled)."""
+    available = account.balance - account.held_amount + account.credit_limit
+    return monitors.BalanceChange(account.id, None, account.balance, account.balance, available, available + amount)
 
 
 def _owners(session: Session, account_ids: set[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID | None]:

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import exists, literal_column, select, text
 from sqlalchemy.orm import Session
 
+from core.accounts import limits, monitors, usage
 from core.events import STATUS_EVENTS, EventType, transfer_data_sql
-from core.models import Account, AccountStatus, Transfer, TransferStatus
+from core.models import Account, AccountStatus, BalanceMonitor, Transfer, TransferStatus
 from core.transfers import linked
 
 # Core tables, not ORM entities, on this hot path: no ORM compile or identity-map work per batch.
 _T = Transfer.__table__
 _A = Account.__table__
+_M = BalanceMonitor.__table__
 
 # One statement each for a whole batch, with array parameters: prepared once, whatever the size.
 _UPDATE_BALANCES = text(
@@ -35,14 +38,14 @@ _UPDATE_BALANCES = text(
 _FINISH = text(
     f"""
 WITH final AS (
-    UPDATE transfers SET status = f.status, failure_code = f.code,
+    UPDATE transfers SET status = f.status, failure_code = f.code, failure_detail = CAST(f.detail AS jsonb),
         completed_at = CASE WHEN f.status = '{TransferStatus.HELD}' THEN NULL ELSE now() END, updated_at = now()
     FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:statuses AS varchar[]), CAST(:codes AS varchar[]),
+        CAST(:ids AS uuid[]), CAST(:statuses AS varchar[]), CAST(:codes AS varchar[]), CAST(:details AS text[]),
         CAST(:actions AS varchar[]), CAST(:event_types AS varchar[]),
         CAST(:source_after AS bigint[]), CAST(:destination_after AS bigint[]),
         CAST(:source_owners AS uuid[]), CAST(:destination_owners AS uuid[])
-    ) WITH ORDINALITY AS f(id, status, code, action, event_type, source_after, destination_after,
+    ) WITH ORDINALITY AS f(id, status, code, detail, action, event_type, source_after, destination_after,
                            source_owner, destination_owner, ord)
     WHERE transfers.id = f.id
     RETURNING {", ".join(f"transfers.{c.name}" for c in _T.c)}, f.ord, f.action, f.event_type,
@@ -123,10 +126,16 @@ class _Plan:
     balances: dict[uuid.UUID, int]
     held: dict[uuid.UUID, int]  # accounts.held_amount, running like the balances
     owners: dict[uuid.UUID, uuid.UUID | None]
+    credit: dict[uuid.UUID, int]  # accounts.credit_limit
+    limits: dict[uuid.UUID, limits.Limits]  # in force
+    used: dict[usage.Key, int]  # outgoing use per account and period, running like the balances
+    monitored: set[uuid.UUID]  # accounts with a balance monitor: their changes are recorded
     outcomes: dict[uuid.UUID, str | None] = field(default_factory=dict)  # transfer -> failure code
     holds: set[uuid.UUID] = field(default_factory=set)  # transfers that end HELD, not COMPLETED
     balance_after: dict[uuid.UUID, tuple[int, int]] = field(default_factory=dict)  # transfer -> (src, dst)
     touched: set[uuid.UUID] = field(default_factory=set)
+    used_touched: set[usage.Key] = field(default_factory=set)
+    changes: list[monitors.BalanceChange] = field(default_factory=list)  # of monitored accounts, in order
 
 
 def settle_batch(
@@ -151,67 +160,124 @@ def settle_batch(
     # Atomic batches are settled whole, whichever of their ids were passed.
     groups = linked.atomic_batches(session, transfer_ids) if atomic_batches is None else set(atomic_batches)
     pending = session.execute(
-        select(_T.c.id, _T.c.source_account_id, _T.c.destination_account_id, _T.c.amount, _T.c.batch_id, _T.c.hold)
+        select(
+            _T.c.id,
+            _T.c.source_account_id,
+            _T.c.destination_account_id,
+            _T.c.amount,
+            _T.c.batch_id,
+            _T.c.hold,
+            _T.c.kind,
+            _T.c.created_at,
+        )
         .where(linked.with_siblings(transfer_ids, groups), _T.c.status.in_(SETTLEABLE))
         .order_by(_T.c.created_at, _T.c.id)
         .with_for_update(key_share=True)  # ROW_LOCK, see core.db
     ).all()
     if not pending:
         return []
-    plan = _decide(session, pending, groups)
+    details: dict[uuid.UUID, dict[str, Any]] = {}  # failure_detail; outside the plan, which atomic groups roll back
+    plan = _decide(session, pending, groups, details)
     _write_balances(session, plan)
+    usage.write(session, {k: plan.used[k] for k in plan.used_touched})
+    monitors.balances_changed(session, plan.changes)
     # Statuses, ledger entries, audit rows and transfer.completed/failed/held (+ account.debited/credited)
     # outbox events: one statement, committed with the balances.
-    finals = _write_outcomes(session, plan, pending)
+    finals = _write_outcomes(session, plan, pending, details)
     return [
         Settled(t.id, t.status, t.failure_code, True, t.amount, t.currency, t.created_at, t.request_id) for t in finals
     ]
 
 
-def _decide(session: Session, pending: Sequence[Any], groups: Collection[uuid.UUID] = ()) -> _Plan:
+def _decide(
+    session: Session, pending: Sequence[Any], groups: Collection[uuid.UUID], details: dict[uuid.UUID, dict[str, Any]]
+) -> _Plan:
     account_ids = sorted({t.source_account_id for t in pending} | {t.destination_account_id for t in pending})
+    keys = [k for t in pending if usage.counts(t.kind) for k in usage.periods(t.source_account_id, t.created_at)]
+    # The accounts, locked in id order, with their limits in force.
     accounts = session.execute(
-        select(_A.c.id, _A.c.user_id, _A.c.balance, _A.c.held_amount, _A.c.status)
+        select(
+            _A.c.id,
+            _A.c.user_id,
+            _A.c.balance,
+            _A.c.held_amount,
+            _A.c.status,
+            _A.c.credit_limit,
+            *(literal_column(limits.in_force_sql("accounts", n)).label(n) for n in limits.LIMIT_NAMES),
+            exists().where(_M.c.account_id == _A.c.id).label("monitored"),
+        )
         .where(_A.c.id.in_(account_ids))
         .order_by(_A.c.id)
-        .with_for_update(key_share=True)
+        .with_for_update(key_share=True, of=_A)
     ).all()
+    # Then the use of the periods this batch's debits fall in, read once the rows are locked: a
+    # statement that waited for a lock sees the locked rows as committed, but any other table
+    # as it was when the statement began, before the use that commit wrote.
+    used = usage.read(session, keys)
     plan = _Plan(
         balances={a.id: a.balance for a in accounts},
         held={a.id: a.held_amount for a in accounts},
         owners={a.id: a.user_id for a in accounts},
+        credit={a.id: a.credit_limit for a in accounts},
+        limits={a.id: limits.Limits(*(getattr(a, n) for n in limits.LIMIT_NAMES)) for a in accounts},
+        used=used,
+        monitored={a.id for a in accounts if a.monitored},
     )
     active = {a.id for a in accounts if a.status == AccountStatus.ACTIVE}
     for unit in linked.units(pending, groups):
         if len(unit) == 1 and unit[0].batch_id not in groups:
-            _apply(plan, unit[0], active)
+            _apply(plan, unit[0], active, details)
         else:  # an atomic batch: all or nothing
-            linked.apply_all_or_none(plan, unit, lambda t: _apply(plan, t, active))
+            linked.apply_all_or_none(plan, unit, lambda t: _apply(plan, t, active, details))
     return plan
 
 
-def _apply(plan: _Plan, t: Any, active: set[uuid.UUID]) -> str | None:
-    """Decide one transfer against the plan's running balances; returns its failure code."""
+def _apply(plan: _Plan, t: Any, active: set[uuid.UUID], details: dict[uuid.UUID, dict[str, Any]]) -> str | None:
+    """Decide one transfer against the plan's running balances and use (core.accounts.limits
+    gives the order of the checks); returns its failure code."""
     src, dst = t.source_account_id, t.destination_account_id
+    counted = usage.counts(t.kind)
+    day, month = usage.periods(src, t.created_at)
+    breach = None
     if src not in active or dst not in active:
         plan.outcomes[t.id] = "ACCOUNT_INACTIVE"
-    elif available(plan, src) < t.amount:
+    elif counted and (breach := limits.outgoing_breach(plan.limits[src], plan.used[day], plan.used[month], t.amount)):
+        plan.outcomes[t.id] = "LIMIT_EXCEEDED"
+    elif breach := limits.credit_breach(plan.balances[src], plan.held[src], plan.credit[src], t.amount):
         plan.outcomes[t.id] = "INSUFFICIENT_FUNDS"
-    elif t.hold:
-        plan.outcomes[t.id] = None
-        _reserve(plan, t)
     else:
         plan.outcomes[t.id] = None
+        _move(plan, t, (day, month) if counted else ())
+    if breach is not None and limits.has_line(breach):
+        details[t.id] = breach.as_detail()
+    return plan.outcomes[t.id]
+
+
+def _move(plan: _Plan, t: Any, periods: tuple[usage.Key, ...]) -> None:
+    """Apply a transfer that passed: its use in ``periods``, then its hold or its money, and
+    record the changes of monitored accounts (for core.accounts.monitors)."""
+    src, dst = t.source_account_id, t.destination_account_id
+    before = {a: (plan.balances[a], available(plan, a)) for a in (src, dst) if a in plan.monitored}
+    for key in periods:
+        plan.used[key] += t.amount
+        plan.used_touched.add(key)
+    if t.hold:
+        _reserve(plan, t)
+    else:
         plan.balances[src] -= t.amount
         plan.balances[dst] += t.amount
         plan.touched.update((src, dst))
         plan.balance_after[t.id] = (plan.balances[src], plan.balances[dst])
-    return plan.outcomes[t.id]
+    for a, (balance, available_before) in before.items():
+        if (balance, available_before) != (plan.balances[a], available(plan, a)):  # a hold leaves its destination
+            plan.changes.append(
+                monitors.BalanceChange(a, t.id, balance, plan.balances[a], available_before, available(plan, a))
+            )
 
 
 def available(plan: _Plan, account_id: uuid.UUID) -> int:
-    """What a transfer may spend from the account now: its running balance less its open holds."""
-    return plan.balances[account_id] - plan.held[account_id]
+    """What a transfer may spend from the account now (core.accounts.limits.available)."""
+    return limits.available(plan.balances[account_id], plan.held[account_id], plan.credit[account_id])
 
 
 def _reserve(plan: _Plan, t: Any) -> None:
@@ -237,7 +303,9 @@ def _final_status(plan: _Plan, transfer_id: uuid.UUID, failure_code: str | None)
     return TransferStatus.HELD if transfer_id in plan.holds else TransferStatus.COMPLETED
 
 
-def _write_outcomes(session: Session, plan: _Plan, pending: Sequence[Any]) -> Sequence[Any]:
+def _write_outcomes(
+    session: Session, plan: _Plan, pending: Sequence[Any], details: dict[uuid.UUID, dict[str, Any]]
+) -> Sequence[Any]:
     """Every transfer of the batch final (or HELD), with its entries, audit row and events;
     returns the updated rows in accept order."""
     ids = list(plan.outcomes)
@@ -252,6 +320,7 @@ def _write_outcomes(session: Session, plan: _Plan, pending: Sequence[Any]) -> Se
             "ids": ids,
             "statuses": [s.value for s in statuses],
             "codes": list(plan.outcomes.values()),
+            "details": [json.dumps(details[t]) if t in details and plan.outcomes[t] else None for t in ids],
             "actions": [_AUDIT_ACTIONS[s] for s in statuses],
             "event_types": [STATUS_EVENTS[s].value for s in statuses],
             "source_after": [a[0] if a else None for a in after],

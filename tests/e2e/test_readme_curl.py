@@ -49,6 +49,11 @@ def _check_flow(out: str) -> None:
     # 10,000 in; 25.10, 30.00 (captured), 5.00 and 7.00 out; 10.00 refunded: six entries.
     assert '{"opening_balance":0,"closing_balance":4290,"entries":6}' in out
     assert "created_at,transfer_id,amount,balance_after,reference" in out.replace(" ", "")
+    # 12. a credit line used (Alice below zero), then a daily limit refusing a transfer
+    assert '{"credit_limit":5000,"room_today":9000}' in out
+    assert '{"amount":8000,"status":"COMPLETED","failure_code":null,"limit":null}' in out
+    assert '{"amount":1200,"status":"FAILED","failure_code":"LIMIT_EXCEEDED","limit":"daily_outgoing"}' in out
+    assert '{"balance":-3710,"credit_limit":5000,"available_balance":1290}' in out
 
 
 @pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq")), reason="needs curl and jq")

@@ -46,6 +46,8 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
         "transfer_id": transfer_id,
         "device_id": client.get(f"{API}/me/devices", headers=h).json["items"][0]["id"],
     }
+    monitor = {"field": "balance", "operator": "lt", "value": 0}
+    ids["monitor_id"] = client.post(f"{API}/accounts/{alice.account.id}/monitors", json=monitor, headers=h).json["id"]
     if f"{API}/webhooks/endpoints" in spec["paths"]:
         r = client.post(
             f"{API}/webhooks/endpoints",

@@ -121,7 +121,7 @@ def test_submit_refuses_someone_elses_source(sessions, make_customer) -> None:  
 
 def test_customer_balance_cannot_go_negative_even_if_code_forgets(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
     alice = make_customer()
-    with pytest.raises(IntegrityError, match="customer_balance_nonneg"), sessions.begin() as s:
+    with pytest.raises(IntegrityError, match="within_credit_line"), sessions.begin() as s:
         s.get_one(type(alice.account), alice.account.id).balance = -1
 
 
