@@ -29,6 +29,25 @@ SELECT count(*) FROM (
  WHERE before <> coalesce(previous, 0) OR created_at < previous_at
 """
 
+# The foreign keys the load did not check row by row (session_replication_role = replica).
+_DANGLING = """
+SELECT (SELECT count(*) FROM transfers t
+         WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.source_account_id)
+            OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.destination_account_id)
+            OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.initiated_by))
+     + (SELECT count(*) FROM ledger_entries e
+         WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = e.account_id)
+            OR NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = e.transfer_id))
+     + (SELECT count(*) FROM accounts a
+         WHERE a.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = a.user_id))
+     + (SELECT count(*) FROM account_usage u WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = u.account_id))
+"""
+
+
+def _indexes(conninfo: str) -> set[tuple[str, str]]:
+    with psycopg.connect(conninfo) as conn:
+        return set(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'").fetchall())
+
 
 def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  # type: ignore[no-untyped-def]
     url = services.recreate_database(stack, SCRATCH_DB)
@@ -36,6 +55,7 @@ def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  #
     settings = scale.settings_for(url, stack.redis_url)
     admin_id, settlement_id = scale.prepare(settings)
     conninfo = db.url(url, SCRATCH_DB)
+    indexes_before = _indexes(conninfo)
     book = build(
         conninfo,
         transfers=TRANSFERS,
@@ -46,11 +66,14 @@ def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  #
         partitions=settings.settle_partitions,
     )
 
+    assert _indexes(conninfo) == indexes_before  # each one it set aside for the load is back, the same
+
     report, _ = scale.validate(settings)
     assert report.ok, report.problems[:10]
     assert report.accounts_checked == ACCOUNTS + 1
     with psycopg.connect(conninfo) as conn:
         assert conn.execute(_BROKEN_CHAINS).fetchone() == (0,)
+        assert conn.execute(_DANGLING).fetchone() == (0,)
         kinds = dict(conn.execute("SELECT kind, count(*) FROM transfers GROUP BY kind").fetchall())
         assert kinds["TRANSFER"] == TRANSFERS and 0 < kinds["DEPOSIT"] <= ACCOUNTS
         assert report.transfers_checked == TRANSFERS + kinds["DEPOSIT"]
