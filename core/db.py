@@ -32,13 +32,22 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
     )
 
 
+# SQLSTATEs of a session Postgres ended: connection exceptions (class 08), a shutdown or a
+# terminated backend (57P01-57P03), and idle_in_transaction_session_timeout (25P03, which
+# psycopg raises as an InternalError, not an OperationalError).
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "25P03"})
+
+
 def database_unavailable(error: BaseException) -> bool:
-    """Postgres could not be reached or dropped the connection (a restart, a failover, a
-    terminated backend): nothing the request did is known to have committed, and a retry with
-    the same idempotency key is safe. Answered as 503 with Retry-After, never as a bug."""
+    """Postgres could not be reached or ended the connection (a restart, a failover, a
+    terminated backend, a timeout): nothing the request did is known to have committed, and a
+    retry with the same idempotency key is safe. Answered as 503 with Retry-After, never as a bug."""
     if isinstance(error, OperationalError):
         return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    if not isinstance(error, DBAPIError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None) or ""
+    return error.connection_invalidated or sqlstate.startswith("08") or sqlstate in _SESSION_ENDED
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -9,9 +9,9 @@ import structlog
 from flask import Flask, Response, json
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
+from core.db import database_unavailable
 from core.errors import DomainError
 
 log = structlog.get_logger(__name__)
@@ -149,7 +149,7 @@ def handle_http_exception(error: HTTPException) -> Response:
 
 
 def handle_unexpected(error: Exception) -> Response:
-    if isinstance(error, OperationalError | RedisConnectionError | RedisTimeoutError):
+    if database_unavailable(error) or isinstance(error, RedisConnectionError | RedisTimeoutError):
         # A dependency is down or restarting: nothing was accepted, the client may retry
         # (with the same Idempotency-Key for money movements).
         log.warning("dependency_unavailable", error_type=type(error).__name__)

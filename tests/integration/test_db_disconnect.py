@@ -8,6 +8,7 @@ before the COMMIT, or just before the request's first statement, is sent on it.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +44,45 @@ def backend_terminated(app: Any, killer: Engine, at: str) -> Iterator[list[int]]
         yield killed
     finally:
         event.remove(engine, at, terminate)
+
+
+@contextmanager
+def idle_timeout_at_commit(app: Any) -> Iterator[list[int]]:
+    """Postgres itself ends the request's session (idle_in_transaction_session_timeout, SQLSTATE
+    25P03, which psycopg raises as an InternalError, not an OperationalError) just before its
+    COMMIT, once."""
+    ended: list[int] = []
+
+    def idle(conn: Connection) -> None:
+        if ended:
+            return
+        conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 50")
+        time.sleep(0.5)
+        ended.append(1)
+
+    engine = app.extensions["bank"].engine
+    event.listen(engine, "commit", idle)
+    try:
+        yield ended
+    finally:
+        event.remove(engine, "commit", idle)
+
+
+def test_a_session_postgres_ends_at_commit_answers_503(app, client, sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 10_000)
+    headers = bearer(tokens(client, alice.email)["access_token"])
+    body = {"source_account_id": str(alice.account.id), "destination_account_id": str(bob.account.id),
+            "amount": 100, "currency": "USD", "pin": PIN}  # fmt: skip
+    key = str(uuid.uuid4())
+    with idle_timeout_at_commit(app) as ended:
+        r = client.post("/api/v1/transfers", json=body, headers={**headers, "Idempotency-Key": key})
+    assert ended
+    assert_problem(r, 503, "SERVICE_UNAVAILABLE")
+    assert r.headers["Retry-After"]
+    assert _transfers_with_key(sessions, key) == 0
+    retry = client.post("/api/v1/transfers", json=body, headers={**headers, "Idempotency-Key": key})
+    assert retry.status_code == 202, retry.get_data(as_text=True)
 
 
 def _transfers_with_key(sessions: Any, key: str) -> int:
