@@ -9,6 +9,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from core.accounts.limits import Limits
+from core.money import MAX_AMOUNT
 from core.webhooks.retry import DEFAULT_SCHEDULE, parse_schedule
 
 # Development defaults: obvious placeholders that production refuses to start with.
@@ -64,6 +66,10 @@ class Settings(BaseSettings):
 
     # Open (not CLOSED) accounts a customer may hold; POST /accounts over it is 409.
     max_accounts_per_user: int = Field(default=10, gt=0, le=1000)
+    # The bank's caps a new account gets (minor units; unset: none). Admins change them per account.
+    default_limit_per_transfer: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    default_limit_daily_outgoing: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    default_limit_monthly_outgoing: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
 
     # /metrics on the API port: a bearer token for scrapes. In production without it the API
     # port does not serve /metrics (web/telemetry.py); API_METRICS_PORT serves it apart.
@@ -194,6 +200,13 @@ class Settings(BaseSettings):
                     f"each of WEBHOOK_SECRETS_PREVIOUS_KEYS must be a real former key of at least {MIN_SECRET_BYTES} "
                     "bytes, different from WEBHOOK_SECRETS_KEY, JWT_SECRET_KEY and PIN_PEPPER, when APP_ENV=production"
                 )
+
+    @property
+    def default_limits(self) -> Limits:
+        """New accounts' bank caps (DEFAULT_LIMIT_*)."""
+        return Limits(
+            self.default_limit_per_transfer, self.default_limit_daily_outgoing, self.default_limit_monthly_outgoing
+        )
 
     @property
     def rate_limit_storage_uri(self) -> str:

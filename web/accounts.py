@@ -51,9 +51,11 @@ def list_accounts() -> dict[str, Any]:
 @blp.doc(description="At most `MAX_ACCOUNTS_PER_USER` (default 10) open accounts per user; over it `409`.", **BEARER)
 def open_account(body: dict[str, Any]) -> Account:
     with transaction() as session:
-        return accounts.open_account(
+        account = accounts.open_account(
             session, current_user(), body["currency"], request_id(), max_accounts=settings().max_accounts_per_user
         )
+        limit_settings.apply_defaults(account, settings().default_limits)
+        return account
 
 
 @blp.route("/<uuid:account_id>", methods=["GET"])

@@ -10,6 +10,7 @@ from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
 
 from core import audit
+from core.accounts.limit_settings import apply_defaults
 from core.db import database_now
 from core.errors import OtpRequired, Unauthorized
 from core.identity import login as logins
@@ -38,6 +39,7 @@ def client_address() -> str:
 def register(body: dict[str, Any]) -> dict[str, Any]:
     with transaction() as session:
         user, account = users.register(session, **body, request_id=request_id())
+        apply_defaults(account, settings().default_limits)
     return {"user": user, "account": account}
 
 

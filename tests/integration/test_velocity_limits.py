@@ -318,3 +318,17 @@ def test_usage_rows_are_one_per_account_and_period(sessions, pair, admin_user) -
         rows = s.scalars(select(AccountUsage).where(AccountUsage.account_id == alice.account.id)).all()
         assert sorted((r.period, r.used) for r in rows) == [("DAY", 60), ("MONTH", 60)]
         assert s.get_one(Account, alice.account.id).balance == 100_000 - 60
+
+
+def test_new_accounts_take_the_operators_default_caps(make_app, sessions) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(default_limit_per_transfer=1_000, default_limit_daily_outgoing=5_000)
+    client = app.test_client()
+    email = f"d.{uuid.uuid4().hex[:10]}@example.com"
+    r = client.post(
+        "/api/v1/auth/register", json={"email": email, "password": "correct horse battery", "full_name": "D"}
+    )
+    assert r.status_code == 201, r.json
+    with sessions() as s:
+        account = s.get_one(Account, uuid.UUID(r.json["account"]["id"]))
+        assert limits.bank_caps(account) == limits.Limits(1_000, 5_000, None)
+        assert limits.own_limits(account) == limits.Limits()
