@@ -3,7 +3,7 @@ else embedded.
 
 Services start in pytest_configure, before any test module imports the app, so every
 settings object (API, worker, this process) reads the same environment. A run of the unit
-tier alone (``pytest tests/unit``) starts nothing: unit tests need no server.
+or ops tier alone (``pytest tests/unit tests/ops``) starts nothing: they need no bank server.
 """
 
 from __future__ import annotations
