@@ -89,7 +89,9 @@ def start_worker(
     beat: bool = False,
     queues: list[str] | None = None,
 ) -> Proc:
-    """A Celery pool; ``queues`` as on the command line, e.g. ``["--queues", "webhooks"]``."""
+    """A Celery pool; ``queues`` as on the command line, e.g. ``["--queues", "webhooks"]``. Without
+    them it consumes every queue (the partitions, ``maintenance``, ``webhooks``): the one pool of the
+    demo and the tests; production runs a pool per group (Procfile)."""
     args = [
         str(BIN / "celery"), "-A", "worker", "worker",
         "--hostname", f"{name}@%h",
