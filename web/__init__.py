@@ -31,6 +31,7 @@ from web import (
 )
 from web.context import init_app
 from web.docs import SWAGGER_UI_ASSETS, BankApi, init_swagger_assets
+from web.openapi_spec import ContractPlugin
 from worker.app import create_celery
 
 API_PREFIX = "/api/v1"
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     _init_celery(app, settings)
     security.init_app(app)
     hardening.init_app(app)  # before the rate limiter, whose key functions may read the body
-    api = BankApi(app, spec_kwargs={"extra_plugins": [hardening.JsonBodiesPlugin()]})  # documents the 415
+    # JsonBodiesPlugin documents the 415; ContractPlugin completes every operation (issue 29).
+    api = BankApi(app, spec_kwargs={"extra_plugins": [hardening.JsonBodiesPlugin(), ContractPlugin()]})
     for blp in (
         auth.blp,
         me.blp,

@@ -9,7 +9,7 @@ import structlog
 from flask import Flask, Response, json
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from core.db import database_unavailable
 from core.errors import DomainError
@@ -142,6 +142,8 @@ def handle_http_exception(error: HTTPException) -> Response:
         log.error("http_error", status=status)
         return problem(status, "INTERNAL_ERROR", "internal error")
     headers = dict(data.get("headers") or {})
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        headers["Allow"] = ", ".join(error.valid_methods)  # RFC 9110: a 405 names what is allowed
     detail = error.description or _title(status)
     if status == 429:  # flask-limiter: the description is the limit, e.g. "5 per 1 minute"
         detail = f"rate limit exceeded ({detail}); retry after the Retry-After seconds"

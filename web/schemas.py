@@ -383,8 +383,19 @@ class ProblemOut(ma.Schema):
     status = fields.Integer(required=True)
     code = fields.String(required=True)
     detail = fields.String(required=True)
-    errors = fields.Dict()
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(),
+        metadata={"description": "With VALIDATION_ERROR (and BAD_REQUEST): the messages, by field."},
+    )
     challenge_id = fields.String(metadata={"description": "With OTP_REQUIRED: the challenge to answer."})
+    refundable = fields.Integer(metadata={"description": "With REFUND_EXCEEDS_AMOUNT: what is still refundable."})
+    limit = fields.String(metadata={"description": "With LIMIT_EXCEEDED: the limit broken (e.g. per_transfer)."})
+    limit_amount = fields.Integer(metadata={"description": "With LIMIT_EXCEEDED: the limit, in minor units."})
+    requested = fields.Integer(metadata={"description": "With LIMIT_EXCEEDED: the amount asked for."})
+    checks = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"description": "With readyz's 503: each check."}
+    )
 
 
 class HealthOut(ma.Schema):
