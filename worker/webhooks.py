@@ -135,8 +135,7 @@ def _attempt(job: delivery.Job, policy: WebhookPolicy) -> str:
     if status is not None:
         label = {"SUCCEEDED": "succeeded", "FAILED": "failed"}.get(status.value, "retry")
         metrics.WEBHOOK_DELIVERIES.labels(outcome=label).inc()
-        result = "ok" if status.value == "SUCCEEDED" else "error"
-        metrics.WEBHOOK_ATTEMPTS.labels(endpoint_id=str(job.endpoint_id), result=result).inc()
+        metrics.count_webhook_attempt(str(job.endpoint_id), ok=status.value == "SUCCEEDED")
     log.info(
         "webhook_attempt",
         delivery_id=str(job.delivery_id),

@@ -64,6 +64,16 @@ WEBHOOK_ATTEMPTS = Counter(
     ["endpoint_id", "result"],  # ok | error (any non-2xx answer, timeout or connection failure)
 )
 
+
+def count_webhook_attempt(endpoint_id: str, ok: bool) -> None:
+    """Both results exist from an endpoint's first attempt: the first failure of a healthy endpoint
+    is then an increase of a known series (increase() does not count a new series' first value,
+    which hid the first failures from WebhookEndpointDown)."""
+    for result in ("ok", "error"):
+        WEBHOOK_ATTEMPTS.labels(endpoint_id=endpoint_id, result=result)
+    WEBHOOK_ATTEMPTS.labels(endpoint_id=endpoint_id, result="ok" if ok else "error").inc()
+
+
 # Set by a heartbeat task that beat sends to every queue: a pool that stops taking work from a
 # queue (stopped, hung, or not consuming it) stops advancing that queue's series. Labelled, so
 # a process that never ran a heartbeat (the API) exports no sample rather than a false 0.

@@ -318,11 +318,19 @@ RULE_TESTS: list[dict[str, Any]] = [
             _attempts("A", "error", "0x30 6+6x15"),
             _attempts("B", "ok", "0+6x45"),
             _attempts("B", "error", "0x45"),
+            # D is quiet, an event a minute, and dies at the same time: named as soon.
+            _attempts("D", "ok", "0+1x30 30x15"),
+            _attempts("D", "error", "0x30 1+1x15"),
         ],
         "alert_rule_test": [
             _alert("WebhookEndpointDown", "30m"),
             _alert("WebhookEndpointDown", "32m"),  # no success for 2 min: pending
-            _alert("WebhookEndpointDown", "33m", {"endpoint_id": "A", "severity": "warning"}),
+            _alert(
+                "WebhookEndpointDown",
+                "33m",
+                {"endpoint_id": "A", "severity": "warning"},
+                {"endpoint_id": "D", "severity": "warning"},
+            ),
             _alert("WebhookFailureRateHigh", "35m"),
         ],
     },
@@ -379,7 +387,8 @@ RULE_TESTS: list[dict[str, Any]] = [
         ],
         "alert_rule_test": [
             _alert("ApiErrorBudgetFastBurn", "60m"),
-            _alert("ApiErrorBudgetFastBurn", "61m", {"severity": "critical"}),
+            # The recording rules are another group: the alert may see them one evaluation late.
+            _alert("ApiErrorBudgetFastBurn", "62m", {"severity": "critical"}),
             _alert("ApiTransfersNotAccepted", "66m"),  # none accepted in 5 min: pending for 5m
             _alert("ApiTransfersNotAccepted", "71m", {"severity": "warning"}),
         ],
