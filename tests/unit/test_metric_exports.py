@@ -62,3 +62,13 @@ def test_the_backlog_exporter_exports_every_backlog_gauge() -> None:
     assert exported["bank_oldest_pending_transfer_age_seconds"] == ["bank_oldest_pending_transfer_age_seconds 94.0"]
     assert exported["bank_parked_transfers"] == ["bank_parked_transfers 2.0"]  # not the sweeper's any more
     assert 'bank_queue_length{queue="transfers.0"} 181.0' in exported["bank_queue_length"]
+
+
+def test_an_endpoints_error_series_exists_from_its_first_attempt() -> None:
+    """increase() does not count a new series' first value: created at 0 with the endpoint's first
+    (successful) attempt, its first failure is an increase WebhookEndpointDown sees."""
+    endpoint = "endpoint-first-attempt"
+    metrics.count_webhook_attempt(endpoint, ok=True)
+    lines = _samples(REGISTRY)["bank_webhook_attempts_total"]
+    assert f'bank_webhook_attempts_total{{endpoint_id="{endpoint}",result="error"}} 0.0' in lines, lines
+    assert f'bank_webhook_attempts_total{{endpoint_id="{endpoint}",result="ok"}} 1.0' in lines, lines
