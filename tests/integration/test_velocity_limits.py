@@ -15,6 +15,7 @@ from sqlalchemy import select, text, update
 
 from core.accounts import limit_settings, limits, usage
 from core.errors import LimitExceeded
+from core.events import DomainEvent, EventType
 from core.models import Account, AccountUsage, Transfer, TransferStatus
 from core.reconcile import reconcile
 from core.transfers import holds
@@ -73,6 +74,13 @@ def test_a_daily_limit_fails_the_transfer_that_would_break_it(sessions, pair, ad
     refused = settle(sessions, submit(sessions, alice, bob, 300))
     assert (refused.status, refused.failure_code) == (TransferStatus.FAILED, "LIMIT_EXCEEDED")
     assert refused.failure_detail == {"limit": "daily_outgoing", "limit_amount": 500, "used": 300, "requested": 300}
+    with sessions() as s:  # the transfer.failed event carries it too
+        event = s.scalars(
+            select(DomainEvent).where(
+                DomainEvent.event_type == EventType.TRANSFER_FAILED, DomainEvent.data["id"].astext == str(refused.id)
+            )
+        ).one()
+        assert event.data["failure_detail"] == refused.failure_detail
     assert settle(sessions, submit(sessions, alice, bob, 200)).status == TransferStatus.COMPLETED
     assert used(sessions, alice.account.id) == (500, 500)
     assert used(sessions, bob.account.id) == (0, 0)  # money received is not outgoing use
