@@ -22,7 +22,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core import audit, events, ledger
-from core.accounts import monitors, usage
+from core.accounts import limits, monitors, usage
 from core.db import database_now
 from core.errors import (
     AccountInactive,
@@ -288,8 +288,8 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
 
 def _released(account: Any, amount: int) -> monitors.BalanceChange:
     """An expiry's change: the available balance rises by what was held (no transfer settled)."""
-    available = account.balance - account.held_amount + account.credit_limit
-    return monitors.BalanceChange(account.id, None, account.balance, account.balance, available, available + amount)
+    before = limits.available(account.balance, account.held_amount, account.credit_limit)
+    return monitors.BalanceChange(account.id, None, account.balance, account.balance, before, before + amount)
 
 
 def _owners(session: Session, account_ids: set[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID | None]:
