@@ -76,7 +76,7 @@ def dispatch_due() -> int:
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=(OperationalError,),
-    retry_backoff=0.5,
+    retry_backoff=1,  # whole seconds: with jitter Celery draws randrange(backoff), which refuses 0.5
     retry_backoff_max=30,
     retry_jitter=True,
     max_retries=10,  # past this the dispatcher picks the delivery up when its lease ends

@@ -24,6 +24,8 @@ from tests.factories import fund
 PARAM = re.compile(r"{([^}]+)}")
 METHODS = ("get", "post", "put", "patch", "delete")
 VOLATILE = {"last_seen_at"}  # moves when the owner logs in, not because of the attacker
+# Paths whose resource belongs to no user: every signed-in user reads the same (published audit roots).
+SHARED = {f"{API}/audit/roots/{{n}}"}
 
 
 @pytest.fixture
@@ -45,6 +47,7 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
         "user_id": alice.user.id,
         "transfer_id": transfer_id,
         "device_id": client.get(f"{API}/me/devices", headers=h).json["items"][0]["id"],
+        "n": 1,  # an audit root: shared, not owned (SHARED), read in the snapshot only
     }
     monitor = {"field": "balance", "operator": "lt", "value": 0}
     ids["monitor_id"] = client.post(f"{API}/accounts/{alice.account.id}/monitors", json=monitor, headers=h).json["id"]
@@ -129,10 +132,20 @@ def example(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
 
 def call(client, method: str, path: str, op: dict[str, Any], spec: dict[str, Any], headers: dict[str, str]):  # type: ignore[no-untyped-def]
     kwargs: dict[str, Any] = {"headers": {**headers, "Idempotency-Key": str(uuid.uuid4())}}
+    # Required query parameters get a valid value, so the answer is about the resource, not the query.
+    query = {p["name"]: p["schema"] for p in op.get("parameters", []) if p.get("in") == "query" and p.get("required")}
+    if query:
+        kwargs["query_string"] = {name: _query_example(schema, spec) for name, schema in query.items()}
     body = op.get("requestBody", {}).get("content", {}).get("application/json")
     if body:
         kwargs["json"] = example(body["schema"], spec)
     return getattr(client, method)(path, **kwargs)
+
+
+def _query_example(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
+    if schema.get("format") == "date-time":
+        return "2026-01-01T00:00:00Z"
+    return example(schema, spec)
 
 
 def snapshot(client, spec, ids: dict[str, str], owner_headers: dict[str, str], sessions) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -142,7 +155,7 @@ def snapshot(client, spec, ids: dict[str, str], owner_headers: dict[str, str], s
         if method == "get" and not path.startswith(f"{API}/admin"):
             r = client.get(fill(path, ids), headers=owner_headers)
             seen[path] = (r.status_code, _stable(r.json))
-    wanted = set(ids.values())
+    wanted = {v for k, v in ids.items() if k != "n"}  # the resources' uuids (n is a root's number)
     with sessions() as s:
         for table in Base.metadata.sorted_tables:
             if _has_uuid_id(table):
@@ -169,7 +182,9 @@ def test_other_users_ids_are_404_everywhere_and_change_nothing(
     _alice, alice_h, ids = owned_resources
     mallory_h = bearer(tokens(client, make_customer().email)["access_token"])
     before = snapshot(client, spec, ids, alice_h, sessions)
-    customer_ops = [op for op in operations(spec, with_params=True) if not op[1].startswith(f"{API}/admin/")]
+    customer_ops = [
+        op for op in operations(spec, with_params=True) if not op[1].startswith(f"{API}/admin/") and op[1] not in SHARED
+    ]
     assert {p for _, p, _ in customer_ops} >= {
         f"{API}/accounts/{{account_id}}",
         f"{API}/transfers/{{transfer_id}}",
