@@ -47,7 +47,10 @@ TICK = 0.5  # seconds between scrapes, and METRICS_REFRESH_SECONDS (heartbeats, 
 DILATION = 30  # one tick replays as 15 s
 HEALTHY_TICKS, HUNG_TICKS, STOPPED_TICKS = 6, 24, 16
 # What the alerts query, and the pending count the test checks.
-RECORDED = {name for expr in alert_exprs() for name in metric_names(expr)} | {"bank_pending_transfers"}
+RECORDED = {name for expr in alert_exprs() for name in metric_names(expr)} | {
+    "bank_pending_transfers",
+    "bank_backlog_measure_errors_total",
+}
 
 
 Series = tuple[str, tuple[tuple[str, str], ...]]
@@ -392,3 +395,94 @@ def test_the_shipped_config_scrapes_the_production_api_and_its_death_pages(tmp_p
         if am is not None:
             am.stop()
         api.stop()
+
+
+def test_the_broker_down_is_named_and_its_queue_depths_are_not_zeroed(  # type: ignore[no-untyped-def]
+    stack, redis_client, tmp_path: Path
+) -> None:
+    """Issue 19 item 15: the exporter reported a depth of 0 for every queue on any error, so
+    QueueDepthHigh could not fire during a broker outage. The real exporter, the broker (Redis)
+    stopped: the depths stay as last measured, bank_dependency_up names the broker (and Redis),
+    and the recorded series replayed through promtool fire DependencyDown and BacklogNotMeasured."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not on PATH (Debian: `apt-get install prometheus`, as .ci/run does when root)")
+    if stack._redis_proc is None:
+        pytest.skip("needs the embedded Redis as broker to stop and start it")
+    from core.config import get_settings
+    from worker.app import queues as queues_of
+
+    queue = next(q for q in queues_of(get_settings()) if q.startswith("transfers."))
+    port = processes.free_port()
+    exporter = processes.start_backlog_exporter({"METRICS_REFRESH_SECONDS": str(TICK)}, tmp_path, ROOT, port)
+    targets = [Target("backlog", "backlog", f"http://127.0.0.1:{port}/metrics")]
+    waiting = [f"not-a-task-{i}" for i in range(3)]  # nothing consumes them here; removed below
+    redis_client.rpush(queue, *waiting)
+    stopped = False
+    try:
+
+        def depth() -> float:
+            probe = Recording(time.time())
+            scrape(probe, targets)
+            key = ("bank_queue_length", (("instance", "backlog"), ("job", "backlog"), ("queue", queue)))
+            return probe.values.get(key, {}).get(0, -1)
+
+        wait_for("the waiting messages measured", lambda: depth() == 3, timeout=15, interval=TICK)
+        recording = Recording(time.time())
+        record(recording, targets, HEALTHY_TICKS)
+        down_at = recording.ticks
+        stack.stop_redis()
+        stopped = True
+        record(recording, targets, 24)
+        down_end = recording.ticks - 1
+    finally:
+        if stopped:
+            stack.start_redis()
+        wait_for("Redis back", lambda: bool(redis_client.ping()), timeout=15, interval=0.2)
+        redis_client.lrem(queue, 0, waiting[0])
+        for message in waiting[1:]:
+            redis_client.lrem(queue, 0, message)
+        exporter.stop()
+
+    labels = {"job": "backlog", "instance": "backlog"}
+    depths = recording.series("bank_queue_length", queue=queue, **labels)
+    assert depths[down_at - 1] == 3 and depths[down_end] == 3, depths  # as last measured, never 0
+    assert recording.series("bank_dependency_up", dependency="broker", **labels)[down_end] == 0
+    assert recording.series("bank_dependency_up", dependency="postgres", **labels)[down_end] == 1
+    errors = recording.series("bank_backlog_measure_errors_total", source="broker", **labels)
+    assert errors[down_end] > errors[down_at - 1], errors
+
+    def at(tick: int, name: str, *fired: dict[str, str]) -> dict[str, Any]:
+        return {
+            "eval_time": f"{tick * int(TICK * DILATION)}s",
+            "alertname": name,
+            "exp_alerts": [{"exp_labels": labels} for labels in fired],
+        }
+
+    critical = {"severity": "critical"}
+    tests = [
+        {
+            "interval": f"{int(TICK * DILATION)}s",
+            "input_series": input_series(recording),
+            "alert_rule_test": [
+                at(down_at - 1, "DependencyDown"),
+                at(
+                    down_end,
+                    "DependencyDown",
+                    {"dependency": "broker", **critical},
+                    {"dependency": "redis", **critical},
+                ),
+                at(down_end, "BacklogNotMeasured", critical),
+            ],
+        }
+    ]
+    document = yaml.safe_load(ALERTS_FILE.read_text())
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (tmp_path / "alerts.yml").write_text(yaml.safe_dump(document, sort_keys=False))
+    spec = {"rule_files": ["alerts.yml"], "evaluation_interval": f"{int(TICK * DILATION)}s", "tests": tests}
+    (tmp_path / "broker_test.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    command = [promtool, "test", "rules", "broker_test.yml"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
