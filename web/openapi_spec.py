@@ -135,6 +135,7 @@ SUMMARIES: dict[str, str] = {
 # Operations whose body or state can be in conflict (409): an account not ACTIVE, a hold already
 # ended, a PIN not set, an account limit, a delivery not retryable.
 CONFLICTS = {
+    "register",  # the email is taken
     "openAccount",
     "createTransfer",
     "createTransferBatch",
@@ -154,6 +155,8 @@ LOCATION = {"createTransfer", "captureTransfer", "voidTransfer", "createRefund"}
 REPLAYS = LOCATION | {"createDeposit"}
 NOT_ACCEPTABLE = {"getStatement"}  # content negotiation (Accept)
 NOT_FOUND = {"getLatestAuditRoot"}  # no path parameter, but nothing to answer yet (no batch sealed)
+# Public operations that check credentials of their own (a password, a one-time code).
+CREDENTIALS = {"login", "verifyOtp"}
 
 # Response fields a response may leave out; every other field of a response schema is required.
 OPTIONAL_FIELDS: dict[str, set[str]] = {
@@ -327,7 +330,10 @@ class ContractPlugin(BasePlugin):
         if authenticated:
             statuses[401] = "no valid bearer token"
             statuses[403] = "the caller may not do this (role, KYC, another's resource, wrong PIN)"
-        if "{" in path or op_id in NOT_FOUND:
+        if op_id in CREDENTIALS:
+            statuses[401] = "wrong credentials, or `OTP_REQUIRED` (with `challenge_id`)"
+        refers = has_body and any(p.get("format") == "uuid" for p in self._request_properties(operation).values())
+        if "{" in path or op_id in NOT_FOUND or refers:
             statuses[404] = "not found, or not the caller's"
         if op_id in CONFLICTS or takes_pin:
             statuses[409] = "the resource's state does not allow it"
