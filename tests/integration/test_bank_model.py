@@ -2,6 +2,7 @@
 operation (transfers, holds, captures in full or in part, voids, expiries, refunds, atomic and
 plain batches, deposits, freezes, limit and credit-line changes) on real Postgres against a small
 in-memory model, and after every step checks: balances and available balances equal the model's,
+each balance monitor fired once per crossing,
 no balance below -credit_limit unless the line was lowered below it, use within the model's and
 the limits, the sum of all balances 0, and reconcile clean."""
 
@@ -17,9 +18,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from sqlalchemy import func, select, update
 
-from core.accounts import limit_settings, usage
+from core.accounts import limit_settings, monitors, usage
 from core.accounts.service import set_frozen
 from core.errors import AccountInactive, DomainError, LimitExceeded, NotFound
+from core.events import DomainEvent, EventType
 from core.models import Account, Transfer, TransferStatus
 from core.reconcile import reconcile
 from core.transfers import holds
@@ -31,6 +33,7 @@ from core.transfers.submit import submit_transfer
 from tests.factories import fund
 
 N = 3
+LOW = 100  # every account has a monitor "available_balance lt LOW"
 AMOUNTS = st.integers(1, 700)
 
 
@@ -56,6 +59,7 @@ class Model:
     used: list[int] = field(default_factory=lambda: [0] * N)
     frozen: list[bool] = field(default_factory=lambda: [False] * N)
     over: list[bool] = field(default_factory=lambda: [False] * N)
+    alerts: list[int] = field(default_factory=lambda: [0] * N)  # crossings of "available_balance lt LOW"
 
     def available(self, i: int) -> int:
         return self.balance[i] - self.held[i] + self.credit[i]
@@ -79,7 +83,18 @@ class Model:
             return "INSUFFICIENT_FUNDS"
         return None
 
+    def noting(self, *accounts: int) -> dict[int, int]:
+        """The available balances before a change, for ``noted``."""
+        return {i: self.available(i) for i in accounts}
+
+    def noted(self, before: dict[int, int]) -> None:
+        """Each monitor crossing the change made: from not below LOW to below it."""
+        for i, available in before.items():
+            if available >= LOW > self.available(i):
+                self.alerts[i] += 1
+
     def apply(self, t: Sent) -> None:
+        before = self.noting(t.source, t.destination)
         if not t.refund:
             self.used[t.source] += t.amount
         if t.hold:
@@ -89,6 +104,7 @@ class Model:
             self.balance[t.source] -= t.amount
             self.balance[t.destination] += t.amount
             t.status, t.moved = TransferStatus.COMPLETED, t.amount
+        self.noted(before)
 
     def settle_back(self) -> None:
         """A line is back within once the available balance is not negative (the trigger's rule)."""
@@ -101,6 +117,13 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
         def __init__(self) -> None:
             super().__init__()
             self.people = [make_customer() for _ in range(N)]
+            with sessions.begin() as s:
+                self.monitors = [
+                    monitors.create(
+                        s, p.account.id, p.user, field="available_balance", operator="lt", value=LOW, request_id=None
+                    ).id
+                    for p in self.people
+                ]
             self.model = Model()
             self.sent: dict[uuid.UUID, Sent] = {}
 
@@ -131,12 +154,12 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
                 settle_batch(s, ids)
             m = self.model
             if atomic:
-                saved = (list(m.balance), list(m.held), list(m.used))
+                saved = (list(m.balance), list(m.held), list(m.used), list(m.alerts))
                 for tid in ids:
                     t = self.sent[tid]
                     code = m.decide(t.source, t.destination, t.amount, counted=not t.refund)
                     if code is not None:
-                        m.balance, m.held, m.used = (list(v) for v in saved)
+                        m.balance, m.held, m.used, m.alerts = (list(v) for v in saved)
                         for u in ids:
                             self.sent[u].status = TransferStatus.FAILED
                         self._expect_codes(ids, {tid: code}, default="LINKED_FAILED")
@@ -170,7 +193,9 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
             if self.model.frozen[i]:
                 return  # a deposit into a frozen account is refused (409) and changes nothing
             fund(sessions, admin_user, self.people[i].account, amount)
+            before = self.model.noting(i)
             self.model.balance[i] += amount
+            self.model.noted(before)
             self.model.settle_back()
 
         @rule(i=st.integers(0, N - 1), d=st.integers(1, N - 1), amount=AMOUNTS, hold=st.booleans())
@@ -230,11 +255,13 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
                 assert m.frozen[t.source] or m.frozen[t.destination]
                 return
             assert not (m.frozen[t.source] or m.frozen[t.destination])
+            before = m.noting(t.source, t.destination)
             m.held[t.source] -= t.amount
             m.used[t.source] -= t.amount - part
             m.balance[t.source] -= part
             m.balance[t.destination] += part
             t.status, t.moved = TransferStatus.COMPLETED, part
+            m.noted(before)
             m.settle_back()
 
         @precondition(lambda self: self._open_holds())
@@ -252,8 +279,10 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
                     holds.void(
                         s, user=self.people[t.destination].user, transfer_id=tid, idempotency_key=str(uuid.uuid4())
                     )
+            before = m.noting(t.source)
             m.held[t.source] -= t.amount
             m.used[t.source] -= t.amount
+            m.noted(before)
             t.status = TransferStatus.EXPIRED if expire else TransferStatus.VOIDED
             m.settle_back()
 
@@ -322,7 +351,9 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
                     request_id=None,
                 )
             lowered = credit < m.credit[i]
+            before = m.noting(i)
             m.credit[i], m.daily[i], m.per_transfer[i] = credit, daily, per_transfer
+            m.noted(before)
             if lowered and m.available(i) < 0:
                 m.over[i] = True
             m.settle_back()
@@ -336,6 +367,15 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
                 rows = [s.get_one(Account, p.account.id, populate_existing=True) for p in self.people]
                 used = [usage.current(s, p.account.id)[0] for p in self.people]
                 total = s.execute(select(func.sum(Account.balance))).scalar_one()
+                alerts = [
+                    s.execute(
+                        select(func.count()).where(
+                            DomainEvent.event_type == EventType.BALANCE_MONITOR_TRIGGERED,
+                            DomainEvent.data["monitor"]["id"].astext == str(mid),
+                        )
+                    ).scalar_one()
+                    for mid in self.monitors
+                ]
                 report = reconcile(s)
             assert [a.balance for a in rows] == m.balance
             assert [a.balance - a.held_amount + a.credit_limit for a in rows] == [m.available(i) for i in range(N)]
@@ -343,6 +383,7 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
             for i, a in enumerate(rows):
                 assert a.balance >= -a.credit_limit or m.over[i]
             assert used == m.used
+            assert alerts == m.alerts
             assert total == 0
             assert report.ok, report.problems
 
