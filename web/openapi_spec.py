@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import http
+import uuid
 from typing import Any
 
 import marshmallow as ma
@@ -130,6 +131,33 @@ SUMMARIES: dict[str, str] = {
     "rotateSecret": "Rotate an endpoint's signing secret",
     "getHealth": "Liveness",
     "getReadiness": "Readiness: the database and Redis answer",
+}
+
+# The rules of the main operations, beside what the views' docstrings say (API.md is the source).
+RULES: dict[str, str] = {
+    "register": "The user starts `PENDING` KYC and `INACTIVE`, with one `INACTIVE` account of `currency` (default"
+    " USD) and balance 0; an admin's KYC approval activates both. A taken email is `409`.",
+    "createTransfer": "Checked before queueing: the caller owns the source, KYC approved, PIN set and right (5 wrong"
+    " PINs lock it for 15 minutes: `423` `PIN_LOCKED`), both accounts exist and are `ACTIVE`, currencies match, not"
+    " the same account, `per_transfer` limit. Accepted: `202` `PENDING` with `Location`; poll `getTransfer` until"
+    " `COMPLETED` or `FAILED` (`failure_code` `INSUFFICIENT_FUNDS`, `LIMIT_EXCEEDED`, `ACCOUNT_INACTIVE`). With"
+    " `hold: true` it ends `HELD` instead: capture or void it, or it ends `EXPIRED`.",
+    "getTransfer": "The caller owns the source or the destination account (or is an admin); anyone else's is `404`.",
+    "captureTransfer": "Source owner or admin; `amount` at most the held amount (default all), the rest released;"
+    " ends `COMPLETED`. A transfer that is not `HELD` is `409` `TRANSFER_NOT_HELD`.",
+    "voidTransfer": "Source or destination owner, or admin; ends `VOIDED`, the amount released. A transfer that is"
+    " not `HELD` is `409` `TRANSFER_NOT_HELD`.",
+    "createRefund": "The original's destination owner (or an admin); the original must be a `COMPLETED` transfer."
+    " A new transfer of kind `REFUND` back to the original source, settled like any other; refunds never sum to more"
+    " than the original (`422` `REFUND_EXCEEDS_AMOUNT` with `refundable`).",
+    "getStatement": "The period `[from, to)` (RFC 3339 instants with an offset; `from` before `to`, else `422`)."
+    " JSON by default: at most 10,000 entries a page, `next_cursor` while more remain (send the same request with"
+    " `cursor`), `closing_balance` on the last page. `Accept: text/csv`: the whole period as one streamed CSV file"
+    " (header `created_at,transfer_id,amount,balance_after,reference`). Another `Accept` is `406`.",
+    "createDeposit": "Money enters from the bank's settlement account of that currency as a `COMPLETED` transfer.",
+    "decideKyc": "`APPROVE` makes the user and their accounts `ACTIVE`.",
+    "setPin": "4 to 6 digits; changing an existing PIN needs `current_pin`.",
+    "listTransfers": "Newest first, a page of `limit` with `next_cursor` (an opaque cursor; a made-up one is `422`).",
 }
 
 # Operations whose body or state can be in conflict (409): an account not ACTIVE, a hold already
@@ -240,9 +268,7 @@ EXAMPLE_VALUES: dict[str, Any] = {
     "access_token": "eyJhbGciOiJIUzI1NiJ9.e30.sig",
     "refresh_token": "eyJhbGciOiJIUzI1NiJ9.e30.sig",
 }
-_UUID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 _FORMAT_EXAMPLES = {
-    "uuid": _UUID,
     "date-time": "2026-01-02T03:04:05.000000Z",
     "email": "ada@example.com",
     "uri": "https://partner.example/hooks/bank",
@@ -406,7 +432,8 @@ class ContractPlugin(BasePlugin):
             rules.append("Rate limited per caller: over the limit `429` with `Retry-After`.")
         errors = "; ".join(f"`{status}` {why}" for status, why in sorted(statuses.items()))
         operation["summary"] = summary
-        operation["description"] = "\n\n".join(filter(None, [described, " ".join(rules), f"Errors: {errors}."]))
+        parts = [RULES.get(op_id, ""), described, " ".join(rules), f"Errors: {errors}."]
+        operation["description"] = "\n\n".join(filter(None, parts))
 
     def _request_properties(self, operation: dict[str, Any]) -> dict[str, Any]:
         schema = operation["requestBody"].get("content", {}).get(JSON, {}).get("schema", {})
@@ -446,6 +473,8 @@ class ContractPlugin(BasePlugin):
             return preferred
         if kind == "string":
             fmt = schema.get("format")
+            if fmt == "uuid":  # one id per field name: a source and a destination differ
+                return str(uuid.uuid5(uuid.NAMESPACE_URL, f"bank:{name}"))
             if fmt in _FORMAT_EXAMPLES:
                 return _FORMAT_EXAMPLES[fmt]
             return "x" * max(1, int(schema.get("minLength", 1)))
