@@ -20,6 +20,19 @@ DEV_WEBHOOK_SECRETS_KEY = "dev-only-webhook-secrets-key-change-me-0123456789"
 MIN_SECRET_BYTES = 32
 
 
+def _multihost_as_query(database_url: str) -> str:
+    """A libpq multi-host netloc, which SQLAlchemy cannot parse, in SQLAlchemy's own spelling
+    (``?host=h1:5432&host=h2:5433``); the dialect hands libpq ``host=h1,h2 port=5432,5433``."""
+    scheme, sep, rest = database_url.partition("://")
+    netloc, _, tail = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    if not sep or "," not in hostlist:
+        return database_url
+    path, _, query = tail.partition("?")
+    hosts = "&".join(f"host={host}" for host in hostlist.split(","))
+    return f"{scheme}://{userinfo}{at}/{path}?{hosts}{'&' + query if query else ''}"
+
+
 class Settings(BaseSettings):
     """The flat settings, one field per environment variable. The policies services need are
     built from them in the composition root (core.resources.Policies), not here: this module
@@ -221,10 +234,13 @@ class Settings(BaseSettings):
     def sqlalchemy_url(self) -> str:
         """DATABASE_URL with the psycopg 3 driver when it names none (``postgres://``,
         ``postgresql://``); a URL that names a driver is used as given. Parsed by SQLAlchemy, so
-        credentials, ports and query options keep their meaning."""
-        url = make_url(self.database_url)
+        credentials, ports and query options keep their meaning. libpq's multi-host form
+        (``postgres://u@h1:5432,h2:5433/bank?target_session_attrs=read-write``, what
+        ``pg_autoctl show uri`` prints) is accepted too."""
+        database_url = _multihost_as_query(self.database_url)
+        url = make_url(database_url)
         if url.drivername not in ("postgres", "postgresql"):
-            return self.database_url
+            return database_url
         return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
     @property

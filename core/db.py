@@ -14,6 +14,20 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import after_commit
 from core.config import Settings
 
+# libpq options that bound how long anything waits on a host that died or was cut off (a
+# failed-over primary, a partition): no process hangs on a dead socket for more than a few
+# seconds, so the request ends as a 503 and the next connection finds the new primary (with a
+# multi-host DATABASE_URL and target_session_attrs=read-write, libpq tries each host in turn).
+# TCP options are ignored on a Unix socket, where the kernel reports a dead server at once.
+CONNECTION_LIVENESS: dict[str, Any] = {
+    "connect_timeout": 5,  # seconds per host tried: a host that does not answer is skipped
+    "keepalives": 1,
+    "keepalives_idle": 5,  # an idle connection (or one awaiting a reply) is probed after 5 s ...
+    "keepalives_interval": 2,
+    "keepalives_count": 3,  # ... and declared dead after 3 unanswered probes: ~11 s
+    "tcp_user_timeout": 10000,  # ms: data sent and never acknowledged (keepalives do not cover it)
+}
+
 
 def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
     # Timeouts bound every statement and lock wait so a stuck row never hangs a worker forever.
@@ -26,9 +40,11 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
         settings.sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=5,
+        # A pooled connection to a host that died is tested before use and replaced; a disconnect
+        # seen mid-request invalidates every older pooled connection (SQLAlchemy's pool does so).
         pool_pre_ping=True,
         hide_parameters=True,  # a logged or raised SQL error never carries a password hash or a token
-        connect_args={"options": options},
+        connect_args={"options": options, **CONNECTION_LIVENESS},
     )
 
 
