@@ -166,6 +166,8 @@ def run(bank: Bank, tag: str) -> None:
         HTTPStatus.ACCEPTED,
     )
     assert refund.refund_of == held.id and refund.amount == 100
+    bank.settle(refund.id)  # nothing left PENDING: a refund settles like any transfer
+    assert expect(get_transfer.sync_detailed(refund.id, client=bob), HTTPStatus.OK).status == TransferStatus.COMPLETED
 
     # An error is a typed problem with a code from the document's enum.
     wrong_pin = TransferIn(

@@ -108,6 +108,9 @@ export async function flow(bank: Bank, tag: string): Promise<void> {
     body: { amount: 100, reason: "partial" },
   });
   if (!refund.data || refund.data.refund_of !== held.data.id) fail("refund", refund.error, refund.response);
+  await bank.settle(refund.data.id);
+  const refunded = await b.GET("/api/v1/transfers/{transfer_id}", { params: { path: { transfer_id: refund.data.id } } });
+  if (refunded.data?.status !== "COMPLETED") fail("refund settled", refunded.error, refunded.response);
 
   const refused = await a.POST("/api/v1/transfers", {
     params: { header: { "Idempotency-Key": `wrong-${tag}` } },
