@@ -21,6 +21,7 @@ from core.reconcile import reconcile
 from core.transfers import holds
 from core.transfers.batch import BatchItem, accept_batch, prepare_batch
 from core.transfers.idempotency import MoneyMovement
+from core.transfers.settle import settle_batch
 from core.transfers.submit import submit_transfer
 from tests.factories import fund
 from tests.integration.test_api import assert_problem, login, post_transfer, transfer_body
@@ -185,8 +186,6 @@ def test_a_non_atomic_batch_is_decided_in_accept_order_in_one_settlement(session
     with sessions.begin() as s:
         result = accept_batch(s, prepare_batch(s, alice.user, items), user=alice.user, atomic=False)
     ids = [r.transfer.id for r in result.items]  # type: ignore[union-attr]
-    from core.transfers.settle import settle_batch
-
     with sessions.begin() as s:
         settle_batch(s, ids)
     with sessions() as s:
@@ -340,3 +339,61 @@ def test_new_accounts_take_the_operators_default_caps(make_app, sessions) -> Non
         account = s.get_one(Account, uuid.UUID(r.json["account"]["id"]))
         assert limits.bank_caps(account) == limits.Limits(1_000, 5_000, None)
         assert limits.own_limits(account) == limits.Limits()
+
+
+# ---- exactness under concurrency and redelivery ------------------------------------------------
+
+
+@pytest.mark.commits
+def test_use_stays_exact_under_concurrent_captures_voids_and_settlements(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    """Captures and voids of an account's holds race settlements of its new debits (each thread its
+    own connection): every release and every debit lands once, the running totals equal what the
+    transfers make (reconcile recomputes them), and a redelivered batch changes nothing."""
+    import threading
+
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 1_000_000)
+    caps(sessions, admin_user, alice.account.id, daily_outgoing=6_000)
+    held = [submit(sessions, alice, bob, 500, hold=True) for _ in range(8)]
+    for tid in held:
+        assert settle(sessions, tid).status == TransferStatus.HELD
+    debits = [submit(sessions, alice, bob, 300) for _ in range(12)]
+    errors: list[BaseException] = []
+
+    def end(k: int, tid: uuid.UUID) -> None:
+        try:
+            with sessions.begin() as s:
+                if k % 2:
+                    holds.void(s, user=alice.user, transfer_id=tid, idempotency_key=str(uuid.uuid4()))
+                else:
+                    holds.capture(s, user=alice.user, transfer_id=tid, amount=200, idempotency_key=str(uuid.uuid4()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def pay(tid: uuid.UUID) -> None:
+        try:
+            with sessions.begin() as s:
+                settle_transfer(s, tid)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=end, args=(k, tid)) for k, tid in enumerate(held)]
+    threads += [threading.Thread(target=pay, args=(tid,)) for tid in debits]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    with sessions() as s:
+        statuses = [s.get_one(Transfer, tid).status for tid in debits]
+    completed = statuses.count(TransferStatus.COMPLETED)
+    # 4 captures of 200 and the debits that fit the day's 6,000: how many depends on how many holds
+    # still counted their 500 when each debit was decided (all 8: 6 fit; none: all 12)
+    assert used(sessions, alice.account.id)[0] == 4 * 200 + 300 * completed <= 6_000
+    assert 6 <= completed <= 12
+    assert statuses.count(TransferStatus.FAILED) == 12 - completed
+    before = used(sessions, alice.account.id)
+    with sessions.begin() as s:  # a redelivered batch finds its transfers final: no use counted twice
+        settle_batch(s, debits)
+    assert used(sessions, alice.account.id) == before
+    assert_books(sessions)
