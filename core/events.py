@@ -54,11 +54,26 @@ class DomainEvent(Base):
     owner_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
     # Set by the webhook relay once it has fanned the event out to deliveries.
     relayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The event's place in the events feed (core/events_feed.py), given by the relay after the
+    # event committed; NULL until then. No default and a partial index: writers pay nothing.
+    feed_position: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         # The relay's scan: events not yet fanned out, oldest first.
         Index("ix_webhook_events_unrelayed", "sequence", postgresql_where="relayed_at IS NULL"),
+        # The feed's scan, by position; unpositioned rows (every insert) are not in it.
+        Index(
+            "ix_webhook_events_feed_position",
+            "feed_position",
+            unique=True,
+            postgresql_where="feed_position IS NOT NULL",
+        ),
     )
+
+
+def published_data(event: DomainEvent) -> dict[str, Any]:
+    """The ``data`` an event's webhooks and its feed entry carry: its payload and its sequence."""
+    return {**event.data, "sequence": event.sequence}
 
 
 STATUS_EVENTS = {

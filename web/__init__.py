@@ -16,6 +16,7 @@ from web import (
     audit_proofs,
     auth,
     cli,
+    events,
     hardening,
     limits,
     me,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         audit_proofs.blp,
         admin.blp,
         webhooks.blp,
+        events.blp,
         ops.blp,
     ):
         api.register_blueprint(blp, url_prefix=API_PREFIX + (blp.url_prefix or ""))

@@ -26,13 +26,19 @@ TASK_MODULES = [
     "worker.hold_expiry",
     "worker.heartbeat",
     "worker.webhooks",
+    "worker.events_retention",
 ]
 
 
 # The periodic upkeep (sweeper, audit sealer, hold expiry) has a queue and a pool of its own: the
 # sweeper that rescues stuck settlement must never wait behind the batches it rescues.
 MAINTENANCE_QUEUE = "maintenance"
-_MAINTENANCE_TASKS = ("worker.tasks.sweep_pending", "worker.tasks.seal_audit", "worker.tasks.expire_holds")
+_MAINTENANCE_TASKS = (
+    "worker.tasks.sweep_pending",
+    "worker.tasks.seal_audit",
+    "worker.tasks.expire_holds",
+    "worker.tasks.prune_events",
+)
 
 
 def queues(settings: Settings) -> tuple[str, ...]:
@@ -135,6 +141,13 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "worker.tasks.expire_holds",
             "schedule": settings.hold_expiry_interval_seconds,
             "options": {"expires": max(10.0, 5 * settings.hold_expiry_interval_seconds)},
+        },
+        # Events past their 30 days leave the outbox and the feed, in short batches. Hourly is
+        # plenty for a retention measured in days; a dropped tick leaves them to the next.
+        "prune-events": {
+            "task": "worker.tasks.prune_events",
+            "schedule": 3600.0,
+            "options": {"expires": 3600.0},
         },
         # One heartbeat per queue, sent to that queue: each pool proves it takes work from each
         # queue it should consume. A tick not taken in time is dropped; the next one counts.

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import ROW_LOCK
-from core.events import DomainEvent
+from core.events import DomainEvent, published_data
 from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.retry import Verdict, decide
@@ -61,7 +61,7 @@ def message(event: DomainEvent) -> str:
     payload = {
         "type": event.event_type.value,
         "timestamp": event.occurred_at.isoformat(),
-        "data": {**event.data, "sequence": event.sequence},
+        "data": published_data(event),
     }
     return json.dumps(payload, separators=(",", ":"))
 

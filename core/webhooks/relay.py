@@ -1,8 +1,13 @@
 """The relay: domain events (core.events) become one delivery per subscribed endpoint; due deliveries get queued.
 
-Both scans take their rows ``FOR NO KEY UPDATE SKIP LOCKED``, so any number of relays (beat ticks that
-overlap, several beat processes) split the work instead of doubling it; the unique
-(event_id, endpoint_id) is the last guard against a second delivery of one event to one endpoint.
+The delivery scan takes its rows ``FOR NO KEY UPDATE SKIP LOCKED``, so any number of dispatchers
+split the work instead of doubling it; the unique (event_id, endpoint_id) is the last guard
+against a second delivery of one event to one endpoint.
+
+Relaying also gives each event its place in the events feed (core/events_feed.py): relays take
+turns (a transaction-scoped advisory lock, held to their commit), so the positions one relay
+gives are all visible before the next relay gives any, and an event that commits late gets a
+later position, never one below what a reader has already passed.
 """
 
 from __future__ import annotations
@@ -11,13 +16,24 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import any_, literal, or_, select, update
+from sqlalchemy import any_, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import func
 
 from core.events import DomainEvent
 from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
+
+# pg_advisory_xact_lock key of the relay (feed positions are given one relay at a time): "feed".
+FEED_LOCK = 7_201_022
+FEED_POSITIONS = "webhook_events_feed_position_seq"
+
+
+_POSITION = """
+UPDATE webhook_events e SET relayed_at = :now, feed_position = :base + o.n
+  FROM (SELECT id, row_number() OVER (ORDER BY sequence) AS n FROM webhook_events WHERE id = ANY(:ids)) o
+ WHERE e.id = o.id
+"""
 
 
 @dataclass(frozen=True)
@@ -27,7 +43,10 @@ class Relayed:
 
 
 def relay_events(session: Session, *, now: datetime, queue_lease: timedelta, limit: int = 100) -> Relayed:
-    """Fan out up to ``limit`` unrelayed events, oldest first, and mark them relayed."""
+    """Fan out up to ``limit`` unrelayed events, oldest first, mark them relayed and give them
+    the next feed positions, in their sequence order. Waits for a relay already at work."""
+    session.execute(select(func.pg_advisory_xact_lock(FEED_LOCK)))
+    # At READ COMMITTED the scan below sees what the previous lock holder committed.
     event_ids = list(
         session.scalars(
             select(DomainEvent.id)
@@ -72,7 +91,11 @@ def relay_events(session: Session, *, now: datetime, queue_lease: timedelta, lim
             .returning(WebhookDelivery.id)
         )
     )
-    session.execute(update(DomainEvent).where(DomainEvent.id.in_(event_ids)).values(relayed_at=now))
+    # Positions base+1 .. base+n, taken from the sequence in one call (no other relay draws now).
+    base = session.execute(
+        text("SELECT setval(:seq, nextval(:seq) + :n - 1) - :n"), {"seq": FEED_POSITIONS, "n": len(event_ids)}
+    ).scalar_one()
+    session.execute(text(_POSITION), {"ids": event_ids, "now": now, "base": base})
     return Relayed(len(event_ids), delivery_ids)
 
 
