@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import http
+import re
 import uuid
 from typing import Any
 
@@ -416,7 +417,7 @@ class ContractPlugin(BasePlugin):
         limited: bool,
         statuses: dict[int, str],
     ) -> None:
-        summary = operation.get("summary") or SUMMARIES.get(op_id) or op_id
+        summary = operation.get("summary") or SUMMARIES.get(op_id) or _words(op_id)
         described = operation.get("description", "")
         if operation.get("summary") and op_id in SUMMARIES:
             # A view's one-line docstring is a rule: keep it in the description, under our summary.
@@ -485,6 +486,13 @@ class ContractPlugin(BasePlugin):
         if kind == "boolean":
             return False
         return None
+
+
+def _words(op_id: str) -> str:
+    """``createScheduledTransfer`` -> "Create scheduled transfer": a summary for an operation that
+    has neither a docstring nor an entry in SUMMARIES yet."""
+    words = re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", op_id)
+    return " ".join(words).capitalize()
 
 
 def _is_input(schema: Any) -> bool:
