@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# A local pg_auto_failover formation on this machine: a monitor, a primary and a synchronous
+# secondary (Debian's postgresql-15-auto-failover), each a pg_autoctl service on 127.0.0.1.
+#
+#   ops/ha/formation.sh start DIR [BASE_PORT]  monitor on BASE_PORT (default 6540), nodes on +1, +2;
+#                                             prints the application's multi-host DATABASE_URL
+#   ops/ha/formation.sh uri DIR                that URL again (pg_autoctl show uri)
+#   ops/ha/formation.sh state DIR              pg_autoctl show state
+#   ops/ha/formation.sh stop DIR               stop the three services
+#
+# Run as root (it installs the package and makes the system user pg_autoctl runs as: Postgres
+# and pg_autoctl refuse to run as root) or as an ordinary user with the package installed.
+set -euo pipefail
+
+PG_BIN=/usr/lib/postgresql/15/bin
+HA_USER=${HA_USER:-bankha}
+DB=${HA_DATABASE:-bank}
+cmd=${1:?usage: formation.sh start|uri|state|stop DIR [BASE_PORT]}
+dir=$(realpath -m "${2:?usage: formation.sh start|uri|state|stop DIR [BASE_PORT]}")
+base=${3:-6540}
+
+as_ha() {
+  # Every pg_autoctl call as the formation's user, with the PostgreSQL 15 binaries first in PATH.
+  local env=(env "PATH=$PG_BIN:$PATH" "XDG_RUNTIME_DIR=$dir/run" "XDG_CONFIG_HOME=$dir/config" "XDG_DATA_HOME=$dir/data")
+  if [ "$(id -u)" = 0 ]; then runuser -u "$HA_USER" -- "${env[@]}" "$@"; else "${env[@]}" "$@"; fi
+}
+
+install() {
+  if ! command -v pg_autoctl >/dev/null || [ ! -x "$PG_BIN/pg_ctl" ]; then
+    [ "$(id -u)" = 0 ] || { echo "install postgresql-15-auto-failover (as root)" >&2; exit 1; }
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15-auto-failover >/dev/null
+  fi
+  if [ "$(id -u)" = 0 ] && ! id "$HA_USER" >/dev/null 2>&1; then
+    # In group postgres: Debian's Postgres puts its sockets in /var/run/postgresql, that group's.
+    useradd --system --no-create-home --shell /usr/sbin/nologin --groups postgres "$HA_USER"
+  fi
+}
+
+service() {  # name, pg_autoctl create arguments...: create the node and run its service in the background
+  local name=$1; shift
+  if [ ! -f "$dir/$name/PG_VERSION" ] || [ ! -f "$dir/run/.started-$name" ]; then
+    as_ha setsid nohup pg_autoctl create "$@" --pgdata "$dir/$name" --hostname 127.0.0.1 \
+      --listen 127.0.0.1 --auth trust --no-ssl --run >"$dir/$name.log" 2>&1 &
+    touch "$dir/run/.started-$name"
+  else
+    as_ha setsid nohup pg_autoctl run --pgdata "$dir/$name" >>"$dir/$name.log" 2>&1 &
+  fi
+}
+
+autoctl_pid() { cat "$dir/run/pg_autoctl$dir/$1/pg_autoctl.pid" 2>/dev/null | head -1; }
+
+monitor_uri() { echo "postgres://autoctl_node@127.0.0.1:$base/pg_auto_failover?sslmode=disable"; }
+
+wait_for() {  # seconds, description, command...
+  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for $what; logs in $dir/*.log" >&2; exit 1; }
+    sleep 1
+  done
+}
+
+two_nodes_in_sync() {
+  as_ha pg_autoctl show state --pgdata "$dir/monitor" --json \
+    | python3 -c 'import json,sys; s=[n["current_group_state"] for n in json.load(sys.stdin)]; sys.exit(sorted(s)!=["primary","secondary"])'
+}
+
+case $cmd in
+  start)
+    install
+    mkdir -p "$dir/run" "$dir/config" "$dir/data"
+    [ "$(id -u)" != 0 ] || chown -R "$HA_USER": "$dir"
+    service monitor monitor --pgport "$base"
+    wait_for 60 "the monitor" as_ha pg_autoctl show state --pgdata "$dir/monitor"
+    # Fail over within seconds of losing the primary (defaults are 20 s of unhealth and more).
+    for setting in health_check_period=1000 health_check_timeout=1000 health_check_max_retries=1 \
+      health_check_retry_delay=500 node_considered_unhealthy_timeout=5000; do
+      as_ha psql -qX -h 127.0.0.1 -p "$base" -d pg_auto_failover \
+        -c "ALTER SYSTEM SET pgautofailover.${setting%=*} = ${setting#*=}" >/dev/null
+    done
+    as_ha psql -qX -h 127.0.0.1 -p "$base" -d pg_auto_failover -c "SELECT pg_reload_conf()" >/dev/null
+    service node1 postgres --pgport $((base + 1)) --dbname "$DB" --monitor "$(monitor_uri)" --name node1
+    wait_for 120 "the primary" as_ha psql -qX -h 127.0.0.1 -p $((base + 1)) -d "$DB" -c 'select 1'
+    service node2 postgres --pgport $((base + 2)) --dbname "$DB" --monitor "$(monitor_uri)" --name node2
+    wait_for 180 "primary and secondary" two_nodes_in_sync
+    as_ha pg_autoctl show uri --pgdata "$dir/monitor" --formation default
+    ;;
+  uri) as_ha pg_autoctl show uri --pgdata "$dir/monitor" --formation default ;;
+  state) as_ha pg_autoctl show state --pgdata "$dir/monitor" ;;
+  stop)
+    for name in node2 node1 monitor; do
+      pid=$(autoctl_pid "$name")
+      [ -n "$pid" ] || continue
+      as_ha pg_autoctl stop --pgdata "$dir/$name" || true  # pg_autoctl stops its Postgres and exits
+      for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+      kill -0 "$pid" 2>/dev/null && as_ha pg_autoctl stop --immediate --pgdata "$dir/$name" || true
+    done
+    ;;
+  *) echo "unknown command $cmd" >&2; exit 2 ;;
+esac
