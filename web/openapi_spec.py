@@ -40,7 +40,6 @@ from web.problems import _CODES, DOMAIN_STATUSES, PROBLEM_JSON
 from web.schemas import KycDecision, Strict
 
 JSON = "application/json"
-API_PREFIX = "/api/v1"
 
 # Every code a problem's ``code`` may hold: the domain's, the HTTP layer's, and a 5xx's.
 PROBLEM_CODES: tuple[str, ...] = tuple(sorted({*DOMAIN_STATUSES, *_CODES.values(), "INTERNAL_ERROR", "ERROR"}))
@@ -329,7 +328,7 @@ class ContractPlugin(BasePlugin):
         self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         rule = kwargs.get("rule")
-        if rule is None or not path or not path.startswith(API_PREFIX):
+        if rule is None or not path:
             return
         for method, operation in (operations or {}).items():
             if isinstance(operation, dict):
