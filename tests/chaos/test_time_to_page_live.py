@@ -51,7 +51,7 @@ def _paged(alertname: str, status: str, **labels: str) -> Callable[[list[tuple[f
     return found
 
 
-def test_time_to_page_at_the_shipped_timings(tmp_path: Path) -> None:
+def test_time_to_page_at_the_shipped_timings(stack: Any, tmp_path: Path) -> None:
     from tests.ops.servers import start_alertmanager, start_prometheus
 
     secrets = {name: uuid.uuid4().hex + uuid.uuid4().hex for name in ("JWT", "PIN", "WEBHOOK", "METRICS")}
@@ -154,6 +154,9 @@ def test_time_to_page_at_the_shipped_timings(tmp_path: Path) -> None:
         fault("beat killed", "SchedulerDown", {}, kill("beat"), restart_beat)
         time.sleep(30)
         fault("API killed", "TargetDown", {"job": "api"}, kill("api"), restart_api)
+        if stack._redis_proc is not None:  # the embedded Redis (the broker) can be stopped and started
+            time.sleep(30)
+            fault("broker stopped", "DependencyDown", {"dependency": "broker"}, stack.stop_redis, stack.start_redis)
     finally:
         for name, seconds in measured.items():
             print(f"LIVE {name}: {seconds:.0f} s")
