@@ -16,6 +16,7 @@ from web import (
     audit_proofs,
     auth,
     cli,
+    console,
     events,
     hardening,
     limits,
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_swagger_assets(app)
     telemetry.init_app(app, app.extensions["bank"])
     cli.init_app(app)
+    console.init_app(app)  # /console: server-rendered, outside the API and its OpenAPI document
     return app
 
 

@@ -1,0 +1,338 @@
+"""The operators' console (/console) through the Flask test client: admins only, CSRF on every
+form, the cookie's flags, the headers, and each action through the same core services as the API."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from core.models import Account, AccountStatus, AuditLog, KycStatus, User
+from core.webhooks import relay, service
+from core.webhooks.models import DeliveryStatus, WebhookDelivery
+from tests import factories
+
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "no csrf_token on the page"
+    return match.group(1) or match.group(2)
+
+
+def console_login(client: Any, email: str, password: str = factories.PASSWORD) -> Any:
+    page = client.get("/console/login")
+    return client.post("/console/login", data={"email": email, "password": password, "csrf_token": csrf_of(page.text)})
+
+
+@pytest.fixture
+def admin(sessions) -> User:  # type: ignore[no-untyped-def]
+    return factories.admin(sessions)
+
+
+@pytest.fixture
+def console(client, admin):  # type: ignore[no-untyped-def]
+    r = console_login(client, admin.email)
+    assert r.status_code == 302, r.text
+    return client
+
+
+def token_from(client: Any, path: str) -> str:
+    return csrf_of(client.get(path).text)
+
+
+def audit_rows(sessions, action: str, entity_id: Any) -> list[AuditLog]:  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        return list(s.scalars(select(AuditLog).where(AuditLog.action == action, AuditLog.entity_id == str(entity_id))))
+
+
+# ---- login, cookie, headers ----------------------------------------------------------------
+
+
+def test_login_page_markup_and_headers(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/console/login")
+    assert r.status_code == 200
+    for name in ("email", "password"):
+        assert re.search(rf'<input[^>]*name="{name}"', r.text)
+    assert re.search(r'<input[^>]*name="csrf_token"[^>]*type="hidden"|type="hidden"[^>]*name="csrf_token"', r.text)
+    assert r.headers["X-Frame-Options"] == "DENY"
+    csp = r.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
+    assert "<script>" not in r.text and "style=" not in r.text  # nothing inline for the CSP to refuse
+
+
+def test_admin_login_sets_one_strict_httponly_cookie(client, admin) -> None:  # type: ignore[no-untyped-def]
+    client.get("/console/login")
+    r = console_login(client, admin.email)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/console/")
+    cookies = r.headers.getlist("Set-Cookie")
+    assert len(cookies) == 1, cookies
+    cookie = cookies[0]
+    assert cookie.startswith("bank_console=")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # test environment: plain HTTP
+    page = client.get("/console/")
+    assert page.status_code == 200
+    assert 'id="backlog"' in page.text and 'id="sealer-lag"' in page.text
+    assert page.headers["Cache-Control"] == "no-store"
+
+
+def test_cookie_is_secure_outside_development(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(
+        app_env="production",
+        jwt_secret_key="j" * 40,
+        pin_pepper="p" * 40,
+        webhook_secrets_key="w" * 40,
+    )
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_SAMESITE"] == "Strict"
+
+
+def test_a_customer_cannot_log_in_nor_use_a_token(client, make_customer) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    r = console_login(client, customer.email)
+    assert r.status_code == 403
+    assert "administrators only" in r.text
+    assert client.get("/console/").status_code == 302  # no session was made
+    token = client.post("/api/v1/auth/login", json={"email": customer.email, "password": factories.PASSWORD})
+    bearer = {"Authorization": f"Bearer {token.json['access_token']}"}
+    r = client.get("/console/", headers=bearer)
+    assert r.status_code == 302 and "/console/login" in r.headers["Location"]
+
+
+def test_login_without_csrf_token_is_refused(client, admin) -> None:  # type: ignore[no-untyped-def]
+    client.get("/console/login")
+    r = client.post("/console/login", data={"email": admin.email, "password": factories.PASSWORD})
+    assert r.status_code == 400
+    assert client.get("/console/").status_code == 302
+
+
+def test_console_login_failures_lock_the_api_login(make_app, admin) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(login_max_failures=3)
+    client = app.test_client()
+    for _ in range(3):
+        assert console_login(client, admin.email, "wrong password").status_code == 401
+    r = client.post("/api/v1/auth/login", json={"email": admin.email, "password": factories.PASSWORD})
+    assert r.status_code == 429  # the same lockout rows: the right password is refused too
+    assert console_login(client, admin.email).status_code == 429
+
+
+def test_idle_session_ends(console) -> None:  # type: ignore[no-untyped-def]
+    with console.session_transaction("/console/") as state:
+        state["admin"]["seen"] = time.time() - 16 * 60
+    r = console.get("/console/")
+    assert r.status_code == 302 and "/console/login" in r.headers["Location"]
+
+
+def test_logout(console) -> None:  # type: ignore[no-untyped-def]
+    r = console.post("/console/logout", data={"csrf_token": token_from(console, "/console/")})
+    assert r.status_code == 302
+    assert console.get("/console/").status_code == 302
+
+
+# ---- KYC ----------------------------------------------------------------------------------
+
+
+def test_kyc_queue_lists_and_approves(console, admin, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    pending = make_customer(approved=False, pin=None)
+    page = console.get("/console/kyc")
+    assert pending.email in page.text and "Test" in page.text
+    r = console.post(
+        f"/console/users/{pending.user.id}/kyc", data={"decision": "APPROVE", "csrf_token": csrf_of(page.text)}
+    )
+    assert r.status_code == 302
+    with sessions() as s:
+        user = s.get_one(User, pending.user.id)
+        assert user.kyc_status == KycStatus.APPROVED
+        assert s.get_one(Account, pending.account.id).status == AccountStatus.ACTIVE
+    (row,) = audit_rows(sessions, "kyc.approved", pending.user.id)
+    assert row.actor_id == admin.id
+
+
+def test_kyc_reject_with_reason(console, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    pending = make_customer(approved=False, pin=None)
+    r = console.post(
+        f"/console/users/{pending.user.id}/kyc",
+        data={
+            "decision": "REJECT",
+            "reason": "documents unreadable",
+            "csrf_token": token_from(console, "/console/kyc"),
+        },
+    )
+    assert r.status_code == 302
+    (row,) = audit_rows(sessions, "kyc.rejected", pending.user.id)
+    assert row.details["reason"] == "documents unreadable"
+
+
+def test_kyc_decision_without_csrf_is_refused(console, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    pending = make_customer(approved=False, pin=None)
+    r = console.post(f"/console/users/{pending.user.id}/kyc", data={"decision": "APPROVE"})
+    assert r.status_code == 400
+    r = console.post(f"/console/users/{pending.user.id}/kyc", data={"decision": "APPROVE", "csrf_token": "forged"})
+    assert r.status_code == 400
+    with sessions() as s:
+        assert s.get_one(User, pending.user.id).kyc_status == KycStatus.PENDING
+
+
+def test_stored_html_is_escaped(console, sessions, settings) -> None:  # type: ignore[no-untyped-def]
+    from core.identity import users
+
+    with sessions.begin() as s:
+        users.register(
+            s, email=f"x.{uuid.uuid4().hex[:8]}@example.com", password=factories.PASSWORD,
+            full_name="<script>alert(1)</script>", currency="USD",
+        )  # fmt: skip
+    page = console.get("/console/kyc").text
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# ---- accounts -----------------------------------------------------------------------------
+
+
+def test_freeze_and_unfreeze(console, admin, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    path = f"/console/accounts/{customer.account.id}"
+    page = console.get(path)
+    assert 'data-action="freeze"' in page.text
+    r = console.post(f"{path}/freeze", data={"reason": "fraud review", "csrf_token": csrf_of(page.text)})
+    assert r.status_code == 302
+    with sessions() as s:
+        assert s.get_one(Account, customer.account.id).status == AccountStatus.FROZEN
+    (row,) = audit_rows(sessions, "account.frozen", customer.account.id)
+    assert row.actor_id == admin.id and row.details["reason"] == "fraud review"
+    page = console.get(path)
+    assert 'data-action="unfreeze"' in page.text
+    console.post(f"{path}/unfreeze", data={"reason": "cleared", "csrf_token": csrf_of(page.text)})
+    with sessions() as s:
+        assert s.get_one(Account, customer.account.id).status == AccountStatus.ACTIVE
+
+
+def test_freeze_needs_a_reason_and_a_token(console, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    path = f"/console/accounts/{customer.account.id}"
+    assert console.post(f"{path}/freeze", data={"reason": "x"}).status_code == 400
+    r = console.post(
+        f"{path}/freeze", data={"reason": "", "csrf_token": token_from(console, path)}, follow_redirects=True
+    )
+    assert "A reason is required" in r.text
+    with sessions() as s:
+        assert s.get_one(Account, customer.account.id).status == AccountStatus.ACTIVE
+
+
+def test_set_limits_calls_the_bank_limits_service(console, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    path = f"/console/accounts/{customer.account.id}"
+    form = {
+        "per_transfer": "5000",
+        "daily_outgoing": "20000",
+        "monthly_outgoing": "",
+        "credit_limit": "0",
+        "reason": "risk review",
+        "csrf_token": token_from(console, path),
+    }
+    r = console.post(f"{path}/limits", data=form)
+    assert r.status_code == 302
+    with sessions() as s:
+        account = s.get_one(Account, customer.account.id)
+        assert (account.bank_per_transfer, account.bank_daily_outgoing, account.bank_monthly_outgoing) == (
+            5000,
+            20000,
+            None,
+        )
+    (row,) = audit_rows(sessions, "account.limits_set", customer.account.id)
+    assert row.details["reason"] == "risk review"
+
+
+def test_set_limits_shows_the_schema_error_next_to_the_field(console, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    path = f"/console/accounts/{customer.account.id}"
+    form = {"per_transfer": "lots", "reason": "x", "csrf_token": token_from(console, path)}
+    r = console.post(f"{path}/limits", data=form)
+    assert r.status_code == 422
+    assert 'id="per_transfer-error"' in r.text
+    assert not audit_rows(sessions, "account.limits_set", customer.account.id)
+    assert console.post(f"{path}/limits", data={"per_transfer": "1", "reason": "x"}).status_code == 400
+
+
+# ---- search, transfers --------------------------------------------------------------------
+
+
+@pytest.mark.commits  # the sealer chains committed audit rows
+def test_search_and_transfer_page_with_verified_proof(console, admin, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    factories.fund(sessions, admin, customer.account, 1500)
+    with sessions() as s:
+        (entry_transfer_id,) = s.scalars(
+            select(AuditLog.entity_id).where(AuditLog.entity_type == "transfer", AuditLog.actor_id == admin.id)
+            .order_by(AuditLog.id.desc()).limit(1)
+        )  # fmt: skip
+    factories.seal_all(sessions)
+    assert customer.email in console.get("/console/search", query_string={"q": customer.email}).text
+    by_account = console.get("/console/search", query_string={"q": str(customer.account.id)}).text
+    assert entry_transfer_id in by_account
+    page = console.get(f"/console/transfers/{entry_transfer_id}").text
+    assert "1500" in page and str(customer.account.id) in page
+    assert "valid" in page and "INVALID" not in page and "DOES NOT MATCH" not in page
+    assert 'class="proof"' in page and "proof.js" in page
+
+
+# ---- webhooks -----------------------------------------------------------------------------
+
+
+def test_retry_a_delivery(console, admin, make_customer, sessions, app) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    policy = app.extensions["bank"].policies.webhooks
+    with sessions.begin() as s:
+        owner = s.get_one(User, customer.user.id)
+        created = service.create_endpoint(
+            s, owner, url="https://hooks.example.com/bank", events=["transfer.completed"], description=None,
+            policy=policy, resolve=lambda host, port: ["93.184.216.34"],
+        )  # fmt: skip
+    factories.fund(sessions, admin, customer.account, 100)
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    with sessions.begin() as s:
+        relay.relay_events(s, now=now, queue_lease=timedelta(seconds=30))
+    with sessions.begin() as s:
+        delivery = s.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == created.endpoint.id)).first()
+        assert delivery is not None
+        delivery.status = DeliveryStatus.FAILED
+        delivery.queued_until = None
+        delivery.next_attempt_at = None
+        delivery_id = delivery.id
+    page = console.get(f"/console/webhooks/{created.endpoint.id}")
+    assert 'data-action="retry"' in page.text
+    r = console.post(f"/console/deliveries/{delivery_id}/retry", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 302
+    with sessions() as s:
+        assert s.get_one(WebhookDelivery, delivery_id).status == DeliveryStatus.PENDING
+    (row,) = audit_rows(sessions, "console.webhook_retry", delivery_id)
+    assert row.actor_id == admin.id
+    assert console.post(f"/console/deliveries/{delivery_id}/retry").status_code == 400
+
+
+def test_console_is_not_in_the_openapi_document(client) -> None:  # type: ignore[no-untyped-def]
+    spec = client.get("/api/v1/openapi.json").json
+    assert not [p for p in spec["paths"] if "console" in p]
+
+
+def test_search_by_reference_and_status(console, admin, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    from core.transfers.deposit import deposit
+
+    customer = make_customer()
+    reference = f"invoice <b>{uuid.uuid4().hex[:8]}</b>"
+    with sessions.begin() as s:
+        accepted = deposit(s, admin_id=admin.id, account_id=customer.account.id, amount=700, currency="USD",
+                           reference=reference, idempotency_key=str(uuid.uuid4()))  # fmt: skip
+    page = console.get("/console/search", query_string={"q": reference}).text
+    assert str(accepted.transfer.id) in page
+    assert reference not in page and "invoice &lt;b&gt;" in page  # escaped
+    page = console.get("/console/search", query_string={"q": reference, "status": "FAILED"}).text
+    assert str(accepted.transfer.id) not in page
