@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     # Beat: how often holds past their expiry are ended EXPIRED (core/transfers/holds.py).
     hold_expiry_interval_seconds: float = Field(default=5.0, gt=0)
 
+    # Beat: how often due scheduled transfers are materialised (core/schedules/materialiser.py);
+    # an occurrence's transfer is promised within 60 s of its time.
+    schedule_interval_seconds: float = Field(default=10.0, gt=0, le=30)
+
     # Beat: how often the sealer chains the committed audit rows (core/audit/seal.py).
     audit_seal_interval_seconds: float = Field(default=1.0, gt=0)
 

@@ -129,3 +129,9 @@ class LimitAboveBankCap(DomainError):
     """An owner's own limit above the bank's cap for it."""
 
     code = "LIMIT_ABOVE_BANK_CAP"
+
+
+class ScheduleInvalid(DomainError):
+    """A schedule whose rule cannot be read, never occurs, occurs too often, or starts out of range."""
+
+    code = "SCHEDULE_INVALID"

@@ -62,6 +62,7 @@ DOMAIN_STATUSES: dict[str, tuple[int, str]] = {
     "LINKED_FAILED": (424, "Failed Dependency"),
     "LIMIT_EXCEEDED": (422, "Unprocessable Entity"),
     "LIMIT_ABOVE_BANK_CAP": (422, "Unprocessable Entity"),
+    "SCHEDULE_INVALID": (422, "Unprocessable Entity"),
 }
 
 

@@ -26,6 +26,7 @@ TASK_MODULES = [
     "worker.hold_expiry",
     "worker.heartbeat",
     "worker.webhooks",
+    "worker.schedules",
     "worker.events_retention",
 ]
 
@@ -37,6 +38,7 @@ _MAINTENANCE_TASKS = (
     "worker.tasks.sweep_pending",
     "worker.tasks.seal_audit",
     "worker.tasks.expire_holds",
+    "worker.tasks.run_schedules",
     "worker.tasks.prune_events",
 )
 
@@ -148,6 +150,13 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "worker.tasks.prune_events",
             "schedule": 3600.0,
             "options": {"expires": 3600.0},
+        },
+        # Scheduled transfers: due occurrences become transfers, settled ones become runs.
+        # Exactly once per occurrence however many ticks run (core/schedules/materialiser.py).
+        "run-schedules": {
+            "task": "worker.tasks.run_schedules",
+            "schedule": settings.schedule_interval_seconds,
+            "options": {"expires": max(10.0, 3 * settings.schedule_interval_seconds)},
         },
         # One heartbeat per queue, sent to that queue: each pool proves it takes work from each
         # queue it should consume. A tick not taken in time is dropped; the next one counts.

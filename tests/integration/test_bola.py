@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from core.identity import devices
 from core.models import Transfer
 from core.schema import Base
 from tests.authflow import API, bearer, tokens
-from tests.factories import fund
+from tests.factories import PIN, fund
 
 PARAM = re.compile(r"{([^}]+)}")
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -51,6 +51,20 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
     }
     monitor = {"field": "balance", "operator": "lt", "value": 0}
     ids["monitor_id"] = client.post(f"{API}/accounts/{alice.account.id}/monitors", json=monitor, headers=h).json["id"]
+    if f"{API}/scheduled-transfers" in spec["paths"]:
+        schedule = {
+            "source_account_id": str(alice.account.id),
+            "destination_account_id": str(make_customer().account.id),
+            "amount": 100,
+            "currency": "USD",
+            "pin": PIN,
+            "start_at": (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "on_insufficient_funds": "skip",
+        }
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        r = client.post(f"{API}/scheduled-transfers", json=schedule, headers={**h, **key})
+        assert r.status_code == 201, r.json
+        ids["schedule_id"] = r.json["id"]
     if f"{API}/webhooks/endpoints" in spec["paths"]:
         r = client.post(
             f"{API}/webhooks/endpoints",

@@ -18,6 +18,7 @@ TASK_NAMES = {
     "worker.tasks.seal_audit",
     "worker.tasks.expire_holds",
     "worker.tasks.heartbeat",
+    "worker.tasks.run_schedules",
     "worker.tasks.prune_events",
     "worker.webhooks.relay_outbox",
     "worker.webhooks.dispatch_due",

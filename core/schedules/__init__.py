@@ -1,0 +1,1 @@
+"""Scheduled and recurring transfers: each occurrence becomes one ordinary transfer."""
