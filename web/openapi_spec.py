@@ -316,7 +316,7 @@ class ContractPlugin(BasePlugin):
         properties = definition.get("properties")
         if schema is None or not properties:
             return None
-        output = not _is_input(schema)
+        output = not _is_input(name, schema)
         for field, prop in properties.items():
             properties[field] = _complete_property(field, prop, output=output)
         if output and "required" not in definition:
@@ -494,9 +494,11 @@ def _words(op_id: str) -> str:
     return " ".join(words).capitalize()
 
 
-def _is_input(schema: Any) -> bool:
+def _is_input(name: str, schema: Any) -> bool:
+    """Input schemas refuse unknown fields (``Strict``) and are named ``…In`` (or ``…Args``); what
+    a client sends is never made required by this plugin."""
     cls = schema if isinstance(schema, type) else type(schema)
-    return issubclass(cls, Strict) or not issubclass(cls, ma.Schema)
+    return issubclass(cls, Strict) or not issubclass(cls, ma.Schema) or name.endswith(("In", "Args"))
 
 
 def _status_name(status: int) -> str:
