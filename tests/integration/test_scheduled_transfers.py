@@ -333,3 +333,51 @@ def test_api_checks_the_pin_at_creation(client, sessions, make_customer) -> None
     assert_problem(r, 403, "INVALID_PIN")
     r = client.post("/api/v1/scheduled-transfers", json=body(alice, bob, start), headers=headers)
     assert r.status_code == 201  # the refused request bound no key
+
+
+def test_a_crash_before_commit_leaves_the_occurrence_due_and_a_redelivered_tick_adds_nothing(  # type: ignore[no-untyped-def]
+    sessions, settings, make_customer, admin_user
+) -> None:
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 5_000)
+    schedule = make_schedule(sessions, settings, alice, bob, rrule=None, count=None)
+    assert schedule.next_run_at is not None
+    at = schedule.next_run_at + timedelta(seconds=1)
+    with sessions() as s:  # the worker dies before COMMIT: nothing of the tick remains
+        assert run_due(s, now=at).transfers == 1
+        s.rollback()
+    assert runs(sessions, schedule.id) == [] and transfers_of(sessions, alice, schedule.id) == []
+    tick(sessions, at, schedule.id)
+    tick(sessions, at, schedule.id)  # the same tick redelivered, and a late one
+    [run] = runs(sessions, schedule.id)
+    assert run.status is RunStatus.COMPLETED
+    assert [t.idempotency_key for t in transfers_of(sessions, alice, schedule.id)] == [
+        occurrence_key(schedule.id, run.occurrence)
+    ]
+    assert schedule_of(sessions, schedule.id).status is ScheduleStatus.FINISHED
+
+
+@pytest.mark.commits
+def test_the_beat_task_creates_the_transfer_within_a_minute_of_its_time(  # type: ignore[no-untyped-def]
+    committed_sessions, settings, make_customer, admin_user, worker_resources
+) -> None:
+    import time
+
+    from worker.schedules import run_schedules
+
+    sessions = committed_sessions
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 5_000)
+    start = db_now(sessions) + timedelta(seconds=2)
+    schedule = make_schedule(sessions, settings, alice, bob, rrule=None, count=None, start_at=start)
+    assert schedule.next_run_at is not None
+    while db_now(sessions) < schedule.next_run_at:
+        time.sleep(0.2)
+    run_schedules()
+    [transfer] = transfers_of(sessions, alice, schedule.id)
+    assert transfer.created_at - schedule.next_run_at < timedelta(seconds=60)
+    with sessions.begin() as s:
+        settle_transfer(s, transfer.id)
+    run_schedules()
+    assert [r.status for r in runs(sessions, schedule.id)] == [RunStatus.COMPLETED]
+    assert schedule_of(sessions, schedule.id).status is ScheduleStatus.FINISHED
