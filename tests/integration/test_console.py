@@ -336,3 +336,25 @@ def test_search_by_reference_and_status(console, admin, make_customer, sessions)
     assert reference not in page and "invoice &lt;b&gt;" in page  # escaped
     page = console.get("/console/search", query_string={"q": reference, "status": "FAILED"}).text
     assert str(accepted.transfer.id) not in page
+
+
+def test_an_admin_with_otp_answers_the_code(client, admin, sessions) -> None:  # type: ignore[no-untyped-def]
+    from tests.authflow import otp_code
+
+    with sessions.begin() as s:
+        s.get_one(User, admin.id).otp_enabled = True
+    r = console_login(client, admin.email)
+    assert r.status_code == 302 and r.headers["Location"].startswith("/console/login/otp")
+    assert client.get("/console/").status_code == 302  # not signed in yet
+    page = client.get("/console/login/otp")
+    with client.session_transaction("/console/") as state:
+        challenge_id = state["otp_challenge"]
+    code = otp_code(challenge_id)
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    r = client.post("/console/login/otp", data={"code": wrong, "csrf_token": csrf_of(page.text)})
+    assert r.status_code == 401
+    assert client.post("/console/login/otp", data={"code": code}).status_code == 400  # no CSRF token
+    r = client.post("/console/login/otp", data={"code": code, "csrf_token": csrf_of(page.text)})
+    assert r.status_code == 302 and r.headers["Location"].endswith("/console/")
+    assert client.get("/console/").status_code == 200
+    assert audit_rows(sessions, "auth.otp_failed", admin.id)  # the wrong code counted, as the API's do

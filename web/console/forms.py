@@ -13,6 +13,10 @@ class LoginForm(FlaskForm):  # type: ignore[misc]  # flask_wtf ships no type hin
     password = PasswordField("Password", validators=[InputRequired(), Length(max=1024)])
 
 
+class OtpForm(FlaskForm):  # type: ignore[misc]  # flask_wtf ships no type hints
+    code = StringField("One-time code", validators=[InputRequired(), Length(max=6)])
+
+
 class ActionForm(FlaskForm):  # type: ignore[misc]  # flask_wtf ships no type hints
     """A button with nothing to fill in (logout, retry): only the CSRF token."""
 

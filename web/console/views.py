@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
+from flask import session as cookie_session
 from flask_wtf import FlaskForm
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select
@@ -22,9 +23,10 @@ from core.audit.merkle import verify_proof
 from core.audit.roots import get_root
 from core.db import database_now
 from core.errors import DomainError
-from core.identity import kyc, users
+from core.identity import kyc, otp, users
 from core.identity import login as logins
 from core.models import Account, KycStatus, LedgerEntry, Role, Transfer, TransferStatus, User
+from core.notifications import OtpMessage, make_notifier
 from core.transfers import queries
 from core.webhooks import service as webhooks
 from core.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -32,14 +34,15 @@ from web.auth import client_address
 from web.console import health
 from web.console.auth import admin_required, current_admin, sign_in, sign_out
 from web.console.blueprint import bp
-from web.console.forms import ActionForm, KycForm, LimitsForm, LoginForm, ReasonForm
-from web.context import policies, request_id, settings, transaction
+from web.console.forms import ActionForm, KycForm, LimitsForm, LoginForm, OtpForm, ReasonForm
+from web.context import policies, request_id, resources, settings, transaction
 from web.hardening import raw_body
-from web.schemas import BankLimitsIn, KycDecisionIn, LoginIn, ReasonIn
+from web.schemas import BankLimitsIn, KycDecisionIn, LoginIn, OtpVerifyIn, ReasonIn
 from worker.webhooks import enqueue_delivery
 
 PAGE_SIZE = 50
-OTP_UNSUPPORTED = "This administrator uses a one-time code, which the console does not ask for yet."
+ADMINS_ONLY = "The console is for the bank's administrators only."
+OTP_CHALLENGE = "otp_challenge"
 CSRF_REFUSED = "The form was missing its CSRF token or it had expired. Reload the page and try again."
 
 
@@ -109,18 +112,79 @@ def login() -> Any:
         )
     # After commit: the failure counter and the audit row stay, as for the API's login.
     if result.locked_for is not None:
-        return _login_refused(form, f"Too many failed logins; try again in {result.locked_for} seconds.", 429)
+        return _login_refused(form, _locked(result.locked_for), 429)
     if result.user is None:
         return _login_refused(form, "Invalid email or password.", 401)
     if result.user.role != Role.ADMIN:
-        return _login_refused(form, "The console is for the bank's administrators only.", 403)
+        return _login_refused(form, ADMINS_ONLY, 403)
     if result.otp_required:
-        # Never skip the second step; the console has no OTP form yet, the API does.
-        return _login_refused(form, OTP_UNSUPPORTED, 403)
-    sign_in(result.user)
+        # The second step, as the API's: a code to the admin, answered on the next form.
+        cookie_session[OTP_CHALLENGE] = _send_challenge(result.user)
+        return redirect(url_for("console.login_otp", next=request.args.get("next", "")))
+    return _signed_in(result.user)
+
+
+def _signed_in(user: User) -> Response:
+    sign_in(user)
     target = request.args.get("next", "")
     safe = target.startswith("/console/") and not target.startswith("/console//")
     return redirect(target if safe else url_for("console.overview"))
+
+
+def _send_challenge(user: User) -> str:
+    """A code for ``user`` by the configured notifier (web/auth.py's login sends the same)."""
+    challenge, code = otp.issue(
+        resources().redis, policies().otp, challenge_id=otp.new_challenge_id(), user_id=user.id, device_id=None
+    )
+    make_notifier(settings().notifier).send_otp(
+        OtpMessage(user_id=user.id, email=user.email, purpose=challenge.purpose, code=code, challenge_id=challenge.id)
+    )
+    return challenge.id
+
+
+@bp.route("/login/otp", methods=["GET", "POST"])
+@raw_body
+def login_otp() -> Any:
+    form = OtpForm()
+    challenge_id = cookie_session.get(OTP_CHALLENGE)
+    if not isinstance(challenge_id, str):
+        return redirect(url_for("console.login"))
+    if request.method == "GET":
+        return render_template("console/otp.html", form=form)
+    if _csrf_refused(form):
+        return _refuse_csrf()
+    body = _load(OtpVerifyIn(), {"challenge_id": challenge_id, "code": form.code.data or ""}, form)
+    if body is None:
+        return render_template("console/otp.html", form=form), 422
+    with transaction() as db:
+        result = logins.answer_otp(
+            db,
+            resources().redis,
+            policies().otp,
+            challenge_id=challenge_id,
+            code=body["code"],
+            trust_device=False,
+            client_address=client_address(),
+            policy=policies().logins,
+            now=database_now(db),
+            request_id=request_id(),
+        )
+    # After commit: a wrong code counts toward the lockout, as the API's does.
+    if result.locked_for is not None:
+        cookie_session.pop(OTP_CHALLENGE, None)
+        return _login_refused(
+            LoginForm(formdata=None), f"Too many failed logins; try again in {result.locked_for} seconds.", 429
+        )
+    if result.user is None:
+        return render_template("console/otp.html", form=form, error="The code is wrong, or it has expired."), 401
+    cookie_session.pop(OTP_CHALLENGE, None)
+    if result.user.role != Role.ADMIN:
+        return _login_refused(LoginForm(formdata=None), ADMINS_ONLY, 403)
+    return _signed_in(result.user)
+
+
+def _locked(seconds: int) -> str:
+    return f"Too many failed logins; try again in {seconds} seconds."
 
 
 def _login_refused(form: LoginForm, message: str, status: int) -> tuple[str, int]:
