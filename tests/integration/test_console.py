@@ -358,3 +358,18 @@ def test_an_admin_with_otp_answers_the_code(client, admin, sessions) -> None:  #
     assert r.status_code == 302 and r.headers["Location"].endswith("/console/")
     assert client.get("/console/").status_code == 200
     assert audit_rows(sessions, "auth.otp_failed", admin.id)  # the wrong code counted, as the API's do
+
+
+def test_statement_download(console, admin, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    factories.fund(sessions, admin, customer.account, 1234)
+    page = console.get(f"/console/accounts/{customer.account.id}").text
+    start = re.search(r'name="from" value="([^"]+)"', page)
+    end = re.search(r'name="to" value="([^"]+)"', page)
+    assert start and end
+    r = console.get(f"/console/accounts/{customer.account.id}/statement", query_string={"from": start[1], "to": end[1]})
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert "attachment" in r.headers["Content-Disposition"]
+    assert "1234" in r.text
+    r = console.get(f"/console/accounts/{customer.account.id}/statement", query_string={"from": "yesterday"})
+    assert r.status_code == 302  # back to the account page with the problem
