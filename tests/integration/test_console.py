@@ -373,3 +373,19 @@ def test_statement_download(console, admin, make_customer, sessions) -> None:  #
     assert "1234" in r.text
     r = console.get(f"/console/accounts/{customer.account.id}/statement", query_string={"from": "yesterday"})
     assert r.status_code == 302  # back to the account page with the problem
+
+
+def test_errors_are_pages_without_a_trace(console, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from web.console import health
+
+    r = console.get("/console/accounts/not-an-id")
+    assert r.status_code == 404 and r.mimetype == "text/html" and "Not Found" in r.text
+
+    def broken(*_args: object, **_kw: object) -> None:
+        raise RuntimeError("internal detail that must not leak")
+
+    monkeypatch.setattr(health, "measure", broken)
+    r = console.get("/console/")
+    assert r.status_code == 500 and r.mimetype == "text/html"
+    assert "internal detail" not in r.text and "Traceback" not in r.text and "RuntimeError" not in r.text
+    assert "Content-Security-Policy" in r.headers
