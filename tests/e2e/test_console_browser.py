@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from core.config import Settings
 from core.models import Account, AccountStatus, KycStatus, Transfer, User
+from core.webhooks.models import DeliveryStatus, WebhookDelivery
 from tests import factories
 from tests.waits import wait_for
 
@@ -83,6 +86,12 @@ class Console:
         )  # fmt: skip
         assert all(url.startswith(self.base + "/console/") for url in resources), resources
 
+    def log_in(self, email: str) -> None:
+        self.open("/console/login")
+        self.find("input[name=email]").send_keys(email)
+        self.find("input[name=password]").send_keys(factories.PASSWORD)
+        self.find("button[data-action=login]").click()
+
     def find(self, css: str) -> Any:
         from selenium.webdriver.common.by import By
 
@@ -104,11 +113,14 @@ def test_console_in_a_browser(browser, api_url: str, committed_sessions, log_dir
     factories.seal_all(sessions)
     console = Console(browser, api_url, log_dir / "console-screenshots")
 
+    # A customer's right password opens nothing.
+    console.log_in(payer.email)
+    wait_for("the refusal", lambda: "administrators only" in browser.page_source, 15)
+    console.open("/console/")
+    assert "/console/login" in browser.current_url
+
     # Log in through the form (the hidden CSRF token travels with it).
-    console.open("/console/login")
-    console.find("input[name=email]").send_keys(admin.email)
-    console.find("input[name=password]").send_keys(factories.PASSWORD)
-    console.find("button[data-action=login]").click()
+    console.log_in(admin.email)
     wait_for("the overview", lambda: "/console/login" not in browser.current_url, 15)
     console.check_page()
     assert console.find("#backlog").text.isdigit()
@@ -153,6 +165,16 @@ def test_console_in_a_browser(browser, api_url: str, committed_sessions, log_dir
     console.check_page()
     console.shot("transfer")
 
+    # Retry a delivery that was given up.
+    delivery_id, endpoint_id = _failed_delivery(sessions, admin, payer)
+    console.open(f"/console/webhooks/{endpoint_id}")
+    console.find(f"button[data-action=retry][aria-label='Retry delivery {delivery_id}']").click()
+    wait_for("the retry", lambda: "queued for another attempt" in browser.page_source, 15)
+    console.check_page()
+    with sessions() as s:
+        assert s.get_one(WebhookDelivery, delivery_id).status == DeliveryStatus.PENDING
+    console.shot("delivery-retried")
+
     # A form whose CSRF token is removed is refused, and changes nothing.
     console.open(f"/console/accounts/{payee.account.id}")
     browser.execute_script("document.querySelectorAll('input[name=csrf_token]').forEach(e => e.remove())")
@@ -178,3 +200,23 @@ def _proofs_checked(console: Console) -> bool:
 
     cells = console.driver.find_elements(By.CSS_SELECTOR, "td.proof")
     return bool(cells) and all(c.get_attribute("data-verified") in ("true", "false") for c in cells)
+
+
+def _failed_delivery(sessions, admin: User, customer: Any) -> tuple[uuid.UUID, uuid.UUID]:  # type: ignore[no-untyped-def]
+    """A delivery to ``customer``'s endpoint, given up (no worker runs here: the test plays the relay)."""
+    from core.resources import Policies
+    from core.webhooks import relay, service
+
+    policy = Policies.from_settings(Settings()).webhooks
+    with sessions.begin() as s:
+        created = service.create_endpoint(
+            s, s.get_one(User, customer.user.id), url="https://hooks.example.com/bank", events=["transfer.completed"],
+            description=None, policy=policy, resolve=lambda host, port: ["93.184.216.34"],
+        )  # fmt: skip
+    factories.fund(sessions, admin, customer.account, 10)
+    with sessions.begin() as s:
+        relay.relay_events(s, now=datetime.now(UTC) + timedelta(seconds=1), queue_lease=timedelta(seconds=30))
+    with sessions.begin() as s:
+        delivery = s.scalars(select(WebhookDelivery).where(WebhookDelivery.endpoint_id == created.endpoint.id)).one()
+        delivery.status, delivery.queued_until, delivery.next_attempt_at = DeliveryStatus.FAILED, None, None
+        return delivery.id, created.endpoint.id
