@@ -6,6 +6,10 @@
 #                                             prints the application's multi-host DATABASE_URL
 #   ops/ha/formation.sh uri DIR                that URL again (pg_autoctl show uri)
 #   ops/ha/formation.sh state DIR              pg_autoctl show state
+#   ops/ha/formation.sh primary DIR            the name of the node that is primary now
+#   ops/ha/formation.sh crash DIR NODE         kill -9 a node's pg_autoctl and its Postgres: a host lost
+#   ops/ha/formation.sh run DIR NODE           start a node's service again (a crashed primary rejoins
+#                                             as the secondary, rewound by pg_rewind)
 #   ops/ha/formation.sh stop DIR               stop the three services
 #
 # Run as root (it installs the package and makes the system user pg_autoctl runs as: Postgres
@@ -87,6 +91,16 @@ case $cmd in
     ;;
   uri) as_ha pg_autoctl show uri --pgdata "$dir/monitor" --formation default ;;
   state) as_ha pg_autoctl show state --pgdata "$dir/monitor" ;;
+  primary)
+    as_ha pg_autoctl show state --pgdata "$dir/monitor" --json | python3 -c 'import json,sys
+nodes = [n for n in json.load(sys.stdin) if n["current_group_state"] == n["assigned_group_state"]]
+print(*[n["nodename"] for n in nodes if n["current_group_state"] in ("primary", "wait_primary", "single")])'
+    ;;
+  crash)
+    pid=$(autoctl_pid "${3:?node name}")
+    [ -n "$pid" ] && kill -KILL -- "-$pid"  # pg_autoctl leads its process group: Postgres dies with it
+    ;;
+  run) service "${3:?node name}" ;;
   stop)
     for name in node2 node1 monitor; do
       pid=$(autoctl_pid "$name")
