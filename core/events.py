@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import copy_rows
+from core.metadata import shown, stored_metadata
 from core.models import Account, Base, TransferStatus, enum_column
 
 
@@ -194,6 +195,7 @@ def transfer_data(transfer: Any) -> dict[str, Any]:
         "created_at": _iso(transfer.created_at),
         "completed_at": _iso(transfer.completed_at),
         "updated_at": _iso(transfer.updated_at),
+        "metadata": shown(stored_metadata(transfer)),
     }
 
 
@@ -237,5 +239,6 @@ def transfer_data_sql(alias: str) -> str:
         "created_at": iso("created_at"),
         "completed_at": iso("completed_at"),
         "updated_at": iso("updated_at"),
+        "metadata": f"COALESCE({alias}.metadata, CAST('{{}}' AS jsonb))",
     }
     return "jsonb_build_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"

@@ -170,6 +170,9 @@ class Account(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
 
+    # The client's own keys and values (core/metadata.py); NULL: none. PATCH /accounts/{id}.
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSONB(none_as_null=True))
+
     user: Mapped[User | None] = relationship(back_populates="accounts")
 
     __table_args__ = (
@@ -290,6 +293,9 @@ class Transfer(Base):
     captured_amount: Mapped[int | None] = mapped_column(BigInteger)
     refund_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfers.id"))
     batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transfer_batches.id"))
+    # The client's own keys and values (core/metadata.py); NULL: none. ``metadata`` is taken on a
+    # declarative class, hence the attribute's name; the column's is ``metadata``.
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSONB(none_as_null=True))
 
     __table_args__ = (
         UniqueConstraint("initiated_by", "idempotency_key", name="uq_transfers_idempotency"),
@@ -301,6 +307,14 @@ class Transfer(Base):
         CheckConstraint("(kind = 'REFUND') = (refund_of IS NOT NULL)", name="refund_kind"),
         Index("ix_transfers_refund_of", "refund_of", postgresql_where="refund_of IS NOT NULL"),
         Index("ix_transfers_batch_id", "batch_id", postgresql_where="batch_id IS NOT NULL"),
+        # GET /transfers?metadata[KEY]=VALUE (``@>``); transfers without metadata are not in it.
+        Index(
+            "ix_transfers_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+            postgresql_where="metadata IS NOT NULL",
+        ),
         # The expiry sweep's scan: open holds by expiry.
         Index("ix_transfers_held_expiry", "hold_expires_at", postgresql_where="status = 'HELD'"),
         CheckConstraint("amount > 0", name="amount_positive"),

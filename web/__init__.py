@@ -11,6 +11,7 @@ from core import logs
 from core.config import Settings
 from core.resources import Resources
 from web import (
+    account_metadata,
     accounts,
     admin,
     audit_proofs,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         auth.blp,
         me.blp,
         accounts.blp,
+        account_metadata.blp,
         statements.blp,
         transfers.blp,
         transfer_batches.blp,

@@ -16,6 +16,7 @@ from core.pagination import MAX_LIMIT
 from core.transfers.batch import MAX_ITEMS as MAX_BATCH_ITEMS
 from core.transfers.refund import MAX_REASON_LENGTH
 from core.transfers.submit import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
+from web.metadata_field import MetadataIn, metadata_out
 
 
 class FullMatch(validate.Regexp):
@@ -142,6 +143,7 @@ class TransferIn(Strict):
         validate=validate.Range(min=MIN_HOLD_SECONDS, max=MAX_HOLD_SECONDS),
         metadata={"description": "With hold only: the hold ends EXPIRED after this long (default 86400)."},
     )
+    metadata = MetadataIn()
 
     @ma.validates_schema
     def _expiry_needs_hold(self, data: dict[str, Any], **_: Any) -> None:
@@ -168,6 +170,7 @@ class BatchItemIn(Strict):
     currency = fields.String(required=True, validate=CURRENCY)
     reference = fields.String(validate=validate.Length(max=140), allow_none=True)
     hold = StrictBoolean(load_default=False)
+    metadata = MetadataIn()
 
 
 class RawItem(fields.Nested):
@@ -271,6 +274,20 @@ class PageArgs(ma.Schema):
 class TransferListArgs(PageArgs):
     status = by_value(TransferStatus)
     account_id = fields.UUID()
+    metadata = MetadataIn(
+        data_key="metadata",
+        metadata={"description": "metadata[KEY]=VALUE: only transfers whose metadata has KEY equal to VALUE"},
+    )
+
+    @ma.pre_load
+    def _metadata_params(self, data: Any, **_: Any) -> Any:
+        """``metadata[KEY]=VALUE`` query parameters become one ``metadata`` object."""
+        keys = list(data.keys()) if hasattr(data, "keys") else []
+        pairs = {k[len("metadata[") : -1]: data.get(k) for k in keys if k.startswith("metadata[") and k.endswith("]")}
+        if not pairs:
+            return data
+        rest = {k: data.get(k) for k in keys if not (k.startswith("metadata[") and k.endswith("]"))}
+        return {**rest, "metadata": pairs}
 
 
 class UserListArgs(PageArgs):
@@ -310,6 +327,7 @@ class AccountOut(ma.Schema):
     credit_limit = fields.Integer()
     status = by_value(AccountStatus)
     created_at = fields.DateTime()
+    metadata = metadata_out()
 
 
 class TransferOut(ma.Schema):
@@ -332,6 +350,7 @@ class TransferOut(ma.Schema):
     batch_id = fields.UUID(allow_none=True)
     created_at = fields.DateTime()
     completed_at = fields.DateTime(allow_none=True)
+    metadata = metadata_out()
 
 
 class EntryOut(ma.Schema):

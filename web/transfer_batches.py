@@ -97,6 +97,7 @@ def _item(raw: dict[str, Any]) -> BatchItem | DomainError:
         amount=data["amount"],
         currency=data["currency"],
         reference=data.get("reference"),
+        metadata=data.get("metadata"),
     )
     return BatchItem(data.get("idempotency_key"), movement, data["hold"])
 

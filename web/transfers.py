@@ -52,6 +52,7 @@ def create_transfer(body: dict[str, Any]) -> tuple[Transfer | Row[Any], int, dic
         reference=body.get("reference"),
         hold=body["hold"],
         hold_expires_in_seconds=body.get("hold_expires_in_seconds"),
+        metadata=body.get("metadata"),
     )
     # One transaction: the token's revocation, the replay lookup (a retry gets its transfer back
     # before any other check), the PIN, the checks and the insert. A wrong PIN commits its
@@ -156,6 +157,7 @@ def list_transfers(args: dict[str, Any]) -> Page[Transfer]:
             current_user(),
             status=args.get("status"),
             account_id=args.get("account_id"),
+            metadata=args.get("metadata"),
             cursor=args.get("cursor"),
             limit=args["limit"],
         )

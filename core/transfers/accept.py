@@ -51,7 +51,7 @@ _COLUMNS = ", ".join(c.name for c in _T.c)
 _INSERTED = (
     "id", "kind", "initiated_by", "idempotency_key", "request_hash", "source_account_id",
     "destination_account_id", "amount", "currency", "reference", "status", "request_id",
-    "partition", "hold",
+    "partition", "hold", "metadata",
 )  # fmt: skip
 
 # The caller: a live token (tokens.LIVE_CALLER), KYC approved, and the PIN right with no failures
@@ -247,6 +247,7 @@ def accept_in_one_statement(
         "request_id": request_id,
         "partition": partition_of(movement.source_account_id, partitions),
         "hold": movement.hold,
+        "metadata": movement.metadata,
         "hold_seconds": hold_seconds(movement),
     }
     row = (

@@ -18,6 +18,7 @@ all in one transaction, and nudges ``partitions`` after the commit.
 from __future__ import annotations
 
 import enum
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -55,16 +56,17 @@ _INSERT_ITEMS = text(
     f"WITH {ACCEPT_CLOCK_CTE}"  # noqa: S608 -- formats in only SQL constants of submit.py and the table's column names
     " INSERT INTO transfers (id, kind, initiated_by, idempotency_key, request_hash, source_account_id,"
     " destination_account_id, amount, currency, reference, status, request_id, partition, hold,"
-    " hold_expires_at, batch_id, created_at, updated_at)"
+    " hold_expires_at, batch_id, created_at, updated_at, metadata)"
     " SELECT i.id, :kind, :initiated_by, i.key, i.hash, i.src, i.dst, i.amount, i.currency, i.reference,"
     " :status, :request_id, i.part, i.hold,"
     f" CASE WHEN i.hold THEN {HOLD_EXPIRES_AT} END,"
-    f" :batch_id, {ACCEPTED_AT} + i.seq * interval '1 microsecond', {ACCEPTED_AT} + i.seq * interval '1 microsecond'"
+    f" :batch_id, {ACCEPTED_AT} + i.seq * interval '1 microsecond', {ACCEPTED_AT} + i.seq * interval '1 microsecond',"
+    " CAST(i.metadata AS jsonb)"
     " FROM accept_clock, unnest(CAST(:ids AS uuid[]), CAST(:keys AS varchar[]), CAST(:hashes AS varchar[]),"
     " CAST(:srcs AS uuid[]), CAST(:dsts AS uuid[]), CAST(:amounts AS bigint[]), CAST(:currencies AS varchar[]),"
     " CAST(:references AS varchar[]), CAST(:parts AS smallint[]), CAST(:holds AS boolean[]),"
-    " CAST(:seqs AS integer[]))"
-    " AS i(id, key, hash, src, dst, amount, currency, reference, part, hold, seq)"
+    " CAST(:seqs AS integer[]), CAST(:metadatas AS text[]))"
+    " AS i(id, key, hash, src, dst, amount, currency, reference, part, hold, seq, metadata)"
     " ORDER BY i.key"
     " ON CONFLICT ON CONSTRAINT uq_transfers_idempotency DO NOTHING"
     f" RETURNING {', '.join(f'transfers.{c.name}' for c in _T.c)}"
@@ -278,6 +280,8 @@ def _insert(
             "parts": [partition if partition is not None else partition_of(s, partitions) for s in sources],
             "holds": [i.hold for i in new],
             "seqs": list(range(len(new))),
+            # As JSON text (NULL: none): one array parameter, whatever each item's keys.
+            "metadatas": [json.dumps(i.movement.metadata) if i.movement.metadata else None for i in new],
         },
     ).all()
     by_key: dict[str, Row[Any]] = {r.idempotency_key: r for r in rows}

@@ -28,6 +28,7 @@ class MoneyMovement:
     # A hold reserves the amount until captured, voided or expired (core.transfers.holds).
     hold: bool = False
     hold_expires_in_seconds: int | None = None
+    metadata: dict[str, str] | None = None  # core/metadata.py; None: none
 
 
 def validate_key(key: str | None) -> str:
@@ -42,7 +43,10 @@ def fingerprint(kind: TransferKind, movement: MoneyMovement) -> str:
     fields = asdict(movement)
     if not movement.hold:  # keys bound before holds existed keep their hash
         del fields["hold"], fields["hold_expires_in_seconds"]
+    metadata = fields.pop("metadata")
     body = {"kind": kind.value, **{k: str(v) if v is not None else None for k, v in fields.items()}}
+    if metadata:  # likewise: a request without metadata hashes as before metadata existed
+        body["metadata"] = metadata
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

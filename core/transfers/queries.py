@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import String, column, literal, select, true, tuple_, union, values
+from sqlalchemy import String, column, literal, or_, select, true, tuple_, union, values
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
@@ -49,10 +49,13 @@ def list_visible(
     account_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
+    metadata: dict[str, str] | None = None,
 ) -> Page[Transfer]:
     """The transfers ``user`` may see, newest first: those of their own accounts (``account_id``:
     of that one of them; another's account lists nothing); an admin sees every transfer, as
     ``get_visible`` lets them read any one, or those of ``account_id``."""
+    if metadata:
+        return _with_metadata(session, user, metadata, status=status, account_id=account_id, cursor=cursor, limit=limit)
     if user.role == Role.ADMIN and account_id is None:
         stmt = select(Transfer)
         if status is not None:
@@ -65,6 +68,31 @@ def list_visible(
         accounts = accounts.where(Account.id == account_id)
     newest = _newest_of_accounts(accounts, status, cursor, limit + 1)
     return paginate(session, select(Transfer).where(Transfer.id.in_(newest)), _KEYS, cursor, limit)
+
+
+def _with_metadata(
+    session: Session,
+    user: User,
+    metadata: dict[str, str],
+    *,
+    status: TransferStatus | None,
+    account_id: uuid.UUID | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[Transfer]:
+    """Transfers whose metadata holds every pair of ``metadata`` (``@>``: the GIN index
+    ix_transfers_metadata finds them), then the same visibility as the other lists."""
+    stmt = select(Transfer).where(Transfer.metadata_.contains(metadata), Transfer.metadata_.is_not(None))
+    if status is not None:
+        stmt = stmt.where(Transfer.status == status)
+    if user.role != Role.ADMIN or account_id is not None:
+        accounts = select(Account.id)
+        if user.role != Role.ADMIN:
+            accounts = accounts.where(Account.user_id == user.id)
+        if account_id is not None:
+            accounts = accounts.where(Account.id == account_id)
+        stmt = stmt.where(or_(Transfer.source_account_id.in_(accounts), Transfer.destination_account_id.in_(accounts)))
+    return paginate(session, stmt, _KEYS, cursor, limit)
 
 
 def _newest_of_accounts(accounts: Any, status: TransferStatus | None, cursor: str | None, n: int) -> Any:

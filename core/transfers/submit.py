@@ -66,7 +66,7 @@ _T = cast(Table, Transfer.__table__)
 _PENDING_COLUMNS = (
     "id", "kind", "initiated_by", "idempotency_key", "request_hash", "source_account_id",
     "destination_account_id", "amount", "currency", "reference", "status", "request_id",
-    "partition", "hold",
+    "partition", "hold", "metadata",
 )  # fmt: skip
 _INSERT_PENDING = (
     text(
@@ -123,6 +123,7 @@ def submit_transfer(
             "request_id": request_id,
             "partition": partition_of(source.id, partitions),
             "hold": movement.hold,
+            "metadata": movement.metadata,
             "hold_seconds": hold_seconds(movement),
         },
     ).one_or_none()
