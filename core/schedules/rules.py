@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
-from dateutil.rrule import rrule, rrulestr
+from dateutil.rrule import DAILY, rrule, rrulestr
 
 from core.errors import ScheduleInvalid
 
@@ -33,6 +33,15 @@ def build(start_at: datetime, rule: str | None, *, until: datetime | None, count
         raise ScheduleInvalid(f"not an RFC 5545 recurrence rule: {error}", errors={"rrule": [str(error)]}) from error
     if not isinstance(parsed, rrule):
         raise ScheduleInvalid("the rule is one RRULE", errors={"rrule": ["Not one RRULE."]})
+    if parsed._freq > DAILY and any(  # dateutil keeps them private
+        part.split("=", 1)[0].strip().upper().startswith("BY") for part in text.split(";")
+    ):
+        # dateutil walks every step of the frequency through the BY… filters and stops only at the
+        # year 9999: an hourly (or finer) rule whose filters never match would hold a request for
+        # minutes. Such rules are refused; daily and coarser ones stay cheap enough to search.
+        raise ScheduleInvalid(
+            "an hourly, minutely or secondly rule takes no BY… parts", errors={"rrule": ["No BY… parts below DAILY."]}
+        )
     if until is not None or count is not None:
         if parsed._count is not None or parsed._until is not None:  # dateutil keeps them private
             raise ScheduleInvalid("UNTIL or COUNT given twice", errors={"rrule": ["UNTIL/COUNT also in the fields."]})
@@ -58,8 +67,8 @@ def validate(rule: rrule, start_at: datetime, until: datetime | None, now: datet
         raise ScheduleInvalid("the rule never occurs", errors={"rrule": ["Never occurs."]})
     # Counting stops at the first occurrence past the cap: FREQ=SECONDLY costs 1,001 steps.
     year_end = first + timedelta(days=365)
-    within_year = islice(rule.xafter(first, inc=True), MAX_PER_YEAR + 1)
-    if sum(1 for o in within_year if o < year_end) > MAX_PER_YEAR:
+    within_year = sum(1 for o in islice(rule.xafter(first, inc=True), MAX_PER_YEAR + 1) if o < year_end)
+    if within_year > MAX_PER_YEAR:
         raise ScheduleInvalid(
             f"the rule occurs more than {MAX_PER_YEAR} times a year", errors={"rrule": ["Too frequent."]}
         )

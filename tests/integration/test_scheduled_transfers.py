@@ -7,6 +7,7 @@ the transfers themselves are accepted and settled by the real services on the re
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -309,6 +310,9 @@ def test_api_create_replay_get_pause_resume_cancel(client, sessions, make_custom
         ({"rrule": "FREQ=MINUTELY"}, timedelta(hours=1)),  # > 1,000 a year
         ({"rrule": "FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30"}, timedelta(hours=1)),  # never
         ({"rrule": "NOT A RULE"}, timedelta(hours=1)),
+        # never, and dateutil would walk every second to the year 9999 to find out: refused at once
+        ({"rrule": "FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30"}, timedelta(hours=1)),
+        ({"rrule": "FREQ=HOURLY;INTERVAL=2;BYHOUR=3"}, timedelta(hours=1)),
         ({}, -timedelta(hours=1)),  # in the past
         ({}, timedelta(days=3700)),  # more than ten years out
         ({"until": "2020-01-01T00:00:00Z"}, timedelta(hours=1)),  # until before start_at
@@ -317,10 +321,12 @@ def test_api_create_replay_get_pause_resume_cancel(client, sessions, make_custom
 def test_api_refuses_an_invalid_schedule(client, sessions, make_customer, over, shift) -> None:  # type: ignore[no-untyped-def]
     alice, bob = make_customer(), make_customer()
     headers = {**login(client, alice.email), "Idempotency-Key": str(uuid.uuid4())}
+    began = time.monotonic()
     r = client.post(
         "/api/v1/scheduled-transfers", json=body(alice, bob, db_now(sessions) + shift, **over), headers=headers
     )
     assert_problem(r, 422, "SCHEDULE_INVALID")
+    assert time.monotonic() - began < 5  # a rule dateutil cannot search quickly is refused, not searched
     with sessions() as s:
         assert s.scalar(select(func.count()).where(ScheduledTransfer.user_id == alice.user.id)) == 0
 
@@ -361,8 +367,6 @@ def test_a_crash_before_commit_leaves_the_occurrence_due_and_a_redelivered_tick_
 def test_the_beat_task_creates_the_transfer_within_a_minute_of_its_time(  # type: ignore[no-untyped-def]
     committed_sessions, settings, make_customer, admin_user, worker_resources
 ) -> None:
-    import time
-
     from worker.schedules import run_schedules
 
     sessions = committed_sessions
