@@ -84,7 +84,7 @@ class Console:
         resources = self.driver.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)"
         )  # fmt: skip
-        assert all(url.startswith(self.base + "/console/") for url in resources), resources
+        assert all(url.startswith(self.base + "/") for url in resources), resources  # nothing from elsewhere
 
     def log_in(self, email: str) -> None:
         self.open("/console/login")

@@ -389,3 +389,12 @@ def test_errors_are_pages_without_a_trace(console, monkeypatch) -> None:  # type
     assert r.status_code == 500 and r.mimetype == "text/html"
     assert "internal detail" not in r.text and "Traceback" not in r.text and "RuntimeError" not in r.text
     assert "Content-Security-Policy" in r.headers
+
+
+def test_console_login_has_the_api_logins_budget_per_address(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(rate_limit_key_prefix=f"test-{uuid.uuid4().hex}", rate_limit_login_ip="3 per minute")
+    client = app.test_client()
+    statuses = [console_login(client, f"nobody.{n}@example.com", "guess").status_code for n in range(3)]
+    assert statuses == [401, 401, 401]
+    r = client.post("/console/login", data={"email": "another@example.com", "password": "guess"})
+    assert r.status_code == 429 and r.mimetype == "text/html"

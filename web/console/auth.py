@@ -66,7 +66,7 @@ def admin_required(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         user = signed_in_admin()
         if user is None:
-            return redirect(url_for("console.login", next=request.path))
+            return redirect(url_for("console.login_page", next=request.path))
         g.console_admin = user
         return view(*args, **kwargs)
 

@@ -89,12 +89,16 @@ def _uuid_or_404(value: str) -> uuid.UUID:
 # ---- login -----------------------------------------------------------------------------------
 
 
-@bp.route("/login", methods=["GET", "POST"])
+@bp.get("/login")
+def login_page() -> str:
+    return render_template("console/login.html", form=LoginForm())
+
+
+# The POSTs are endpoints of their own: web/limits.py counts them (only) against the API login's budgets.
+@bp.post("/login")
 @raw_body  # a form, not JSON (web/hardening.py refuses other bodies elsewhere)
 def login() -> Any:
     form = LoginForm()
-    if request.method == "GET":
-        return render_template("console/login.html", form=form)
     if _csrf_refused(form):
         return _refuse_csrf()
     body = _load(LoginIn(), {"email": form.email.data or "", "password": form.password.data or ""}, form)
@@ -121,7 +125,7 @@ def login() -> Any:
     if result.otp_required:
         # The second step, as the API's: a code to the admin, answered on the next form.
         cookie_session[OTP_CHALLENGE] = _send_challenge(result.user)
-        return redirect(url_for("console.login_otp", next=request.args.get("next", "")))
+        return redirect(url_for("console.login_otp_page", next=request.args.get("next", "")))
     return _signed_in(result.user)
 
 
@@ -143,15 +147,20 @@ def _send_challenge(user: User) -> str:
     return challenge.id
 
 
-@bp.route("/login/otp", methods=["GET", "POST"])
+@bp.get("/login/otp")
+def login_otp_page() -> Any:
+    if not isinstance(cookie_session.get(OTP_CHALLENGE), str):
+        return redirect(url_for("console.login_page"))
+    return render_template("console/otp.html", form=OtpForm())
+
+
+@bp.post("/login/otp")
 @raw_body
 def login_otp() -> Any:
     form = OtpForm()
     challenge_id = cookie_session.get(OTP_CHALLENGE)
     if not isinstance(challenge_id, str):
-        return redirect(url_for("console.login"))
-    if request.method == "GET":
-        return render_template("console/otp.html", form=form)
+        return redirect(url_for("console.login_page"))
     if _csrf_refused(form):
         return _refuse_csrf()
     body = _load(OtpVerifyIn(), {"challenge_id": challenge_id, "code": form.code.data or ""}, form)
@@ -199,7 +208,7 @@ def logout() -> Any:
     if _csrf_refused(form):
         return _refuse_csrf()
     sign_out()
-    return redirect(url_for("console.login"))
+    return redirect(url_for("console.login_page"))
 
 
 # ---- overview --------------------------------------------------------------------------------
