@@ -54,9 +54,6 @@ PER_ADDRESS: dict[str, Callable[[Settings], str]] = {
     "auth.login": lambda s: s.rate_limit_login_ip,
     "auth.verify_otp": lambda s: s.rate_limit_otp_verify,
     "auth.register": lambda s: s.rate_limit_register,
-    # The operators' console's login takes the same guesses: the same budgets per address.
-    "console.login": lambda s: s.rate_limit_login_ip,
-    "console.login_otp": lambda s: s.rate_limit_otp_verify,
 }
 PER_EMAIL: dict[str, Callable[[Settings], str]] = {
     "auth.login": lambda s: s.rate_limit_login_account,

@@ -10,17 +10,18 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 from marshmallow import fields, validate
 
+from core import events_feed
 from core.after_commit import publish_after_commit
 from core.db import database_now
 from core.events import EVENT_TYPES, EventType
 from core.pagination import Page
-from core.webhooks import service
+from core.webhooks import replay, service
 from core.webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from core.webhooks.policy import WebhookPolicy
 from core.webhooks.urls import MAX_URL_LENGTH
 from web.context import policies, request_id, transaction
 from web.docs import BEARER
-from web.schemas import FullMatch, PageArgs, Strict, by_value, page_of
+from web.schemas import FullMatch, PageArgs, Rfc3339Instant, Strict, by_value, page_of
 from web.security import current_user
 from worker.webhooks import enqueue_delivery
 
@@ -77,6 +78,20 @@ class DeliveryOut(ma.Schema):
     response_status = fields.Integer(allow_none=True)
     next_attempt_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
+
+
+class ReplayIn(Strict):
+    from_ = Rfc3339Instant(required=True, data_key="from", metadata={"description": "Start of the range (inclusive)"})
+    to = Rfc3339Instant(required=True, metadata={"description": "End of the range (exclusive)"})
+    types = fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        validate=validate.Length(min=1, max=len(EVENT_TYPES)),
+        metadata={"description": "Default: the endpoint's event types"},
+    )
+
+
+class ReplayOut(ma.Schema):
+    events = fields.Integer(metadata={"description": "Events of the range delivered again, with their original ids"})
 
 
 EndpointList = ma.Schema.from_dict({"items": fields.List(fields.Nested(EndpointOut))}, name="WebhookEndpointList")
@@ -181,3 +196,27 @@ def retry_delivery(delivery_id: uuid.UUID) -> WebhookDelivery:
         if retried.queued:
             publish_after_commit(session, enqueue_delivery, retried.delivery.id)
     return retried.delivery
+
+
+@blp.route("/endpoints/<uuid:endpoint_id>/replay", methods=["POST"])
+@jwt_required()
+@blp.arguments(ReplayIn)
+@blp.response(202, ReplayOut)
+@blp.doc(
+    description=f"Delivers the endpoint's events of `[from, to)` (their `created_at`) again, with their original ids:"
+    f" at most {replay.MAX_EVENTS} events and {events_feed.RETENTION.days} days back (`422` beyond). Audited.",
+    **BEARER,
+)
+def replay_events(body: dict[str, Any], endpoint_id: uuid.UUID) -> replay.Replayed:
+    types = {EventType(t) for t in body["types"]} if "types" in body else None
+    with transaction() as session:
+        return replay.replay(
+            session,
+            current_user(),
+            endpoint_id,
+            start=body["from_"],
+            end=body["to"],
+            types=types,
+            now=database_now(session),
+            request_id=request_id(),
+        )
