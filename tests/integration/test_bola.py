@@ -65,6 +65,11 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
         r = client.post(f"{API}/scheduled-transfers", json=schedule, headers={**h, **key})
         assert r.status_code == 201, r.json
         ids["schedule_id"] = r.json["id"]
+    if f"{API}/counterparties" in spec["paths"]:
+        payee = {"name": "Landlord", "currency": "EUR", "iban": "DE89370400440532013000"}
+        r = client.post(f"{API}/counterparties", json=payee, headers=h)
+        assert r.status_code == 201, r.json
+        ids["counterparty_id"] = r.json["id"]
     if f"{API}/webhooks/endpoints" in spec["paths"]:
         r = client.post(
             f"{API}/webhooks/endpoints",
