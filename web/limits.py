@@ -54,6 +54,9 @@ PER_ADDRESS: dict[str, Callable[[Settings], str]] = {
     "auth.login": lambda s: s.rate_limit_login_ip,
     "auth.verify_otp": lambda s: s.rate_limit_otp_verify,
     "auth.register": lambda s: s.rate_limit_register,
+    # The operators' console's login takes the same guesses: the same budgets per address.
+    "console.login": lambda s: s.rate_limit_login_ip,
+    "console.login_otp": lambda s: s.rate_limit_otp_verify,
 }
 PER_EMAIL: dict[str, Callable[[Settings], str]] = {
     "auth.login": lambda s: s.rate_limit_login_account,
@@ -66,6 +69,7 @@ PER_USER: dict[str, Callable[[Settings], str]] = {
     "transfers.capture_transfer": lambda s: s.rate_limit_transfers,
     "transfers.void_transfer": lambda s: s.rate_limit_transfers,
     "webhooks.retry_delivery": lambda s: s.rate_limit_webhook_retry,
+    "webhooks.replay_events": lambda s: s.rate_limit_webhook_retry,  # up to 10,000 deliveries each
     "webhooks.replay_events": lambda s: s.rate_limit_webhook_retry,  # up to 10,000 deliveries each
     # A statement reads up to a whole history (JSON and CSV alike): a customer's budget, so that
     # one customer's statements cannot starve everyone's transfers of database time.
