@@ -70,7 +70,6 @@ PER_USER: dict[str, Callable[[Settings], str]] = {
     "transfers.void_transfer": lambda s: s.rate_limit_transfers,
     "webhooks.retry_delivery": lambda s: s.rate_limit_webhook_retry,
     "webhooks.replay_events": lambda s: s.rate_limit_webhook_retry,  # up to 10,000 deliveries each
-    "webhooks.replay_events": lambda s: s.rate_limit_webhook_retry,  # up to 10,000 deliveries each
     # A statement reads up to a whole history (JSON and CSV alike): a customer's budget, so that
     # one customer's statements cannot starve everyone's transfers of database time.
     "statements.get_statement": lambda s: s.rate_limit_statements,
