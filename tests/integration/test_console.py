@@ -398,3 +398,28 @@ def test_console_login_has_the_api_logins_budget_per_address(make_app) -> None: 
     assert statuses == [401, 401, 401]
     r = client.post("/console/login", data={"email": "another@example.com", "password": "guess"})
     assert r.status_code == 429 and r.mimetype == "text/html"
+
+
+def test_search_by_metadata_shows_it_escaped(console, admin, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    from core.models import Transfer
+    from core.transfers.deposit import deposit
+
+    customer = make_customer()
+    value = f"<script>alert('{uuid.uuid4().hex[:8]}')</script>"
+    with sessions.begin() as s:
+        accepted = deposit(s, admin_id=admin.id, account_id=customer.account.id, amount=5, currency="USD",
+                           reference=None, idempotency_key=str(uuid.uuid4()))  # fmt: skip
+        s.get_one(Transfer, accepted.transfer.id).metadata_ = {"order": value}
+        s.get_one(Account, customer.account.id).metadata_ = {"segment": "<i>vip</i>"}
+    page = console.get("/console/search", query_string={"meta_key": "order", "meta_value": value}).text
+    assert str(accepted.transfer.id) in page
+    assert value not in page and "&lt;script&gt;" in page
+    by_account = {"q": str(customer.account.id), "meta_key": "order", "meta_value": value}
+    assert str(accepted.transfer.id) in console.get("/console/search", query_string=by_account).text
+    other = {"meta_key": "order", "meta_value": "something else"}
+    assert str(accepted.transfer.id) not in console.get("/console/search", query_string=other).text
+    assert "&lt;script&gt;" in console.get(f"/console/transfers/{accepted.transfer.id}").text
+    account_page = console.get(f"/console/accounts/{customer.account.id}").text
+    assert "<i>vip</i>" not in account_page and "&lt;i&gt;vip&lt;/i&gt;" in account_page
+    bad = console.get("/console/search", query_string={"meta_key": "k" * 41, "meta_value": "v"})
+    assert bad.status_code == 200 and "Metadata:" in bad.text

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from core import audit, statements
+from core import metadata as metadata_rules
 from core.accounts import limit_settings
 from core.accounts import service as accounts
 from core.accounts.limits import CREDIT_LIMIT, LIMIT_NAMES
@@ -278,9 +279,22 @@ def search() -> Any:
     status = request.args.get("status") or None
     results: dict[str, list[Any]] = {"users": [], "accounts": [], "transfers": []}
     next_cursor = None
+    metadata = _metadata_filter()
     with transaction() as session:
         as_id = _maybe_uuid(q)
-        if as_id is not None:
+        if metadata and (not q or as_id is not None):
+            # Transfers by metadata (the API's ?metadata[KEY]=VALUE), of one account when an id is given.
+            page = queries.list_visible(
+                session,
+                current_admin(),
+                status=_status(status),
+                account_id=as_id,
+                cursor=request.args.get("cursor"),
+                limit=PAGE_SIZE,
+                metadata=metadata,
+            )
+            results["transfers"], next_cursor = page.items, page.next_cursor
+        elif as_id is not None:
             results["users"] = [u for u in [session.get(User, as_id)] if u]
             results["accounts"] = [a for a in [session.get(Account, as_id)] if a]
             results["transfers"] = [t for t in [session.get(Transfer, as_id)] if t]
@@ -318,8 +332,27 @@ def search() -> Any:
             results["transfers"], next_cursor = page.items, page.next_cursor
     statuses = [s.value for s in TransferStatus]
     return render_template(
-        "console/search.html", q=q, status=status, statuses=statuses, results=results, next_cursor=next_cursor
+        "console/search.html",
+        q=q,
+        status=status,
+        statuses=statuses,
+        results=results,
+        next_cursor=next_cursor,
+        meta_key=request.args.get("meta_key", ""),
+        meta_value=request.args.get("meta_value", ""),
     )
+
+
+def _metadata_filter() -> dict[str, str] | None:
+    """One KEY=VALUE pair to look for, checked by core.metadata (the API's rules); None: none or invalid."""
+    key = request.args.get("meta_key") or ""
+    if not key:
+        return None
+    try:
+        return metadata_rules.validate_metadata({key: request.args.get("meta_value") or ""})
+    except DomainError as error:
+        flash(f"Metadata: {error.extra.get('errors') or error.detail}", "error")
+        return None
 
 
 def _maybe_uuid(text: str) -> uuid.UUID | None:
