@@ -307,6 +307,7 @@ def test_retry_a_delivery(console, admin, make_customer, sessions, app) -> None:
         delivery.queued_until = None
         delivery.next_attempt_at = None
         delivery_id = delivery.id
+    assert "hooks.example.com/bank" in console.get("/console/webhooks").text
     page = console.get(f"/console/webhooks/{created.endpoint.id}")
     assert 'data-action="retry"' in page.text
     r = console.post(f"/console/deliveries/{delivery_id}/retry", data={"csrf_token": csrf_of(page.text)})

@@ -29,6 +29,7 @@ from core.identity import kyc, otp, users
 from core.identity import login as logins
 from core.models import Account, KycStatus, LedgerEntry, Role, Transfer, TransferStatus, User
 from core.notifications import OtpMessage, make_notifier
+from core.pagination import newest_first, paginate
 from core.transfers import queries
 from core.webhooks import service as webhooks
 from core.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -566,8 +567,8 @@ def _check(session: Any, item: proofs.AuditItem) -> dict[str, Any]:
 def webhooks_page() -> str:
     with transaction() as session:
         numbers = health.failing_endpoints(session, database_now(session))
-        endpoints = list(
-            session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.created_at.desc()).limit(PAGE_SIZE))
+        endpoints = paginate(
+            session, select(WebhookEndpoint), newest_first(WebhookEndpoint), request.args.get("cursor"), PAGE_SIZE
         )
         return render_template("console/webhooks.html", endpoints=endpoints, failing=numbers)
 
@@ -579,14 +580,8 @@ def endpoint_page(endpoint_id: str) -> str:
         endpoint = session.get(WebhookEndpoint, _uuid_or_404(endpoint_id))
         if endpoint is None:
             abort(404)
-        deliveries = list(
-            session.scalars(
-                select(WebhookDelivery)
-                .where(WebhookDelivery.endpoint_id == endpoint.id)
-                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
-                .limit(PAGE_SIZE)
-            )
-        )
+        stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+        deliveries = paginate(session, stmt, newest_first(WebhookDelivery), request.args.get("cursor"), PAGE_SIZE)
         return render_template("console/endpoint.html", endpoint=endpoint, deliveries=deliveries, form=ActionForm())
 
 
