@@ -210,6 +210,7 @@ def test_freeze_and_unfreeze(console, admin, make_customer, sessions) -> None:  
     assert row.actor_id == admin.id and row.details["reason"] == "fraud review"
     page = console.get(path)
     assert 'data-action="unfreeze"' in page.text
+    assert "account.frozen" in page.text and "fraud review" in page.text  # the history
     console.post(f"{path}/unfreeze", data={"reason": "cleared", "csrf_token": csrf_of(page.text)})
     with sessions() as s:
         assert s.get_one(Account, customer.account.id).status == AccountStatus.ACTIVE
@@ -219,6 +220,12 @@ def test_freeze_needs_a_reason_and_a_token(console, make_customer, sessions) -> 
     customer = make_customer()
     path = f"/console/accounts/{customer.account.id}"
     assert console.post(f"{path}/freeze", data={"reason": "x"}).status_code == 400
+    console.post(
+        f"{path}/freeze", data={"reason": "<script>alert(1)</script>", "csrf_token": token_from(console, path)}
+    )
+    page = console.get(path).text
+    assert "<script>alert(1)</script>" not in page and "\\u003cscript\\u003e" in page  # inert in the history
+    console.post(f"{path}/unfreeze", data={"reason": "ok", "csrf_token": token_from(console, path)})
     r = console.post(
         f"{path}/freeze", data={"reason": "", "csrf_token": token_from(console, path)}, follow_redirects=True
     )

@@ -396,6 +396,7 @@ def account_page(account_id: str, limits_form: LimitsForm | None = None, status:
         limits = limit_settings.view(session, account)
         now = database_now(session).astimezone(UTC)
         entries = queries.list_entries(session, account, cursor=request.args.get("cursor"), limit=PAGE_SIZE)
+        history = audit.search(session, entity_id=str(account.id), action=None, cursor=None, limit=20)
         if limits_form is None:
             limits_form = LimitsForm(
                 formdata=None,
@@ -412,6 +413,7 @@ def account_page(account_id: str, limits_form: LimitsForm | None = None, status:
             entries=entries,
             freeze_form=ReasonForm(),
             limits_form=limits_form,
+            history=history.items,
             statement_from=f"{now:%Y-%m}-01T00:00:00Z",  # this month so far
             statement_to=f"{now + timedelta(seconds=1):%Y-%m-%dT%H:%M:%SZ}",
         )
