@@ -431,3 +431,18 @@ def test_search_by_metadata_shows_it_escaped(console, admin, make_customer, sess
     assert "<i>vip</i>" not in account_page and "&lt;i&gt;vip&lt;/i&gt;" in account_page
     bad = console.get("/console/search", query_string={"meta_key": "k" * 41, "meta_value": "v"})
     assert bad.status_code == 200 and "Metadata:" in bad.text
+
+
+def test_nul_characters_are_a_field_error_not_a_500(console, make_customer, sessions) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    path = f"/console/accounts/{customer.account.id}"
+    form = {"per_transfer": "1", "reason": "a\x00b", "csrf_token": token_from(console, path)}
+    r = console.post(f"{path}/limits", data=form)
+    assert r.status_code == 422 and "without NUL characters" in r.text
+    r = console.post(f"{path}/freeze", data={"reason": "a\x00b", "csrf_token": token_from(console, path)})
+    assert r.status_code == 302
+    with sessions() as s:
+        assert s.get_one(Account, customer.account.id).status == AccountStatus.ACTIVE
+    page = console.get("/console/login")
+    r = console.post("/console/login", data={"email": "a\x00@b.c", "password": "x", "csrf_token": csrf_of(page.text)})
+    assert r.status_code == 422

@@ -46,6 +46,7 @@ from worker.webhooks import enqueue_delivery
 PAGE_SIZE = 50
 ADMINS_ONLY = "The console is for the bank's administrators only."
 OTP_CHALLENGE = "otp_challenge"
+NUL_REFUSED = "Must be text without NUL characters."
 CSRF_REFUSED = "The form was missing its CSRF token or it had expired. Reload the page and try again."
 
 
@@ -62,8 +63,12 @@ def _refuse_csrf() -> tuple[str, int]:
 
 
 def _load(schema: Schema, data: dict[str, Any], form: FlaskForm) -> dict[str, Any] | None:
-    """The API's schema decides; its messages go next to the form's fields."""
+    """The API's schema decides; its messages go next to the form's fields. NUL characters are
+    refused first, as web/hardening.py refuses them in JSON bodies (Postgres text cannot hold them)."""
     try:
+        unstorable = {k: [NUL_REFUSED] for k, v in data.items() if isinstance(v, str) and "\x00" in v}
+        if unstorable:
+            raise ValidationError(unstorable)
         return dict(schema.load(data))
     except ValidationError as error:
         messages = error.messages if isinstance(error.messages, dict) else {"_schema": error.messages}
