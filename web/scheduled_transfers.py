@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 import marshmallow as ma
@@ -17,6 +18,7 @@ from core.schedules.models import RunStatus, ScheduledTransfer, ScheduleStatus, 
 from web.context import request_id, transaction
 from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.me import pin_policy
+from web.metadata_field import MetadataIn, metadata_out
 from web.schemas import (
     CURRENCY,
     PIN,
@@ -49,6 +51,7 @@ class ScheduledTransferIn(Strict):
     until = Rfc3339Instant(allow_none=True)
     count = StrictInteger(validate=validate.Range(min=1, max=100_000), allow_none=True)
     on_insufficient_funds = by_value(ShortFundsPolicy, required=True)
+    metadata = MetadataIn()
 
 
 class ScheduledRunOut(ma.Schema):
@@ -69,6 +72,7 @@ class ScheduledTransferOut(ma.Schema):
     until = fields.DateTime(allow_none=True)
     count = fields.Integer(allow_none=True)
     on_insufficient_funds = by_value(ShortFundsPolicy)
+    metadata = metadata_out()
     status = by_value(ScheduleStatus)
     next_run_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime()
@@ -105,6 +109,7 @@ def create_scheduled_transfer(body: dict[str, Any]) -> tuple[ScheduledTransfer, 
         until=body.get("until"),
         count=body.get("count"),
         on_insufficient_funds=body["on_insufficient_funds"],
+        metadata=body.get("metadata"),
     )
     with transaction() as session:  # a wrong PIN commits its failure count
         created = service.create(
@@ -139,17 +144,17 @@ def list_scheduled_transfers(args: dict[str, Any]) -> Page[ScheduledTransfer]:
 @jwt_required()
 @blp.response(200, ScheduledTransferDetailOut)
 @blp.doc(**BEARER)
-def get_scheduled_transfer(schedule_id: uuid.UUID) -> dict[str, Any]:
+def get_scheduled_transfer(schedule_id: uuid.UUID) -> SimpleNamespace:
     """The schedule with its runs, oldest occurrence first."""
     with transaction() as session:
         schedule = service.get_visible(session, schedule_id, current_user())
         return _with_runs(session, schedule)
 
 
-def _with_runs(session: Any, schedule: ScheduledTransfer) -> dict[str, Any]:
-    data = {c: getattr(schedule, c) for c in ScheduledTransferOut().fields}
-    data["runs"] = service.runs_of(session, schedule.id)
-    return data
+def _with_runs(session: Any, schedule: ScheduledTransfer) -> SimpleNamespace:
+    # An object, not a dict: metadata_out reads the schedule's ``metadata_``.
+    data = {c: getattr(schedule, c) for c in ScheduledTransferOut().fields if c != "metadata"}
+    return SimpleNamespace(**data, metadata_=schedule.metadata_, runs=service.runs_of(session, schedule.id))
 
 
 def _steer(action: str) -> Any:

@@ -190,6 +190,7 @@ def _send(session: Session, schedule: ScheduledTransfer, run: ScheduledRun, part
         schedule.amount,
         schedule.currency,
         schedule.reference,
+        metadata=schedule.metadata_,
     )
     try:
         with session.begin_nested():

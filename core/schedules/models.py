@@ -19,6 +19,7 @@ from sqlalchemy import (
     Uuid,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models import Base, enum_column
@@ -61,6 +62,8 @@ class ScheduledTransfer(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     reference: Mapped[str | None] = mapped_column(String(140))
+    # Given to each run's transfer (core/metadata.py); ``metadata`` is taken on a declarative class.
+    metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSONB(none_as_null=True))
     start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     rrule: Mapped[str | None] = mapped_column(Text)  # None: once, at start_at
     until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

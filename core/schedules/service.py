@@ -36,14 +36,20 @@ class ScheduleRequest:
     until: datetime | None
     count: int | None
     on_insufficient_funds: ShortFundsPolicy
+    metadata: dict[str, str] | None = None  # each run's transfer carries it
 
     def movement(self) -> MoneyMovement:
         return MoneyMovement(
-            self.source_account_id, self.destination_account_id, self.amount, self.currency, self.reference
+            self.source_account_id,
+            self.destination_account_id,
+            self.amount,
+            self.currency,
+            self.reference,
+            metadata=self.metadata,
         )
 
     def fingerprint(self) -> str:
-        body = {k: str(v) if v is not None else None for k, v in asdict(self).items()}
+        body = {k: v if v is None or isinstance(v, dict) else str(v) for k, v in asdict(self).items()}
         return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -92,7 +98,8 @@ def create(
         user_id=user.id,
         idempotency_key=key,
         request_hash=request_hash,
-        **asdict(request),
+        **{k: v for k, v in asdict(request).items() if k != "metadata"},
+        metadata_=request.metadata,
         status=ScheduleStatus.ACTIVE,
         next_run_at=first,
     )

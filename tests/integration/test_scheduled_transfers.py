@@ -385,3 +385,27 @@ def test_the_beat_task_creates_the_transfer_within_a_minute_of_its_time(  # type
     run_schedules()
     assert [r.status for r in runs(sessions, schedule.id)] == [RunStatus.COMPLETED]
     assert schedule_of(sessions, schedule.id).status is ScheduleStatus.FINISHED
+
+
+def test_metadata_is_kept_on_the_schedule_and_given_to_each_runs_transfer(  # type: ignore[no-untyped-def]
+    client, sessions, make_customer, admin_user
+) -> None:
+    alice, bob = make_customer(), make_customer()
+    fund(sessions, admin_user, alice.account, 5_000)
+    headers = {**login(client, alice.email), "Idempotency-Key": str(uuid.uuid4())}
+    start = db_now(sessions) + timedelta(minutes=1)
+    tags = {"lease": "flat-3", "tenant": "alice"}
+    r = client.post("/api/v1/scheduled-transfers", json=body(alice, bob, start, metadata=tags), headers=headers)
+    assert r.status_code == 201, r.json
+    assert r.json["metadata"] == tags
+    schedule_id = uuid.UUID(r.json["id"])
+    assert client.get(f"/api/v1/scheduled-transfers/{schedule_id}", headers=headers).json["metadata"] == tags
+    with sessions() as s:
+        occurrence = s.get_one(ScheduledTransfer, schedule_id).next_run_at
+    assert occurrence is not None
+    tick(sessions, occurrence + timedelta(seconds=1), schedule_id)
+    [transfer] = transfers_of(sessions, alice, schedule_id)
+    assert transfer.metadata_ == tags and transfer.status is TransferStatus.COMPLETED
+    bad = {**headers, "Idempotency-Key": str(uuid.uuid4())}
+    r = client.post("/api/v1/scheduled-transfers", json=body(alice, bob, start, metadata={"k": 1}), headers=bad)
+    assert_problem(r, 422, "VALIDATION_ERROR")
