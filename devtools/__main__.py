@@ -74,6 +74,7 @@ def main() -> int:
             print("== demo complete ==\n")
         if args.mode == "serve" or args.keep:
             print(f"System running; admin {ADMIN_EMAIL}. Ctrl-C stops it.")
+            print(f"Operators' console: http://127.0.0.1:{args.port}/console/ (log in as that admin)")
             while all(p.popen.poll() is None for p in procs):
                 time.sleep(1)
             return 1
