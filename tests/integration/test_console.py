@@ -283,6 +283,7 @@ def test_search_and_transfer_page_with_verified_proof(console, admin, make_custo
         )  # fmt: skip
     factories.seal_all(sessions)
     assert customer.email in console.get("/console/search", query_string={"q": customer.email}).text
+    assert customer.email in console.get("/console/search", query_string={"q": customer.email[:-4]}).text  # prefix
     by_account = console.get("/console/search", query_string={"q": str(customer.account.id)}).text
     assert entry_transfer_id in by_account
     page = console.get(f"/console/transfers/{entry_transfer_id}").text

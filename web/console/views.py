@@ -316,11 +316,9 @@ def search() -> Any:
                 results["transfers"], next_cursor = page.items, page.next_cursor
         elif "@" in q:
             pattern = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            results["users"] = list(
-                session.scalars(
-                    select(User).where(User.email.like(pattern, escape="\\")).order_by(User.email).limit(PAGE_SIZE)
-                )
-            )
+            by_email = select(User).where(User.email.like(pattern, escape="\\"))
+            page = paginate(session, by_email, newest_first(User), request.args.get("cursor"), PAGE_SIZE)
+            results["users"], next_cursor = page.items, page.next_cursor
         elif q:
             stmt = select(Transfer).where(Transfer.reference == q)
             if status:
