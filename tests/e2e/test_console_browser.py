@@ -79,7 +79,8 @@ class Console:
         self.check_page()
 
     def check_page(self) -> None:
-        violations = [e for e in self.driver.get_log("browser") if "Content Security Policy" in e["message"]]
+        log = self.driver.get_log("browser")
+        violations = [e for e in log if e.get("source") == "security" or "Content Security Policy" in e["message"]]
         assert violations == [], violations
         resources = self.driver.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)"
