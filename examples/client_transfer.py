@@ -12,7 +12,7 @@ import os
 import sys
 import uuid
 
-from bank_client import BankClient
+from bank_sdk import BankClient
 
 
 def main(source: str, destination: str, amount: int) -> int:

@@ -19,7 +19,7 @@ from tests import factories
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
 
-from bank_client import BankClient, RetryPolicy, errors, verify_webhook  # noqa: E402
+from bank_sdk import BankClient, RetryPolicy, errors, verify_webhook  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "clients" / "python" / "src"))
 
-from bank_client import errors, models  # noqa: E402
+from bank_sdk import errors, models  # noqa: E402
 
 SCHEMAS = json.loads((ROOT / "tests" / "snapshots" / "openapi.json").read_text())["components"]["schemas"]
 

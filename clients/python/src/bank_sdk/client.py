@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
-from bank_client import _http
-from bank_client.errors import OtpRequired, Unauthorized
-from bank_client.models import Account, Event, Transfer
+from bank_sdk import _http
+from bank_sdk.errors import OtpRequired, Unauthorized
+from bank_sdk.models import Account, Event, Transfer
 
 
 class BankClient:

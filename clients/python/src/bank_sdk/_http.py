@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from bank_client.errors import BankError, TransportFailed, error_for
+from bank_sdk.errors import BankError, TransportFailed, error_for
 
 RETRY_STATUSES = frozenset({429, 503})
 
