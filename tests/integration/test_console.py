@@ -447,3 +447,29 @@ def test_nul_characters_are_a_field_error_not_a_500(console, make_customer, sess
     page = console.get("/console/login")
     r = console.post("/console/login", data={"email": "a\x00@b.c", "password": "x", "csrf_token": csrf_of(page.text)})
     assert r.status_code == 422
+
+
+def test_every_page_sends_the_headers(console, make_customer) -> None:  # type: ignore[no-untyped-def]
+    customer = make_customer()
+    paths = [
+        "/console/",
+        "/console/kyc",
+        "/console/search?q=x",
+        "/console/webhooks",
+        f"/console/users/{customer.user.id}",
+        f"/console/accounts/{customer.account.id}",
+        "/console/static/console.css",
+        "/console/static/proof.js",
+        "/console/accounts/not-an-id",
+    ]
+    for path in paths:
+        r = console.get(path)
+        assert r.status_code in (200, 404), path
+        csp = r.headers["Content-Security-Policy"]
+        assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp and "default-src 'none'" in csp, path
+        assert r.headers["X-Frame-Options"] == "DENY", path
+        assert r.headers["Cache-Control"] == "no-store", path
+        assert [c for c in r.headers.getlist("Set-Cookie") if not c.startswith("bank_console=")] == [], path
+        if r.mimetype == "text/html":
+            assert "<script>" not in r.text and " style=" not in r.text, path
+        r.close()  # a static file is streamed from disk
