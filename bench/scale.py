@@ -27,7 +27,7 @@ from sqlalchemy import event, select
 
 from bench import db
 from bench.run import git_commit
-from bench.scale_data import Book, build, customer_email
+from bench.scale_data import Book, build, customer_email, read_back
 from core.accounts.service import settlement_account_id
 from core.config import Settings
 from core.db import make_engine, make_session_factory
@@ -36,6 +36,7 @@ from core.identity.passwords import hash_password
 from core.models import Transfer
 from core.reconcile import Report, reconcile
 from devtools import processes, services
+from web import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / ".data" / "bench"
@@ -58,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heavy-share", type=float, default=0.1)
     p.add_argument("--repeats", type=int, default=5, help="timed calls per read (after one warm-up)")
     p.add_argument("--no-audit", action="store_true", help="write no audit rows")
+    p.add_argument("--measure-only", action="store_true", help="time the reads of the book built by an earlier run")
     p.add_argument("--database-url", help="a Postgres server (default: embedded in --data-dir)")
     p.add_argument("--redis-url", help="with --database-url (default: embedded in --data-dir)")
     p.add_argument("--data-dir", type=Path, default=ROOT / ".data" / "bench-scale")
@@ -131,8 +133,6 @@ def _instant(value: datetime) -> str:
 
 def measure(settings: Settings, book: Book, repeats: int) -> list[dict[str, Any]]:
     """Each read's median time through the app in-process; every answer must be a 200."""
-    from web import create_app
-
     app = create_app(settings)
     try:
         return _timed_reads(app, settings, book, repeats)
@@ -238,38 +238,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.database_url:
         if not args.redis_url:
             raise SystemExit("--redis-url is needed with --database-url")
-        database_url, redis_url = db.recreate(args.database_url, DATABASE), args.redis_url
+        server_url, redis_url = args.database_url, args.redis_url
     else:
         stack = services.start(args.data_dir)
-        database_url, redis_url = services.recreate_database(stack, DATABASE), stack.redis_url
-    say(f"fresh database {DATABASE}; migrating")
-    processes.migrate({**os.environ, "DATABASE_URL": database_url}, ROOT)
-    settings = settings_for(database_url, redis_url)
-    admin_id, settlement_id = prepare(settings)
-    say(f"building {args.transfers:,} transfers over {args.accounts:,} accounts")
-    started = time.monotonic()
-    book = build(
-        db.url(database_url, DATABASE),
-        transfers=args.transfers,
-        accounts=args.accounts,
-        admin_id=admin_id,
-        settlement_id=settlement_id,
-        password_hash=hash_password(PASSWORD),
-        partitions=settings.settle_partitions,
-        heavy=args.heavy,
-        heavy_share=args.heavy_share,
-        audit=not args.no_audit,
-        say=say,
-    )
-    build_s = time.monotonic() - started
-    say(f"built in {build_s:.0f} s; reconciling")
-    report, reconcile_s = validate(settings)
-    say(
-        f"reconcile: {report.accounts_checked:,} accounts, {report.transfers_checked:,} transfers, "
-        f"{len(report.problems)} problem(s) in {reconcile_s:.0f} s"
-    )
-    for problem in report.problems[:20]:
-        say(f"MISMATCH {problem}")
+        server_url, redis_url = stack.database_url, stack.redis_url
+    if args.measure_only:
+        database_url = db.url(server_url, DATABASE)
+        processes.migrate({**os.environ, "DATABASE_URL": database_url}, ROOT)  # the code may be newer
+        settings = settings_for(database_url, redis_url)
+        book = read_back(database_url, heavy=args.heavy)
+        report, reconcile_s, build_s = Report(), 0.0, 0.0  # reconciled when it was built
+        say(f"timing the reads of the book in {DATABASE} ({book.transfers:,} transfers)")
+    else:
+        database_url = db.recreate(server_url, DATABASE)
+        say(f"fresh database {DATABASE}; migrating")
+        processes.migrate({**os.environ, "DATABASE_URL": database_url}, ROOT)
+        settings = settings_for(database_url, redis_url)
+        admin_id, settlement_id = prepare(settings)
+        say(f"building {args.transfers:,} transfers over {args.accounts:,} accounts")
+        started = time.monotonic()
+        book = build(
+            database_url,
+            transfers=args.transfers,
+            accounts=args.accounts,
+            admin_id=admin_id,
+            settlement_id=settlement_id,
+            password_hash=hash_password(PASSWORD),
+            partitions=settings.settle_partitions,
+            heavy=args.heavy,
+            heavy_share=args.heavy_share,
+            audit=not args.no_audit,
+            say=say,
+        )
+        build_s = time.monotonic() - started
+        say(f"built in {build_s:.0f} s; reconciling")
+        report, reconcile_s = validate(settings)
+        say(
+            f"reconcile: {report.accounts_checked:,} accounts, {report.transfers_checked:,} transfers, "
+            f"{len(report.problems)} problem(s) in {reconcile_s:.0f} s"
+        )
+        for problem in report.problems[:20]:
+            say(f"MISMATCH {problem}")
     rows = measure(settings, book, args.repeats)
     print(f"{args.transfers:,} transfers, {args.accounts:,} accounts, {args.heavy} heavy at {args.heavy_share:.0%}")
     print(table(rows))
@@ -279,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": git_commit(),
         "cpu": platform.processor() or platform.machine(),
         "nproc": os.cpu_count(),
-        "postgres": db.server_version(db.url(database_url, DATABASE)),
+        "postgres": db.server_version(database_url),
         "transfers": args.transfers,
         "accounts": args.accounts,
-        "transfers_in_db": report.transfers_checked,
+        "transfers_in_db": report.transfers_checked or book.transfers,
+        "measure_only": args.measure_only,
         "build_s": round(build_s),
         "build_steps_s": book.seconds,
         "reconcile_ok": report.ok,

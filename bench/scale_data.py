@@ -263,3 +263,43 @@ def build(
         last_transfer_at=last,
         seconds=seconds,
     )
+
+
+def read_back(conninfo: str, *, heavy: int = 3) -> Book:
+    """The ``Book`` of a database ``build`` wrote earlier (to time its reads again)."""
+    with psycopg.connect(conninfo) as conn:
+        emails = [customer_email(n) for n in range(1, heavy + 1)]
+        owners = conn.execute(
+            "SELECT a.id, u.id FROM users u JOIN accounts a ON a.user_id = u.id"
+            " WHERE u.email = ANY(%s) ORDER BY array_position(%s, u.email)",
+            (emails, emails),
+        ).fetchall()
+        heavy_accounts = [account for account, _ in owners]
+        light = conn.execute(
+            "SELECT a.id, a.user_id, u.email FROM transfers t JOIN accounts a ON a.id = t.source_account_id"
+            " JOIN users u ON u.id = a.user_id WHERE t.kind = 'TRANSFER' AND t.source_account_id <> ALL(%s)"
+            " ORDER BY t.created_at DESC, t.id DESC LIMIT 1",
+            (heavy_accounts,),
+        ).fetchone()
+        first = conn.execute(
+            "SELECT created_at FROM transfers WHERE kind = 'TRANSFER' ORDER BY created_at, id LIMIT 1"
+        ).fetchone()
+        last = conn.execute(
+            "SELECT created_at FROM transfers WHERE kind = 'TRANSFER' ORDER BY created_at DESC, id DESC LIMIT 1"
+        ).fetchone()
+        counts = conn.execute(
+            "SELECT (SELECT reltuples FROM pg_class WHERE relname = 'transfers'),"
+            " (SELECT count(*) FROM accounts WHERE kind = 'CUSTOMER')"
+        ).fetchone()
+    assert light is not None and first is not None and last is not None and counts is not None
+    return Book(
+        transfers=int(counts[0]),
+        accounts=int(counts[1]),
+        heavy_accounts=heavy_accounts,
+        heavy_users=[user for _, user in owners],
+        light_account=light[0],
+        light_user=light[1],
+        light_email=light[2],
+        first_transfer_at=first[0],
+        last_transfer_at=last[0],
+    )
