@@ -473,3 +473,17 @@ def test_every_page_sends_the_headers(console, make_customer) -> None:  # type: 
         if r.mimetype == "text/html":
             assert "<script>" not in r.text and " style=" not in r.text, path
         r.close()  # a static file is streamed from disk
+
+
+def test_a_session_survives_a_jwt_key_rotation(make_app, admin) -> None:  # type: ignore[no-untyped-def]
+    old_key, new_key = "o" * 40, "n" * 40
+    before = make_app(jwt_secret_key=old_key).test_client()
+    assert console_login(before, admin.email).status_code == 302
+    cookie = before.get_cookie("bank_console", path="/console")
+    assert cookie is not None
+    after = make_app(jwt_secret_key=new_key, jwt_previous_secret_key=old_key).test_client()
+    after.set_cookie("bank_console", cookie.value, path="/console")
+    assert after.get("/console/").status_code == 200
+    unrelated = make_app(jwt_secret_key=new_key).test_client()
+    unrelated.set_cookie("bank_console", cookie.value, path="/console")
+    assert unrelated.get("/console/").status_code == 302  # another key: the session is not honoured

@@ -22,6 +22,8 @@ def init_app(app: Flask) -> None:
     s = app.extensions["bank"].settings
     app.config.update(
         SECRET_KEY=session_secret(s.jwt_secret_key.get_secret_value()),
+        # A rotation (JWT_PREVIOUS_SECRET_KEY) keeps sessions signed before it, as it keeps tokens.
+        SECRET_KEY_FALLBACKS=[session_secret(k.get_secret_value()) for k in [s.jwt_previous_secret_key] if k],
         SESSION_COOKIE_NAME="bank_console",
         SESSION_COOKIE_PATH="/console",  # the API never sees it
         SESSION_COOKIE_HTTPONLY=True,
