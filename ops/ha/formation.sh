@@ -77,8 +77,10 @@ case $cmd in
     service monitor monitor --pgport "$base"
     wait_for 60 "the monitor" as_ha pg_autoctl show state --pgdata "$dir/monitor"
     # Fail over within seconds of losing the primary (defaults are 20 s of unhealth and more).
+    # primary_demote_timeout: how long the monitor waits for a lost primary to have fenced itself
+    # before promoting; it must stay above the keepers' network_partition_timeout (set below).
     for setting in health_check_period=1000 health_check_timeout=1000 health_check_max_retries=1 \
-      health_check_retry_delay=500 node_considered_unhealthy_timeout=5000; do
+      health_check_retry_delay=500 node_considered_unhealthy_timeout=5000 primary_demote_timeout=10000; do
       as_ha psql -qX -h 127.0.0.1 -p "$base" -d pg_auto_failover \
         -c "ALTER SYSTEM SET pgautofailover.${setting%=*} = ${setting#*=}" >/dev/null
     done
@@ -87,6 +89,12 @@ case $cmd in
     wait_for 120 "the primary" as_ha psql -qX -h 127.0.0.1 -p $((base + 1)) -d "$DB" -c 'select 1'
     service node2 postgres --pgport $((base + 2)) --dbname "$DB" --monitor "$(monitor_uri)" --name node2
     wait_for 180 "primary and secondary" two_nodes_in_sync
+    for name in node1 node2; do
+      # A primary that cannot reach the monitor (nor its standby) for 5 s stops accepting writes
+      # (default 20 s), so the monitor may promote after 10 s without two primaries at once.
+      as_ha pg_autoctl config set --pgdata "$dir/$name" timeout.network_partition_timeout 5 >/dev/null
+      as_ha pg_autoctl reload --pgdata "$dir/$name" >/dev/null
+    done
     as_ha pg_autoctl show uri --pgdata "$dir/monitor" --formation default
     ;;
   uri) as_ha pg_autoctl show uri --pgdata "$dir/monitor" --formation default ;;

@@ -40,11 +40,15 @@ class History:
     accepted: list[Accepted] = field(default_factory=list)
     reads: list[Read] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
+    unavailable: list[float] = field(default_factory=list)  # when a 503 or no answer came
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def saw(self, status: int) -> None:
+        """An HTTP status, or 0 for a request that got no answer."""
         with self._lock:
             self.statuses[status] += 1
+            if status in (0, 503):
+                self.unavailable.append(time.monotonic())
 
     def accept(self, key: str, transfer_id: uuid.UUID) -> None:
         with self._lock:
