@@ -142,6 +142,8 @@ def example(schema: dict[str, Any], spec: dict[str, Any]) -> Any:
         return True
     if schema.get("format") == "uuid":
         return str(uuid.uuid4())
+    if schema.get("format") == "date-time":  # e.g. a webhook replay's range
+        return "2026-01-01T00:00:00Z"
     if schema.get("pattern") == "^[A-Z]{3}$":
         return "USD"
     if schema.get("pattern") == "^[0-9]{4,6}$":
