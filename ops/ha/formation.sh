@@ -39,6 +39,7 @@ install() {
     # In group postgres: Debian's Postgres puts its sockets in /var/run/postgresql, that group's.
     useradd --system --no-create-home --shell /usr/sbin/nologin --groups postgres "$HA_USER"
   fi
+  if [ "$(id -u)" = 0 ] && ! id -nG "$HA_USER" | grep -qw postgres; then usermod -aG postgres "$HA_USER"; fi
 }
 
 service() {  # name, pg_autoctl create arguments...: create the node and run its service in the background

@@ -169,6 +169,11 @@ def _books(sessions: sessionmaker[Session], parties: list[Party], total: int) ->
     )
 
 
+def _synchronous(sessions: sessionmaker[Session]) -> bool:
+    with sessions() as s:
+        return str(s.execute(text("SHOW synchronous_standby_names")).scalar_one()).startswith("ANY 1 (")
+
+
 def test_losing_the_primary_under_load_loses_nothing_acknowledged(
     formation: Formation, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -176,8 +181,7 @@ def test_losing_the_primary_under_load_loses_nothing_acknowledged(
     settings = Settings(database_url=formation.url)
     engine = make_engine(settings)
     sessions = make_session_factory(engine)
-    with sessions() as s:  # commits wait for the standby: what a client was told survives the primary
-        assert s.execute(text("SHOW synchronous_standby_names")).scalar_one().startswith("ANY 1 (")
+    assert _synchronous(sessions)  # commits wait for the standby: what a client was told survives the primary
 
     env = {"DATABASE_URL": formation.url, "SWEEPER_INTERVAL_SECONDS": "1", "SWEEPER_PENDING_AGE_SECONDS": "3"}
     log_dir = tmp_path_factory.mktemp("ha-logs")
@@ -212,6 +216,11 @@ def test_losing_the_primary_under_load_loses_nothing_acknowledged(
         assert report.violations == [], report.violations
         assert history.statuses[503] or history.statuses[0], "the fault was seen by clients"
         assert_books(sessions, parties, ids, 6 * 5_000)
+
+        # The lost host comes back: it rejoins as the secondary and commits are synchronous again.
+        formation.run("run", old)
+        wait_for("synchronous replication again", lambda: _synchronous(sessions), timeout=180, interval=1)
+        assert formation.primary() == new
     finally:
         worker.stop()
         api.stop()
