@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from core.models import AuditLog, LedgerEntry, Transfer, User
 from core.pagination import newest_first
+from core.payouts.models import Counterparty
+from core.schedules.models import ScheduledTransfer
 from core.webhooks.models import WebhookDelivery
 from tests.authflow import API, PROBLEM, bearer, tokens
 from tests.factories import fund
@@ -36,6 +38,8 @@ TAGS = [
         newest_first(Transfer),
         newest_first(User),
         newest_first(WebhookDelivery),
+        newest_first(ScheduledTransfer),
+        newest_first(Counterparty),
         (LedgerEntry.seq,),
         (AuditLog.id,),
     )
@@ -92,6 +96,9 @@ def lists(client, make_customer, sessions, admin_user) -> dict[str, tuple[str, d
             f"{API}/webhooks/endpoints/{r.json['id']}/deliveries",
             h,
         ),
+        f"{API}/scheduled-transfers": (f"{API}/scheduled-transfers", h),
+        f"{API}/counterparties": (f"{API}/counterparties", h),
+        f"{API}/events": (f"{API}/events", h),
         f"{API}/admin/users": (f"{API}/admin/users", admin_h),
         f"{API}/admin/audit": (f"{API}/admin/audit", admin_h),
     }
