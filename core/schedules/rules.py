@@ -13,6 +13,10 @@ from core.errors import ScheduleInvalid
 
 MAX_PER_YEAR = 1_000
 MAX_START_AHEAD = timedelta(days=3653)  # ten years
+# How far the first occurrence is looked for. dateutil walks a rule whose filters never match
+# (FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30) to the year 9999, seconds of CPU per request; bounded
+# here, a rule with no occurrence in 20 years of its start counts as never occurring.
+FIRST_OCCURRENCE_HORIZON = timedelta(days=7305)
 
 
 def build(start_at: datetime, rule: str | None, *, until: datetime | None, count: int | None) -> rrule:
@@ -62,7 +66,11 @@ def validate(rule: rrule, start_at: datetime, until: datetime | None, now: datet
         raise ScheduleInvalid("start_at is more than 10 years out", errors={"start_at": ["At most 10 years ahead."]})
     if until is not None and until < start_at:
         raise ScheduleInvalid("until is before start_at", errors={"until": ["Must not be before start_at."]})
-    first = rule.after(start_at.replace(microsecond=0), inc=True)
+    start = start_at.replace(microsecond=0)
+    horizon = start + FIRST_OCCURRENCE_HORIZON
+    if rule._until is not None:  # dateutil keeps it private
+        horizon = min(horizon, rule._until)
+    first = rule.replace(count=None, until=horizon).after(start, inc=True)
     if first is None:
         raise ScheduleInvalid("the rule never occurs", errors={"rrule": ["Never occurs."]})
     # Counting stops at the first occurrence past the cap: FREQ=SECONDLY costs 1,001 steps.
