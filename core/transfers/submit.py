@@ -204,11 +204,12 @@ def check_accounts(
     amount within the source's per_transfer limit.
 
     ``accounts`` holds (at least) both accounts if they exist; someone else's source is a 404."""
-    if movement.source_account_id == movement.destination_account_id:
-        raise SameAccount("source and destination must differ")
     source = accounts.get(movement.source_account_id)  # type: ignore[arg-type]
     if source is None or source.user_id != user.id:
         raise NotFound("source account not found")
+    # After the owner (API.md's order): someone else's account as both sides is a 404 like any other.
+    if movement.source_account_id == movement.destination_account_id:
+        raise SameAccount("source and destination must differ")
     if source.currency != movement.currency:
         raise CurrencyMismatch("transfer currency must match the source account")
     if source.status != AccountStatus.ACTIVE:

@@ -434,13 +434,7 @@ def test_the_accept_paths_decide_alike(sessions, world, case) -> None:  # type: 
             assert _in_savepoint(s, world, lambda: _answer(through_api)) == (expected, expected_writes)
         # A batch's items come validated by the edge (schema) and take the default hold expiry.
         edge_refusals = ("ValidationFailed", "IdempotencyKeyRequired")
-        batch_differs = request["source"] == "bob_usd" == request["destination"]  # see the xfail test below
-        if (
-            _eligible(state, request)
-            and expected[1] not in edge_refusals
-            and movement.hold_expires_in_seconds is None
-            and not batch_differs
-        ):
+        if _eligible(state, request) and expected[1] not in edge_refusals and movement.hold_expires_in_seconds is None:
             batch, _ = _in_savepoint(s, world, lambda: _batch(s, world, movement, key, pin))
             assert batch == expected
     finally:
@@ -448,11 +442,6 @@ def test_the_accept_paths_decide_alike(sessions, world, case) -> None:  # type: 
         s.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a batch item judges source == destination before the source's owner (batch.check_accounts), "
-    "POST /transfers the owner first (API.md: source owned by caller, then the rest): 422 SAME_ACCOUNT vs 404",
-)
 def test_a_batch_item_from_someone_elses_account_to_itself_is_a_404_as_in_post_transfers(sessions, world) -> None:  # type: ignore[no-untyped-def]
     state, request = _one_change("source", "bob_usd")  # and the destination is bob_usd too
     movement = _movement(world, request)
