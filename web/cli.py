@@ -7,6 +7,7 @@ from flask import Flask
 from sqlalchemy import make_url
 
 from core.audit.verify import verify_chain
+from core.check_timeout import limit_statement_time
 from core.create_database import create_database_if_missing
 from core.identity import admin as admins
 from core.reconcile import reconcile
@@ -57,10 +58,18 @@ def init_app(app: Flask) -> None:
 
 def init_checks(app: Flask) -> None:
     @app.cli.command("reconcile")
-    def reconcile_command() -> None:
+    @click.option(
+        "--statement-timeout",
+        type=click.FloatRange(min=0),
+        default=0,
+        show_default=True,
+        help="Seconds any one statement of the check may run; 0 = no limit (the app's limit is for the API).",
+    )
+    def reconcile_command(statement_timeout: float) -> None:
         """Check balances against the ledger; exit 1 and list every difference if anything is off."""
         with transaction() as session:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            limit_statement_time(session, statement_timeout)
             report = reconcile(session)
         for problem in report.problems:
             click.echo(f"MISMATCH {problem}", err=True)
@@ -72,10 +81,18 @@ def init_checks(app: Flask) -> None:
             raise SystemExit(1)
 
     @app.cli.command("verify-audit")
-    def verify_audit_command() -> None:
+    @click.option(
+        "--statement-timeout",
+        type=click.FloatRange(min=0),
+        default=0,
+        show_default=True,
+        help="Seconds any one statement of the check may run; 0 = no limit (the app's limit is for the API).",
+    )
+    def verify_audit_command(statement_timeout: float) -> None:
         """Verify the sealed audit chain; exit 1 at the first broken link (unsealed rows are normal)."""
         with transaction() as session:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            limit_statement_time(session, statement_timeout)
             result = verify_chain(session)
         pending = f"{result.unsealed_rows} unsealed (oldest {result.oldest_unsealed_age_seconds:.1f} s)"
         if not result.ok:
