@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from sqlalchemy import make_url
 
-from core.audit.verify import verify_chain
+from core.audit.verify import record_checkpoint, verify_chain
 from core.check_timeout import limit_statement_time
 from core.create_database import create_database_if_missing
 from core.identity import admin as admins
@@ -88,15 +88,25 @@ def init_checks(app: Flask) -> None:
         show_default=True,
         help="Seconds any one statement of the check may run; 0 = no limit (the app's limit is for the API).",
     )
-    def verify_audit_command(statement_timeout: float) -> None:
+    @click.option(
+        "--incremental",
+        is_flag=True,
+        help="Prove only the batches after the last intact pass (its batch's root and link rechecked); "
+        "without it, a full pass from seq 1.",
+    )
+    def verify_audit_command(statement_timeout: float, incremental: bool) -> None:
         """Verify the sealed audit chain; exit 1 at the first broken link (unsealed rows are normal)."""
         with transaction() as session:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             limit_statement_time(session, statement_timeout)
-            result = verify_chain(session)
+            result = verify_chain(session, incremental=incremental)
+            record_checkpoint(session, result, full_pass=not incremental)
         pending = f"{result.unsealed_rows} unsealed (oldest {result.oldest_unsealed_age_seconds:.1f} s)"
+        start = "from seq 1" if result.started_after_batch is None else f"after batch {result.started_after_batch}"
         if not result.ok:
             where = f" at seq {result.broken_at_seq}" if result.broken_at_seq is not None else ""
             click.echo(f"audit chain BROKEN{where}: {result.reason}; {pending}", err=True)
             raise SystemExit(1)
-        click.echo(f"audit chain intact: {result.rows_checked} rows in {result.batches_checked} batches; {pending}")
+        click.echo(
+            f"audit chain intact: {result.rows_checked} rows in {result.batches_checked} batches {start}; {pending}"
+        )

@@ -5,11 +5,17 @@ hashes, and for leaf version 1 the prev_hash links), every batch (contiguous seq
 Merkle roots of its row and context hashes, the root chain, versions never going back) and that
 no audit row below the last horizon lacks a seal. Rows above the horizon are not sealed yet:
 normal, only counted.
+
+A full pass proves everything from seq 1. An incremental one starts after the last checkpoint
+(audit_verify_checkpoints, written by ``record_checkpoint`` after an intact pass): it rechecks
+that batch's root and its link to the batch before, then proves only the later batches. Every
+query is a keyset page on seq or id with index probes per row, so its plan does not depend on
+the table statistics being fresh.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,21 +28,31 @@ from core.audit.seal import leaf_hashes, sealed_horizon, unsealed
 from core.models import AuditSealBatch
 
 # Version 1 hashes are made in SQL (migration 0002); version 2 ones in Python from the row.
+# The page is materialised first and each row found by its key (LIMIT 1 keeps the lateral joins
+# from being flattened), so a page costs its size whatever the planner believes about the tables.
 _SEALS = """
-SELECT s.seq, s.audit_id, s.prev_hash, s.row_hash, s.context_hash, s.batch_id, a.id IS NOT NULL AS present,
+WITH page AS MATERIALIZED (
+    SELECT seq, audit_id, prev_hash, row_hash, context_hash, batch_id FROM audit_seals
+     WHERE seq > :after ORDER BY seq LIMIT :batch
+)
+SELECT p.seq, p.audit_id, p.prev_hash, p.row_hash, p.context_hash, p.batch_id, a.id IS NOT NULL AS present,
        a.id, a.occurred_at, a.actor_id, a.action, a.entity_type, a.entity_id, a.request_id, a.details,
        CASE WHEN b.leaf_version = 1 THEN
-           audit_row_hash(s.seq, a.occurred_at, a.actor_id, a.action, a.entity_type, a.entity_id,
-                          a.request_id, a.details, s.prev_hash)
+           audit_row_hash(p.seq, a.occurred_at, a.actor_id, a.action, a.entity_type, a.entity_id,
+                          a.request_id, a.details, p.prev_hash)
        END AS expected_v1
-  FROM audit_seals s LEFT JOIN audit_log a ON a.id = s.audit_id
-       LEFT JOIN audit_seal_batches b ON b.id = s.batch_id
- WHERE s.seq > :after ORDER BY s.seq LIMIT :batch
+  FROM page p
+  LEFT JOIN LATERAL (SELECT l.id, l.occurred_at, l.actor_id, l.action, l.entity_type, l.entity_id, l.request_id,
+                            l.details
+                       FROM audit_log l WHERE l.id = p.audit_id LIMIT 1) a ON true
+  LEFT JOIN LATERAL (SELECT sb.leaf_version FROM audit_seal_batches sb WHERE sb.id = p.batch_id LIMIT 1) b ON true
+ ORDER BY p.seq
 """
 
 _MISSING_SEAL = """
 SELECT a.id FROM audit_log a
- WHERE a.txid < :horizon AND NOT EXISTS (SELECT 1 FROM audit_seals s WHERE s.audit_id = a.id)
+ WHERE a.txid >= :from_horizon AND a.txid < :horizon
+   AND NOT EXISTS (SELECT 1 FROM audit_seals s WHERE s.audit_id = a.id)
  ORDER BY a.id LIMIT 1
 """
 
@@ -49,6 +65,11 @@ class ChainResult:
     batches_checked: int = 0
     unsealed_rows: int = 0
     oldest_unsealed_age_seconds: float = 0.0
+    # Where the pass began (None: from seq 1) and the last batch it found intact.
+    started_after_batch: int | None = None
+    last_batch_id: int | None = None
+    last_root: str | None = None
+    last_seq: int = 0
 
     @property
     def ok(self) -> bool:
@@ -61,8 +82,11 @@ class _Broken(Exception):
         self.seq, self.reason = seq, reason
 
 
-def _seals(session: Session, page: int = 5000) -> Iterator[Row[Any]]:
-    after = 0
+# Called after each page of seals: (seals checked so far, seals to check in all).
+Progress = Callable[[int, int], None]
+
+
+def _seals(session: Session, after: int = 0, page: int = 5000) -> Iterator[Row[Any]]:
     while True:
         rows = session.execute(text(_SEALS), {"after": after, "batch": page}).all()
         if not rows:
@@ -71,8 +95,7 @@ def _seals(session: Session, page: int = 5000) -> Iterator[Row[Any]]:
         after = rows[-1].seq
 
 
-def _batches(session: Session, page: int = 1000) -> Iterator[AuditSealBatch]:
-    after = 0
+def _batches(session: Session, after: int = 0, page: int = 1000) -> Iterator[AuditSealBatch]:
     while True:
         stmt = select(AuditSealBatch).where(AuditSealBatch.id > after).order_by(AuditSealBatch.id).limit(page)
         rows = list(session.scalars(stmt))
@@ -85,15 +108,16 @@ def _batches(session: Session, page: int = 1000) -> Iterator[AuditSealBatch]:
 class _Walk:
     """State of the walk: the previous seal, the current batch and its leaves and contexts."""
 
-    def __init__(self, batches: Iterator[AuditSealBatch]) -> None:
+    def __init__(self, batches: Iterator[AuditSealBatch], after: _Checkpoint | None = None) -> None:
         self.batches = batches
         self.rows = 0
         self.batches_checked = 0
-        self.prev_seq = 0
-        self.prev_hash: str | None = None
-        self.prev_root: str | None = None
-        self.prev_horizon = 0
-        self.prev_version = 1
+        self.prev_seq = after.batch.last_seq if after else 0
+        self.prev_hash: str | None = after.last_row_hash if after else None
+        self.prev_root: str | None = after.batch.root if after else None
+        self.prev_horizon = after.batch.horizon if after else 0
+        self.prev_version = after.batch.leaf_version if after else 1
+        self.last_batch: AuditSealBatch | None = after.batch if after else None
         self.batch: AuditSealBatch | None = None
         self.leaves: list[str] = []
         self.contexts: list[str] = []
@@ -151,17 +175,13 @@ class _Walk:
             raise _Broken(self.prev_seq + 1, f"batch {batch.id}: seals up to seq {batch.last_seq} missing")
         if merkle_root(self.leaves) != batch.merkle_root:
             raise _Broken(batch.first_seq, f"batch {batch.id}: Merkle root does not match its row hashes")
-        if batch.leaf_version == 1:
-            root = batch_root(batch.prev_root, batch.merkle_root)
-        elif batch.context_root is None or merkle_root(self.contexts) != batch.context_root:
+        if batch.leaf_version != 1 and (batch.context_root is None or merkle_root(self.contexts) != batch.context_root):
             raise _Broken(batch.first_seq, f"batch {batch.id}: context root does not match its context hashes")
-        else:
-            root = chained_root(batch.prev_root, batch.merkle_root, batch.context_root)
-        if root != batch.root:
+        if _root_of(batch) != batch.root:
             raise _Broken(batch.first_seq, f"batch {batch.id}: root does not chain prev_root and merkle_root")
         self.prev_root, self.prev_horizon, self.prev_version = batch.root, batch.horizon, batch.leaf_version
         self.batches_checked += 1
-        self.batch = None
+        self.last_batch, self.batch = batch, None
 
     def finish(self) -> None:
         self.close_batch()
@@ -170,22 +190,112 @@ class _Walk:
             raise _Broken(extra.first_seq, f"batch {extra.id}: its seals from seq {extra.first_seq} are missing")
 
 
-def verify_chain(session: Session, now: datetime | None = None) -> ChainResult:
+def _root_of(batch: AuditSealBatch) -> str | None:
+    """The root the batch's own fields chain to (None: a version 2 batch without a context root)."""
+    if batch.leaf_version == 1:
+        return batch_root(batch.prev_root, batch.merkle_root)
+    if batch.context_root is None:
+        return None
+    return chained_root(batch.prev_root, batch.merkle_root, batch.context_root)
+
+
+@dataclass(frozen=True)
+class _Checkpoint:
+    batch: AuditSealBatch
+    last_row_hash: str | None  # the batch's last seal's, which a following version 1 row links to
+
+
+def _checkpoint(session: Session) -> _Checkpoint | None:
+    """The last checkpoint, its batch rechecked: still there with the same root, that root made
+    from its fields and linked to the batch before. Anything else is reported as a break; only
+    a full pass can then say where."""
+    mark = session.execute(
+        text("SELECT batch_id, root FROM audit_verify_checkpoints ORDER BY id DESC LIMIT 1")
+    ).one_or_none()
+    if mark is None:
+        return None
+    batch = session.get(AuditSealBatch, mark.batch_id)
+    if batch is None or batch.root != mark.root:
+        raise _Broken(None, f"checkpoint: batch {mark.batch_id} is gone or its root changed; run a full pass")
+    if _root_of(batch) != batch.root:
+        raise _Broken(batch.first_seq, f"batch {batch.id}: root does not chain prev_root and merkle_root")
+    before = session.execute(
+        text("SELECT root FROM audit_seal_batches WHERE id < :id ORDER BY id DESC LIMIT 1"), {"id": batch.id}
+    ).scalar()
+    if batch.prev_root != before:
+        raise _Broken(batch.first_seq, f"batch {batch.id}: prev_root does not match the previous batch's root")
+    last_row_hash = session.execute(
+        text("SELECT row_hash FROM audit_seals WHERE seq = :seq"), {"seq": batch.last_seq}
+    ).scalar()
+    return _Checkpoint(batch, last_row_hash)
+
+
+def verify_chain(
+    session: Session, now: datetime | None = None, *, incremental: bool = False, progress: Progress | None = None
+) -> ChainResult:
     """Walk the seals in seq order and the batches in id order; report the first alteration.
 
+    ``incremental``: start after the last checkpoint (a full pass when there is none).
     Run it in one REPEATABLE READ transaction so a batch sealed meanwhile is not half seen.
     """
-    walk = _Walk(_batches(session))
     pending = unsealed(session, now or datetime.now(UTC))
+    walk: _Walk | None = None
+    after: _Checkpoint | None = None
     try:
-        for row in _seals(session):
+        after = _checkpoint(session) if incremental else None
+        start_seq, start_batch = (after.batch.last_seq, after.batch.id) if after else (0, 0)
+        walk = _Walk(_batches(session, start_batch), after)
+        total = (session.execute(text("SELECT max(seq) FROM audit_seals")).scalar() or 0) - start_seq
+        for row in _seals(session, start_seq):
             walk.seal(row)
+            if progress is not None and (walk.rows % 5000 == 0 or walk.rows == total):
+                progress(walk.rows, total)
         walk.finish()
-        missing = session.execute(text(_MISSING_SEAL), {"horizon": sealed_horizon(session)}).scalar()
+        from_horizon = after.batch.horizon if after else 0
+        missing = session.execute(
+            text(_MISSING_SEAL), {"from_horizon": from_horizon, "horizon": sealed_horizon(session)}
+        ).scalar()
         if missing is not None:
             raise _Broken(None, f"audit row id {missing} is below the sealed horizon but has no seal")
     except _Broken as broken:
         return ChainResult(
-            walk.rows, broken.seq, broken.reason, walk.batches_checked, pending.rows, pending.oldest_age_seconds
+            walk.rows if walk else 0,
+            broken.seq,
+            broken.reason,
+            walk.batches_checked if walk else 0,
+            pending.rows,
+            pending.oldest_age_seconds,
+            started_after_batch=after.batch.id if after else None,
         )
-    return ChainResult(walk.rows, None, None, walk.batches_checked, pending.rows, pending.oldest_age_seconds)
+    last = walk.last_batch
+    return ChainResult(
+        walk.rows,
+        None,
+        None,
+        walk.batches_checked,
+        pending.rows,
+        pending.oldest_age_seconds,
+        started_after_batch=after.batch.id if after else None,
+        last_batch_id=last.id if last else None,
+        last_root=last.root if last else None,
+        last_seq=last.last_seq if last else 0,
+    )
+
+
+def record_checkpoint(session: Session, result: ChainResult, *, full_pass: bool) -> bool:
+    """Remember where an intact pass ended, for the next incremental one; False if nothing to record."""
+    if not result.ok or result.last_batch_id is None or result.last_root is None:
+        return False
+    session.execute(
+        text(
+            "INSERT INTO audit_verify_checkpoints (batch_id, root, last_seq, full_pass)"
+            " VALUES (:batch_id, :root, :last_seq, :full_pass)"
+        ),
+        {
+            "batch_id": result.last_batch_id,
+            "root": result.last_root,
+            "last_seq": result.last_seq,
+            "full_pass": full_pass,
+        },
+    )
+    return True
