@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -91,38 +92,59 @@ SELECT coalesce(d.account_id, u.account_id) AS account_id, coalesce(d.period, u.
 """
 
 
-def reconcile(session: Session) -> Report:
+# Called after each invariant's query: (queries done, queries in all).
+Progress = Callable[[int, int], None]
+_QUERIES = 8
+
+
+def reconcile(session: Session, progress: Progress | None = None) -> Report:
     """Check every invariant of the books. Run it in a REPEATABLE READ transaction so all
     queries see one snapshot while transfers keep settling."""
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, _QUERIES)
+
     report = Report(
         accounts_checked=session.execute(text("SELECT count(*) FROM accounts")).scalar_one(),
         transfers_checked=session.execute(text("SELECT count(*) FROM transfers")).scalar_one(),
     )
     for row in session.execute(text(_BALANCE_VS_LEDGER)):
         report.problems.append(f"account {row.id}: balance {row.balance} != ledger sum {row.ledger}")
+    step()
     for row in session.execute(text(_CURRENCY_NOT_ZERO)):
         report.problems.append(f"currency {row.currency}: ledger sums to {row.total}, not 0")
+    step()
     for row in session.execute(text(_TRANSFER_ENTRIES)):
         report.problems.append(
             f"transfer {row.id} ({row.status}, amount {row.amount}): {row.n} entries, "
             f"debit {row.debit}, credit {row.credit}"
         )
+    step()
     for row in session.execute(text(_HELD_VS_HOLDS)):
         report.problems.append(f"account {row.id}: held {row.held_amount} != sum of its HELD transfers {row.holds}")
+    step()
     for row in session.execute(text(_HOLD_STATES)):
         report.problems.append(
             f"transfer {row.id} ({row.status}, hold {row.hold}, captured {row.captured_amount}): not a valid hold state"
         )
+    step()
     for row in session.execute(text(_ORPHAN_ENTRIES)):
         report.problems.append(f"ledger entry {row.id} is on an account outside transfer {row.transfer_id}")
+    step()
     for row in session.execute(text(_BEYOND_CREDIT_LINE)):
         report.problems.append(
             f"account {row.id}: balance {row.balance} less held {row.held_amount} is beyond its credit line"
             f" {row.credit_limit}"
         )
+    step()
     for row in session.execute(text(_USAGE_VS_TRANSFERS)):
         report.problems.append(
             f"account {row.account_id}: {row.period} use from {row.starts_on} recorded {row.recorded},"
             f" its transfers make {row.derived}"
         )
+    step()
     return report

@@ -13,6 +13,7 @@ from core.identity import admin as admins
 from core.reconcile import reconcile
 from core.webhooks import service as webhooks
 from web.context import policies, settings, transaction
+from web.progress import progress_bar
 
 
 def init_app(app: Flask) -> None:
@@ -67,10 +68,10 @@ def init_checks(app: Flask) -> None:
     )
     def reconcile_command(statement_timeout: float) -> None:
         """Check balances against the ledger; exit 1 and list every difference if anything is off."""
-        with transaction() as session:
+        with transaction() as session, progress_bar("reconcile: invariants") as progress:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             limit_statement_time(session, statement_timeout)
-            report = reconcile(session)
+            report = reconcile(session, progress)
         for problem in report.problems:
             click.echo(f"MISMATCH {problem}", err=True)
         click.echo(
@@ -96,10 +97,10 @@ def init_checks(app: Flask) -> None:
     )
     def verify_audit_command(statement_timeout: float, incremental: bool) -> None:
         """Verify the sealed audit chain; exit 1 at the first broken link (unsealed rows are normal)."""
-        with transaction() as session:
+        with transaction() as session, progress_bar("verify-audit: seals") as progress:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             limit_statement_time(session, statement_timeout)
-            result = verify_chain(session, incremental=incremental)
+            result = verify_chain(session, incremental=incremental, progress=progress)
             record_checkpoint(session, result, full_pass=not incremental)
         pending = f"{result.unsealed_rows} unsealed (oldest {result.oldest_unsealed_age_seconds:.1f} s)"
         start = "from seq 1" if result.started_after_batch is None else f"after batch {result.started_after_batch}"

@@ -4,6 +4,7 @@ the last intact pass, and tampering is still found by the full pass and by the i
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.audit.verify import ChainResult, record_checkpoint, verify_chain
 from core.check_timeout import limit_statement_time
 from core.models import AuditSeal, AuditSealBatch
+from core.reconcile import reconcile
 from tests.factories import fund, seal_all
+from web.progress import progress_bar
 
 # The CLI checks run in a subprocess, and the sealer chains only committed transactions.
 pytestmark = pytest.mark.commits
@@ -171,3 +174,31 @@ def test_verify_audit_cli_records_a_checkpoint_and_goes_on_from_it(sessions, mak
             text("SELECT batch_id, full_pass FROM audit_verify_checkpoints ORDER BY id DESC LIMIT 1")
         ).one()
     assert latest.batch_id > mark.batch_id and not latest.full_pass
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_checks_report_their_progress(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
+    fund(sessions, admin_user, make_customer().account, 100)
+    seal_all(sessions)
+    seen: list[tuple[int, int]] = []
+    with sessions() as s:
+        result = verify_chain(s, progress=lambda done, total: seen.append((done, total)))
+    assert result.ok and seen and seen[-1] == (result.rows_checked, result.rows_checked)
+    steps: list[tuple[int, int]] = []
+    with sessions() as s:
+        assert reconcile(s, lambda done, total: steps.append((done, total))).ok
+    assert steps == [(n, 8) for n in range(1, 9)]
+
+
+def test_the_bar_is_drawn_on_a_terminal_only() -> None:
+    with progress_bar("verify-audit: seals", stream=io.StringIO()) as update:
+        assert update is None  # piped or redirected: the output stays plain
+    terminal = _Terminal()
+    with progress_bar("verify-audit: seals", stream=terminal) as update:
+        assert update is not None
+        update(3, 10)
+    assert "verify-audit: seals" in terminal.getvalue()
