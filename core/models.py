@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
@@ -461,3 +462,17 @@ class AuditSeal(Base):
     context_hash: Mapped[str | None] = mapped_column(String(64))  # leaf version 2
 
     __table_args__ = (Index("ix_audit_seals_batch_id", "batch_id"),)
+
+
+class AuditVerifyCheckpoint(Base):
+    """Where the last intact verify-audit pass ended (migration 0024): ``--incremental`` rechecks
+    this batch's root and link and proves only the batches after it; a full pass ignores it."""
+
+    __tablename__ = "audit_verify_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[str] = mapped_column(String(64))
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    full_pass: Mapped[bool] = mapped_column(Boolean)
+    verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
