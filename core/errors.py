@@ -135,3 +135,10 @@ class ScheduleInvalid(DomainError):
     """A schedule whose rule cannot be read, never occurs, occurs too often, or starts out of range."""
 
     code = "SCHEDULE_INVALID"
+
+
+class ReconciliationFileInvalid(DomainError):
+    """A statement file that cannot be read whole (syntax, schema, amounts, dates, currencies): the
+    import writes nothing. ``line`` or ``element`` names the part at fault."""
+
+    code = "RECONCILIATION_FILE_INVALID"

@@ -63,6 +63,7 @@ DOMAIN_STATUSES: dict[str, tuple[int, str]] = {
     "LIMIT_EXCEEDED": (422, "Unprocessable Entity"),
     "LIMIT_ABOVE_BANK_CAP": (422, "Unprocessable Entity"),
     "SCHEDULE_INVALID": (422, "Unprocessable Entity"),
+    "RECONCILIATION_FILE_INVALID": (422, "Unprocessable Entity"),
 }
 
 
