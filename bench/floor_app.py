@@ -4,7 +4,9 @@ separated), the pieces every accept of the real system pays for on top of its ow
 
 - ``jwt``: the bearer token's HS256 signature (PyJWT);
 - ``limiter``: flask-limiter's moving window in Redis with its ``X-RateLimit-*`` headers, keyed
-  by the token's subject, as ``web/limits.py`` sets it up;
+  by the token's subject (two Lua scripts a request: take an entry, read the window back);
+- ``limiter1``: the same window in one round trip, as ``web/limits.py`` sets it up
+  (``web/limit_window.py``);
 - ``nudge``: one Redis ``SET NX EX`` after the commit (the settlement nudge's claim);
 - ``pre_ping``: SQLAlchemy's pool pre-ping on every checkout.
 
@@ -75,12 +77,14 @@ def create_transfer() -> Any:
 
 
 view = create_transfer
-if "limiter" in LAYERS:
+if LAYERS & {"limiter", "limiter1"}:
+    from web import limit_window
+
     limiter = Limiter(
         key_func=lambda: "user:" + _claims()["sub"],
         app=app,
         storage_uri=redis_url,
-        strategy="moving-window",
+        strategy=limit_window.NAME if "limiter1" in LAYERS else "moving-window",
         headers_enabled=True,
     )
     view = limiter.limit("1000000 per minute")(view)

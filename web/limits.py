@@ -18,6 +18,7 @@ from flask_limiter.util import get_remote_address
 from core.config import Settings
 from core.errors import ValidationFailed
 from core.identity.users import normalize_email
+from web import limit_window
 from web.context import settings
 from web.security import signed_claims
 
@@ -88,7 +89,8 @@ def init_app(app: Flask) -> Limiter:
         ],
         storage_uri=s.rate_limit_storage_uri,
         storage_options={"socket_timeout": 3, "socket_connect_timeout": 3},
-        strategy="moving-window",
+        # The moving window in one Redis round trip, its headers answered from that trip.
+        strategy=limit_window.NAME,
         key_prefix=s.rate_limit_key_prefix,
         headers_enabled=True,
         swallow_errors=True,
