@@ -34,6 +34,9 @@ class EventType(enum.StrEnum):
     ACCOUNT_CREDITED = "account.credited"
     ACCOUNT_DEBITED = "account.debited"
     BALANCE_MONITOR_TRIGGERED = "balance.monitor_triggered"  # core/accounts/monitors.py
+    PAYOUT_SENT = "payout.sent"  # core/payouts/files.py
+    PAYOUT_SETTLED = "payout.settled"  # core/reconciliation
+    PAYOUT_RETURNED = "payout.returned"  # core/reconciliation
 
 
 EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)

@@ -78,6 +78,8 @@ class UserStatus(enum.StrEnum):
 class AccountKind(enum.StrEnum):
     CUSTOMER = "CUSTOMER"
     SETTLEMENT = "SETTLEMENT"  # the bank's own side of deposits; may go negative
+    # The bank's: payouts accepted and not yet settled by the correspondent (core/payouts).
+    IN_TRANSIT = "IN_TRANSIT"
 
 
 class AccountStatus(enum.StrEnum):
@@ -192,7 +194,7 @@ class Account(Base):
         CheckConstraint(f"balance BETWEEN -{MAX_AMOUNT} AND {MAX_AMOUNT}", name="balance_json_safe"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso"),
         CheckConstraint("held_amount >= 0", name="held_nonneg"),
-        CheckConstraint("(kind = 'SETTLEMENT') = (user_id IS NULL)", name="owner_matches_kind"),
+        CheckConstraint("(kind IN ('SETTLEMENT', 'IN_TRANSIT')) = (user_id IS NULL)", name="owner_matches_kind"),
         # One settlement account per currency.
         Index(
             "uq_accounts_settlement_currency",
@@ -200,6 +202,8 @@ class Account(Base):
             unique=True,
             postgresql_where="kind = 'SETTLEMENT'",
         ),
+        # One in-transit account per currency.
+        Index("uq_accounts_in_transit_currency", "currency", unique=True, postgresql_where="kind = 'IN_TRANSIT'"),
     )
 
 

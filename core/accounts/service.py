@@ -107,20 +107,29 @@ def set_frozen(
 
 def settlement_account_id(session: Session, currency: str) -> uuid.UUID:
     """The bank's settlement account for ``currency``, created on first use (race-safe)."""
+    return _bank_account_id(session, AccountKind.SETTLEMENT, currency)
+
+
+def in_transit_account_id(session: Session, currency: str) -> uuid.UUID:
+    """The bank's in-transit account for ``currency`` (payouts accepted, not yet settled by the
+    correspondent bank), created on first use (race-safe)."""
+    return _bank_account_id(session, AccountKind.IN_TRANSIT, currency)
+
+
+def _bank_account_id(session: Session, kind: AccountKind, currency: str) -> uuid.UUID:
     session.execute(
         insert(Account)
         .values(
             id=uuid.uuid4(),
             user_id=None,
-            kind=AccountKind.SETTLEMENT,
+            kind=kind,
             currency=currency,
             status=AccountStatus.ACTIVE,
             balance=0,
         )
         # A literal predicate: bound as a parameter, a prepared statement (psycopg prepares after
-        # 5 runs on a connection) cannot infer the partial unique index and fails.
-        .on_conflict_do_nothing(index_elements=["currency"], index_where=text("kind = 'SETTLEMENT'"))
+        # 5 runs on a connection) cannot infer the partial unique index and fails. One partial
+        # unique index per kind (uq_accounts_settlement_currency, uq_accounts_in_transit_currency).
+        .on_conflict_do_nothing(index_elements=["currency"], index_where=text(f"kind = '{kind.value}'"))
     )
-    return session.execute(
-        select(Account.id).where(Account.kind == AccountKind.SETTLEMENT, Account.currency == currency)
-    ).scalar_one()
+    return session.execute(select(Account.id).where(Account.kind == kind, Account.currency == currency)).scalar_one()
