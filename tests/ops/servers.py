@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +214,48 @@ def start_prometheus(
         proc.stop()
         raise
     return Prometheus(url, proc)
+
+
+class MetricsTarget:
+    """A scrape target on a fixed 127.0.0.1 port serving ``/metrics`` from a callable (the text
+    exposition format), for Prometheus rules about a process's series: ``stop()`` refuses
+    connections as a killed process does, ``start()`` brings it back on the same address."""
+
+    def __init__(self, render: Callable[[], str]) -> None:
+        self.render = render
+        self.port = processes.free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        render = self.render
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = render().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def gauges(*samples: tuple[str, dict[str, str], float]) -> str:
+    """Text exposition of gauge samples (name, labels, value)."""
+    lines = []
+    for name, labels, value in samples:
+        rendered = ",".join(f'{key}="{val}"' for key, val in labels.items())
+        lines.append(f"{name}{{{rendered}}} {value!r}")
+    return "\n".join(lines) + "\n"

@@ -151,6 +151,51 @@ RULE_TESTS: list[dict[str, Any]] = [
             _alert("NoWorkerHeartbeat", "5m", {"queue": "transfers.1", "severity": "critical"}),
         ],
     },
+    {  # Two pools serve the transfers queue; at t=5m one is killed (its target down) and the other
+        # hangs. The dead pool is TargetDown's page; the queue still alerts, as the live pool serving
+        # it is hung too: a target down never hides another pool's failure. transfers.0, served by
+        # the dead pool alone, is TargetDown's (one outage, one page).
+        "interval": "1m",
+        "input_series": [
+            {"series": 'up{job="worker", instance="worker-a:9808"}', "values": "1x5 0x15"},
+            {"series": 'up{job="worker", instance="worker-b:9808"}', "values": "1x20"},
+            {"series": f'{HB}{{job="worker", instance="worker-a:9808", queue="transfers"}}', "values": "0+60x5 stale"},
+            {
+                "series": f'{HB}{{job="worker", instance="worker-a:9808", queue="transfers.0"}}',
+                "values": "0+60x5 stale",
+            },
+            {"series": f'{HB}{{job="worker", instance="worker-b:9808", queue="transfers"}}', "values": "0+60x5 300x15"},
+            *_configured("transfers", "transfers.0"),
+        ],
+        "alert_rule_test": [
+            _alert("TargetDown", "7m", {"job": "worker", "instance": "worker-a:9808", "severity": "critical"}),
+            _alert("NoWorkerHeartbeat", "7m"),  # transfers: 120 s old, not above yet
+            _alert("NoWorkerHeartbeat", "9m", {"queue": "transfers", "severity": "critical"}),
+            _alert("NoWorkerHeartbeat", "15m", {"queue": "transfers", "severity": "critical"}),
+        ],
+    },
+    {  # The exporter is killed at t=6m and restarted at t=16m: TargetDown{job="backlog"} pages the
+        # outage; its gauges' absence (BacklogNotMeasured) is the same outage and pages nobody,
+        # through the restart too.
+        "interval": "1m",
+        "input_series": [
+            {"series": 'up{job="backlog", instance="backlog-exporter:9809"}', "values": "1x5 0x9 1x10"},
+            {
+                "series": 'bank_backlog_measured_timestamp_seconds{job="backlog"}',
+                "values": "0+60x5 stale _x9 960+60x10",
+            },
+            {
+                "series": 'bank_queue_length_measured_timestamp_seconds{job="backlog"}',
+                "values": "0+60x5 stale _x9 960+60x10",
+            },
+            {"series": 'bank_oldest_pending_transfer_age_seconds{job="backlog"}', "values": "0x5 stale _x9 0x10"},
+            {"series": 'bank_queue_length{job="backlog", queue="transfers"}', "values": "0x5 stale _x9 0x10"},
+        ],
+        "alert_rule_test": [
+            _alert("TargetDown", "7m", {"job": "backlog", "instance": "backlog-exporter:9809", "severity": "critical"}),
+            *(_alert("BacklogNotMeasured", at) for at in ("8m", "12m", "15m", "16m", "18m", "20m")),
+        ],
+    },
     {  # Healthy pools: no heartbeat alert.
         "interval": "1m",
         "input_series": [
@@ -469,21 +514,21 @@ def _s(seconds: int) -> str:
 
 SHIPPED_TIMING: list[dict[str, Any]] = [
     {  # The whole settlement pool is killed: its target is down and its heartbeats vanish at once.
+        # One page, TargetDown: the queues it served are that outage (they paged a second time
+        # at +75 s). Restarted at +315 s (scraped up at +330 s), its first heartbeat at +345 s:
+        # the recovery pages nobody either.
         "interval": "15s",
         "input_series": [
-            {"series": 'up{job="worker", instance="worker:9808"}', "values": "1x20 0x20"},
-            *(_heartbeat(q, "0+15x20 stale") for q in QUEUES if q != "webhooks"),
-            _heartbeat("webhooks", "0+15x40"),
+            {"series": 'up{job="worker", instance="worker:9808"}', "values": "1x20 0x20 1x20"},
+            *(_heartbeat(q, "0+15x20 stale _x21 645+15x20") for q in QUEUES if q != "webhooks"),
+            _heartbeat("webhooks", "0+15x60"),
             *_configured(*QUEUES),
         ],
         "alert_rule_test": [
             _alert("TargetDown", _s(FAULT + 15 + 15)),  # down since the scrape at +15 s: pending
             _alert("TargetDown", _s(FAULT + 45), {"job": "worker", "instance": "worker:9808", "severity": "critical"}),
-            _alert(
-                "NoWorkerHeartbeat",
-                _s(FAULT + 15 + 60),
-                *({"queue": q, "severity": "critical"} for q in sorted(QUEUES) if q != "webhooks"),
-            ),
+            *(_alert("NoWorkerHeartbeat", _s(FAULT + t)) for t in (75, 90, 180, 300, 330, 345, 420, 480, 600)),
+            _alert("TargetDown", _s(FAULT + 345)),
         ],
     },
     {  # Beat is killed: its recorded tick (seen up to 45 s late) and every heartbeat freeze at once.

@@ -14,11 +14,22 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.ops.servers import Alertmanager, critical_route, seconds, shipped_alertmanager, start_alertmanager
+from tests.ops.servers import (
+    Alertmanager,
+    MetricsTarget,
+    critical_route,
+    gauges,
+    seconds,
+    shipped_alertmanager,
+    start_alertmanager,
+    start_prometheus,
+)
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -119,3 +130,103 @@ def test_warnings_go_to_the_team_and_causes_silence_their_effects(alertmanager: 
     told = {a["labels"]["alertname"] for _, n in _mine(alertmanager.notifications("team"), tag) for a in n["alerts"]}
     assert paged == {"SchedulerDown"}, paged
     assert told == {"WebhookEndpointDown"}, told
+
+
+# --- One outage, one page: the shipped rules in a real Prometheus, paging through Alertmanager ----
+
+RULE_SCALE = 15  # every `for` / 15, scrape and evaluation every 1 s (15 s shipped)
+QUIET = 20.0  # seconds, several times the scaled `for` of NoWorkerHeartbeat (4 s) and BacklogNotMeasured (8 s)
+
+
+def test_a_dead_pool_or_exporter_pages_once_and_its_recovery_pages_nobody(tmp_path: Path) -> None:
+    """The whole settlement pool killed paged twice: TargetDown at once, then NoWorkerHeartbeat
+    for every queue it served (their series vanished with it); the exporter killed likewise paged
+    TargetDown and BacklogNotMeasured. Here a real Prometheus runs the shipped rules (the `for`
+    durations scaled) over two stand-in targets, a pool's heartbeats and the exporter's gauges,
+    and a real Alertmanager pages: each killed target pages once, its restart resolves it and
+    pages nothing else, and a hung pool (target up, heartbeats frozen) still pages its queues."""
+    queues = ("transfers", "transfers.0")
+    pool_state = {"heartbeat": "fresh"}
+
+    def pool_metrics() -> str:
+        now = time.time()
+        at = now if pool_state["heartbeat"] == "fresh" else now - 300
+        return gauges(*(("bank_worker_heartbeat_timestamp_seconds", {"queue": q}, at) for q in queues))
+
+    def exporter_metrics() -> str:
+        now = time.time()
+        return gauges(
+            *(("bank_queue_configured", {"queue": q}, 1.0) for q in queues),
+            *(("bank_queue_length", {"queue": q}, 0.0) for q in queues),
+            ("bank_backlog_measured_timestamp_seconds", {}, now),
+            ("bank_queue_length_measured_timestamp_seconds", {}, now),
+            ("bank_oldest_pending_transfer_age_seconds", {}, 0.0),
+            ("bank_scheduler_last_tick_timestamp_seconds", {}, now),
+            *(("bank_dependency_up", {"dependency": d}, 1.0) for d in ("postgres", "broker", "redis")),
+        )
+
+    pool, exporter = MetricsTarget(pool_metrics), MetricsTarget(exporter_metrics)
+    pool.start()
+    exporter.start()
+    am = start_alertmanager(tmp_path, RULE_SCALE)
+    prometheus = None
+    try:
+        prometheus = start_prometheus(
+            tmp_path,
+            {"api": [], "worker": [pool.address], "backlog": [exporter.address], "alertmanager": [am.address]},
+            am.address,
+            interval="1s",
+            rule_scale=RULE_SCALE,
+        )
+        wait_for(
+            "both targets scraped up",
+            lambda: (
+                {r["metric"]["instance"]: r["value"][1] for r in prometheus.query('up{job=~"worker|backlog"}')}
+                == {pool.address: "1", exporter.address: "1"}
+            ),
+            timeout=30,
+            interval=0.2,
+        )
+        time.sleep(3)
+
+        def paged(since: float = 0.0) -> list[tuple[str, str, str]]:
+            """(status, alertname, instance or queue) of every alert paged since a time.monotonic()."""
+            return [
+                (a["status"], a["labels"]["alertname"], a["labels"].get("instance") or a["labels"].get("queue", ""))
+                for at, note in am.notifications("oncall")
+                if at >= since
+                for a in note["alerts"]
+            ]
+
+        def ever(alertname: str, since: float) -> list[dict[str, Any]]:
+            """ALERTS series of an alert (pending or firing) since a time.monotonic()."""
+            window = int(time.monotonic() - since) + 1
+            return prometheus.query(f'count_over_time(ALERTS{{alertname="{alertname}"}}[{window}s])')
+
+        assert not paged(), paged()
+        # The control: the pool's target answers but it takes no heartbeat (hung): its queues page.
+        pool_state["heartbeat"] = "frozen"
+        hung = {("firing", "NoWorkerHeartbeat", q) for q in queues}
+        am.wait_for("oncall", lambda _: hung <= set(paged()), timeout=30)
+        pool_state["heartbeat"] = "fresh"
+        healed = {("resolved", "NoWorkerHeartbeat", q) for q in queues}
+        am.wait_for("oncall", lambda _: healed <= set(paged()), timeout=30)
+
+        for target, job, effect in ((pool, "worker", "NoWorkerHeartbeat"), (exporter, "backlog", "BacklogNotMeasured")):
+            down = ("firing", "TargetDown", target.address)
+            up = ("resolved", "TargetDown", target.address)
+            killed = time.monotonic()
+            target.stop()
+            am.wait_for("oncall", lambda _, down=down: down in paged(), timeout=30)
+            time.sleep(QUIET)  # the effect would have paged by now
+            target.start()
+            am.wait_for("oncall", lambda _, up=up: up in paged(), timeout=30)
+            time.sleep(QUIET / 2)
+            assert not ever(effect, killed), f"{job} down: {effect} went pending or firing: {ever(effect, killed)}"
+            assert {name for _, name, _ in paged(killed)} == {"TargetDown"}, paged(killed)
+    finally:
+        if prometheus is not None:
+            prometheus.proc.stop()
+        am.stop()
+        pool.stop()
+        exporter.stop()
