@@ -315,27 +315,39 @@ LIVE_SCALE = 20  # the live test's rule `for` and Alertmanager durations, divide
 
 
 def test_the_shipped_config_scrapes_the_production_api_and_its_death_pages(tmp_path: Path) -> None:
-    """APP_ENV=production with METRICS_TOKEN set: the API port answers /metrics 401 to a scrape
-    without the token (the SRE's TargetDown{job="api"} on a quiet day); the shipped prometheus.yml
-    scrapes the gunicorn master's API_METRICS_PORT instead. Then one live fault end to end: the
-    API is killed, real Prometheus fires TargetDown and real Alertmanager pages on-call, and the
-    recovery is announced. Only addresses change in the copies (and durations, scaled)."""
-    from tests.ops.servers import start_alertmanager, start_prometheus
+    """APP_ENV=production with METRICS_TOKEN set, the API started by the Procfile's web entry: the
+    API port answers /metrics 401 to a scrape without the token (the SRE's TargetDown{job="api"}
+    on a quiet day); the shipped prometheus.yml scrapes the gunicorn master's API_METRICS_PORT
+    instead. Then one live fault end to end: the API is killed, real Prometheus fires TargetDown
+    and real Alertmanager pages on-call, and the recovery is announced. Only addresses change in
+    the copies (and durations, scaled)."""
+    from bench.system import parse_procfile
+    from tests.ops.servers import start_alertmanager, start_prometheus, token_scrape_job
 
     secrets = {name: uuid.uuid4().hex + uuid.uuid4().hex for name in ("JWT", "PIN", "WEBHOOK", "METRICS")}
     api_port, metrics_port = processes.free_port(), processes.free_port()
-    (tmp_path / "prom-api").mkdir()
+    # Only addresses set: the Procfile's web entry makes its multiprocess directory and serves
+    # the metrics port itself (it used to serve no API metrics at all outside docker-compose).
     env = {
         "APP_ENV": "production",
         "JWT_SECRET_KEY": secrets["JWT"],
         "PIN_PEPPER": secrets["PIN"],
         "WEBHOOK_SECRETS_KEY": secrets["WEBHOOK"],
         "METRICS_TOKEN": secrets["METRICS"],
+        "PORT": str(api_port),
+        "WEB_CONCURRENCY": "1",
         "API_METRICS_PORT": str(metrics_port),
         "API_METRICS_ADDR": "127.0.0.1",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-api"),
+        "PATH": f"{processes.BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    api = processes.start_api(env, tmp_path, ROOT, api_port, workers=1)
+    web = parse_procfile((ROOT / "Procfile").read_text())["web"]
+
+    def start_api() -> processes.Proc:
+        proc = processes.spawn("api", ["bash", "-c", web], env, tmp_path, ROOT)
+        processes.wait_http(f"http://127.0.0.1:{api_port}/healthz", proc)
+        return proc
+
+    api = start_api()
     am = prometheus = None
     try:
         public = httpx.get(f"http://127.0.0.1:{api_port}/metrics", timeout=5)
@@ -350,6 +362,15 @@ def test_the_shipped_config_scrapes_the_production_api_and_its_death_pages(tmp_p
         (api_target,) = next(j for j in shipped["scrape_configs"] if j["job_name"] == "api")["static_configs"][0][
             "targets"
         ]
+        # The documented alternative: the public port, the token read from a credentials file.
+        token_file = tmp_path / "metrics_token"
+        token_file.write_text(secrets["METRICS"])
+        token_job = token_scrape_job()
+        (token_target,) = token_job["static_configs"][0]["targets"]
+        token_job.update(
+            job_name="api-token", static_configs=[{"targets": [f"127.0.0.1:{ports[token_target.rsplit(':', 1)[1]]}"]}]
+        )
+        token_job["authorization"]["credentials_file"] = str(token_file)
         prometheus = start_prometheus(
             tmp_path,
             {
@@ -361,16 +382,18 @@ def test_the_shipped_config_scrapes_the_production_api_and_its_death_pages(tmp_p
             am.address,
             interval="1s",
             rule_scale=LIVE_SCALE,
+            extra_jobs=[token_job],
         )
-        wait_for(
-            "the API scraped up",
-            lambda: [r["value"][1] for r in prometheus.query('up{job="api"}')] == ["1"],
-            timeout=30,
-            interval=0.5,
-        )
-        assert prometheus.query('flask_http_request_duration_seconds_count{job="api"}') or prometheus.query(
-            'app_info{job="api"}'
-        ), "the metrics port serves the API's metrics"
+        for job in ("api", "api-token"):
+            wait_for(
+                f"the API scraped up by job {job}",
+                lambda job=job: [r["value"][1] for r in prometheus.query(f'up{{job="{job}"}}')] == ["1"],
+                timeout=30,
+                interval=0.5,
+            )
+            assert prometheus.query(f'flask_http_request_duration_seconds_count{{job="{job}"}}') or prometheus.query(
+                f'app_info{{job="{job}"}}'
+            ), f"job {job} scrapes the API's metrics"
 
         def api_paged(status: str) -> Any:
             return lambda notes: any(
@@ -387,7 +410,7 @@ def test_the_shipped_config_scrapes_the_production_api_and_its_death_pages(tmp_p
         assert page["labels"]["alertname"] == "TargetDown" and page["labels"]["severity"] == "critical"
         assert paged_at - killed < 30, f"paged {paged_at - killed:.1f}s after the kill"
 
-        api = processes.start_api(env, tmp_path, ROOT, api_port, workers=1)
+        api = start_api()
         am.wait_for("oncall", api_paged("resolved"), timeout=60)
     finally:
         if prometheus is not None:

@@ -171,13 +171,33 @@ class Prometheus:
         return result
 
 
+def token_scrape_job() -> dict[str, Any]:
+    """The alternative api job that prometheus.yml documents in comments (the public port, with
+    METRICS_TOKEN from a credentials file), as Prometheus would read it once uncommented."""
+    lines = PROMETHEUS_FILE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "#   - job_name: api")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  #   "):
+            break
+        block.append(line.removeprefix("  #   "))
+    (job,) = yaml.safe_load("\n".join(block))
+    return dict(job)
+
+
 def start_prometheus(
-    tmp: Path, targets: dict[str, list[str]], alertmanager: str, interval: str | None = None, rule_scale: float = 1
+    tmp: Path,
+    targets: dict[str, list[str]],
+    alertmanager: str,
+    interval: str | None = None,
+    rule_scale: float = 1,
+    extra_jobs: list[dict[str, Any]] | None = None,
 ) -> Prometheus:
     """The shipped prometheus.yml with its addresses replaced (``targets``: job -> host:port) and
     the shipped rules with their `for` divided by ``rule_scale``; scrape and evaluate every
-    ``interval`` if given, else at the shipped intervals."""
+    ``interval`` if given, else at the shipped intervals. ``extra_jobs`` are scraped as well."""
     config = yaml.safe_load(PROMETHEUS_FILE.read_text())
+    config["scrape_configs"] += extra_jobs or []
     if interval is not None:
         config["global"].update({"scrape_interval": interval, "evaluation_interval": interval})
         config["global"]["scrape_timeout"] = interval

@@ -271,6 +271,81 @@ def test_the_api_is_scraped_on_its_metrics_port() -> None:
     assert "authorization" not in api and "basic_auth" not in api, "the metrics port needs no credential"
 
 
+PROCFILE = ROOT / "Procfile"
+
+
+def _procfile_environment(tmp_path: Path) -> dict[str, dict[str, str]]:
+    """Each Procfile entry run as a platform runs it (bash -c), with gunicorn and celery replaced
+    by a stand-in that reports the metrics settings it was started with."""
+    from bench.system import parse_procfile
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    report = (
+        "#!/bin/sh\n"
+        'echo "API_METRICS_PORT=$API_METRICS_PORT"\n'
+        'echo "WORKER_METRICS_PORT=$WORKER_METRICS_PORT"\n'
+        'echo "PROMETHEUS_MULTIPROC_DIR=$PROMETHEUS_MULTIPROC_DIR"\n'
+        'dir="$PROMETHEUS_MULTIPROC_DIR"\n'
+        'if [ -d "$dir" ] && [ -z "$(ls -A "$dir")" ]; then echo FRESH=1; fi\n'
+    )
+    for name in ("gunicorn", "celery"):
+        (bin_dir / name).write_text(report)
+        (bin_dir / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.endswith("METRICS_PORT") and k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    found = {}
+    for name, command in parse_procfile(PROCFILE.read_text()).items():
+        if not command.split("exec ")[-1].startswith(("gunicorn", "celery -A worker worker")):
+            continue
+        run = subprocess.run(
+            ["bash", "-c", command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT, check=True
+        )
+        found[name] = dict(line.split("=", 1) for line in run.stdout.splitlines() if "=" in line)
+    return found
+
+
+def test_a_procfile_deployment_serves_every_process_metrics(tmp_path: Path) -> None:
+    """The Procfile ran gunicorn and the pools without API_METRICS_PORT / WORKER_METRICS_PORT or
+    PROMETHEUS_MULTIPROC_DIR (only docker-compose set them): in production nothing of the API was
+    scrapeable (its public /metrics refused) and no pool served metrics at all."""
+    found = _procfile_environment(tmp_path)
+    assert set(found) == {"web", "worker", "webhooks", "maintenance"}, found
+    assert found["web"]["API_METRICS_PORT"] == _environment("web")["API_METRICS_PORT"], found["web"]
+    ports = [found["web"]["API_METRICS_PORT"]] + [found[n]["WORKER_METRICS_PORT"] for n in found if n != "web"]
+    assert all(port.isdigit() for port in ports), found
+    from worker.backlog_exporter import DEFAULT_PORT
+
+    assert len({*ports, str(DEFAULT_PORT)}) == len(ports) + 1, f"entries on one host would share a port: {found}"
+    dirs = [env["PROMETHEUS_MULTIPROC_DIR"] for env in found.values()]
+    assert all(env.get("FRESH") == "1" for env in found.values()), f"no fresh, empty multiprocess directory: {found}"
+    assert len(set(dirs)) == len(dirs), "two processes would aggregate each other's metrics"
+
+
+def test_the_documented_token_scrape_is_a_valid_api_job(tmp_path: Path) -> None:
+    """prometheus.yml's alternative to the metrics port: the public port, the bearer token from a
+    credentials file (never inline), and a config promtool accepts with it in place of the api job."""
+    from tests.ops.servers import token_scrape_job
+
+    job = token_scrape_job()
+    assert job["job_name"] == "api"
+    assert job["authorization"]["type"] == "Bearer" and "credentials" not in job["authorization"], job
+    assert job["authorization"]["credentials_file"].startswith("/"), job
+    (target,) = job["static_configs"][0]["targets"]
+    service, port = target.rsplit(":", 1)
+    assert f"{port}:{port}" in _yaml(COMPOSE_FILE)["services"][service]["ports"], "not the API's public port"
+    promtool()
+    token = tmp_path / "metrics_token"
+    token.write_text("a-token")
+    job["authorization"]["credentials_file"] = str(token)
+    config = _yaml(PROMETHEUS_FILE)
+    config["scrape_configs"] = [job if j["job_name"] == "api" else j for j in config["scrape_configs"]]
+    config["rule_files"] = [str(ALERTS_FILE)]
+    copy = tmp_path / "prometheus.yml"
+    copy.write_text(yaml.safe_dump(config, sort_keys=False))
+    run_promtool("check", "config", str(copy))
+
+
 def test_workers_serve_metrics_on_the_scraped_port() -> None:
     """A worker only serves /metrics when WORKER_METRICS_PORT is set (worker/telemetry.py)."""
     for target in _scrape_targets()["worker"]:
