@@ -65,17 +65,20 @@ def migrate(env: dict[str, str], cwd: Path) -> None:
 
 
 def start_api(env: dict[str, str], log_dir: Path, cwd: Path, port: int, workers: int = 2) -> Proc:
-    proc = spawn(
-        "api",
-        [
+    """The API under gunicorn, or under granian when WEB_SERVER=granian (in ``env`` or ours):
+    ``python -m web.serve``, as the Procfile runs it."""
+    if (env.get("WEB_SERVER") or os.environ.get("WEB_SERVER", "gunicorn")) == "granian":
+        command = [str(BIN / "python"), "-m", "web.serve", "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+        env = {**env, "WEB_SERVER": "granian", "WEB_GRACEFUL_SECONDS": "5"}
+    else:
+        command = [
             str(BIN / "gunicorn"), "web:create_app()",
             "--bind", f"127.0.0.1:{port}",
             "--workers", str(workers),
             "--timeout", "60",
             "--graceful-timeout", "5",
-        ],
-        env, log_dir, cwd,
-    )  # fmt: skip
+        ]  # fmt: skip
+    proc = spawn("api", command, env, log_dir, cwd)
     wait_http(f"http://127.0.0.1:{port}/healthz", proc)
     return proc
 

@@ -21,6 +21,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from web.context import settings
 from web.problems import problem
+from web.request_limits import RequestLimits
 
 MAX_JSON_DEPTH = 32
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates
@@ -62,7 +63,11 @@ def json_depth(data: bytes) -> int:
 
 # Endpoints whose bodies may exceed MAX_CONTENT_LENGTH: a batch of 1,000 transfers with long
 # keys and references is up to ~600 KB.
-LARGE_BODIES = {"transfer_batches.create_batch": 1024 * 1024}
+LARGE_BODIES = {
+    "transfer_batches.create_batch": 1024 * 1024,
+    # A correspondent's statement file (web/reconciliations.py): a busy day of camt.053 is a few MB.
+    "reconciliations.import_statement": 10 * 1024 * 1024,
+}
 
 
 def _body_limit() -> None:
@@ -253,6 +258,8 @@ def init_app(app: Flask) -> None:
     hops = app.extensions["bank"].settings.trusted_proxy_hops
     if hops:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    # gunicorn's request line and header limits under any server (granian has none).
+    app.wsgi_app = RequestLimits(app.wsgi_app)  # type: ignore[method-assign]
     app.before_request(_body_limit)  # before anything reads the body
     app.before_request(_json_bodies_only)  # before the auth, the limiter and the view
     app.before_request(_refuse_hostile_input)

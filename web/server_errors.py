@@ -27,10 +27,10 @@ _DETAILS = {
 }
 
 
-def problem_response(status: int, reason: str) -> bytes:
-    """A complete HTTP/1.1 response (closing the connection) with a problem+json body."""
+def problem_body(status: int, reason: str = "") -> bytes:
+    """The problem+json body of a refusal before the app (also web/request_limits.py's)."""
     title = reason or HTTPStatus(status).phrase
-    body = json.dumps(
+    return json.dumps(
         {
             "type": "about:blank",
             "title": title,
@@ -39,6 +39,12 @@ def problem_response(status: int, reason: str) -> bytes:
             "detail": _DETAILS.get(status, f"{title}: the server refused the request before reading it."),
         }
     ).encode()
+
+
+def problem_response(status: int, reason: str) -> bytes:
+    """A complete HTTP/1.1 response (closing the connection) with a problem+json body."""
+    title = reason or HTTPStatus(status).phrase
+    body = problem_body(status, reason)
     head = (
         f"HTTP/1.1 {status} {title}\r\n"
         "Connection: close\r\n"
