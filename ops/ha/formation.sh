@@ -12,6 +12,10 @@
 #                                             as the secondary, rewound by pg_rewind)
 #   ops/ha/formation.sh stop DIR               stop the three services
 #
+# HA_LISTEN: the data nodes' listen_addresses (default 127.0.0.1; e.g. "127.0.0.1,10.231.0.1" to be
+# reached from network namespaces too); HA_CLIENTS: a CIDR whose clients may connect (trust, as the
+# formation's own 127.0.0.1 rules are), added to each node's pg_hba.conf.
+#
 # Run as root (it installs the package and makes the system user pg_autoctl runs as: Postgres
 # and pg_autoctl refuse to run as root) or as an ordinary user with the package installed.
 set -euo pipefail
@@ -22,6 +26,7 @@ DB=${HA_DATABASE:-bank}
 cmd=${1:?usage: formation.sh start|uri|state|stop DIR [BASE_PORT]}
 dir=$(realpath -m "${2:?usage: formation.sh start|uri|state|stop DIR [BASE_PORT]}")
 base=${3:-6540}
+listen=${HA_LISTEN:-127.0.0.1}
 
 as_ha() {
   # Every pg_autoctl call as the formation's user, with the PostgreSQL 15 binaries first in PATH.
@@ -46,7 +51,7 @@ service() {  # name, pg_autoctl create arguments...: create the node and run its
   local name=$1; shift
   if [ ! -f "$dir/$name/PG_VERSION" ] || [ ! -f "$dir/run/.started-$name" ]; then
     as_ha setsid nohup pg_autoctl create "$@" --pgdata "$dir/$name" --hostname 127.0.0.1 \
-      --listen 127.0.0.1 --auth trust --no-ssl --run >"$dir/$name.log" 2>&1 &
+      --auth trust --no-ssl --run >"$dir/$name.log" 2>&1 &
     touch "$dir/run/.started-$name"
   else
     as_ha setsid nohup pg_autoctl run --pgdata "$dir/$name" >>"$dir/$name.log" 2>&1 &
@@ -70,13 +75,31 @@ two_nodes_in_sync() {
     | python3 -c 'import json,sys; s=[n["current_group_state"] for n in json.load(sys.stdin)]; sys.exit(sorted(s)!=["primary","secondary"])'
 }
 
+state_dirs() {
+  # Every directory pg_autoctl keeps a node's files in (XDG config, data and runtime, each under the
+  # node's absolute PGDATA path), made once up front. Two pg_autoctl processes that reach a missing
+  # one together race in its mkdir -p and the loser fails with "Failed to create state directory
+  # ...: File exists" (reproduced with six concurrent `pg_autoctl show state` on a fresh directory;
+  # formation start once failed so, when a poll of the monitor met its own creation).
+  local xdg name
+  for xdg in run config data; do
+    for name in monitor node1 node2; do mkdir -p "$dir/$xdg/pg_autoctl$dir/$name"; done
+  done
+}
+
 case $cmd in
   start)
     install
-    mkdir -p "$dir/run" "$dir/config" "$dir/data"
+    if [ -e "$dir/monitor" ]; then
+      echo "$dir holds a formation already: stop it and remove the directory first (each run its own)" >&2
+      exit 1
+    fi
+    state_dirs
     [ "$(id -u)" != 0 ] || chown -R "$HA_USER": "$dir"
-    service monitor monitor --pgport "$base"
-    wait_for 60 "the monitor" as_ha pg_autoctl show state --pgdata "$dir/monitor"
+    service monitor monitor --pgport "$base" --listen 127.0.0.1
+    # Polled with psql, not pg_autoctl: nothing else reads the node's files while it creates them.
+    wait_for 60 "the monitor" as_ha psql -qX -h 127.0.0.1 -p "$base" -d pg_auto_failover -c 'select 1'
+    wait_for 60 "the monitor's state" as_ha pg_autoctl show state --pgdata "$dir/monitor"
     # Fail over within seconds of losing the primary (defaults are 20 s of unhealth and more).
     # primary_demote_timeout: how long the monitor waits for a lost primary to have fenced itself
     # before promoting; it must stay above the keepers' network_partition_timeout (set below).
@@ -86,11 +109,18 @@ case $cmd in
         -c "ALTER SYSTEM SET pgautofailover.${setting%=*} = ${setting#*=}" >/dev/null
     done
     as_ha psql -qX -h 127.0.0.1 -p "$base" -d pg_auto_failover -c "SELECT pg_reload_conf()" >/dev/null
-    service node1 postgres --pgport $((base + 1)) --dbname "$DB" --monitor "$(monitor_uri)" --name node1
+    service node1 postgres --pgport $((base + 1)) --dbname "$DB" --monitor "$(monitor_uri)" --name node1 \
+      --listen "$listen"
     wait_for 120 "the primary" as_ha psql -qX -h 127.0.0.1 -p $((base + 1)) -d "$DB" -c 'select 1'
-    service node2 postgres --pgport $((base + 2)) --dbname "$DB" --monitor "$(monitor_uri)" --name node2
+    service node2 postgres --pgport $((base + 2)) --dbname "$DB" --monitor "$(monitor_uri)" --name node2 \
+      --listen "$listen"
     wait_for 180 "primary and secondary" two_nodes_in_sync
     for name in node1 node2; do
+      if [ -n "${HA_CLIENTS:-}" ] && ! grep -q "^host all all $HA_CLIENTS trust" "$dir/$name/pg_hba.conf"; then
+        echo "host all all $HA_CLIENTS trust" >>"$dir/$name/pg_hba.conf"
+        port=$((base + ${name#node}))
+        as_ha psql -qX -h 127.0.0.1 -p "$port" -d "$DB" -c 'SELECT pg_reload_conf()' >/dev/null
+      fi
       # A primary that cannot reach the monitor (nor its standby) for 5 s stops accepting writes
       # (default 20 s), so the monitor may promote after 10 s without two primaries at once.
       as_ha pg_autoctl config set --pgdata "$dir/$name" timeout.network_partition_timeout 5 >/dev/null
@@ -117,6 +147,8 @@ print(*[n["nodename"] for n in nodes if n["current_group_state"] in ("primary", 
       as_ha pg_autoctl stop --pgdata "$dir/$name" || true  # pg_autoctl stops its Postgres and exits
       for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
       kill -0 "$pid" 2>/dev/null && as_ha pg_autoctl stop --immediate --pgdata "$dir/$name" || true
+      for _ in $(seq 10); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+      kill -KILL -- "-$pid" 2>/dev/null || true  # last resort: nothing of a stopped formation lingers
     done
     ;;
   *) echo "unknown command $cmd" >&2; exit 2 ;;
