@@ -1,7 +1,8 @@
 """``python -m bench.floor``: the ceiling this stack puts on ``POST /transfers`` on this machine.
 
-Serves ``bench/floor_app.py`` (one row per request, then the shared layers one by one) under gunicorn
-sized like the system's (``gunicorn.conf.py``: 2 processes x 4 threads), drives it with the spread
+Serves ``bench/floor_app.py`` (one row per request, then the shared layers one by one) under each
+server of ``--servers`` sized like the system's (2 processes x 4 threads: gunicorn gthread, or
+granian's WSGI with 4 blocking threads), alternating servers step by step, drives it with the spread
 mode's wrk script and connections, and runs pgbench on the same Postgres first. One JSON line per
 layer set on stdout (also appended to .data/bench/results.jsonl). The real endpoint does all of
 this and its own checks, so it cannot beat these figures on the same machine.
@@ -26,7 +27,8 @@ from bench.run import OUT_DIR, ROOT, git_commit, machine, say
 from devtools import processes
 
 DATABASE = "bench_floor"
-STEPS = ("", "jwt", "jwt,limiter", "jwt,limiter,nudge", "jwt,limiter,nudge,pre_ping")
+STEPS = ("", "jwt", "jwt,limiter1", "jwt,limiter1,nudge", "jwt,limiter1,nudge,pre_ping")
+SERVERS = ("gunicorn", "granian")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432")
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/9", help="flushed at start")
     p.add_argument("--steps", default=";".join(STEPS), help="';'-separated layer sets (see bench/floor_app.py)")
+    p.add_argument("--servers", default="gunicorn,granian", help="comma-separated: gunicorn,granian; each step "
+                   "runs under each, in turn")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -58,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     tps = pgbench.run(pgbench_bin, args.database_url, args.duration, log_dir)
     meta = {"git_commit": git_commit(), "machine": machine(db.url(args.database_url, "postgres"))}
     try:
-        for step in args.steps.split(";"):
-            result = measure(args, wrk, plan, conninfo, step, log_dir)
+        servers = [x.strip() for x in args.servers.split(",") if x.strip()]
+        for step, server in ((step, server) for step in args.steps.split(";") for server in servers):
+            result = measure(args, wrk, plan, conninfo, step, log_dir, server)
             result.update(pgbench_tps=tps, accepted_per_pgbench_tps=round(result["accepted_per_s"] / tps, 4), **meta)
             line = json.dumps(result)
             print(line, flush=True)
@@ -71,25 +76,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(args: argparse.Namespace, wrk: str, plan: Path, conninfo: str, step: str, log_dir: Path) -> dict[str, Any]:
+def server_command(server: str, port: int) -> list[str]:
+    """The floor app under ``server``, with the API's budget: 2 processes x 4 threads."""
+    if server == "granian":
+        return [
+            str(processes.BIN / "granian"), "bench.floor_app:app", "--interface", "wsgi", "--http", "1",
+            "--no-ws", "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--blocking-threads", "4",
+            "--log-level", "warning",
+        ]  # fmt: skip
+    if server == "gunicorn":
+        return [
+            str(processes.BIN / "gunicorn"), "bench.floor_app:app",
+            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--worker-class", "gthread",
+            "--keep-alive", "75", "--log-level", "warning",
+        ]  # fmt: skip
+    raise ValueError(f"unknown server {server!r}: {', '.join(SERVERS)}")
+
+
+def measure(
+    args: argparse.Namespace, wrk: str, plan: Path, conninfo: str, step: str, log_dir: Path, server: str = "gunicorn"
+) -> dict[str, Any]:
     port = processes.free_port()
     env = {
         "FLOOR_LAYERS": step,
         "FLOOR_DATABASE_URL": conninfo.replace("postgresql://", "postgresql+psycopg://", 1),
         "FLOOR_REDIS_URL": args.redis_url,
     }
-    api = processes.spawn(
-        "floor-api",
-        [
-            str(processes.BIN / "gunicorn"), "bench.floor_app:app",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4", "--worker-class", "gthread",
-            "--keep-alive", "75", "--log-level", "warning",
-        ],
-        env, log_dir, ROOT,
-    )  # fmt: skip
+    api = processes.spawn(f"floor-{server}", server_command(server, port), env, log_dir, ROOT)
     try:
         processes.wait_http(f"http://127.0.0.1:{port}/healthz", api)
-        say(f"floor [{step or 'one row'}]: wrk -t{args.threads} -c{args.connections} -d{args.duration:.0f}s")
+        say(f"floor [{step or 'one row'}] under {server}: wrk -c{args.connections} -d{args.duration:.0f}s")
         cpu0, (busy0, total0) = system.cpu_seconds_of_groups({api.popen.pid}), system.cpu_times()
         run = load.run_wrk(wrk, f"http://127.0.0.1:{port}", plan, connections=args.connections,
                            threads=args.threads, duration_s=args.duration, log_dir=log_dir)  # fmt: skip
@@ -100,6 +116,7 @@ def measure(args: argparse.Namespace, wrk: str, plan: Path, conninfo: str, step:
     requests = sum(run.status_counts.values())
     return {
         "mode": "floor",
+        "server": server,
         "layers": ["one row"] + [layer for layer in step.split(",") if layer],
         "accepted_per_s": round(run.accepted / duration_s, 1),
         "accept_latency_ms": run.latency_ms(),

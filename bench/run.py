@@ -28,8 +28,15 @@ from devtools import processes
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / ".data" / "bench"
 BANK_DATABASE = "bench_bank"
-MODES = ("spread", "hot", "drain", "batch")
+MODES = ("spread", "hot", "drain", "batch", "openloop", "loglevels")
 GENEROUS = "1000000 per minute"
+METRICS_PORTS = (
+    "API_METRICS_PORT",
+    "SETTLE_METRICS_PORT",
+    "WEBHOOKS_METRICS_PORT",
+    "MAINTENANCE_METRICS_PORT",
+    "BACKLOG_EXPORTER_PORT",
+)
 
 
 def say(message: str) -> None:
@@ -38,7 +45,8 @@ def say(message: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    p.add_argument("--modes", default=",".join(MODES), help="comma-separated: spread,hot,drain,batch")
+    p.add_argument("--modes", default="spread,hot,drain,batch",
+                   help="comma-separated: spread,hot,drain,batch,openloop,loglevels")  # fmt: skip
     p.add_argument("--duration", type=float, default=20, help="seconds of load per mode, and of each pgbench run")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -55,6 +63,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/9", help="flushed at start")
     p.add_argument("--broker-url", help="CELERY_BROKER_URL (default: the Redis of --redis-url)")
     p.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the system's processes")
+    p.add_argument("--web-server", default=os.environ.get("WEB_SERVER", "gunicorn"), choices=("gunicorn", "granian"),
+                   help="WEB_SERVER of the Procfile's web entry (python -m web.serve)")  # fmt: skip
+    p.add_argument("--openloop-rate", type=float, help="openloop: requests/s (default: --openloop-share of the "
+                   "closed loop's accepted/s, from spread in this run or a short wrk run)")  # fmt: skip
+    p.add_argument("--openloop-share", type=float, default=0.5)
+    p.add_argument("--openloop-duration", type=float, default=60)
+    p.add_argument("--loglevels", default="WARNING,INFO,WARNING,INFO",
+                   help="loglevels: the API's LOG_LEVEL per closed-loop run, alternating")  # fmt: skip
     p.add_argument("--pgbench-scale", type=int, default=10)
     p.add_argument("--no-start", action="store_true", help="use the system already running at --url (no drain)")
     p.add_argument("--url", default="http://127.0.0.1:8000", help="with --no-start")
@@ -94,7 +110,11 @@ def start_system(args: argparse.Namespace, log_dir: Path) -> system.System:
         "REDIS_URL": args.redis_url,
         "CELERY_BROKER_URL": args.broker_url or args.redis_url,
         "PORT": str(port),
+        # The Procfile's metrics ports on free ones: another system on this host (a second bench,
+        # the demo) must not make an entry fail to bind.
+        **{name: str(processes.free_port()) for name in METRICS_PORTS},
         "LOG_LEVEL": args.log_level,
+        "WEB_SERVER": args.web_server,
         "RATE_LIMIT_TRANSFERS": GENEROUS,
         "RATE_LIMIT_REGISTER": GENEROUS,
         "RATE_LIMIT_LOGIN_IP": GENEROUS,
@@ -105,6 +125,8 @@ def start_system(args: argparse.Namespace, log_dir: Path) -> system.System:
         "ADMIN_PASSWORD": args.admin_password,
     }
     entries = system.parse_procfile((ROOT / "Procfile").read_text())
+    if args.web_server != "gunicorn":
+        entries["web"] = web_entry_under(entries["web"], args.web_server)
     sut = system.System(ROOT, env, log_dir, port, entries)
     say(f"Procfile entries: {', '.join(entries)}; settlement workers: {', '.join(sut.worker_names) or 'none'}")
     say("release: " + entries.get("release", "(none)"))
@@ -113,6 +135,17 @@ def start_system(args: argparse.Namespace, log_dir: Path) -> system.System:
     sut.start_all()
     say(f"system up on {sut.url} (LOG_LEVEL={args.log_level}); logs in {log_dir}")
     return sut
+
+
+GUNICORN_APP = "gunicorn 'web:create_app()'"
+
+
+def web_entry_under(command: str, server: str) -> str:
+    """The Procfile's web entry through ``python -m web.serve`` (which WEB_SERVER selects), its
+    environment and arguments kept: the Procfile itself runs gunicorn."""
+    if GUNICORN_APP not in command:
+        raise SystemExit(f"--web-server {server}: the Procfile's web entry does not run {GUNICORN_APP}: {command}")
+    return command.replace(GUNICORN_APP, "python -m web.serve", 1)
 
 
 def wait_final(ctx: Context, accounts: list[str], deadline_s: float) -> tuple[bool, float]:
@@ -232,10 +265,13 @@ def load_mode(ctx: Context, mode: str) -> dict[str, Any]:
     with system.RssSampler(ctx.sut) as sampler:  # a no-op with --no-start
         say(f"{mode}: wrk -t{args.threads} -c{args.connections} -d{args.duration:.0f}s")
         busy0, total0 = system.cpu_times()
+        api0 = api_cpu_s(ctx)
         run = load.run_wrk(ctx.wrk, ctx.base_url, plan, connections=args.connections, threads=args.threads,
                            duration_s=args.duration, log_dir=ctx.log_dir, **script)  # fmt: skip
+        api1 = api_cpu_s(ctx)
         busy1, total1 = system.cpu_times()
         result.update(accept_figures(ctx, run))
+        result.update(api_cpu_figures(api0, api1, run.accepted, run.wall_s))
         if mode == "batch":  # requests answer 200 (items 202): count requests, not transfers, here
             duration_s = run.report.get("duration_us", 0) / 1e6 or run.wall_s
             result["batch_requests"] = run.report.get("requests")
@@ -251,6 +287,121 @@ def load_mode(ctx: Context, mode: str) -> dict[str, Any]:
     result["worker_rss_mb"] = sampler.summary()
     plan.unlink(missing_ok=True)
     return with_ratios(ctx, result, tps)
+
+
+def api_cpu_s(ctx: Context) -> float | None:
+    """CPU seconds so far of the API's process group (None when the bench did not start it)."""
+    web = ctx.sut.procs.get("web") if ctx.sut else None
+    return system.cpu_seconds_of_groups({web.popen.pid}) if web else None
+
+
+def api_cpu_figures(before: float | None, after: float | None, accepted: int, wall_s: float) -> dict[str, Any]:
+    """What one accepted transfer cost the API processes (steadier than the rate on a shared machine)."""
+    if before is None or after is None:
+        return {}
+    return {
+        "api_cpu_ms_per_accept": round(1000 * (after - before) / accepted, 3) if accepted else None,
+        "api_cpu_cores": round((after - before) / wall_s, 2) if wall_s else None,
+    }
+
+
+def openloop_mode(ctx: Context) -> dict[str, Any]:
+    """The spread pattern offered at a fixed rate (bench/openloop.py): latency at a given load,
+    not the queue a closed loop builds."""
+    args = ctx.args
+    people = setup_customers(ctx, args.spread_customers, "openloop")
+    accounts = [c.account_id for c in people]
+    plan = load.write_plan(plan_rows("spread", people), OUT_DIR / "plans")
+    before = db.balance_sum(ctx.sql, accounts) if ctx.sql else 0
+    result: dict[str, Any] = {"mode": "openloop", "customers": len(people)}
+    max_rate = ctx.results.get("spread", {}).get("accepted_per_s")
+    if args.openloop_rate:
+        rate = args.openloop_rate
+    else:
+        if not max_rate:
+            say(f"openloop: the closed loop's rate first (wrk -c{args.connections}, {args.duration:.0f} s)")
+            probe = load.run_wrk(ctx.wrk, ctx.base_url, plan, connections=args.connections, threads=args.threads,
+                                 duration_s=args.duration, log_dir=ctx.log_dir)  # fmt: skip
+            max_rate = round(probe.accepted / (probe.report.get("duration_us", 0) / 1e6 or probe.wall_s), 1)
+        rate = round(max_rate * args.openloop_share, 1)
+        result["closed_loop_accepted_per_s"] = max_rate
+    say(f"openloop: {rate}/s for {args.openloop_duration:.0f} s")
+    busy0, total0 = system.cpu_times()
+    api0 = api_cpu_s(ctx)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.openloop", ctx.base_url, str(plan), "--rate", str(rate),
+         "--duration", str(args.openloop_duration)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    api1 = api_cpu_s(ctx)
+    busy1, total1 = system.cpu_times()
+    line = next(x for x in reversed(out.stdout.splitlines()) if x.startswith("OPENLOOP_JSON "))
+    gen = json.loads(line.removeprefix("OPENLOOP_JSON "))
+    accepted = gen["status"].get("202", 0)
+    result.update(
+        rate_offered=rate,
+        share_of_closed_loop=args.openloop_share if not args.openloop_rate else None,
+        duration_s=args.openloop_duration,
+        sent=gen["sent"],
+        accepted=accepted,
+        status_counts=gen["status"],
+        accept_latency_ms=gen["latency_ms"],
+        late_ms=gen["late_ms"],
+        connections_opened=gen["connections_opened"],
+        loadgen_cpu_s=gen["cpu_s"],
+        loadgen_cpu_share=round(gen["cpu_s"] / gen["wall_s"] / (os.cpu_count() or 1), 4),
+        machine_cpu_busy_during_load=round((busy1 - busy0) / (total1 - total0), 3),
+        **api_cpu_figures(api0, api1, accepted, gen["wall_s"]),
+    )
+    say(f"  accepted {accepted} of {gen['sent']}, latency {gen['latency_ms']}")
+    if ctx.sql:
+        deadline = args.final_deadline or 120 + accepted / 20
+        result["all_final"], _ = wait_final(ctx, accounts, deadline)
+        result.update(settle_figures(ctx, accounts, before, accepted, since=None))
+    plan.unlink(missing_ok=True)
+    return result
+
+
+def loglevels_mode(ctx: Context) -> dict[str, Any]:
+    """The closed loop (spread pattern, accept side only) with the API restarted at each LOG_LEVEL
+    of ``--loglevels`` in turn, so the price of a log line per request is measured alternately."""
+    args, sut = ctx.args, ctx.sut
+    assert sut is not None
+    people = setup_customers(ctx, args.spread_customers, "loglevels")
+    plan = load.write_plan(plan_rows("spread", people), OUT_DIR / "plans")
+    runs = []
+    try:
+        for level in [x.strip().upper() for x in args.loglevels.split(",") if x.strip()]:
+            restart_web(sut, {"LOG_LEVEL": level})
+            say(f"loglevels: LOG_LEVEL={level}: wrk -c{args.connections} {args.duration:.0f} s")
+            api0 = api_cpu_s(ctx)
+            run = load.run_wrk(ctx.wrk, ctx.base_url, plan, connections=args.connections, threads=args.threads,
+                               duration_s=args.duration, log_dir=ctx.log_dir)  # fmt: skip
+            api1 = api_cpu_s(ctx)
+            figures = accept_figures(ctx, run)
+            runs.append({"log_level": level, "accepted_per_s": figures["accepted_per_s"],
+                         "accept_latency_ms": figures["accept_latency_ms"], "non_202": figures["non_202"],
+                         **api_cpu_figures(api0, api1, run.accepted, run.wall_s)})  # fmt: skip
+            say(f"  {runs[-1]}")
+    finally:
+        restart_web(sut, {"LOG_LEVEL": args.log_level})
+        plan.unlink(missing_ok=True)
+    result: dict[str, Any] = {"mode": "loglevels", "customers": len(people), "runs": runs}
+    by_level: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        by_level.setdefault(r["log_level"], []).append(r)
+    result["mean_by_level"] = {
+        level: {k: round(sum(r[k] or 0 for r in rs) / len(rs), 3) for k in ("accepted_per_s", "api_cpu_ms_per_accept")}
+        for level, rs in by_level.items()
+    }
+    return result
+
+
+def restart_web(sut: system.System, env: dict[str, str]) -> None:
+    sut.stop(["web"])
+    sut.env.update(env)
+    sut.start(["web"])
+    processes.wait_http(f"{sut.url}/healthz", sut.procs["web"])
 
 
 def drain_mode(ctx: Context) -> dict[str, Any]:
@@ -357,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             "system": {
                 "started_by_bench": sut is not None,
                 "log_level": args.log_level if sut else "unknown",
+                "web_server": args.web_server if sut else "unknown",
                 "procfile_entries": list(sut.entries) if sut else None,
                 "settlement_workers": sut.worker_names if sut else None,
             },
@@ -376,6 +528,13 @@ def main(argv: list[str] | None = None) -> int:
                     say("drain skipped: it stops and starts the workers, so it needs a system started by the bench")
                     continue
                 result = drain_mode(ctx)
+            elif mode == "openloop":
+                result = openloop_mode(ctx)
+            elif mode == "loglevels":
+                if sut is None:
+                    say("loglevels skipped: it restarts the API, so it needs a system started by the bench")
+                    continue
+                result = loglevels_mode(ctx)
             else:
                 result = load_mode(ctx, mode)
             if mode == "hot" and ctx.results.get("spread", {}).get("settled_per_s") and result.get("settled_per_s"):

@@ -56,3 +56,16 @@ def test_a_refusal_is_problem_json_without_the_request() -> None:
     assert ("Content-Type", "application/problem+json") in answered[0][1]
     assert b'"code": "URI_TOO_LONG"' in body and b"sss" not in body
     assert b"".join(app(_environ(), lambda s, h: None)) == b"app"
+
+
+def test_the_bench_runs_the_procfiles_web_entry_through_web_serve() -> None:
+    from bench.run import web_entry_under
+    from bench.system import parse_procfile
+    from tests.unit.test_architecture import ROOT
+
+    web = parse_procfile((ROOT / "Procfile").read_text())["web"]
+    under = web_entry_under(web, "granian")
+    assert "python -m web.serve --bind" in under and "gunicorn" not in under
+    assert under.split("exec ")[0] == web.split("exec ")[0]  # the entry's environment kept
+    with pytest.raises(SystemExit):
+        web_entry_under("uwsgi app", "granian")
