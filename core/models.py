@@ -480,3 +480,18 @@ class AuditVerifyCheckpoint(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger)
     full_pass: Mapped[bool] = mapped_column(Boolean)
     verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ReconcileCheckpoint(Base):
+    """A clean reconcile pass (migration 0026): every transaction below ``horizon`` (its snapshot's
+    xmin) was checked, so ``reconcile --incremental`` checks only what audit rows at or above it
+    name (core/reconcile.py); a full pass ignores it."""
+
+    __tablename__ = "reconcile_checkpoints"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    horizon: Mapped[int] = mapped_column(BigInteger)
+    full_pass: Mapped[bool] = mapped_column(Boolean)
+    accounts_checked: Mapped[int] = mapped_column(BigInteger)
+    transfers_checked: Mapped[int] = mapped_column(BigInteger)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -11,6 +11,7 @@ from core.check_timeout import limit_statement_time
 from core.create_database import create_database_if_missing
 from core.identity import admin as admins
 from core.reconcile import reconcile
+from core.reconcile import record_checkpoint as record_reconcile_checkpoint
 from core.webhooks import service as webhooks
 from web.context import policies, settings, transaction
 from web.progress import progress_bar
@@ -66,16 +67,28 @@ def init_checks(app: Flask) -> None:
         show_default=True,
         help="Seconds any one statement of the check may run; 0 = no limit (the app's limit is for the API).",
     )
-    def reconcile_command(statement_timeout: float) -> None:
+    @click.option(
+        "--incremental",
+        is_flag=True,
+        help="Check only the transfers and accounts changed since the last clean pass (what audit rows of "
+        "later transactions name); without it, a full pass over the whole book.",
+    )
+    def reconcile_command(statement_timeout: float, incremental: bool) -> None:
         """Check balances against the ledger; exit 1 and list every difference if anything is off."""
         with transaction() as session, progress_bar("reconcile: invariants") as progress:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             limit_statement_time(session, statement_timeout)
-            report = reconcile(session, progress)
+            report = reconcile(session, progress, incremental=incremental)
+            record_reconcile_checkpoint(session, report)
         for problem in report.problems:
             click.echo(f"MISMATCH {problem}", err=True)
+        start = (
+            "full pass"
+            if report.started_after_horizon is None
+            else f"changed since transaction {report.started_after_horizon}"
+        )
         click.echo(
-            f"reconcile: {report.accounts_checked} accounts, {report.transfers_checked} transfers, "
+            f"reconcile ({start}): {report.accounts_checked} accounts, {report.transfers_checked} transfers, "
             f"{len(report.problems)} problem(s)"
         )
         if not report.ok:

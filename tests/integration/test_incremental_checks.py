@@ -191,7 +191,7 @@ def test_the_checks_report_their_progress(sessions, make_customer, admin_user) -
     steps: list[tuple[int, int]] = []
     with sessions() as s:
         assert reconcile(s, lambda done, total: steps.append((done, total))).ok
-    assert steps == [(n, 8) for n in range(1, 9)]
+    assert steps == [(n, 10) for n in range(1, 11)]
 
 
 def test_the_bar_is_drawn_on_a_terminal_only() -> None:
