@@ -224,6 +224,56 @@ def rows_read(engine: Any, call: Callable[[], Any]) -> int:
     return total
 
 
+# Tables that grow with the accounts (one user and one account per customer), not the transfers.
+PER_ACCOUNT = frozenset({"users", "accounts", "account_usage"})
+# The outbox: kept for the retention window (30 days), then dropped whole (core/events_partitions.py).
+OUTBOX = frozenset({"webhook_events", "webhook_deliveries", "webhook_delivery_attempts"})
+_SIZES = """
+SELECT coalesce(p.relname, c.relname) AS name, sum(pg_relation_size(c.oid)) AS heap,
+       sum(pg_indexes_size(c.oid)) AS indexes, sum(pg_total_relation_size(c.oid)) AS total
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_inherits i ON i.inhrelid = c.oid LEFT JOIN pg_class p ON p.oid = i.inhparent
+ WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname NOT LIKE 'scale\\_%'
+ GROUP BY 1 HAVING sum(pg_total_relation_size(c.oid)) > 0
+ ORDER BY 4 DESC
+"""
+
+
+def sizes(conninfo: str, transfers: int) -> list[dict[str, Any]]:
+    """Each table's bytes on disk (heap, its indexes, TOAST; partitions counted under their
+    parent) and bytes per transfer, after a VACUUM ANALYZE so the free space map is current."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        found = conn.execute(_SIZES).fetchall()
+    return [
+        {
+            "table": name,
+            "kind": "account" if name in PER_ACCOUNT else "outbox" if name in OUTBOX else "transfer",
+            "heap": int(heap),
+            "indexes": int(indexes),
+            "total": int(total),
+            "per_transfer": round(int(total) / transfers) if transfers else 0,
+        }
+        for name, heap, indexes, total in found
+    ]
+
+
+def size_table(rows: list[dict[str, Any]], transfers: int) -> str:
+    lines = ["| table | heap | indexes | total (with TOAST) | bytes per transfer |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r['table']} | {r['heap'] / 1e6:,.1f} MB | {r['indexes'] / 1e6:,.1f} MB | {r['total'] / 1e6:,.1f} MB"
+        f" | {r['per_transfer']:,}{'' if r['kind'] == 'transfer' else ' (' + r['kind'] + ')'} |"
+        for r in rows
+    ]
+    kept = sum(r["total"] for r in rows if r["kind"] == "transfer")
+    lines.append(
+        f"| **per transfer, kept beyond the outbox window** | | | {kept / 1e6:,.1f} MB | {round(kept / transfers):,} |"
+    )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| read | median | max | rows answered | table rows read |", "|---|---|---|---|---|"]
     lines += [
@@ -280,8 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         for problem in report.problems[:20]:
             say(f"MISMATCH {problem}")
     rows = measure(settings, book, args.repeats)
+    stored = sizes(database_url, book.transfers)
     print(f"{args.transfers:,} transfers, {args.accounts:,} accounts, {args.heavy} heavy at {args.heavy_share:.0%}")
     print(table(rows))
+    print()
+    print(size_table(stored, book.transfers))
     result = {
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "bench": "scale",
@@ -298,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         "reconcile_ok": report.ok,
         "reconcile_s": round(reconcile_s, 1),
         "reads": rows,
+        "sizes": stored,
     }
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     with (OUT_DIR / "results.jsonl").open("a") as out:

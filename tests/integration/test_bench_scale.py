@@ -97,3 +97,9 @@ def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  #
     rows = scale.measure(settings, book, repeats=1)
     assert [r["read"] for r in rows] == [what for what, _, _ in scale.reads(book, "x")]
     assert all(r["median_ms"] > 0 for r in rows)
+
+    stored = {r["table"]: r for r in scale.sizes(conninfo, book.transfers)}
+    assert {"transfers", "ledger_entries", "audit_log", "accounts", "users"} <= set(stored)
+    assert stored["ledger_entries"]["kind"] == "transfer" and stored["accounts"]["kind"] == "account"
+    assert stored["transfers"]["per_transfer"] > 0 and stored["ledger_entries"]["indexes"] > 0
+    assert "per transfer, kept beyond the outbox window" in scale.size_table(list(stored.values()), book.transfers)
