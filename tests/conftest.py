@@ -29,7 +29,7 @@ TEST_DB = "bank_test"
 UNIT = ROOT / "tests" / "unit"
 # tests/ops: the ops/ files checked by their own tools (promtool, amtool, a real Alertmanager): no bank server.
 SERVERLESS = (UNIT, ROOT / "tests" / "ops")
-TIERS = ("unit", "integration", "e2e", "chaos", "ops", "ha")
+TIERS = ("unit", "integration", "e2e", "chaos", "ops", "ha", "jepsen")
 
 
 def _only_unit_tests(config: pytest.Config) -> bool:
