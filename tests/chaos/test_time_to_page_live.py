@@ -157,6 +157,11 @@ def test_time_to_page_at_the_shipped_timings(stack: Any, tmp_path: Path) -> None
         if stack._redis_proc is not None:  # the embedded Redis (the broker) can be stopped and started
             time.sleep(30)
             fault("broker stopped", "DependencyDown", {"dependency": "broker"}, stack.stop_redis, stack.start_redis)
+        # One outage, one page: nothing but the alerts that name each fault paged (the whole pool
+        # killed also paged NoWorkerHeartbeat for every queue it served).
+        paged = {a["labels"]["alertname"] for _, note in am.notifications("oncall") for a in note["alerts"]}
+        print(f"LIVE paged: {sorted(paged)}")
+        assert paged <= {"TargetDown", "SchedulerDown", "DependencyDown"}, paged
     finally:
         for name, seconds in measured.items():
             print(f"LIVE {name}: {seconds:.0f} s")
