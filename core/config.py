@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     default_limit_per_transfer: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     default_limit_daily_outgoing: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
     default_limit_monthly_outgoing: int | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    # The bank's own account at its correspondent bank: the debtor of every payout file (pain.001).
+    payout_debtor_name: str = Field(default="Bank", min_length=1, max_length=70)
+    payout_debtor_iban: str = Field(default="DE89370400440532013000", pattern=r"^[A-Z]{2}[0-9]{2}[A-Za-z0-9]{1,30}$")
+    payout_debtor_bic: str | None = Field(default=None, pattern=r"^[A-Z]{6}[A-Z2-9][A-NP-Z0-9]([A-Z0-9]{3})?$")
 
     # /metrics on the API port: a bearer token for scrapes. In production without it the API
     # port does not serve /metrics (web/telemetry.py); API_METRICS_PORT serves it apart.

@@ -80,6 +80,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         refunds.blp,
         scheduled_transfers.blp,
         payouts.counterparties_blp,
+        payouts.payouts_blp,
+        payouts.payout_files_blp,
         audit_proofs.blp,
         admin.blp,
         webhooks.blp,

@@ -172,10 +172,12 @@ def accept_carefully(
     pin_policy: PinPolicy,
     partitions: int = 1,
     request_id: str | None = None,
+    receiver: AccountKind = AccountKind.CUSTOMER,
 ) -> AcceptOutcome:
     """A replay gets its transfer back before any other check; then the source's owner and the
     caller's KYC; then the PIN (a wrong one counts, and the caller commits the count before
-    raising); then the other checks and the PENDING row."""
+    raising); then the other checks and the PENDING row. ``receiver``: the destination's kind
+    (submit.check_accounts; IN_TRANSIT for a payout's transfer)."""
     key = validate_key(idempotency_key)
     replay = find_replay(session, user.id, key, fingerprint(TransferKind.TRANSFER, movement))
     if replay is not None:
@@ -202,6 +204,7 @@ def accept_carefully(
         movement=movement,
         partitions=partitions,
         request_id=request_id,
+        receiver=receiver,
     )
     return AcceptOutcome(accepted, PinCheck.OK)
 

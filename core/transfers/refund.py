@@ -24,6 +24,7 @@ from core.db import ROW_LOCK
 from core.errors import AccountInactive, Conflict, Forbidden, NotFound, RefundExceedsAmount
 from core.models import (
     Account,
+    AccountKind,
     AccountStatus,
     Role,
     Transfer,
@@ -164,6 +165,10 @@ def _check(user: User, original: Transfer, source: Account, destination: Account
         raise Forbidden("user is not active")
     if original.kind != TransferKind.TRANSFER:
         raise Conflict(f"a {original.kind.value} cannot be refunded, only a TRANSFER")
+    if destination.kind != AccountKind.CUSTOMER:
+        # A payout's transfer (to the bank's in-transit account, core/payouts): its money comes back
+        # only as a return on the correspondent's statement (core/reconciliation), never as a refund.
+        raise Conflict("a payout cannot be refunded; only the correspondent bank returns it")
     if original.status != TransferStatus.COMPLETED:
         raise Conflict(f"only a COMPLETED transfer can be refunded (it is {original.status.value})")
     # The refunder's own account (the refund's source) is named; the payer's (its destination)

@@ -96,6 +96,7 @@ def submit_transfer(
     movement: MoneyMovement,
     partitions: int = 1,
     request_id: str | None = None,
+    receiver: AccountKind = AccountKind.CUSTOMER,
 ) -> Accepted:
     """Check a customer transfer and write it PENDING with its key, race-safe against duplicates.
 
@@ -105,7 +106,7 @@ def submit_transfer(
     """
     key = validate_key(idempotency_key)
     request_hash = fingerprint(TransferKind.TRANSFER, movement)
-    source, destination = _check(session, user, movement)
+    source, destination = _check(session, user, movement, receiver)
     transfer = session.execute(
         _INSERT_PENDING,
         {
@@ -168,7 +169,9 @@ def hold_seconds(movement: MoneyMovement) -> int | None:
     return movement.hold_expires_in_seconds or DEFAULT_HOLD_SECONDS
 
 
-def _check(session: Session, user: User, movement: MoneyMovement) -> tuple[Account, Account]:
+def _check(
+    session: Session, user: User, movement: MoneyMovement, receiver: AccountKind = AccountKind.CUSTOMER
+) -> tuple[Account, Account]:
     validate_amount(movement.amount)
     validate_currency(movement.currency)
     validate_hold(movement)
@@ -177,7 +180,7 @@ def _check(session: Session, user: User, movement: MoneyMovement) -> tuple[Accou
         raise SameAccount("source and destination must differ")
     ids = [movement.source_account_id, movement.destination_account_id]
     accounts = {a.id: a for a in session.scalars(select(Account).where(Account.id.in_(ids)))}
-    return check_accounts(user, movement, accounts)
+    return check_accounts(user, movement, accounts, receiver=receiver)
 
 
 def check_user(user: User) -> None:
@@ -198,10 +201,15 @@ def check_source_owned(session: Session, user: User, movement: MoneyMovement) ->
 
 
 def check_accounts(
-    user: User, movement: MoneyMovement, accounts: Mapping[uuid.UUID, Account]
+    user: User,
+    movement: MoneyMovement,
+    accounts: Mapping[uuid.UUID, Account],
+    *,
+    receiver: AccountKind = AccountKind.CUSTOMER,
 ) -> tuple[Account, Account]:
     """Source owned by ``user``, destination a customer's, currencies equal, both active, the
-    amount within the source's per_transfer limit.
+    amount within the source's per_transfer limit. ``receiver``: the kind the destination must
+    be (a payout's transfer goes to the bank's IN_TRANSIT account, core/payouts; nothing else may).
 
     ``accounts`` holds (at least) both accounts if they exist; someone else's source is a 404."""
     source = accounts.get(movement.source_account_id)  # type: ignore[arg-type]
@@ -215,7 +223,7 @@ def check_accounts(
     if source.status != AccountStatus.ACTIVE:
         raise AccountInactive(f"source account is {source.status.value}")
     destination = accounts.get(movement.destination_account_id)
-    if not _can_receive(destination, movement.currency):
+    if not _can_receive(destination, movement.currency, receiver):
         # One answer for every destination that cannot take this transfer (missing, not a
         # customer's, frozen, inactive, closed, another currency): anyone may know an account
         # id, and a distinct answer would reveal its status or currency (e.g. a compliance freeze).
@@ -228,10 +236,10 @@ def check_accounts(
 DESTINATION_CANNOT_RECEIVE = "destination account not found or cannot receive this transfer"
 
 
-def _can_receive(destination: Account | None, currency: str) -> bool:
+def _can_receive(destination: Account | None, currency: str, receiver: AccountKind) -> bool:
     return (
         destination is not None
-        and destination.kind == AccountKind.CUSTOMER
+        and destination.kind == receiver
         and destination.status == AccountStatus.ACTIVE
         and destination.currency == currency
     )

@@ -70,6 +70,8 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
         r = client.post(f"{API}/counterparties", json=payee, headers=h)
         assert r.status_code == 201, r.json
         ids["counterparty_id"] = r.json["id"]
+    if f"{API}/payouts" in spec["paths"]:
+        ids.update(_payout_and_file(client, sessions, alice, h, admin_user))
     if f"{API}/webhooks/endpoints" in spec["paths"]:
         r = client.post(
             f"{API}/webhooks/endpoints",
@@ -81,6 +83,29 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
         ids["endpoint_id"] = r.json["id"]
         ids["delivery_id"] = _failed_delivery(sessions, alice.user.id, uuid.UUID(r.json["id"]))
     return alice, h, {k: str(v) for k, v in ids.items()}
+
+
+def _payout_and_file(client, sessions, alice, h, admin_user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """Alice's payout, its transfer settled, sent in a payout file (an admin's resource)."""
+    from tests.settling import settle_transfer
+
+    payee = {"name": "Supplier", "currency": "USD", "account_number": "000123456789", "routing_number": "021000021"}
+    to = client.post(f"{API}/counterparties", json=payee, headers=h).json["id"]
+    body = {
+        "source_account_id": str(alice.account.id),
+        "counterparty_id": to,
+        "amount": 100,
+        "currency": "USD",
+        "pin": PIN,
+    }
+    r = client.post(f"{API}/payouts", json=body, headers={**h, "Idempotency-Key": str(uuid.uuid4())})
+    assert r.status_code == 202, r.json
+    with sessions.begin() as s:
+        settle_transfer(s, uuid.UUID(r.json["transfer_id"]))
+    admin_h = bearer(tokens(client, admin_user.email)["access_token"])
+    made = client.post(f"{API}/admin/payout-files", json={"currency": "USD"}, headers=admin_h)
+    assert made.status_code == 201, made.json
+    return {"payout_id": r.json["id"], "file_id": made.json["id"]}
 
 
 def _failed_delivery(sessions, user_id: uuid.UUID, endpoint_id: uuid.UUID) -> uuid.UUID:  # type: ignore[no-untyped-def]

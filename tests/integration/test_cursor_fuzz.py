@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from core.models import AuditLog, LedgerEntry, Transfer, User
 from core.pagination import newest_first
-from core.payouts.models import Counterparty
+from core.payouts.models import Counterparty, Payout
 from core.schedules.models import ScheduledTransfer
 from core.webhooks.models import WebhookDelivery
 from tests.authflow import API, PROBLEM, bearer, tokens
@@ -40,6 +40,7 @@ TAGS = [
         newest_first(WebhookDelivery),
         newest_first(ScheduledTransfer),
         newest_first(Counterparty),
+        newest_first(Payout),
         (LedgerEntry.seq,),
         (AuditLog.id,),
     )
@@ -98,6 +99,7 @@ def lists(client, make_customer, sessions, admin_user) -> dict[str, tuple[str, d
         ),
         f"{API}/scheduled-transfers": (f"{API}/scheduled-transfers", h),
         f"{API}/counterparties": (f"{API}/counterparties", h),
+        f"{API}/payouts": (f"{API}/payouts", h),
         f"{API}/events": (f"{API}/events", h),
         f"{API}/admin/users": (f"{API}/admin/users", admin_h),
         f"{API}/admin/audit": (f"{API}/admin/audit", admin_h),
