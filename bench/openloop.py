@@ -77,15 +77,19 @@ class Generator:
             if self.idle:
                 reader, writer = self.idle.pop()
             else:
-                reader, writer = await asyncio.open_connection(self.host, self.port)
+                try:
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
+                except OSError as exc:
+                    self.statuses[f"connect:{type(exc).__name__}"] += 1
+                    return
                 self.opened += 1
             self.late.append(time.perf_counter() - due)
             try:
                 writer.write(_request(f"{self.host}:{self.port}", *random.choice(self.rows)))
                 await writer.drain()
                 status, keep = await _read_response(reader)
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                self.statuses["error"] += 1
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                self.statuses[f"error:{type(exc).__name__}"] += 1  # e.g. a kept-alive connection the server closed
                 writer.close()
                 return
             self.latencies.append(time.perf_counter() - due)
