@@ -11,6 +11,7 @@
 #   ops/ha/formation.sh run DIR NODE           start a node's service again (a crashed primary rejoins
 #                                             as the secondary, rewound by pg_rewind)
 #   ops/ha/formation.sh stop DIR               stop the three services
+#   ops/ha/formation.sh dirs DIR               only make the nodes' pg_autoctl state directories (as start does)
 #
 # HA_LISTEN: the data nodes' listen_addresses (default 127.0.0.1; e.g. "127.0.0.1,10.231.0.1" to be
 # reached from network namespaces too); HA_CLIENTS: a CIDR whose clients may connect (trust, as the
@@ -140,6 +141,11 @@ print(*[n["nodename"] for n in nodes if n["current_group_state"] in ("primary", 
     [ -n "$pid" ] && kill -KILL -- "-$pid"  # pg_autoctl leads its process group: Postgres dies with it
     ;;
   run) service "${3:?node name}" ;;
+  dirs)  # only the state directories, as start makes them (tests/ha/test_formation_dirs.py)
+    install
+    state_dirs
+    [ "$(id -u)" != 0 ] || chown -R "$HA_USER": "$dir"
+    ;;
   stop)
     for name in node2 node1 monitor; do
       pid=$(autoctl_pid "$name")
