@@ -546,6 +546,28 @@ SHIPPED_TIMING: list[dict[str, Any]] = [
             _alert("NoWorkerHeartbeat", _s(FAULT + 90)),  # later, and inhibited by SchedulerDown
         ],
     },
+    {  # The broker is down for 3 minutes (t=5m to 8m): beat cannot publish (its tick freezes) and no
+        # pool gets a heartbeat, then both resume some seconds after the broker is back. One page,
+        # DependencyDown{broker}: SchedulerDown and NoWorkerHeartbeat never fire, so none pages when
+        # DependencyDown resolves (an Alertmanager inhibition ends with it, before beat's first tick).
+        "interval": "15s",
+        "input_series": [
+            _dependency("broker", "1x20 0x11 1x20"),
+            _dependency("redis", "1x45"),
+            {
+                "series": 'bank_scheduler_last_tick_timestamp_seconds{job="backlog"}',
+                "values": "-45+15x23 300x12 510+15x20",
+            },
+            *(_heartbeat(q, "-30+15x22 300x14 540+15x20") for q in QUEUES),
+            *_configured(*QUEUES),
+        ],
+        "alert_rule_test": [
+            _alert("DependencyDown", _s(FAULT + 45), {"dependency": "broker", "severity": "critical"}),
+            _alert("DependencyDown", _s(FAULT + 210)),
+            *(_alert("SchedulerDown", _s(FAULT + t)) for t in (90, 180, 210, 225, 240, 300)),
+            *(_alert("NoWorkerHeartbeat", _s(FAULT + t)) for t in (180, 210, 240, 255, 300, 360)),
+        ],
+    },
     {  # Postgres stops answering: the exporter's next measurement (within 15 s) reports it.
         "interval": "15s",
         "input_series": [_dependency("postgres", "1x20 0x20"), _dependency("broker", "1x40")],

@@ -63,7 +63,7 @@ def fires_after(name: str) -> float:
 
 
 def threshold(name: str) -> float:
-    match = re.search(r"> (\d+)\s*$", alert(name)["expr"].strip().splitlines()[0])
+    match = re.search(r"> (\d+)\s*$", alert(name)["expr"], flags=re.MULTILINE)  # the first comparison
     assert match, alert(name)["expr"]
     return float(match.group(1))
 
