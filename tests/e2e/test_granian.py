@@ -18,7 +18,7 @@ import pytest
 from devtools import processes
 from tests import factories
 from tests.e2e.conftest import ROOT, bearer, wait_final
-from tests.integration.test_limit_window import Monitor
+from tests.redis_monitor import Monitor
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.e2e
