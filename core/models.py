@@ -93,6 +93,10 @@ class TransferKind(enum.StrEnum):
     TRANSFER = "TRANSFER"
     DEPOSIT = "DEPOSIT"
     REFUND = "REFUND"
+    # A statement line's effect on a payout (core/reconciliation/payout_moves.py): in-transit to
+    # settlement when it settled, back to the customer when it was returned.
+    PAYOUT_SETTLE = "PAYOUT_SETTLE"
+    PAYOUT_RETURN = "PAYOUT_RETURN"
 
 
 class TransferStatus(enum.StrEnum):

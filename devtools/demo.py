@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -25,6 +25,8 @@ class DemoResult:
     batch: list[dict[str, Any]]  # the atomic batch's transfers, settled
     refused_batch: list[dict[str, Any]]  # an atomic batch one item of which cannot be paid, settled
     alice_final: dict[str, Any]  # alice's account at the end
+    # The correspondent's statement imported: one inbound credit matched (a deposit to bob), one break.
+    reconciliation: dict[str, Any] = field(default_factory=dict)
 
 
 def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
@@ -195,7 +197,37 @@ def _demo(api: httpx.Client, admin_email: str, admin_password: str, say: Printer
         + ", ".join(f"{t['status']} {t['failure_code']}" for t in refused)
         + f"; nothing moved, alice balance={final['balance']}"
     )
-    return DemoResult(transfer, alice_balance, bob_balance, hold, while_held, capture, refund, batch, refused, final)
+    reconciliation = _reconciliation(api, admin_h, bob_h, bob_acc, run, say)
+    return DemoResult(
+        transfer, alice_balance, bob_balance, hold, while_held, capture, refund, batch, refused, final, reconciliation
+    )
+
+
+def _reconciliation(
+    api: httpx.Client, admin_h: dict[str, str], bob_h: dict[str, str], bob_acc: str, run: str, say: Printer
+) -> dict[str, Any]:
+    """The correspondent bank's statement (CSV): a payer at another bank pays bob, naming his account's
+    inbound reference (matched: a deposit), and a credit names nobody (a break for an admin)."""
+    inbound = _ok(api.get(f"/accounts/{bob_acc}", headers=bob_h), 200)["inbound_reference"]
+    statement = (
+        "booking_date,amount,currency,reference,end_to_end_id,counterparty\n"
+        f"2026-12-01,2500,USD,CORR-{run}-1 {inbound},,Jane Payer\n"
+        f"2026-12-01,1234,USD,CORR-{run}-2 INVOICE 7781,,Somebody Unknown\n"
+    )
+    imported = _ok(
+        api.post("/admin/reconciliations", content=statement, headers={**admin_h, "Content-Type": "text/csv"}), 201
+    )
+    shown = _ok(api.get(f"/admin/reconciliations/{imported['id']}", headers=admin_h), 200)
+    breaks = [i for i in shown["items"] if i["status"] == "UNMATCHED"]
+    bob_balance = _ok(api.get(f"/accounts/{bob_acc}", headers=bob_h), 200)["balance"]
+    say(
+        f"12. statement imported: {imported['lines']} lines, {imported['matched']} matched (a deposit to bob's"
+        f" inbound reference {inbound}; bob balance={bob_balance}),"
+        f" {imported['unmatched']} break: "
+        + ", ".join(f"line {b['line']} {b['amount']} {b['currency']} {b['reference']!r}" for b in breaks)
+        + " (resolve it at /console/reconciliations)"
+    )
+    return shown
 
 
 def _settled(api: httpx.Client, transfer: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:

@@ -175,6 +175,8 @@ CONFLICTS = {
     "unfreezeAccount",
     "setPin",
     "retryDelivery",
+    "importStatement",  # the same file or camt.053 statement again
+    "resolveLine",  # a line already matched or resolved
 }
 # Lockouts counted in Postgres (core.identity), beside the limiter's own limits (web/limits.py).
 LOCKOUTS = {"login", "changePassword", "setOtp", "verifyOtp"}

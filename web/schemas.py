@@ -13,6 +13,7 @@ from core.accounts.limits import available
 from core.models import AccountStatus, KycStatus, Role, TransferKind, TransferStatus, UserStatus
 from core.money import CURRENCIES, MAX_AMOUNT
 from core.pagination import MAX_LIMIT
+from core.reconciliation import inbound_reference
 from core.transfers.batch import MAX_ITEMS as MAX_BATCH_ITEMS
 from core.transfers.refund import MAX_REASON_LENGTH
 from core.transfers.submit import MAX_HOLD_SECONDS, MIN_HOLD_SECONDS
@@ -328,6 +329,14 @@ class AccountOut(ma.Schema):
     status = by_value(AccountStatus)
     created_at = fields.DateTime()
     metadata = metadata_out()
+    inbound_reference = fields.Function(
+        lambda account: inbound_reference.of(account.id),
+        metadata={
+            "type": "string",
+            "description": "The code a payer at another bank writes in the payment's reference so the money lands"
+            " here (matched on the correspondent bank's statement).",
+        },
+    )
 
 
 class TransferOut(ma.Schema):

@@ -41,5 +41,19 @@ def test_demo_flow_over_http(api_url, workers, admin_user) -> None:  # type: ign
 
     final = 10_000 - amount - 3_000 + 1_000 - 500 - 700
     assert (result.alice_final["balance"], result.alice_final["available_balance"]) == (final, final)
-    for step in ("9. hold", "captured 3000", "10. bob refunded 1000", "11. atomic batch", "nothing moved"):
+    # The statement: bob's inbound credit matched (a deposit), the other line the one break.
+    rec = result.reconciliation
+    assert (rec["lines"], rec["matched"], rec["unmatched"]) == (2, 1, 1)
+    assert [(i["status"], (i["matched_to"] or {}).get("kind")) for i in rec["items"]] == [
+        ("MATCHED", "DEPOSIT"),
+        ("UNMATCHED", None),
+    ]
+    for step in (
+        "9. hold",
+        "captured 3000",
+        "10. bob refunded 1000",
+        "11. atomic batch",
+        "nothing moved",
+        "12. statement",
+    ):
         assert any(step in line for line in lines), (step, lines)

@@ -72,6 +72,8 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
         ids["counterparty_id"] = r.json["id"]
     if f"{API}/payouts" in spec["paths"]:
         ids.update(_payout_and_file(client, sessions, alice, h, admin_user))
+    if f"{API}/admin/reconciliations" in spec["paths"]:
+        ids.update(_reconciliation(client, admin_user))
     if f"{API}/webhooks/endpoints" in spec["paths"]:
         r = client.post(
             f"{API}/webhooks/endpoints",
@@ -83,6 +85,17 @@ def owned_resources(client, spec, make_customer, sessions, admin_user):  # type:
         ids["endpoint_id"] = r.json["id"]
         ids["delivery_id"] = _failed_delivery(sessions, alice.user.id, uuid.UUID(r.json["id"]))
     return alice, h, {k: str(v) for k, v in ids.items()}
+
+
+def _reconciliation(client, admin_user) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A statement imported by an admin (an admin's resource) and its first line."""
+    statement = (
+        f"booking_date,amount,currency,reference,end_to_end_id,counterparty\n2026-12-01,100,USD,B{uuid.uuid4().hex},,\n"
+    )
+    admin_h = bearer(tokens(client, admin_user.email)["access_token"])
+    r = client.post(f"{API}/admin/reconciliations", data=statement, headers={**admin_h, "Content-Type": "text/csv"})
+    assert r.status_code == 201, r.json
+    return {"import_id": r.json["id"], "line": "1"}
 
 
 def _payout_and_file(client, sessions, alice, h, admin_user) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -201,7 +214,8 @@ def snapshot(client, spec, ids: dict[str, str], owner_headers: dict[str, str], s
         if method == "get" and not path.startswith(f"{API}/admin"):
             r = client.get(fill(path, ids), headers=owner_headers)
             seen[path] = (r.status_code, _stable(r.json))
-    wanted = {v for k, v in ids.items() if k != "n"}  # the resources' uuids (n is a root's number)
+    # The resources' uuids (n is a root's number, line a statement line's).
+    wanted = {v for k, v in ids.items() if k not in ("n", "line")}
     with sessions() as s:
         for table in Base.metadata.sorted_tables:
             if _has_uuid_id(table):

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from flask import Flask
 
-from web.console import views  # noqa: F401  (importing it registers the routes on bp)
+from web.console import reconciliations, views  # noqa: F401  (importing them registers the routes on bp)
 from web.console.auth import IDLE_TIMEOUT
 from web.console.blueprint import bp
 

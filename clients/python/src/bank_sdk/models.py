@@ -64,6 +64,8 @@ class Account:
     status: str
     created_at: datetime | None
     metadata: dict[str, str] = field(default_factory=dict)
+    # The code a payer at another bank writes in the payment's reference to credit this account.
+    inbound_reference: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Account:
