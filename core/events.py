@@ -177,71 +177,90 @@ def _event_row(
     return {"id": uuid.uuid4(), "event_type": event_type, "data": data, "owner_ids": owners}
 
 
+def owners_sql(first: str, second: str) -> str:
+    """``_event_row``'s owners as a Postgres expression over two uuid expressions: the distinct
+    ones that are not NULL, sorted (uuid order is byte order in both), as a uuid[]; empty when
+    neither is set (a set-based writer leaves such an event out, as ``_event_row`` does)."""
+    return (
+        f"CASE WHEN {first} IS NULL AND {second} IS NULL THEN CAST(ARRAY[] AS uuid[])"
+        f" WHEN {second} IS NULL OR {second} = {first} THEN ARRAY[{first}]"
+        f" WHEN {first} IS NULL THEN ARRAY[{second}]"
+        f" WHEN {second} < {first} THEN ARRAY[{second}, {first}]"
+        f" ELSE ARRAY[{first}, {second}] END"
+    )
+
+
+class _Shown(enum.Enum):
+    """How a column of ``transfers`` shows in an event's payload."""
+
+    AS_IS = "as is"  # numbers, strings, booleans, JSON
+    ENUM = "enum"  # its value
+    UUID = "uuid"  # as a string, or null
+    TIME = "time"  # ISO 8601 in UTC, or null
+    METADATA = "metadata"  # {} when none
+
+
+# The payload of a transfer's events (the API's Transfer schema plus ``updated_at``), written
+# once: ``transfer_data`` renders it in Python, ``transfer_data_sql`` in SQL for the set-based
+# writers (settlement, the accept paths), so the two cannot drift apart.
+_TRANSFER_FIELDS: tuple[tuple[str, _Shown], ...] = (
+    ("id", _Shown.UUID),
+    ("kind", _Shown.ENUM),
+    ("source_account_id", _Shown.UUID),
+    ("destination_account_id", _Shown.UUID),
+    ("amount", _Shown.AS_IS),
+    ("currency", _Shown.AS_IS),
+    ("reference", _Shown.AS_IS),
+    ("status", _Shown.ENUM),
+    ("failure_code", _Shown.AS_IS),
+    ("failure_detail", _Shown.AS_IS),
+    ("hold", _Shown.AS_IS),
+    ("hold_expires_at", _Shown.TIME),
+    ("captured_amount", _Shown.AS_IS),
+    ("refund_of", _Shown.UUID),
+    ("batch_id", _Shown.UUID),
+    ("created_at", _Shown.TIME),
+    ("completed_at", _Shown.TIME),
+    ("updated_at", _Shown.TIME),
+    ("metadata", _Shown.METADATA),
+)
+
+
 def transfer_data(transfer: Any) -> dict[str, Any]:
     """The transfer as the API's Transfer schema shows it, plus ``updated_at``."""
-    return {
-        "id": str(transfer.id),
-        "kind": transfer.kind.value,
-        "source_account_id": str(transfer.source_account_id),
-        "destination_account_id": str(transfer.destination_account_id),
-        "amount": transfer.amount,
-        "currency": transfer.currency,
-        "reference": transfer.reference,
-        "status": transfer.status.value,
-        "failure_code": transfer.failure_code,
-        "failure_detail": transfer.failure_detail,
-        "hold": transfer.hold,
-        "hold_expires_at": _iso(transfer.hold_expires_at),
-        "captured_amount": transfer.captured_amount,
-        "refund_of": _str(transfer.refund_of),
-        "batch_id": _str(transfer.batch_id),
-        "created_at": _iso(transfer.created_at),
-        "completed_at": _iso(transfer.completed_at),
-        "updated_at": _iso(transfer.updated_at),
-        "metadata": shown(stored_metadata(transfer)),
-    }
+    return {name: _python_value(transfer, name, shown_as) for name, shown_as in _TRANSFER_FIELDS}
 
 
-def _str(value: uuid.UUID | None) -> str | None:
-    return str(value) if value is not None else None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
+def _python_value(transfer: Any, name: str, shown_as: _Shown) -> Any:
+    if shown_as is _Shown.METADATA:
+        return shown(stored_metadata(transfer))
+    value = getattr(transfer, name)
+    if value is None or shown_as is _Shown.AS_IS:
+        return value
+    if shown_as is _Shown.ENUM:
+        return value.value
+    if shown_as is _Shown.UUID:
+        return str(value)
+    return value.astimezone(UTC).isoformat()
 
 
 def transfer_data_sql(alias: str) -> str:
     """``transfer_data`` as a Postgres expression over a row of ``transfers`` named ``alias``: the
     same JSON, so a set-based statement can write the events of many transfers. Timestamps as
     Python's isoformat writes them in UTC (no fraction when it is zero)."""
+    fields = ", ".join(f"'{name}', {_sql_value(alias, name, shown_as)}" for name, shown_as in _TRANSFER_FIELDS)
+    return f"jsonb_build_object({fields})"
 
-    def iso(column: str) -> str:
-        utc = f"({alias}.{column} AT TIME ZONE 'UTC')"
-        fraction = (
-            f"CASE WHEN CAST(extract(microseconds FROM {alias}.{column}) AS bigint) % 1000000 = 0 THEN ''"
-            f" ELSE to_char({utc}, '.US') END"
-        )
-        return f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') || {fraction} || '+00:00'"""
 
-    fields = {
-        "id": f"{alias}.id",
-        "kind": f"{alias}.kind",
-        "source_account_id": f"{alias}.source_account_id",
-        "destination_account_id": f"{alias}.destination_account_id",
-        "amount": f"{alias}.amount",
-        "currency": f"{alias}.currency",
-        "reference": f"{alias}.reference",
-        "status": f"{alias}.status",
-        "failure_code": f"{alias}.failure_code",
-        "failure_detail": f"{alias}.failure_detail",
-        "hold": f"{alias}.hold",
-        "hold_expires_at": iso("hold_expires_at"),
-        "captured_amount": f"{alias}.captured_amount",
-        "refund_of": f"{alias}.refund_of",
-        "batch_id": f"{alias}.batch_id",
-        "created_at": iso("created_at"),
-        "completed_at": iso("completed_at"),
-        "updated_at": iso("updated_at"),
-        "metadata": f"COALESCE({alias}.metadata, CAST('{{}}' AS jsonb))",
-    }
-    return "jsonb_build_object(" + ", ".join(f"'{k}', {v}" for k, v in fields.items()) + ")"
+def _sql_value(alias: str, name: str, shown_as: _Shown) -> str:
+    column = f"{alias}.{name}"
+    if shown_as is _Shown.METADATA:
+        return f"COALESCE({column}, CAST('{{}}' AS jsonb))"
+    if shown_as is not _Shown.TIME:
+        return column  # jsonb_build_object writes an enum's label and a uuid as strings
+    utc = f"({column} AT TIME ZONE 'UTC')"
+    fraction = (
+        f"CASE WHEN CAST(extract(microseconds FROM {column}) AS bigint) % 1000000 = 0 THEN ''"
+        f" ELSE to_char({utc}, '.US') END"
+    )
+    return f"""to_char({utc}, 'YYYY-MM-DD"T"HH24:MI:SS') || {fraction} || '+00:00'"""

@@ -27,6 +27,8 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
+from core.accounts.row_locks import in_lock_order
+
 log = structlog.get_logger(__name__)
 
 # Returns 0 when every key was free and is now ours, else the 1-based index of a taken key.
@@ -99,7 +101,7 @@ class AccountLocks:
 
     def __init__(self, redis: Redis, account_ids: Iterable[uuid.UUID], *, ttl: float, wait: float) -> None:
         self.redis, self.ttl, self.wait = redis, ttl, wait
-        self.stats = LockStats(keys=[account_lock_key(a) for a in sorted(set(account_ids))])
+        self.stats = LockStats(keys=[account_lock_key(a) for a in in_lock_order(account_ids)])
         self._token = secrets.token_hex(16)
         self._ttl_ms = str(max(1, int(ttl * 1000)))
         self._held = False

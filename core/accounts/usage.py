@@ -26,13 +26,15 @@ Key = tuple[uuid.UUID, str, date]  # (account, period, first day of the period)
 
 _U = AccountUsage.__table__
 
-# Absolute totals, decided under the accounts' row locks: one statement for a whole batch.
-_WRITE = text(
+# Absolute totals, decided under the accounts' row locks: one statement for a whole batch (and
+# settlement runs it as a CTE of its balances' UPDATE: one round trip for both).
+WRITE_SQL = (
     "INSERT INTO account_usage (account_id, period, starts_on, used)"
-    " SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:periods AS varchar[]), CAST(:starts AS date[]),"
-    " CAST(:used AS bigint[]))"
+    " SELECT * FROM unnest(CAST(:use_ids AS uuid[]), CAST(:use_periods AS varchar[]), CAST(:use_starts AS date[]),"
+    " CAST(:use_used AS bigint[]))"
     " ON CONFLICT (account_id, period, starts_on) DO UPDATE SET used = EXCLUDED.used"
 )
+_WRITE = text(WRITE_SQL)
 _READ = text(
     "SELECT u.account_id, u.period, u.starts_on, u.used FROM account_usage u"
     " JOIN unnest(CAST(:ids AS uuid[]), CAST(:periods AS varchar[]), CAST(:starts AS date[])) AS k(id, period, starts)"
@@ -79,18 +81,19 @@ def read(session: Session, keys: Iterable[Key]) -> dict[Key, int]:
 
 def write(session: Session, totals: Mapping[Key, int]) -> None:
     """Set these running totals (decided under the accounts' row locks): one statement."""
-    if not totals:
-        return
+    if totals:
+        session.execute(_WRITE, write_params(totals))
+
+
+def write_params(totals: Mapping[Key, int]) -> dict[str, list[Any]]:
+    """``WRITE_SQL``'s parameters for these totals (empty lists write nothing)."""
     keys = sorted(totals)
-    session.execute(
-        _WRITE,
-        {
-            "ids": [k[0] for k in keys],
-            "periods": [k[1] for k in keys],
-            "starts": [k[2] for k in keys],
-            "used": [totals[k] for k in keys],
-        },
-    )
+    return {
+        "use_ids": [k[0] for k in keys],
+        "use_periods": [k[1] for k in keys],
+        "use_starts": [k[2] for k in keys],
+        "use_used": [totals[k] for k in keys],
+    }
 
 
 def release(session: Session, holds: Iterable[tuple[uuid.UUID, datetime, int]]) -> None:

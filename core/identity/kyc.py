@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.accounts import row_locks
 from core.db import ROW_LOCK
 from core.errors import (
     NotFound,
@@ -64,10 +64,8 @@ def decide_kyc(
 def _revoke_kyc(session: Session, user: User, *, admin_id: uuid.UUID, request_id: str | None) -> dict[str, object]:
     """Suspend the user and freeze their ACTIVE accounts (row-locked, in id order), each audited."""
     user.status = UserStatus.SUSPENDED
-    ids = sorted(a.id for a in user.accounts if a.status == AccountStatus.ACTIVE)
-    frozen = session.scalars(
-        select(Account).where(Account.id.in_(ids)).order_by(Account.id).with_for_update(**ROW_LOCK)
-    ).all()
+    ids = [a.id for a in user.accounts if a.status == AccountStatus.ACTIVE]
+    frozen = session.scalars(row_locks.locking(Account, ids=ids)).all()
     for account in frozen:
         if account.status == AccountStatus.ACTIVE:
             account.status = AccountStatus.FROZEN

@@ -82,6 +82,17 @@ class PinPolicy:
     lock_for: timedelta
 
 
+# check_pin's lock-free OK (a PIN set and right, no failures to reset, no lock in force) as a
+# SQL condition on the ``users`` row, for the one-statement accept (core/transfers/accept.py):
+# ``:pin_hash`` is hash_pin of the PIN given (HMACs of the pepper: comparing digests tells nothing
+# about the PIN; NULL never equals it), and a lock's expiry is compared with the database's clock,
+# the ``now`` its callers give check_pin. Kept next to check_pin so the two change together.
+PIN_OK_WITHOUT_WRITES_SQL = (
+    "users.pin_hash = :pin_hash AND users.pin_failed_attempts = 0"
+    " AND (users.pin_locked_until IS NULL OR users.pin_locked_until <= now())"
+)
+
+
 def check_pin(
     session: Session,
     *,

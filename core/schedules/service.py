@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import ROW_LOCK, database_now
-from core.errors import Conflict, IdempotencyKeyReused, NotFound
+from core.errors import Conflict, NotFound
 from core.identity.pin_checks import PinCheck, PinPolicy, check_pin
 from core.models import Account, Role, User
 from core.money import validate_amount, validate_currency
 from core.pagination import Page, newest_first, paginate
 from core.schedules import rules
 from core.schedules.models import RunStatus, ScheduledRun, ScheduledTransfer, ScheduleStatus, ShortFundsPolicy
-from core.transfers.idempotency import MoneyMovement, validate_key
+from core.transfers.idempotency import MoneyMovement, find_bound, inserted_or_replay, request_fingerprint, validate_key
 from core.transfers.submit import check_accounts, check_source_owned, check_user
 
 
@@ -49,8 +48,9 @@ class ScheduleRequest:
         )
 
     def fingerprint(self) -> str:
-        body = {k: v if v is None or isinstance(v, dict) else str(v) for k, v in asdict(self).items()}
-        return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        return request_fingerprint(
+            {k: v if v is None or isinstance(v, dict) else str(v) for k, v in asdict(self).items()}
+        )
 
 
 @dataclass(frozen=True)
@@ -103,15 +103,9 @@ def create(
         status=ScheduleStatus.ACTIVE,
         next_run_at=first,
     )
-    session.add(schedule)
-    try:
-        with session.begin_nested():  # a concurrent duplicate that committed first wins the key
-            session.flush()
-    except Exception:
-        replay = _replay(session, user.id, key, request_hash)
-        if replay is None:
-            raise
-        return Created(replay, False, PinCheck.OK)
+    schedule, created = inserted_or_replay(_insert(session, schedule), _replay, session, user.id, key, request_hash)
+    if not created:
+        return Created(schedule, False, PinCheck.OK)
     audit.record(
         session,
         action="scheduled_transfer.created",
@@ -124,13 +118,25 @@ def create(
     return Created(schedule, True, PinCheck.OK)
 
 
+def _insert(session: Session, schedule: ScheduledTransfer) -> ScheduledTransfer | None:
+    """The schedule written, or None when a concurrent duplicate that committed first bound the key."""
+    session.add(schedule)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as error:
+        if getattr(getattr(error.orig, "diag", None), "constraint_name", None) != _KEY_CONSTRAINT:
+            raise  # not the key: a real error
+        return None
+    return schedule
+
+
+_KEY_CONSTRAINT = "uq_scheduled_transfers_idempotency"
+
+
 def _replay(session: Session, user_id: uuid.UUID, key: str, request_hash: str) -> ScheduledTransfer | None:
-    existing = session.scalar(
-        select(ScheduledTransfer).where(ScheduledTransfer.user_id == user_id, ScheduledTransfer.idempotency_key == key)
-    )
-    if existing is not None and existing.request_hash != request_hash:
-        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
-    return existing
+    replay: ScheduledTransfer | None = find_bound(session, ScheduledTransfer.user_id, user_id, key, request_hash)
+    return replay
 
 
 def get_visible(session: Session, schedule_id: uuid.UUID, user: User, *, lock: bool = False) -> ScheduledTransfer:

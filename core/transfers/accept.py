@@ -19,20 +19,20 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, column, text
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Boolean
 
 from core.accounts import limits
 from core.db import database_now
 from core.errors import DomainError, IdempotencyKeyReused
-from core.events import EventType, transfer_data_sql
-from core.identity.pin_checks import PinCheck, PinPolicy, check_pin
+from core.identity.pin_checks import PIN_OK_WITHOUT_WRITES_SQL, PinCheck, PinPolicy, check_pin
 from core.identity.pins import hash_pin
 from core.identity.tokens import LIVE_CALLER, TokenCaller
-from core.models import AccountKind, AccountStatus, KycStatus, Transfer, TransferKind, TransferStatus, User
+from core.models import AccountKind, Transfer, TransferKind, TransferStatus, User
 from core.money import validate_amount, validate_currency
-from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers import accept_rules
+from core.transfers.idempotency import ON_KEY_CONFLICT, MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers.requested import requested_ctes
 from core.transfers.routing import partition_of
 from core.transfers.submit import (
     ACCEPT_CLOCK_CTE,
@@ -54,65 +54,52 @@ _INSERTED = (
     "partition", "hold", "metadata",
 )  # fmt: skip
 
-# The caller: a live token (tokens.LIVE_CALLER), KYC approved, and the PIN right with no failures
-# to reset and no lock (pin_checks.check_pin would say OK and write nothing). PIN hashes are
-# HMACs of the pepper, so comparing digests in SQL tells nothing about the PIN. A replay is
-# answered only to a caller who passes too; anyone else takes the careful path, which answers
-# a replay before the PIN. The source must be the caller's, active and in the transfer's
-# currency; the destination a customer's, active and in that currency (the same rules as
-# submit.check_accounts). The event's owners are sorted like events._event_row sorts them
-# (uuid order is byte order). created_at, updated_at and hold_expires_at come from the
-# database's clock (submit.ACCEPTED_AT says which and why), in this same statement, and so do
-# the event's copies of them (events.transfer_data_sql over the inserted row); the PIN lock's
-# expiry is compared with the database's clock too.
+# The caller: a live token (tokens.LIVE_CALLER), KYC approved and active, and the PIN right
+# with no failures to reset and no lock (pin_checks.PIN_OK_WITHOUT_WRITES_SQL: check_pin would
+# say OK and write nothing). A replay is answered only to a caller who passes too; anyone else takes the careful path,
+# which answers a replay before the PIN. The checks on the caller and the accounts are
+# accept_rules' (rendered in SQL here, in Python by submit.check_user and check_accounts) and
+# core.accounts.limits' per_transfer. The audit row and the event are every accept path's
+# (requested.requested_ctes, over the inserted row). created_at, updated_at and
+# hold_expires_at come from the database's clock (submit.ACCEPTED_AT says which and why), in
+# this same statement, and so do the event's copies of them; the PIN lock's expiry is compared
+# with the database's clock too.
+_CALLER_MAY_MOVE_MONEY = accept_rules.sql("users", accept_rules.KYC_APPROVED, accept_rules.USER_ACTIVE)
+_SOURCE_MAY_SEND = accept_rules.sql(
+    "source", accept_rules.SOURCE_OWNED, accept_rules.SOURCE_IN_CURRENCY, accept_rules.SOURCE_ACTIVE
+)
+_DESTINATION_CAN_RECEIVE = accept_rules.sql("accounts", accept_rules.CAN_RECEIVE)
 _ACCEPT = (
     text(
         f"""
 WITH {ACCEPT_CLOCK_CTE}, caller AS (
     SELECT users.id FROM users
     WHERE {LIVE_CALLER}
-      AND users.kyc_status = '{KycStatus.APPROVED}'
-      AND users.pin_hash = :pin_hash AND users.pin_failed_attempts = 0
-      AND (users.pin_locked_until IS NULL OR users.pin_locked_until <= now())
+      AND {_CALLER_MAY_MOVE_MONEY}
+      AND {PIN_OK_WITHOUT_WRITES_SQL}
 ), replay AS (
     SELECT {_COLUMNS} FROM transfers
     WHERE initiated_by = :initiated_by AND idempotency_key = :idempotency_key AND EXISTS (SELECT 1 FROM caller)
 ), destination AS (
     SELECT user_id FROM accounts
-    WHERE id = :destination_account_id AND kind = '{AccountKind.CUSTOMER}'
-      AND status = '{AccountStatus.ACTIVE}' AND currency = :currency
+    WHERE id = :destination_account_id AND {_DESTINATION_CAN_RECEIVE}
 ), inserted AS (
     INSERT INTO transfers ({", ".join(_INSERTED)}, created_at, updated_at, hold_expires_at)
     SELECT {", ".join(":" + c for c in _INSERTED)}, {ACCEPTED_AT}, {ACCEPTED_AT}, {HOLD_EXPIRES_AT}
     FROM caller, accounts source, destination, accept_clock
-    WHERE source.id = :source_account_id AND source.user_id = :initiated_by
-      AND source.status = '{AccountStatus.ACTIVE}' AND source.currency = :currency
-      AND {limits.per_transfer_allows_sql("source", ":amount")}  -- per_transfer, as submit.check_accounts
+    WHERE source.id = :source_account_id
+      AND {_SOURCE_MAY_SEND}
+      AND {limits.per_transfer_allows_sql("source", ":amount")}
       AND NOT EXISTS (SELECT 1 FROM replay)
-    ON CONFLICT ON CONSTRAINT uq_transfers_idempotency DO NOTHING
+    {ON_KEY_CONFLICT}
     RETURNING {_COLUMNS}
-), audited AS (
-    INSERT INTO audit_log (actor_id, action, entity_type, entity_id, request_id, details)
-    SELECT :initiated_by, 'transfer.requested', 'transfer', CAST(:id AS text), :request_id, :audit_details
-    FROM inserted
-), evented AS (
-    INSERT INTO webhook_events (id, event_type, data, owner_ids)
-    SELECT :event_id, '{EventType.TRANSFER_PENDING}', {transfer_data_sql("inserted")},
-           CASE WHEN destination.user_id IS NULL OR destination.user_id = :initiated_by
-                     THEN ARRAY[:initiated_by]
-                WHEN destination.user_id < :initiated_by THEN ARRAY[destination.user_id, :initiated_by]
-                ELSE ARRAY[:initiated_by, destination.user_id] END
-    FROM inserted, destination
-)
+), {requested_ctes("inserted")}
 SELECT {_COLUMNS}, true AS created FROM inserted
 UNION ALL
 SELECT {_COLUMNS}, false AS created FROM replay
 """  # noqa: S608 -- formats in only column names of the Transfer table, enum constants and SQL fragments of core; every value is a bind parameter
     )
-    .bindparams(
-        *(bindparam(c, type_=_T.c[c].type) for c in _INSERTED),
-        bindparam("audit_details", type_=JSONB),
-    )
+    .bindparams(*(bindparam(c, type_=_T.c[c].type) for c in _INSERTED))
     .columns(*_T.c, column("created", Boolean))
 )
 
@@ -261,8 +248,7 @@ def accept_in_one_statement(
                 **values,
                 **caller.params(),
                 "pin_hash": hash_pin(pin_pepper, caller.user_id, pin),
-                "audit_details": {"amount": movement.amount, "currency": movement.currency},
-                "event_id": uuid.uuid4(),
+                "receiver": AccountKind.CUSTOMER.value,  # accept_rules.CAN_RECEIVE: a customer's account
             },
         )
         .one_or_none()

@@ -27,10 +27,12 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from core import audit, events
+from core import audit
 from core.errors import Conflict, DomainError, IdempotencyKeyReused, LinkedFailed
 from core.models import Account, Transfer, TransferBatch, TransferKind, TransferStatus, User
+from core.transfers import idempotency
 from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers.requested import record_requested
 from core.transfers.routing import partition_of
 from core.transfers.submit import (
     ACCEPT_CLOCK_CTE,
@@ -68,7 +70,7 @@ _INSERT_ITEMS = text(
     " CAST(:seqs AS integer[]), CAST(:metadatas AS text[]))"
     " AS i(id, key, hash, src, dst, amount, currency, reference, part, hold, seq, metadata)"
     " ORDER BY i.key"
-    " ON CONFLICT ON CONSTRAINT uq_transfers_idempotency DO NOTHING"
+    f" {idempotency.ON_KEY_CONFLICT}"
     f" RETURNING {', '.join(f'transfers.{c.name}' for c in _T.c)}"
 ).columns(*_T.c)
 
@@ -184,7 +186,7 @@ def accept_batch(
         if r.key is not None and r.transfer is None:
             r.transfer = rows[r.key]
     created = list(rows.values())
-    _record(session, user, created, accounts, batch_id, atomic, request_id)
+    _record(session, user, created, batch_id, atomic, request_id)
     return BatchResult(results, batch_id, partitions={t.partition for t in created})
 
 
@@ -310,8 +312,9 @@ def _resolve_lost(
         if r.key in lost:
             item = lost[r.key]
             try:
-                replay = find_replay(session, user.id, item.key, item.request_hash)
-                assert replay is not None  # the conflicting row is committed and visible now
+                replay, _ = idempotency.inserted_or_replay(
+                    None, find_replay, session, user.id, item.key, item.request_hash
+                )
                 r.outcome, r.transfer, r.key = ItemOutcome.REPLAYED, replay, None
             except DomainError as error:
                 if atomic:
@@ -327,51 +330,24 @@ def _record(
     session: Session,
     user: User,
     created: list[Row[Any]],
-    accounts: dict[uuid.UUID, Account],
     batch_id: uuid.UUID,
     atomic: bool,
     request_id: str | None,
 ) -> None:
-    """Audit rows and transfer.pending events, committed with the transfers."""
+    """The batch's audit row, then each transfer's (requested.record_requested: with its
+    transfer.pending event), committed with the transfers."""
     if not created:
         return
-    audit.record_many(
+    audit.record(
         session,
-        [
-            audit.entry(
-                action="transfer_batch.accepted",
-                entity_type="transfer_batch",
-                entity_id=batch_id,
-                actor_id=user.id,
-                request_id=request_id,
-                details={"atomic": atomic, "item_count": len(created)},
-            )
-        ]
-        + [
-            audit.entry(
-                action="transfer.requested",
-                entity_type="transfer",
-                entity_id=t.id,
-                actor_id=user.id,
-                request_id=request_id,
-                details={"amount": t.amount, "currency": t.currency, "batch_id": str(batch_id)},
-            )
-            for t in created
-        ],
+        action="transfer_batch.accepted",
+        entity_type="transfer_batch",
+        entity_id=batch_id,
+        actor_id=user.id,
+        request_id=request_id,
+        details={"atomic": atomic, "item_count": len(created)},
     )
-    events.emit_many(
-        session,
-        [
-            event
-            for t in created
-            for event in events.transfer_events(
-                t,
-                source_owner=accounts[t.source_account_id].user_id,
-                destination_owner=accounts[t.destination_account_id].user_id,
-                balances_after=None,
-            )
-        ],
-    )
+    record_requested(session, [t.id for t in created])
 
 
 def _valid_key(key: str | None) -> str | None:

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core import audit, events, ledger
-from core.accounts import monitors
+from core.accounts import monitors, row_locks
 from core.accounts.service import settlement_account_id
 from core.errors import AccountInactive, CurrencyMismatch, NotFound, ValidationFailed
-from core.models import Account, AccountKind, AccountStatus, Transfer, TransferKind, TransferStatus
+from core.models import Account, AccountKind, Transfer, TransferKind, TransferStatus
 from core.money import MAX_AMOUNT, validate_amount, validate_currency
-from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers import accept_rules
+from core.transfers.idempotency import (
+    KEY_CONSTRAINT,
+    MoneyMovement,
+    find_replay,
+    fingerprint,
+    inserted_or_replay,
+    validate_key,
+)
 from core.transfers.submit import Accepted
 
 
@@ -63,24 +71,15 @@ def deposit(
             status=TransferStatus.PENDING,
             request_id=request_id,
         )
-        .on_conflict_do_nothing(constraint="uq_transfers_idempotency")
+        .on_conflict_do_nothing(constraint=KEY_CONSTRAINT)
         .returning(Transfer.id)
-    ).scalar_one_or_none()
-    if inserted is None:
-        replay = find_replay(session, admin_id, key, request_hash)
-        assert replay is not None
-        return Accepted(replay, created=False)
+    ).one_or_none()
+    bound, created = inserted_or_replay(inserted, find_replay, session, admin_id, key, request_hash)
+    if not created:  # a concurrent duplicate bound the key first
+        return Accepted(bound, created=False)
 
-    locked = {
-        a.id: a
-        for a in session.scalars(
-            select(Account)
-            .where(Account.id.in_([settlement_id, account_id]))
-            .order_by(Account.id)
-            .with_for_update(key_share=True)  # ROW_LOCK, see core.db
-        )
-    }
-    if locked[account_id].status != AccountStatus.ACTIVE:
+    locked = {a.id: a for a in session.scalars(row_locks.locking(Account, ids=[settlement_id, account_id]))}
+    if not accept_rules.hold(accept_rules.ACTIVE, locked[account_id], {}):
         # Raising rolls back the insert too: a rejected request does not bind its key.
         raise AccountInactive(f"account is {locked[account_id].status.value}")
     if locked[account_id].balance + amount > MAX_AMOUNT or locked[settlement_id].balance - amount < -MAX_AMOUNT:

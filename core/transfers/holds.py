@@ -10,8 +10,6 @@ the audit row and the outbox events commit together in the caller's transaction.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,20 +20,16 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
 
 from core import audit, events, ledger
-from core.accounts import limits, monitors, usage
+from core.accounts import limits, monitors, row_locks, usage
 from core.db import database_now
 from core.errors import (
-    AccountInactive,
     Forbidden,
-    IdempotencyKeyReused,
-    NotFound,
     TransferNotHeld,
     ValidationFailed,
 )
-from core.models import Account, AccountStatus, HoldAction, Role, Transfer, TransferAction, TransferStatus, User
-from core.transfers import queries
-from core.transfers.idempotency import validate_key
-from core.transfers.submit import DESTINATION_CANNOT_RECEIVE
+from core.models import Account, HoldAction, Role, Transfer, TransferAction, TransferStatus, User
+from core.transfers import accept_rules, queries
+from core.transfers.idempotency import find_bound, inserted_or_replay, request_fingerprint, validate_key
 
 _T = Transfer.__table__
 _A = Account.__table__
@@ -92,18 +86,13 @@ def void(
 
 
 def action_fingerprint(action: HoldAction, transfer_id: uuid.UUID, amount: int | None) -> str:
-    body = {"action": action.value, "transfer_id": str(transfer_id), "amount": amount}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return request_fingerprint({"action": action.value, "transfer_id": str(transfer_id), "amount": amount})
 
 
 def find_action_replay(session: Session, user_id: uuid.UUID, key: str, request_hash: str) -> TransferAction | None:
     """The capture or void already bound to this key, or None; another request under it is a 422."""
-    existing = session.scalar(
-        select(TransferAction).where(TransferAction.initiated_by == user_id, TransferAction.idempotency_key == key)
-    )
-    if existing is not None and existing.request_hash != request_hash:
-        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
-    return existing
+    replay: TransferAction | None = find_bound(session, TransferAction.initiated_by, user_id, key, request_hash)
+    return replay
 
 
 def _end(
@@ -149,11 +138,13 @@ def _end(
         .on_conflict_do_nothing(constraint="uq_transfer_actions_idempotency")
         .returning(_ACTIONS.c.id)
     ).scalar_one_or_none()
-    if bound is None:  # this user bound the key to another request meanwhile (another transfer)
-        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    # None: this user bound the key meanwhile to an action on another transfer (the same action
+    # on this one was found above, under its row lock): the replay raises IDEMPOTENCY_KEY_REUSED.
+    inserted_or_replay(bound, find_action_replay, session, user.id, key, request_hash)
     source, destination = _lock_accounts(session, transfer)
     if action is HoldAction.CAPTURE:  # money never moves out of or into a frozen account; a void may
-        _check_capturable(source, destination)  # raising rolls the action back too
+        # The capturer's side is named; raising rolls the action back too.
+        accept_rules.check_may_move(source, destination, sender_named="source account")
     before = monitors.values_of(source, destination)
     source.held_amount -= transfer.amount
     if usage.counts(transfer.kind):  # the hold counted all its amount as use: what it does not move is given back
@@ -177,16 +168,6 @@ def _end(
     events.transfer_changed(session, transfer, source, destination)
     monitors.balances_changed(session, monitors.changes_since(before, (source, destination), transfer.id))
     return Ended(transfer, created=True)
-
-
-def _check_capturable(source: Account, destination: Account) -> None:
-    """The capturer's side (the source) is named; the payee's is not: a frozen or closed
-    destination answers as POST /transfers does for one (a 404 that does not say why), so a
-    capture cannot probe the other party's account status (e.g. a compliance freeze)."""
-    if source.status != AccountStatus.ACTIVE:
-        raise AccountInactive(f"source account is {source.status.value}")
-    if destination.status != AccountStatus.ACTIVE:
-        raise NotFound(DESTINATION_CANNOT_RECEIVE)
 
 
 def _moved(action: HoldAction, amount: int) -> int:
@@ -222,11 +203,7 @@ def _lock_accounts(session: Session, transfer: Transfer) -> tuple[Account, Accou
     locked = {
         a.id: a
         for a in session.scalars(
-            select(Account)
-            .where(Account.id.in_([transfer.source_account_id, transfer.destination_account_id]))
-            .order_by(Account.id)
-            .with_for_update(key_share=True)  # ROW_LOCK, see core.db
-            .execution_options(populate_existing=True)
+            row_locks.locking(Account, ids=[transfer.source_account_id, transfer.destination_account_id])
         )
     }
     return locked[transfer.source_account_id], locked[transfer.destination_account_id]
@@ -252,12 +229,9 @@ def expire_due(session: Session, *, now: datetime | None = None, limit: int = 50
     released: dict[uuid.UUID, int] = {}
     for t in due:
         released[t.source_account_id] = released.get(t.source_account_id, 0) + t.amount
-    sources = sorted(released)
-    locked = session.execute(  # the sources' rows, in id order, before their held totals change
-        select(_A.c.id, _A.c.balance, _A.c.held_amount, _A.c.credit_limit)
-        .where(_A.c.id.in_(sources))
-        .order_by(_A.c.id)
-        .with_for_update(key_share=True)
+    sources = row_locks.in_lock_order(released)
+    locked = session.execute(  # the sources' rows, before their held totals change
+        row_locks.locking(_A.c.id, _A.c.balance, _A.c.held_amount, _A.c.credit_limit, ids=sources)
     ).all()
     session.execute(_RELEASE, {"ids": sources, "amounts": [released[a] for a in sources]})
     monitors.balances_changed(session, [_released(a, released[a.id]) for a in locked])

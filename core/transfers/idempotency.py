@@ -5,15 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.errors import IdempotencyKeyRequired, IdempotencyKeyReused
 from core.models import Transfer, TransferKind
 
 MAX_KEY_LENGTH = 255
+
+# A transfer's key is bound by its INSERT: a concurrent duplicate blocks on the unique index
+# until the first commits, then does nothing (exactly one row per user and key, whatever the
+# interleaving), and ``inserted_or_replay`` answers it with the row that won.
+KEY_CONSTRAINT = "uq_transfers_idempotency"
+ON_KEY_CONFLICT = f"ON CONFLICT ON CONSTRAINT {KEY_CONSTRAINT} DO NOTHING"
+
+_Row = TypeVar("_Row")
+_Replay = TypeVar("_Replay")
+_Args = ParamSpec("_Args")
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,15 @@ def validate_key(key: str | None) -> str:
     return key
 
 
+def request_fingerprint(body: dict[str, Any]) -> str:
+    """The one hash of a request body every idempotent endpoint stores (transfers, deposits,
+    refunds, captures and voids, schedules): SHA-256 of its canonical JSON (sorted keys, no
+    spaces, ASCII escapes). Stored hashes are compared with it on every replay, so its bytes
+    never change (tests/unit/test_idempotency.py holds a digest of each kind of request)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def fingerprint(kind: TransferKind, movement: MoneyMovement) -> str:
     fields = asdict(movement)
     if not movement.hold:  # keys bound before holds existed keep their hash
@@ -47,13 +68,37 @@ def fingerprint(kind: TransferKind, movement: MoneyMovement) -> str:
     body = {"kind": kind.value, **{k: str(v) if v is not None else None for k, v in fields.items()}}
     if metadata:  # likewise: a request without metadata hashes as before metadata existed
         body["metadata"] = metadata
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return request_fingerprint(body)
+
+
+def find_bound(
+    session: Session, owner: InstrumentedAttribute[Any], user_id: uuid.UUID, key: str, request_hash: str
+) -> Any | None:
+    """The row already bound to this user's key (``owner``: the key's user column of an entity
+    with ``idempotency_key`` and ``request_hash``), or None; a different body under the key is
+    a 422. The one replay rule of every idempotent endpoint."""
+    entity: Any = owner.class_
+    existing = session.scalar(select(entity).where(owner == user_id, entity.idempotency_key == key))
+    if existing is not None and existing.request_hash != request_hash:
+        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
+    return existing
 
 
 def find_replay(session: Session, user_id: uuid.UUID, key: str, request_hash: str) -> Transfer | None:
     """The transfer already bound to this key, or None; a different body under the key is a 422."""
-    existing = session.scalar(select(Transfer).where(Transfer.initiated_by == user_id, Transfer.idempotency_key == key))
-    if existing is not None and existing.request_hash != request_hash:
-        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request")
-    return existing
+    replay: Transfer | None = find_bound(session, Transfer.initiated_by, user_id, key, request_hash)
+    return replay
+
+
+def inserted_or_replay(
+    inserted: _Row | None, replay: Callable[_Args, _Replay | None], *args: _Args.args, **kwargs: _Args.kwargs
+) -> tuple[_Row | _Replay, bool]:
+    """After the INSERT that binds a key (``ON CONFLICT ... DO NOTHING``): the new row and True,
+    or, when a concurrent request bound the key first, its row (``replay(*args, **kwargs)``,
+    which raises for another body under the key) and False. The insert waited for that request to commit, so
+    its row is visible now."""
+    if inserted is not None:
+        return inserted, True
+    found = replay(*args, **kwargs)
+    assert found is not None  # the conflicting row is committed and visible now
+    return found, False

@@ -10,8 +10,6 @@ A refund that later FAILS (e.g. INSUFFICIENT_FUNDS) frees its amount for another
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from typing import cast
 
@@ -21,11 +19,10 @@ from sqlalchemy.orm import Session
 
 from core import audit, events
 from core.db import ROW_LOCK
-from core.errors import AccountInactive, Conflict, Forbidden, NotFound, RefundExceedsAmount
+from core.errors import Conflict, Forbidden, NotFound, RefundExceedsAmount
 from core.models import (
     Account,
     AccountKind,
-    AccountStatus,
     Role,
     Transfer,
     TransferKind,
@@ -34,9 +31,16 @@ from core.models import (
     UserStatus,
 )
 from core.money import validate_amount
-from core.transfers.idempotency import find_replay, validate_key
+from core.transfers import accept_rules
+from core.transfers.idempotency import (
+    KEY_CONSTRAINT,
+    find_replay,
+    inserted_or_replay,
+    request_fingerprint,
+    validate_key,
+)
 from core.transfers.routing import partition_of
-from core.transfers.submit import DESTINATION_CANNOT_RECEIVE, Accepted
+from core.transfers.submit import Accepted
 
 MAX_REASON_LENGTH = 140  # stored as the refund's reference (transfers.reference is VARCHAR(140))
 
@@ -47,7 +51,7 @@ MAX_REASON_LENGTH = 140  # stored as the refund's reference (transfers.reference
 _INSERT_REFUND = (
     insert(cast(Table, Transfer.__table__))
     .values(created_at=func.clock_timestamp(), updated_at=func.clock_timestamp())
-    .on_conflict_do_nothing(constraint="uq_transfers_idempotency")
+    .on_conflict_do_nothing(constraint=KEY_CONSTRAINT)
     .returning(*Transfer.__table__.c)
 )
 
@@ -55,7 +59,7 @@ _INSERT_REFUND = (
 def refund_fingerprint(original_id: uuid.UUID, amount: int | None, reason: str | None) -> str:
     """The request as sent: an omitted amount ("the rest") replays as the same request."""
     body = {"kind": TransferKind.REFUND.value, "refund_of": str(original_id), "amount": amount, "reason": reason}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return request_fingerprint(body)
 
 
 def refundable(session: Session, original: Transfer) -> int:
@@ -117,7 +121,7 @@ def refund_transfer(
             f"refunds of this transfer may not exceed its amount; {max(remaining, 0)} is still refundable",
             refundable=max(remaining, 0),
         )
-    refund = session.execute(
+    inserted = session.execute(
         _INSERT_REFUND,
         {
             "id": uuid.uuid4(),
@@ -136,10 +140,10 @@ def refund_transfer(
             "refund_of": original.id,
         },
     ).one_or_none()
-    if refund is None:  # the key was bound meanwhile by a request for another transfer
-        replay = find_replay(session, user.id, key, request_hash)
-        assert replay is not None
-        return Accepted(replay, created=False)
+    # None: the key was bound meanwhile by a request for another transfer.
+    refund, created = inserted_or_replay(inserted, find_replay, session, user.id, key, request_hash)
+    if not created:
+        return Accepted(refund, created=False)
     audit.record(
         session,
         action="refund.requested",
@@ -171,10 +175,5 @@ def _check(user: User, original: Transfer, source: Account, destination: Account
         raise Conflict("a payout cannot be refunded; only the correspondent bank returns it")
     if original.status != TransferStatus.COMPLETED:
         raise Conflict(f"only a COMPLETED transfer can be refunded (it is {original.status.value})")
-    # The refunder's own account (the refund's source) is named; the payer's (its destination)
-    # answers as POST /transfers does for a destination that cannot receive, so a refund cannot
-    # probe the other party's account status (e.g. a compliance freeze).
-    if destination.status != AccountStatus.ACTIVE:
-        raise AccountInactive(f"the refund's source account is {destination.status.value}")
-    if source.status != AccountStatus.ACTIVE:
-        raise NotFound(DESTINATION_CANNOT_RECEIVE)
+    # The refunder's own account (the refund's source) is named; the payer's (its destination) is not.
+    accept_rules.check_may_move(destination, source, sender_named="the refund's source account")

@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy import exists, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from core.accounts import limits, monitors, usage
-from core.events import STATUS_EVENTS, EventType, transfer_data_sql
-from core.models import Account, AccountStatus, BalanceMonitor, Transfer, TransferStatus
-from core.transfers import linked
+from core.accounts import limits, monitors, row_locks, usage
+from core.events import STATUS_EVENTS, EventType, owners_sql, transfer_data_sql
+from core.models import Account, BalanceMonitor, Transfer, TransferStatus
+from core.transfers import accept_rules, linked
 
 # Core tables, not ORM entities, on this hot path: no ORM compile or identity-map work per batch.
 _T = Transfer.__table__
@@ -23,15 +23,18 @@ _A = Account.__table__
 _M = BalanceMonitor.__table__
 
 # One statement each for a whole batch, with array parameters: prepared once, whatever the size.
+# The balances and held totals, with the batch's outgoing use (usage.WRITE_SQL) as a CTE: both
+# decided under the accounts' row locks, written in one round trip.
 _UPDATE_BALANCES = text(
-    "UPDATE accounts SET balance = new.balance, held_amount = new.held, updated_at = now()"
+    f"WITH use_written AS ({usage.WRITE_SQL})"  # noqa: S608 -- formats in only core.accounts.usage's SQL
+    " UPDATE accounts SET balance = new.balance, held_amount = new.held, updated_at = now()"
     " FROM unnest(CAST(:ids AS uuid[]), CAST(:balances AS bigint[]), CAST(:held AS bigint[])) AS new(id, balance, held)"
     " WHERE accounts.id = new.id"
 )
 # What a batch's outcomes write, in one statement: each transfer's final status (a HELD transfer
 # is not final yet: its completed_at comes with its capture, void or expiry), the ledger entries
 # of those that moved money, one audit row each and their outbox events (the status event to both
-# owners, sorted like events._event_row sorts them; account.debited and account.credited with
+# owners, events.owners_sql; account.debited and account.credited with
 # the balance right after the transfer), all built by Postgres from the updated rows, in accept
 # order (``ord``), so the audit ids and event sequence numbers follow it. The payloads equal
 # events.transfer_events' (a test holds them together); rows that concern no user are not written.
@@ -72,12 +75,7 @@ WITH final AS (
     INSERT INTO webhook_events (id, event_type, data, owner_ids)
     SELECT gen_random_uuid(), e.event_type, e.data, e.owners
     FROM (
-        SELECT ord, 1 AS n, event_type, data,
-               CASE WHEN source_owner IS NULL AND destination_owner IS NULL THEN CAST(ARRAY[] AS uuid[])
-                    WHEN destination_owner IS NULL OR destination_owner = source_owner THEN ARRAY[source_owner]
-                    WHEN source_owner IS NULL THEN ARRAY[destination_owner]
-                    WHEN destination_owner < source_owner THEN ARRAY[destination_owner, source_owner]
-                    ELSE ARRAY[source_owner, destination_owner] END AS owners
+        SELECT ord, 1 AS n, event_type, data, {owners_sql("source_owner", "destination_owner")} AS owners
         FROM payloads
         UNION ALL
         SELECT ord, 2, '{EventType.ACCOUNT_DEBITED}',
@@ -178,8 +176,7 @@ def settle_batch(
         return []
     details: dict[uuid.UUID, dict[str, Any]] = {}  # failure_detail; outside the plan, which atomic groups roll back
     plan = _decide(session, pending, groups, details)
-    _write_balances(session, plan)
-    usage.write(session, {k: plan.used[k] for k in plan.used_touched})
+    _write_balances(session, plan)  # and the use
     monitors.balances_changed(session, plan.changes)
     # Statuses, ledger entries, audit rows and transfer.completed/failed/held (+ account.debited/credited)
     # outbox events: one statement, committed with the balances.
@@ -192,11 +189,11 @@ def settle_batch(
 def _decide(
     session: Session, pending: Sequence[Any], groups: Collection[uuid.UUID], details: dict[uuid.UUID, dict[str, Any]]
 ) -> _Plan:
-    account_ids = sorted({t.source_account_id for t in pending} | {t.destination_account_id for t in pending})
+    account_ids = {t.source_account_id for t in pending} | {t.destination_account_id for t in pending}
     keys = [k for t in pending if usage.counts(t.kind) for k in usage.periods(t.source_account_id, t.created_at)]
     # The accounts, locked in id order, with their limits in force.
     accounts = session.execute(
-        select(
+        row_locks.locking(
             _A.c.id,
             _A.c.user_id,
             _A.c.balance,
@@ -205,10 +202,8 @@ def _decide(
             _A.c.credit_limit,
             *(literal_column(limits.in_force_sql("accounts", n)).label(n) for n in limits.LIMIT_NAMES),
             exists().where(_M.c.account_id == _A.c.id).label("monitored"),
+            ids=account_ids,
         )
-        .where(_A.c.id.in_(account_ids))
-        .order_by(_A.c.id)
-        .with_for_update(key_share=True, of=_A)
     ).all()
     # Then the use of the periods this batch's debits fall in, read once the rows are locked: a
     # statement that waited for a lock sees the locked rows as committed, but any other table
@@ -223,7 +218,7 @@ def _decide(
         used=used,
         monitored={a.id for a in accounts if a.monitored},
     )
-    active = {a.id for a in accounts if a.status == AccountStatus.ACTIVE}
+    active = {a.id for a in accounts if accept_rules.hold(accept_rules.ACTIVE, a, {})}  # else ACCOUNT_INACTIVE
     for unit in linked.units(pending, groups):
         if len(unit) == 1 and unit[0].batch_id not in groups:
             _apply(plan, unit[0], active, details)
@@ -288,12 +283,19 @@ def _reserve(plan: _Plan, t: Any) -> None:
 
 
 def _write_balances(session: Session, plan: _Plan) -> None:
-    if not plan.touched:
+    used = {k: plan.used[k] for k in plan.used_touched}
+    if not plan.touched:  # nothing passed, so no use either (a transfer that passes touches its source)
+        usage.write(session, used)
         return
     ids = sorted(plan.touched)
     session.execute(
         _UPDATE_BALANCES,
-        {"ids": ids, "balances": [plan.balances[i] for i in ids], "held": [plan.held[i] for i in ids]},
+        {
+            "ids": ids,
+            "balances": [plan.balances[i] for i in ids],
+            "held": [plan.held[i] for i in ids],
+            **usage.write_params(used),
+        },
     )
 
 

@@ -10,7 +10,6 @@ from typing import Any, cast
 from sqlalchemy import Row, Table, bindparam, select, text
 from sqlalchemy.orm import Session
 
-from core import audit, events
 from core.accounts import limits
 from core.errors import (
     AccountInactive,
@@ -24,16 +23,23 @@ from core.errors import (
 from core.models import (
     Account,
     AccountKind,
-    AccountStatus,
-    KycStatus,
     Transfer,
     TransferKind,
     TransferStatus,
     User,
-    UserStatus,
 )
 from core.money import validate_amount, validate_currency
-from core.transfers.idempotency import MoneyMovement, find_replay, fingerprint, validate_key
+from core.transfers import accept_rules
+from core.transfers.accept_rules import DESTINATION_CANNOT_RECEIVE
+from core.transfers.idempotency import (
+    ON_KEY_CONFLICT,
+    MoneyMovement,
+    find_replay,
+    fingerprint,
+    inserted_or_replay,
+    validate_key,
+)
+from core.transfers.requested import record_requested
 from core.transfers.routing import partition_of
 
 DEFAULT_HOLD_SECONDS = 86_400
@@ -74,7 +80,7 @@ _INSERT_PENDING = (
         f" INSERT INTO transfers ({', '.join(_PENDING_COLUMNS)}, created_at, updated_at, hold_expires_at)"
         f" SELECT {', '.join(':' + c for c in _PENDING_COLUMNS)}, {ACCEPTED_AT}, {ACCEPTED_AT}, {HOLD_EXPIRES_AT}"
         " FROM accept_clock"
-        " ON CONFLICT ON CONSTRAINT uq_transfers_idempotency DO NOTHING"
+        f" {ON_KEY_CONFLICT}"
         f" RETURNING {', '.join(c.name for c in _T.c)}"
     )
     .bindparams(*(bindparam(c, type_=_T.c[c].type) for c in _PENDING_COLUMNS))
@@ -107,7 +113,7 @@ def submit_transfer(
     key = validate_key(idempotency_key)
     request_hash = fingerprint(TransferKind.TRANSFER, movement)
     source, destination = _check(session, user, movement, receiver)
-    transfer = session.execute(
+    inserted = session.execute(
         _INSERT_PENDING,
         {
             "id": uuid.uuid4(),
@@ -128,21 +134,10 @@ def submit_transfer(
             "hold_seconds": hold_seconds(movement),
         },
     ).one_or_none()
-    if transfer is None:
-        replay = find_replay(session, user.id, key, request_hash)
-        assert replay is not None  # the conflicting row is committed and visible now
-        return Accepted(replay, created=False)
-    audit.record(
-        session,
-        action="transfer.requested",
-        entity_type="transfer",
-        entity_id=transfer.id,
-        actor_id=user.id,
-        request_id=request_id,
-        details={"amount": movement.amount, "currency": movement.currency},
-    )
-    # transfer.pending for both owners, committed with the row.
-    events.transfer_changed(session, transfer, source, destination)
+    transfer, created = inserted_or_replay(inserted, find_replay, session, user.id, key, request_hash)
+    if not created:
+        return Accepted(transfer, created=False)
+    record_requested(session, [transfer.id])  # the audit row and transfer.pending, committed with the row
     return Accepted(transfer, created=True)
 
 
@@ -185,9 +180,9 @@ def _check(
 
 def check_user(user: User) -> None:
     """The caller may move money at all (the same for every transfer of a request)."""
-    if user.kyc_status != KycStatus.APPROVED:
+    if not accept_rules.hold(accept_rules.KYC_APPROVED, user, {}):
         raise KycNotApproved("KYC must be approved before moving money")
-    if user.status != UserStatus.ACTIVE:
+    if not accept_rules.hold(accept_rules.USER_ACTIVE, user, {}):
         raise Forbidden("user is not active")
 
 
@@ -195,8 +190,8 @@ def check_source_owned(session: Session, user: User, movement: MoneyMovement) ->
     """The source is the caller's (someone else's, or none, is a 404), checked before the PIN."""
     if movement.source_account_id is None:
         raise NotFound("source account not found")
-    owner = session.scalar(select(Account.user_id).where(Account.id == movement.source_account_id))
-    if owner != user.id:
+    source = session.execute(select(Account.user_id).where(Account.id == movement.source_account_id)).one_or_none()
+    if source is None or not accept_rules.hold(accept_rules.SOURCE_OWNED, source, {"initiated_by": user.id}):
         raise NotFound("source account not found")
 
 
@@ -211,35 +206,24 @@ def check_accounts(
     amount within the source's per_transfer limit. ``receiver``: the kind the destination must
     be (a payout's transfer goes to the bank's IN_TRANSIT account, core/payouts; nothing else may).
 
-    ``accounts`` holds (at least) both accounts if they exist; someone else's source is a 404."""
+    ``accounts`` holds (at least) both accounts if they exist; someone else's source is a 404.
+    The checks are accept_rules' (the one-statement accept renders the same ones in SQL)."""
+    request = {"initiated_by": user.id, "currency": movement.currency, "receiver": receiver}
     source = accounts.get(movement.source_account_id)  # type: ignore[arg-type]
-    if source is None or source.user_id != user.id:
+    if source is None or not accept_rules.hold(accept_rules.SOURCE_OWNED, source, request):
         raise NotFound("source account not found")
     # After the owner (API.md's order): someone else's account as both sides is a 404 like any other.
     if movement.source_account_id == movement.destination_account_id:
         raise SameAccount("source and destination must differ")
-    if source.currency != movement.currency:
+    if not accept_rules.hold(accept_rules.SOURCE_IN_CURRENCY, source, request):
         raise CurrencyMismatch("transfer currency must match the source account")
-    if source.status != AccountStatus.ACTIVE:
+    if not accept_rules.hold(accept_rules.SOURCE_ACTIVE, source, request):
         raise AccountInactive(f"source account is {source.status.value}")
     destination = accounts.get(movement.destination_account_id)
-    if not _can_receive(destination, movement.currency, receiver):
+    if destination is None or not accept_rules.hold(accept_rules.CAN_RECEIVE, destination, request):
         # One answer for every destination that cannot take this transfer (missing, not a
         # customer's, frozen, inactive, closed, another currency): anyone may know an account
         # id, and a distinct answer would reveal its status or currency (e.g. a compliance freeze).
         raise NotFound(DESTINATION_CANNOT_RECEIVE)
-    assert destination is not None
     limits.check_per_transfer(source, movement.amount)
     return source, destination
-
-
-DESTINATION_CANNOT_RECEIVE = "destination account not found or cannot receive this transfer"
-
-
-def _can_receive(destination: Account | None, currency: str, receiver: AccountKind) -> bool:
-    return (
-        destination is not None
-        and destination.kind == receiver
-        and destination.status == AccountStatus.ACTIVE
-        and destination.currency == currency
-    )
