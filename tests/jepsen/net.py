@@ -14,6 +14,7 @@ Needs root, ``ip`` (iproute2), ``nft`` and ``tc``. Traffic goes only to the test
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import os
 import signal
@@ -24,9 +25,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
 
 SUBNET = ipaddress.ip_network("10.231.0.0/24")  # the test's own; nothing else on the machine uses it
 PREFIX = "bkj"  # every namespace and link this module makes starts so (and only they do)
+LOCK = Path("/run/bank-jepsen.lock")
 
 
 def sh(*args: str, check: bool = True, timeout: float = 20) -> subprocess.CompletedProcess[str]:
@@ -116,6 +120,7 @@ class Network:
 
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:5])
     hosts: dict[str, Host] = field(default_factory=dict)
+    _lock: IO[bytes] | None = None
 
     @property
     def bridge(self) -> str:
@@ -126,6 +131,14 @@ class Network:
         return str(SUBNET.network_address + 1)
 
     def up(self) -> Network:
+        # One run at a time on the machine (one subnet): a second refuses to start rather than take
+        # the first's leftovers for its own and remove them.
+        self._lock = LOCK.open("wb")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise RuntimeError(f"another run of the harness holds {LOCK}") from None
         _remove_leftovers()
         sh("ip", "link", "add", self.bridge, "type", "bridge", "forward_delay", "0")
         sh("ip", "addr", "add", f"{self.gateway}/{SUBNET.prefixlen}", "dev", self.bridge)
@@ -174,6 +187,8 @@ class Network:
                     os.kill(pid, signal.SIGCONT)
             sh("ip", "netns", "delete", host.ns, check=False)
         sh("ip", "link", "delete", self.bridge, check=False)
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
 
 
 def _remove_leftovers() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -61,8 +62,9 @@ SETTLE = 5.0  # seconds after each heal before the next fault
 
 
 @pytest.fixture
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with cluster(tmp_path_factory.mktemp("jepsen")) as c:
+def system() -> Iterator[Cluster]:
+    # The hosts' logs and the history stay after the run (pytest's own tmp dirs are soon recycled).
+    with cluster(Path(tempfile.mkdtemp(prefix="run-", dir=data_root("jepsen")))) as c:
         yield c
 
 
