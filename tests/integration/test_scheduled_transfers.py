@@ -22,6 +22,7 @@ from core.resources import Policies
 from core.schedules import service
 from core.schedules.materialiser import occurrence_key, run_due
 from core.schedules.models import RunStatus, ScheduledRun, ScheduledTransfer, ScheduleStatus, ShortFundsPolicy
+from core.transfers.settle import settle_batch
 from tests.factories import PIN, balance, fund
 from tests.integration.test_api import assert_problem, login
 from tests.settling import settle_transfer
@@ -57,11 +58,18 @@ def tick(sessions: sessionmaker[Session], now: datetime, schedule_id: uuid.UUID)
     record the outcomes, as the next tick would."""
     with sessions.begin() as s:
         run_due(s, now=now)
-    with sessions.begin() as s:
-        for transfer_id in in_flight(s, schedule_id):
-            settle_transfer(s, transfer_id)
+    settle_in_flight(sessions, [schedule_id])
     with sessions.begin() as s:
         run_due(s, now=now)
+
+
+def settle_in_flight(sessions: sessionmaker[Session], schedule_ids: list[uuid.UUID]) -> None:
+    """Settle the schedules' PENDING transfers as a drainer does: ONE ``settle_batch`` per
+    transaction, which locks the transfers (accept order) and then their accounts (id order).
+    Calling ``settle_transfer`` once per transfer in one transaction locks a second transfer
+    after the first's accounts; two threads doing that deadlocked (40P01) on this test."""
+    with sessions.begin() as s:
+        settle_batch(s, [t for schedule_id in schedule_ids for t in in_flight(s, schedule_id)])
 
 
 def in_flight(s: Session, schedule_id: uuid.UUID) -> list[uuid.UUID]:
@@ -234,10 +242,7 @@ def test_two_materialisers_at_once_make_one_transfer_per_occurrence(
             for _ in range(4):
                 with sessions.begin() as s:
                     run_due(s, now=at)
-                with sessions.begin() as s:
-                    for sched in schedules:
-                        for tid in in_flight(s, sched.id):
-                            settle_transfer(s, tid)
+                settle_in_flight(sessions, [sched.id for sched in schedules])
         except BaseException as error:  # reported by the test thread
             errors.append(error)
 
