@@ -44,15 +44,20 @@ EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)
 
 class DomainEvent(Base):
     """One event of the outbox. The table keeps its first name, ``webhook_events``: renaming it
-    would be a migration for no behaviour."""
+    would be a migration for no behaviour. Partitioned by UTC day of ``occurred_at`` (migration
+    0028, core/events_partitions.py): a day past the retention is dropped whole; so every unique
+    key includes ``occurred_at``, and find an event by ``id`` with a query, not ``Session.get``."""
 
     __tablename__ = "webhook_events"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
-    # Allocation order: later state changes of one transfer always get a larger number.
-    sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True), unique=True)
+    # Allocation order: later state changes of one transfer always get a larger number. Unique
+    # by the identity alone (ALWAYS): a unique index would have to include occurred_at.
+    sequence: Mapped[int] = mapped_column(BigInteger, Identity(always=True))
     event_type: Mapped[EventType] = mapped_column(enum_column(EventType, "webhook_event_type", length=32))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+    occurred_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False, primary_key=True
+    )
     data: Mapped[dict[str, Any]] = mapped_column(JSONB)
     # The users the event concerns; only their endpoints receive it. Empty: nobody (bank-only).
     owner_ids: Mapped[list[uuid.UUID]] = mapped_column(ARRAY(Uuid))
@@ -69,9 +74,11 @@ class DomainEvent(Base):
         Index(
             "ix_webhook_events_feed_position",
             "feed_position",
+            "occurred_at",
             unique=True,
             postgresql_where="feed_position IS NOT NULL",
         ),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
 

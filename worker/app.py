@@ -144,8 +144,9 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.hold_expiry_interval_seconds,
             "options": {"expires": max(10.0, 5 * settings.hold_expiry_interval_seconds)},
         },
-        # Events past their 30 days leave the outbox and the feed, in short batches. Hourly is
-        # plenty for a retention measured in days; a dropped tick leaves them to the next.
+        # The outbox's day partitions: the next days made, days past 30 days dropped whole, any
+        # leftovers deleted in short batches (core/events_partitions.py). Hourly is plenty for a
+        # retention measured in days; a dropped tick leaves them to the next.
         "prune-events": {
             "task": "worker.tasks.prune_events",
             "schedule": 3600.0,

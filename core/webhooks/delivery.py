@@ -95,7 +95,8 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
         delivery.status = DeliveryStatus.FAILED
         delivery.next_attempt_at = None
         return None
-    event = session.get_one(DomainEvent, delivery.event_id)
+    # By its id with a query: the partitioned table's key is (id, occurred_at) (migration 0028).
+    event = session.scalars(select(DomainEvent).where(DomainEvent.id == delivery.event_id)).one()
     delivery.attempt += 1
     delivery.next_attempt_at = now + policy.attempt_lease
     delivery.queued_until = delivery.next_attempt_at  # in flight counts as queued: no manual retry doubles it

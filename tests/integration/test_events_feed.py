@@ -190,8 +190,8 @@ def test_events_api_scopes_filters_and_pages(client, sessions, make_customer, ad
     assert mine[1]["data"]["status"] == "COMPLETED" and mine[1]["data"]["amount"] == 300
     assert [e["sequence"] for e in mine] == sorted(e["sequence"] for e in mine)
     with sessions() as s:  # the id is the webhook-id; data is what the webhook carries
-        row = s.get(DomainEvent, uuid.UUID(mine[1]["id"]))
-        assert row is not None and mine[1]["data"] == {**row.data, "sequence": row.sequence}
+        row = s.scalars(select(DomainEvent).where(DomainEvent.id == uuid.UUID(mine[1]["id"]))).one()
+        assert mine[1]["data"] == {**row.data, "sequence": row.sequence}
     completed = follow(headers, types="transfer.completed,transfer.failed")
     assert {e["type"] for e in completed} == {"transfer.completed"}
     assert all(e["data"]["id"] != transfer.json["id"] for e in follow(login(client, carol.email)))
