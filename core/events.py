@@ -151,7 +151,7 @@ def transfer_events(
             (EventType.ACCOUNT_CREDITED, transfer.destination_account_id, destination_owner, balances_after[1]),
         )
         for kind, account_id, owner, balance in sides:
-            events.append(_event_row(kind, {**data, "account_id": str(account_id), "balance_after": balance}, [owner]))
+            events.append(_event_row(kind, account_event_data(data, account_id, balance), [owner]))
     return [e for e in events if e is not None]
 
 
@@ -182,6 +182,17 @@ def _event_row(
     if not owners:
         return None  # an event that concerns nobody (the bank's settlement side) is not written
     return {"id": uuid.uuid4(), "event_type": event_type, "data": data, "owner_ids": owners}
+
+
+def account_event_data(data: dict[str, Any], account_id: uuid.UUID, balance_after: int) -> dict[str, Any]:
+    """An account.debited or account.credited payload: the transfer's, plus the account and its
+    balance right after the transfer."""
+    return {**data, "account_id": str(account_id), "balance_after": balance_after}
+
+
+def account_event_data_sql(data: str, account_id: str, balance_after: str) -> str:
+    """``account_event_data`` as a Postgres expression over SQL expressions of its arguments."""
+    return f"{data} || jsonb_build_object('account_id', {account_id}, 'balance_after', {balance_after})"
 
 
 def owners_sql(first: str, second: str) -> str:

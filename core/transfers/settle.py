@@ -13,7 +13,7 @@ from sqlalchemy import exists, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from core.accounts import limits, monitors, row_locks, usage
-from core.events import STATUS_EVENTS, EventType, owners_sql, transfer_data_sql
+from core.events import STATUS_EVENTS, EventType, account_event_data_sql, owners_sql, transfer_data_sql
 from core.models import Account, BalanceMonitor, Transfer, TransferStatus
 from core.transfers import accept_rules, linked
 
@@ -79,12 +79,12 @@ WITH final AS (
         FROM payloads
         UNION ALL
         SELECT ord, 2, '{EventType.ACCOUNT_DEBITED}',
-               data || jsonb_build_object('account_id', source_account_id, 'balance_after', source_after),
+               {account_event_data_sql("data", "source_account_id", "source_after")},
                ARRAY[source_owner]
         FROM payloads WHERE source_after IS NOT NULL AND source_owner IS NOT NULL
         UNION ALL
         SELECT ord, 3, '{EventType.ACCOUNT_CREDITED}',
-               data || jsonb_build_object('account_id', destination_account_id, 'balance_after', destination_after),
+               {account_event_data_sql("data", "destination_account_id", "destination_after")},
                ARRAY[destination_owner]
         FROM payloads WHERE destination_after IS NOT NULL AND destination_owner IS NOT NULL
     ) e

@@ -19,8 +19,9 @@ path sees the same state:
 
 An answer is the error (type and message, hence code and status), or the PIN check's outcome,
 or the transfer (its fields); for the single paths also the rows written: transfers, audit rows,
-outbox events and the caller's PIN state. (A batch writes its own audit rows, so only its answer
-is compared.)
+outbox events and the caller's PIN state. (A batch also writes its own batch audit row, so only
+its answer is compared; its transfers' audit rows and events are core/transfers/requested.py's,
+as the other paths'.)
 
 Cases are drawn as the usual request with up to three things wrong; every single wrong thing is
 also an explicit example run first, so each rule is met alone in every run and the drawn cases
