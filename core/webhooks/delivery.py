@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from math import floor
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -95,8 +95,7 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
         delivery.status = DeliveryStatus.FAILED
         delivery.next_attempt_at = None
         return None
-    # By its id with a query: the partitioned table's key is (id, occurred_at) (migration 0028).
-    event = session.scalars(select(DomainEvent).where(DomainEvent.id == delivery.event_id)).one()
+    event = session.scalars(_event_of(delivery)).one()
     delivery.attempt += 1
     delivery.next_attempt_at = now + policy.attempt_lease
     delivery.queued_until = delivery.next_attempt_at  # in flight counts as queued: no manual retry doubles it
@@ -109,6 +108,16 @@ def claim(session: Session, delivery_id: uuid.UUID, *, policy: WebhookPolicy, no
         body=message(event),
         secrets=signing_secrets(endpoint, policy, now),
     )
+
+
+def _event_of(delivery: WebhookDelivery) -> Select[tuple[DomainEvent]]:
+    """The delivery's event by its whole key, (id, occurred_at) (migrations 0028, 0029), so the
+    lookup reads one day partition; by id alone (every partition) for a delivery made before
+    0029 gave it occurred_at."""
+    query = select(DomainEvent).where(DomainEvent.id == delivery.event_id)
+    if delivery.event_occurred_at is not None:
+        query = query.where(DomainEvent.occurred_at == delivery.event_occurred_at)
+    return query
 
 
 def endpoint_of(session: Session, delivery_id: uuid.UUID) -> uuid.UUID | None:

@@ -74,6 +74,9 @@ class WebhookDelivery(Base):
     # The relay and the replay insert deliveries only for events they read, and the retention
     # task deletes a day's deliveries before it drops the day (core/events_partitions.py).
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    # The rest of the event's key (migration 0029): the worker's lookup then reads one partition.
+    # None for deliveries made before it, found by event_id alone.
+    event_occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     event_type: Mapped[EventType] = mapped_column(_enum(EventType, "webhook_delivery_event_type"))
     status: Mapped[DeliveryStatus] = mapped_column(

@@ -28,11 +28,13 @@ from core.webhooks.models import WebhookEndpoint
 MAX_EVENTS = 10_000
 
 _UPSERT = """
-INSERT INTO webhook_deliveries (id, event_id, endpoint_id, event_type, status, attempt, next_attempt_at)
-SELECT gen_random_uuid(), e.id, :endpoint_id, e.event_type, 'PENDING', 0, :now
+INSERT INTO webhook_deliveries (id, event_id, event_occurred_at, endpoint_id, event_type, status, attempt,
+                                next_attempt_at)
+SELECT gen_random_uuid(), e.id, e.occurred_at, :endpoint_id, e.event_type, 'PENDING', 0, :now
   FROM webhook_events e WHERE e.id = ANY(:ids)
     ON CONFLICT ON CONSTRAINT uq_webhook_deliveries_event_endpoint DO UPDATE
-   SET status = 'PENDING', attempt = 0, next_attempt_at = :now, queued_until = NULL
+   SET status = 'PENDING', attempt = 0, next_attempt_at = :now, queued_until = NULL,
+       event_occurred_at = EXCLUDED.event_occurred_at
  WHERE webhook_deliveries.status <> 'PENDING'
 """
 
