@@ -19,6 +19,7 @@ from core.transfers.deposit import deposit
 CREDIT = "credit"
 IGNORE = "ignore"
 MAX_REASON = 500
+MAX_LINE = 2**31 - 1
 
 
 def resolve(
@@ -32,6 +33,8 @@ def resolve(
     actor_id: uuid.UUID,
     request_id: str | None,
 ) -> ReconciliationLine:
+    if not 1 <= line_number <= MAX_LINE:  # the column is an integer: no such line, not a database error
+        raise NotFound("reconciliation line not found")
     line = session.scalars(
         select(ReconciliationLine)
         .where(ReconciliationLine.import_id == import_id, ReconciliationLine.line == line_number)

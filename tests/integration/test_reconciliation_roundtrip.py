@@ -173,7 +173,10 @@ def test_payouts_file_statement_import_round_trip(client, sessions, make_custome
         report = reconcile(s)
         assert report.ok, report.problems
         moved = s.scalars(
-            select(Transfer.kind).where(Transfer.kind.in_([TransferKind.PAYOUT_SETTLE, TransferKind.PAYOUT_RETURN]))
+            select(Transfer.kind).where(
+                Transfer.kind.in_([TransferKind.PAYOUT_SETTLE, TransferKind.PAYOUT_RETURN]),
+                Transfer.reference.like(f"{ref}-%"),  # this statement's lines (bank references)
+            )
         )
         assert sorted(moved) == [TransferKind.PAYOUT_RETURN] + [TransferKind.PAYOUT_SETTLE] * 3
         events = {
@@ -244,9 +247,11 @@ def test_a_payout_settles_once_even_if_two_lines_name_it(client, sessions, admin
     admin_h = login(client, admin_user.email)
     (payout,) = make_payouts(client, sessions, alice, [5_000])
     send_file(client, admin_h)
-    debit = [entry(Decimal("50.00"), "USD", False, ref, payout["end_to_end_id"]) for ref in ("A1", "A2")]
+    refs = [f"A{n}-{uuid.uuid4().hex[:8]}" for n in (1, 2)]
+    debit = [entry(Decimal("50.00"), "USD", False, ref, payout["end_to_end_id"]) for ref in refs]
     r = post(client, admin_h, camt053_statement(debit), "application/xml")
     assert r.status_code == 201 and (r.json["matched"], r.json["unmatched"]) == (1, 1)
     with sessions() as s:
-        assert s.scalar(select(func.count()).where(Transfer.kind == TransferKind.PAYOUT_SETTLE)) == 1
+        settled = select(func.count()).where(Transfer.kind == TransferKind.PAYOUT_SETTLE, Transfer.reference.in_(refs))
+        assert s.scalar(settled) == 1
         assert reconcile(s).ok

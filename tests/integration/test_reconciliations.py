@@ -93,22 +93,24 @@ def test_an_inbound_credit_is_a_deposit_and_the_rest_are_breaks(
     with sessions() as s:
         transfer = s.get_one(Transfer, uuid.UUID(deposit["transfer_id"]))
         assert transfer.kind == TransferKind.DEPOSIT and transfer.amount == INBOUND
-        matched = s.scalars(select(AuditLog).where(AuditLog.action == "reconciliation.line_matched")).all()
+        mine = AuditLog.details["import_id"].astext == r.json["id"]
+        matched = s.scalars(select(AuditLog).where(AuditLog.action == "reconciliation.line_matched", mine)).all()
         assert [a.details["match"] for a in matched] == ["DEPOSIT"]
         assert s.scalar(select(func.count()).where(AuditLog.action == "deposit.completed")) >= 1
         assert reconcile(s).ok
 
 
 def test_the_same_file_or_statement_again_is_409_naming_the_first(client, sessions, admin_h) -> None:  # type: ignore[no-untyped-def]
-    body, media_type = statement("camt", statement_id="STMT-ONCE")
+    imports_before = _count(sessions, ReconciliationImport)  # a committing test's may be there
+    body, media_type = statement("camt", statement_id=f"STMT-{uuid.uuid4().hex[:8]}")
     first = post(client, admin_h, body, media_type)
     assert first.status_code == 201, first.json
     again = assert_problem(post(client, admin_h, body, media_type), 409, "CONFLICT")
     assert again["import_id"] == first.json["id"]
     # Another file (other references) with the same camt.053 statement id: refused as well.
-    other, _ = statement("camt", statement_id="STMT-ONCE")
+    other, _ = statement("camt", statement_id=first.json["statement_id"])
     assert assert_problem(post(client, admin_h, other, media_type), 409, "CONFLICT")["import_id"] == first.json["id"]
-    assert _count(sessions, ReconciliationImport) == 1
+    assert _count(sessions, ReconciliationImport) == imports_before + 1
 
 
 def test_an_overlapping_file_matches_nothing_twice(client, sessions, make_customer, admin_h) -> None:  # type: ignore[no-untyped-def]
@@ -164,14 +166,13 @@ def test_a_malformed_file_is_422_naming_the_fault_and_writes_nothing(
 ) -> None:  # type: ignore[no-untyped-def]
     alice = make_customer()
     body, media_type = statement(kind, inbound=inbound_reference.of(alice.account.id))
-    audit_rows = _count(sessions, AuditLog)
+    counts = [_count(sessions, model) for model in (AuditLog, ReconciliationImport, ReconciliationLine)]
     problem = assert_problem(post(client, admin_h, break_it(body), media_type), 422, "RECONCILIATION_FILE_INVALID")
     assert problem["where"] == where, problem
     assert problem["detail"].startswith(where)
     # Its good lines (the inbound credit among them) changed nothing either.
     assert factories.balance(sessions, alice.account.id) == 0
-    assert _count(sessions, ReconciliationImport) == 0 and _count(sessions, ReconciliationLine) == 0
-    assert _count(sessions, AuditLog) == audit_rows
+    assert [_count(sessions, model) for model in (AuditLog, ReconciliationImport, ReconciliationLine)] == counts
 
 
 def test_a_doctype_is_refused_and_no_entity_is_read(client, admin_h) -> None:  # type: ignore[no-untyped-def]
@@ -232,7 +233,8 @@ def test_a_break_is_resolved_once_by_credit_or_ignore(client, sessions, make_cus
     got = client.get(f"{API}/{imported}", headers=admin_h).json
     assert (got["matched"], got["unmatched"], got["resolved"]) == (0, 1, 3)
     with sessions() as s:
-        rows = s.scalars(select(AuditLog).where(AuditLog.action == "reconciliation.line_resolved")).all()
+        mine = AuditLog.details["import_id"].astext == imported
+        rows = s.scalars(select(AuditLog).where(AuditLog.action == "reconciliation.line_resolved", mine)).all()
         assert sorted(a.details["action"] for a in rows) == ["credit", "credit", "ignore"]
         assert s.scalar(select(func.sum(LedgerEntry.amount))) == 0
         assert reconcile(s).ok
@@ -292,7 +294,8 @@ def test_an_inbound_credit_to_a_frozen_account_stays_a_break(client, sessions, m
     assert imported.status_code == 201 and imported.json["matched"] == 0
     assert factories.balance(sessions, alice.account.id) == 0
     with sessions() as s:
-        refused = s.scalars(select(AuditLog).where(AuditLog.action == "reconciliation.line_unmatched")).one()
+        alices = AuditLog.details["account_id"].astext == str(alice.account.id)
+        refused = s.scalars(select(AuditLog).where(AuditLog.action == "reconciliation.line_unmatched", alices)).one()
         assert refused.details["refused"] == "ACCOUNT_INACTIVE"
 
 
@@ -340,3 +343,21 @@ def test_overlapping_files_imported_at_once_credit_once(committed_sessions, sett
         t.join(60)
     assert sorted(outcomes) == sorted(["1/0"] + ["0/1"] * 5 + ["conflict"]), outcomes
     assert factories.balance(committed_sessions, alice.account.id) == INBOUND
+
+
+def test_a_line_number_past_any_line_is_404(client, admin_h) -> None:  # type: ignore[no-untyped-def]
+    imported = post(client, admin_h, statement("csv")[0], "text/csv").json["id"]
+    for line in (0, 2**31, 7595804281):
+        r = client.post(
+            f"{API}/{imported}/lines/{line}/resolve", json={"action": "ignore", "reason": "x"}, headers=admin_h
+        )
+        assert_problem(r, 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded", None])
+def test_a_statement_of_another_type_is_415_and_writes_nothing(client, sessions, admin_h, content_type) -> None:  # type: ignore[no-untyped-def]
+    body, _ = statement("csv")
+    before = _count(sessions, ReconciliationImport)
+    headers = {**admin_h, **({"Content-Type": content_type} if content_type else {})}
+    assert_problem(client.post(API, data=body, headers=headers), 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert _count(sessions, ReconciliationImport) == before
