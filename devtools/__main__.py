@@ -64,6 +64,9 @@ def main() -> int:
         procs.append(processes.start_api({**env, **_metrics_dir(root, "api")}, log_dir, root, args.port))
         print(f"· API on http://127.0.0.1:{args.port} (docs: /docs, metrics: /metrics); logs in {log_dir}")
         worker_env = {**env, **_metrics_dir(root, "worker"), "WORKER_METRICS_PORT": str(args.port + 1)}
+        # The demo's scheduled transfer runs within a second or two of its time, not the default 10 s
+        # (production's setting is untouched: this is the dev stack's worker only).
+        worker_env["SCHEDULE_INTERVAL_SECONDS"] = os.environ.get("SCHEDULE_INTERVAL_SECONDS", "1")
         procs.append(processes.start_worker("worker", worker_env, log_dir, root, beat=True))
         print(f"· celery worker ready (metrics: http://127.0.0.1:{args.port + 1}/metrics)")
         procs.append(processes.start_backlog_exporter(env, log_dir, root, args.port + 2))

@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -27,6 +28,11 @@ class DemoResult:
     alice_final: dict[str, Any]  # alice's account at the end
     # The correspondent's statement imported: one inbound credit matched (a deposit to bob), one break.
     reconciliation: dict[str, Any] = field(default_factory=dict)
+    # A monthly transfer alice schedules to bob, as shown once its first run is recorded, and that run's transfer.
+    schedule: dict[str, Any] = field(default_factory=dict)
+    scheduled_transfer: dict[str, Any] = field(default_factory=dict)
+    alice_after_schedule: int = 0  # balances once the scheduled run has settled
+    bob_after_schedule: int = 0
 
 
 def _ok(response: httpx.Response, *expected: int) -> dict[str, Any]:
@@ -198,9 +204,67 @@ def _demo(api: httpx.Client, admin_email: str, admin_password: str, say: Printer
         + f"; nothing moved, alice balance={final['balance']}"
     )
     reconciliation = _reconciliation(api, admin_h, bob_h, bob_acc, run, say)
-    return DemoResult(
-        transfer, alice_balance, bob_balance, hold, while_held, capture, refund, batch, refused, final, reconciliation
+    schedule, scheduled = _scheduled_transfer(api, alice_h, {**body, "amount": 15_00, "reference": "pocket money"}, run)
+    alice_after, bob_after = (
+        alice_account()["balance"],
+        _ok(api.get(f"/accounts/{bob_acc}", headers=bob_h), 200)["balance"],
     )
+    first = schedule["runs"][0]
+    say(
+        f"13. alice scheduled {schedule['amount']} to bob monthly ({schedule['rrule']}, {schedule['count']} times),"
+        f" first at {schedule['start_at']}: the beat made run {first['occurrence']} transfer {scheduled['id']}"
+        f" ({scheduled['status']}, run {first['status']}); next_run_at={schedule['next_run_at']};"
+        f" alice balance={alice_after} bob balance={bob_after}"
+    )
+    return DemoResult(
+        transfer,
+        alice_balance,
+        bob_balance,
+        hold,
+        while_held,
+        capture,
+        refund,
+        batch,
+        refused,
+        final,
+        reconciliation,
+        schedule,
+        scheduled,
+        alice_after,
+        bob_after,
+    )
+
+
+def _scheduled_transfer(
+    api: httpx.Client, headers: dict[str, str], transfer: dict[str, Any], run: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A monthly transfer whose first occurrence is due in a couple of seconds (a start in the past is
+    refused), waited for until the beat has made its transfer, the transfer has settled and the run is
+    recorded: the schedule as it then shows, with its runs, and the run's transfer."""
+    start_at = (datetime.now(UTC) + timedelta(seconds=2)).replace(microsecond=0)
+    body = {
+        **transfer,
+        "start_at": start_at.isoformat().replace("+00:00", "Z"),
+        "rrule": "FREQ=MONTHLY",
+        "count": 3,
+        "on_insufficient_funds": "fail",
+    }
+    created = _ok(
+        api.post("/scheduled-transfers", json=body, headers={**headers, "Idempotency-Key": f"schedule-{run}"}), 201
+    )
+    # The beat's run_schedules makes the transfer at the next tick after start_at; the run takes the
+    # transfer's outcome at the tick after it settles (SCHEDULE_INTERVAL_SECONDS apart).
+    deadline = time.monotonic() + 90
+    while True:
+        schedule = _ok(api.get(f"/scheduled-transfers/{created['id']}", headers=headers), 200)
+        runs = schedule["runs"]
+        if runs and runs[0]["status"] != "PENDING":
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"scheduled transfer {created['id']}: no run recorded after 90 s: {schedule}")
+        time.sleep(0.5)
+    scheduled = _ok(api.get(f"/transfers/{runs[0]['transfer_id']}", headers=headers), 200)
+    return schedule, scheduled
 
 
 def _reconciliation(

@@ -56,6 +56,8 @@ def workers(log_dir: Path, otlp: Receiver) -> Iterator[list[processes.Proc]]:
             **_telemetry_env(otlp, log_dir, name),
             "WORKER_METRICS_PORT": str(port),
             "WORKER_METRICS_ADDR": "127.0.0.1",
+            # The beat materialises scheduled transfers every second (the demo waits for one), not every 10.
+            "SCHEDULE_INTERVAL_SECONDS": "1",
         }
         proc = processes.start_worker(name, env, log_dir, ROOT, concurrency=2, beat=beat)
         proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
 """The demo (`./run.sh demo`), as a test: register, KYC, PIN, login, deposit, transfer, poll, balances,
-then a hold partly captured, a partial refund, and atomic batches, all over HTTP."""
+then a hold partly captured, a partial refund, atomic batches, a statement reconciled and a scheduled
+transfer's first run made by the beat, all over HTTP."""
 
 from __future__ import annotations
 
@@ -48,6 +49,22 @@ def test_demo_flow_over_http(api_url, workers, admin_user) -> None:  # type: ign
         ("MATCHED", "DEPOSIT"),
         ("UNMATCHED", None),
     ]
+    # The scheduled transfer: the beat made its first occurrence one ordinary transfer, settled, and
+    # recorded the run; the monthly schedule goes on to its next occurrence.
+    schedule, scheduled = result.schedule, result.scheduled_transfer
+    assert (schedule["status"], schedule["rrule"], schedule["count"]) == ("ACTIVE", "FREQ=MONTHLY", 3)
+    assert [(r["status"], r["transfer_id"]) for r in schedule["runs"]] == [("COMPLETED", scheduled["id"])]
+    assert schedule["runs"][0]["occurrence"] == schedule["start_at"]
+    assert schedule["next_run_at"] is not None and schedule["next_run_at"] > schedule["start_at"]
+    assert (scheduled["status"], scheduled["failure_code"], scheduled["amount"]) == ("COMPLETED", None, 1_500)
+    assert (scheduled["source_account_id"], scheduled["destination_account_id"]) == (
+        result.transfer["source_account_id"],
+        result.transfer["destination_account_id"],
+    )
+    # Every cent accounted for: bob got the transfer, the capture, less his refund, the batch and the
+    # statement's deposit (25.00), then the scheduled run; alice paid all of it from her 100.00.
+    assert result.alice_after_schedule == final - 1_500
+    assert result.bob_after_schedule == amount + 3_000 - 1_000 + 500 + 700 + 2_500 + 1_500
     for step in (
         "9. hold",
         "captured 3000",
@@ -55,5 +72,6 @@ def test_demo_flow_over_http(api_url, workers, admin_user) -> None:  # type: ign
         "11. atomic batch",
         "nothing moved",
         "12. statement",
+        "13. alice scheduled 1500",
     ):
         assert any(step in line for line in lines), (step, lines)
