@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     payout_debtor_name: str = Field(default="Bank", min_length=1, max_length=70)
     payout_debtor_iban: str = Field(default="DE89370400440532013000", pattern=r"^[A-Z]{2}[0-9]{2}[A-Za-z0-9]{1,30}$")
     payout_debtor_bic: str | None = Field(default=None, pattern=r"^[A-Z]{6}[A-Z2-9][A-NP-Z0-9]([A-Z0-9]{3})?$")
+    # The same account's number, as statements without an IBAN name it (BAI2 record 03, camt.053
+    # Acct/Id/Othr/Id): only a statement of this account (or of the IBAN) is reconciled.
+    payout_debtor_account_number: str = Field(default="400012345678", pattern=r"^[A-Za-z0-9]{1,34}$")
 
     # /metrics on the API port: a bearer token for scrapes. In production without it the API
     # port does not serve /metrics (web/telemetry.py); API_METRICS_PORT serves it apart.

@@ -15,7 +15,8 @@ from core.reconciliation import imports
 from core.reconciliation import resolve as resolutions
 from core.reconciliation.formats import READERS
 from core.reconciliation.models import LineStatus, MatchKind, ReconciliationImport, ReconciliationLine
-from web.context import request_id, transaction
+from core.reconciliation.own_account import OwnAccount
+from web.context import request_id, settings, transaction
 from web.docs import BEARER
 from web.hardening import raw_body
 from web.problems import problem
@@ -187,9 +188,15 @@ def import_statement() -> Any:
     body = request.get_data(cache=False)
     if not body:
         return problem(422, "RECONCILIATION_FILE_INVALID", "the statement is empty", where="byte 0")
+    own_account = OwnAccount(settings().payout_debtor_iban, settings().payout_debtor_account_number)
     with transaction() as session:
         imported = imports.import_statement(
-            session, body=body, media_type=request.mimetype, actor_id=current_user().id, request_id=request_id()
+            session,
+            body=body,
+            media_type=request.mimetype,
+            own_account=own_account,
+            actor_id=current_user().id,
+            request_id=request_id(),
         )
         return _import_out(imported.record, matched=imported.matched, unmatched=imported.unmatched), 201
 

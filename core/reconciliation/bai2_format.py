@@ -15,7 +15,9 @@ from bai2.parsers import Bai2FileParser
 from core.reconciliation.statement import (
     MAX_BANK_REFERENCE,
     MAX_REFERENCE,
+    AccountKind,
     Statement,
+    StatementAccount,
     StatementFormat,
     StatementLine,
     currency,
@@ -57,12 +59,13 @@ def parse(body: bytes) -> Statement:
         # The library reads one line ahead of the record it is on.
         at = numbered.line_of(max(numbered.taken - 2, 0)) if helper is not None else 1
         raise invalid(f"line {at}", f"not a valid BAI2 file ({type(exc).__name__}: {str(exc)[:200]})") from None
-    lines = list(_lines(parsed, numbered))
+    accounts: list[StatementAccount] = []
+    lines = list(_lines(parsed, numbered, accounts))
     refuse_repeated_lines(lines)
-    return Statement(StatementFormat.BAI2, None, lines)
+    return Statement(StatementFormat.BAI2, None, lines, tuple(accounts))
 
 
-def _lines(parsed: bai2.models.Bai2File, numbered: _Numbered) -> Iterator[StatementLine]:
+def _lines(parsed: bai2.models.Bai2File, numbered: _Numbered, named: list[StatementAccount]) -> Iterator[StatementLine]:
     # The library keeps no line numbers: the k-th account (03) and transaction (16) it read are
     # the k-th such records of the file, in order.
     accounts = iter(numbered.starting("03"))
@@ -80,6 +83,7 @@ def _lines(parsed: bai2.models.Bai2File, numbered: _Numbered) -> Iterator[Statem
             if code != group_currency:
                 raise invalid(where, f"account currency {code} differs from its group's {group_currency}")
             number = text_field(where, "account number", account.header.customer_account_number, 34, required=True)
+            named.append(StatementAccount(where, AccountKind.NUMBER, str(number)))
             for detail in account.children:
                 yield _line(detail, f"line {next(details)}", str(number), code, booked_on)
 

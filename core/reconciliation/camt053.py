@@ -18,7 +18,9 @@ from core.reconciliation.statement import (
     MAX_BANK_REFERENCE,
     MAX_END_TO_END_ID,
     MAX_REFERENCE,
+    AccountKind,
     Statement,
+    StatementAccount,
     StatementFormat,
     StatementLine,
     currency,
@@ -62,13 +64,13 @@ def parse(body: bytes) -> Statement:
     if len(statements) != 1:
         raise invalid("/Document/BkToCstmrStmt", f"{len(statements)} statements; one statement per file")
     stmt = statements[0]
-    account = _account(stmt)
+    account, named = _account(stmt)
     account_currency = stmt.findtext("c:Acct/c:Ccy", namespaces=_NS)
     lines: list[StatementLine] = []
     for index, entry in enumerate(stmt.findall("c:Ntry", _NS), 1):
         lines.extend(_entry_lines(entry, f"Stmt/Ntry[{index}] (line {entry.sourceline})", account, account_currency))
     refuse_repeated_lines(lines)
-    return Statement(StatementFormat.CAMT053, stmt.findtext("c:Id", namespaces=_NS), lines)
+    return Statement(StatementFormat.CAMT053, stmt.findtext("c:Id", namespaces=_NS), lines, (named,))
 
 
 def _readable(root: etree._Element, path: str | None) -> str:
@@ -85,11 +87,14 @@ def _readable(root: etree._Element, path: str | None) -> str:
     return "/".join(reversed(steps))
 
 
-def _account(stmt: etree._Element) -> str:
-    account = stmt.findtext("c:Acct/c:Id/c:IBAN", namespaces=_NS) or stmt.findtext(
-        "c:Acct/c:Id/c:Othr/c:Id", namespaces=_NS
-    )
-    return str(text_field("Stmt/Acct/Id", "account", account, 34, required=True))
+def _account(stmt: etree._Element) -> tuple[str, StatementAccount]:
+    iban = stmt.find("c:Acct/c:Id/c:IBAN", _NS)
+    element = iban if iban is not None else stmt.find("c:Acct/c:Id/c:Othr/c:Id", _NS)
+    path = "Stmt/Acct/Id/IBAN" if iban is not None else "Stmt/Acct/Id/Othr/Id"
+    where = path if element is None else f"{path} (line {element.sourceline})"
+    account = str(text_field(where, "account", None if element is None else element.text, 34, required=True))
+    kind = AccountKind.IBAN if iban is not None else AccountKind.NUMBER
+    return account, StatementAccount(where, kind, account)
 
 
 def _entry_lines(entry: etree._Element, where: str, account: str, account_currency: str | None) -> list[StatementLine]:

@@ -19,6 +19,7 @@ from core import audit
 from core.errors import Conflict, NotFound
 from core.reconciliation import formats, matching
 from core.reconciliation.models import LineStatus, ReconciliationImport, ReconciliationLine
+from core.reconciliation.own_account import OwnAccount
 from core.reconciliation.statement import Statement, StatementLine
 
 
@@ -33,11 +34,18 @@ class Imported:
 
 
 def import_statement(
-    session: Session, *, body: bytes, media_type: str, actor_id: uuid.UUID, request_id: str | None
+    session: Session,
+    *,
+    body: bytes,
+    media_type: str,
+    own_account: OwnAccount,
+    actor_id: uuid.UUID,
+    request_id: str | None,
 ) -> Imported:
     digest = hashlib.sha256(body).hexdigest()
     _refuse_seen(session, ReconciliationImport.digest == digest, "this file")
     statement = formats.read(body, media_type)
+    own_account.check(statement)
     if statement.statement_id is not None:
         _refuse_seen(session, ReconciliationImport.statement_id == statement.statement_id, "this statement")
     record = _record_import(session, statement, digest, actor_id, request_id)

@@ -37,11 +37,26 @@ class StatementLine:
     counterparty: str | None = None
 
 
+class AccountKind(enum.StrEnum):
+    IBAN = "IBAN"  # camt.053 Acct/Id/IBAN
+    NUMBER = "account number"  # camt.053 Acct/Id/Othr/Id, BAI2 record 03
+
+
+@dataclass(frozen=True)
+class StatementAccount:
+    """An account the statement says it is of, as written, and where it says so."""
+
+    where: str
+    kind: AccountKind
+    value: str
+
+
 @dataclass(frozen=True)
 class Statement:
     format: StatementFormat
     statement_id: str | None  # camt.053 Stmt/Id: the same statement twice is refused
     lines: list[StatementLine]
+    accounts: tuple[StatementAccount, ...] = ()  # CSV names none
 
 
 MAX_REFERENCE = 140

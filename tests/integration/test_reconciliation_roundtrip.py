@@ -17,6 +17,7 @@ from lxml.builder import ElementMaker
 from sqlalchemy import func, select
 
 from core.accounts.service import in_transit_account_id, settlement_account_id
+from core.config import Settings
 from core.events import DomainEvent
 from core.models import AuditLog, LedgerEntry, Transfer, TransferKind
 from core.reconcile import reconcile
@@ -63,8 +64,15 @@ def entry(
     )
 
 
-def camt053_statement(entries: list[Any], currency: str = "USD") -> bytes:
-    """The correspondent's statement of those entries (checked against the XSD by the import)."""
+def debtor_iban(pain: bytes) -> str:
+    """The account a pain.001 file is paid from: the bank's own at its correspondent."""
+    return str(etree.fromstring(pain).findtext(".//p:PmtInf/p:DbtrAcct/p:Id/p:IBAN", namespaces=PAIN))
+
+
+def camt053_statement(entries: list[Any], currency: str = "USD", iban: str | None = None) -> bytes:
+    """The correspondent's statement of those entries (checked against the XSD by the import), of
+    the bank's account (the payout files' debtor, PAYOUT_DEBTOR_IBAN) unless told another."""
+    iban = iban or Settings().payout_debtor_iban
     stamp = "2026-12-03T06:00:00Z"
     document = C.Document(
         C.BkToCstmrStmt(
@@ -72,7 +80,7 @@ def camt053_statement(entries: list[Any], currency: str = "USD") -> bytes:
             C.Stmt(
                 C.Id(f"STMT-{uuid.uuid4().hex[:20]}"),
                 C.CreDtTm(stamp),
-                C.Acct(C.Id(C.Othr(C.Id("400012345678"))), C.Ccy(currency)),
+                C.Acct(C.Id(C.IBAN(iban)), C.Ccy(currency)),
                 C.Bal(
                     C.Tp(C.CdOrPrtry(C.Cd("OPBD"))),
                     C.Amt("0.00", Ccy=currency),
@@ -145,7 +153,12 @@ def test_payouts_file_statement_import_round_trip(client, sessions, make_custome
         entry(Decimal("250.00"), "USD", True, f"{ref}-I", None, f"Rent {inbound_reference.of(bob.account.id)}")
     )
     entries.append(entry(Decimal("12.34"), "USD", True, f"{ref}-U", None, "INVOICE 7781"))
-    body = camt053_statement(entries)
+    # The statement is of the account the file was paid from: another account's is refused whole.
+    elsewhere = camt053_statement(entries, iban="GB33BUKB20201555555555")
+    refused = assert_problem(post(client, admin_h, elsewhere, "application/xml"), 422, "RECONCILIATION_FILE_INVALID")
+    assert refused["where"].startswith("Stmt/Acct/Id/IBAN"), refused
+    assert payout_status(client, h, kept["id"]) == "SENT"
+    body = camt053_statement(entries, iban=debtor_iban(pain))
     r = post(client, admin_h, body, "application/xml")
     assert r.status_code == 201, r.json
     assert (r.json["lines"], r.json["matched"], r.json["unmatched"]) == (6, 5, 1)

@@ -130,6 +130,9 @@ def test_an_overlapping_file_matches_nothing_twice(client, sessions, make_custom
     assert [(i["line"], i["amount"]) for i in items] == [(5, 777)]
 
 
+OTHR = "<Othr><Id>400012345678</Id></Othr>"  # the camt.053 sample's account: the configured number
+
+
 def _replace(body: bytes, old: str, new: str, count: int = 1) -> bytes:
     text = body.decode()
     assert old in text, old
@@ -159,6 +162,15 @@ def _replace(body: bytes, old: str, new: str, count: int = 1) -> bytes:
         ("bai2", lambda b: _replace(b, "03,400012345678,USD", "03,400012345678,EUR"), "line 3"),
         ("bai2", lambda b: _replace(b, "49,", "49,1"), "line 9"),  # the control total does not add up
         ("bai2", lambda b: _replace(b, ",261201,", ",261301,"), "line 2"),  # no such as-of date
+        # Another account's statement (not PAYOUT_DEBTOR_IBAN / PAYOUT_DEBTOR_ACCOUNT_NUMBER): its
+        # inbound credit must not credit alice with money that never reached the bank.
+        (
+            "camt",
+            lambda b: _replace(b, "<Id>400012345678</Id>", "<Id>400012345679</Id>"),
+            "Stmt/Acct/Id/Othr/Id (line 14)",
+        ),
+        ("camt", lambda b: _replace(b, OTHR, "<IBAN>GB33BUKB20201555555555</IBAN>"), "Stmt/Acct/Id/IBAN (line 14)"),
+        ("bai2", lambda b: _replace(b, "03,400012345678,", "03,999912345678,"), "line 3"),
     ],
 )
 def test_a_malformed_file_is_422_naming_the_fault_and_writes_nothing(
@@ -173,6 +185,15 @@ def test_a_malformed_file_is_422_naming_the_fault_and_writes_nothing(
     # Its good lines (the inbound credit among them) changed nothing either.
     assert factories.balance(sessions, alice.account.id) == 0
     assert [_count(sessions, model) for model in (AuditLog, ReconciliationImport, ReconciliationLine)] == counts
+
+
+def test_a_statement_naming_the_banks_iban_is_its_account(client, sessions, make_customer, admin_h, settings) -> None:  # type: ignore[no-untyped-def]
+    alice = make_customer()
+    body, media_type = statement("camt", inbound=inbound_reference.of(alice.account.id))
+    body = _replace(body, OTHR, f"<IBAN>{settings.payout_debtor_iban}</IBAN>")
+    r = post(client, admin_h, body, media_type)
+    assert r.status_code == 201, r.json
+    assert r.json["matched"] == 1 and factories.balance(sessions, alice.account.id) == INBOUND
 
 
 def test_a_doctype_is_refused_and_no_entity_is_read(client, admin_h) -> None:  # type: ignore[no-untyped-def]
@@ -314,6 +335,7 @@ def test_overlapping_files_imported_at_once_credit_once(committed_sessions, sett
 
     from core.errors import Conflict
     from core.reconciliation import imports
+    from core.reconciliation.own_account import OwnAccount
 
     alice = factories.customer(committed_sessions, settings)
     ref = f"CORR{uuid.uuid4().hex[:8]}"
@@ -330,7 +352,12 @@ def test_overlapping_files_imported_at_once_credit_once(committed_sessions, sett
         try:
             with committed_sessions.begin() as s:
                 done = imports.import_statement(
-                    s, body=body, media_type="text/csv", actor_id=admin_user.id, request_id=None
+                    s,
+                    body=body,
+                    media_type="text/csv",
+                    own_account=OwnAccount(settings.payout_debtor_iban, settings.payout_debtor_account_number),
+                    actor_id=admin_user.id,
+                    request_id=None,
                 )
             outcomes.append(f"{done.matched}/{done.already_imported}")
         except Conflict:
