@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from core import audit, events, ledger
-from core.accounts import monitors
+from core.accounts import monitors, row_locks
 from core.accounts.service import in_transit_account_id, settlement_account_id
 from core.models import Account, AccountKind, Transfer, TransferKind, TransferStatus
 from core.payouts.models import Payout, PayoutStatus
@@ -93,15 +93,7 @@ def _move(
     )
     session.add(transfer)
     session.flush()  # the transfer's row before its entries reference it
-    locked = {
-        a.id: a
-        for a in session.scalars(
-            select(Account)
-            .where(Account.id.in_([source_id, destination_id]))
-            .order_by(Account.id)
-            .with_for_update(key_share=True)  # ROW_LOCK, see core.db
-        )
-    }
+    locked = {a.id: a for a in session.scalars(row_locks.locking(Account, ids=[source_id, destination_id]))}
     source, destination = locked[source_id], locked[destination_id]
     customers = tuple(a for a in (source, destination) if a.kind == AccountKind.CUSTOMER)
     before = monitors.values_of(*customers)
