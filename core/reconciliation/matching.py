@@ -20,12 +20,10 @@ from collections.abc import Collection
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit
 from core.errors import DomainError
 from core.payouts.models import Payout, PayoutStatus
-from core.reconciliation import inbound_reference, payout_moves
+from core.reconciliation import inbound_reference, outcome, payout_moves
 from core.reconciliation.models import LineStatus, MatchKind, ReconciliationLine
-from core.transfers.deposit import deposit
 
 
 def match(session: Session, line: ReconciliationLine, *, actor_id: uuid.UUID, request_id: str | None) -> None:
@@ -46,33 +44,20 @@ def match(session: Session, line: ReconciliationLine, *, actor_id: uuid.UUID, re
         return
     try:
         with session.begin_nested():  # a refused deposit leaves the line a break, the import goes on
-            accepted = deposit(
-                session,
-                admin_id=actor_id,
-                account_id=account_id,
-                amount=line.amount,
-                currency=line.currency,
-                reference=line.reference,
-                idempotency_key=credit_key(line),
-                request_id=request_id,
+            transfer_id = outcome.credit(
+                session, line, account_id, reference=line.reference, actor_id=actor_id, request_id=request_id
             )
     except DomainError as refused:
-        audit.record(
+        outcome.record(
             session,
-            action="reconciliation.line_unmatched",
-            entity_type="reconciliation_line",
-            entity_id=line.id,
+            line,
+            "reconciliation.line_unmatched",
+            {"account_id": str(account_id), "refused": refused.code, "detail": refused.detail},
             actor_id=actor_id,
             request_id=request_id,
-            details={"account_id": str(account_id), "refused": refused.code, "detail": refused.detail},
         )
         return
-    _matched(session, line, MatchKind.DEPOSIT, accepted.transfer.id, actor_id, request_id, account_id=account_id)
-
-
-def credit_key(line: ReconciliationLine) -> str:
-    """The Idempotency-Key of the deposit a credit line makes (matched or resolved): one per line."""
-    return f"reconciliation:{line.id}"
+    _matched(session, line, MatchKind.DEPOSIT, transfer_id, actor_id, request_id, account_id=account_id)
 
 
 def _payout(session: Session, line: ReconciliationLine, statuses: Collection[PayoutStatus]) -> Payout | None:
@@ -106,22 +91,12 @@ def _matched(
     line.transfer_id = transfer_id
     line.payout_id = payout_id
     line.account_id = account_id
-    audit.record(
-        session,
-        action="reconciliation.line_matched",
-        entity_type="reconciliation_line",
-        entity_id=line.id,
-        actor_id=actor_id,
-        request_id=request_id,
-        details={
-            "import_id": str(line.import_id),
-            "line": line.line,
-            "match": kind.value,
-            "transfer_id": str(transfer_id),
-            "payout_id": str(payout_id) if payout_id else None,
-            "account_id": str(account_id) if account_id else None,
-            "amount": line.amount,
-            "currency": line.currency,
-            "bank_reference": line.bank_reference,
-        },
+    details = outcome.described(
+        line,
+        match=kind.value,
+        transfer_id=str(transfer_id),
+        payout_id=str(payout_id) if payout_id else None,
+        account_id=str(account_id) if account_id else None,
+        bank_reference=line.bank_reference,
     )
+    outcome.record(session, line, "reconciliation.line_matched", details, actor_id=actor_id, request_id=request_id)

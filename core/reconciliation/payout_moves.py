@@ -16,6 +16,7 @@ from core.accounts.service import in_transit_account_id, settlement_account_id
 from core.models import Account, AccountKind, Transfer, TransferKind, TransferStatus
 from core.payouts.models import Payout, PayoutStatus
 from core.payouts.payouts import PayoutView, payout_data
+from core.reconciliation import outcome
 from core.reconciliation.models import ReconciliationLine
 from core.transfers.idempotency import MoneyMovement, fingerprint
 
@@ -81,7 +82,7 @@ def _move(
         initiated_by=actor_id,
         # One line moves money once: the line's id binds the transfer (the lines' identity
         # constraint already keeps a line from being imported twice).
-        idempotency_key=f"reconciliation:{line.id}",
+        idempotency_key=outcome.line_key(line),
         request_hash=fingerprint(kind, movement),
         source_account_id=source_id,
         destination_account_id=destination_id,

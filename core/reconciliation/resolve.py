@@ -10,11 +10,9 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core import audit
 from core.errors import Conflict, NotFound, ValidationFailed
-from core.reconciliation.matching import credit_key
+from core.reconciliation import outcome
 from core.reconciliation.models import LineStatus, MatchKind, ReconciliationLine
-from core.transfers.deposit import deposit
 
 CREDIT = "credit"
 IGNORE = "ignore"
@@ -60,24 +58,14 @@ def resolve(
     line.resolved_at = func.now()
     session.flush()
     session.refresh(line)
-    audit.record(
-        session,
-        action="reconciliation.line_resolved",
-        entity_type="reconciliation_line",
-        entity_id=line.id,
-        actor_id=actor_id,
-        request_id=request_id,
-        details={
-            "import_id": str(import_id),
-            "line": line_number,
-            "action": action,
-            "account_id": str(line.account_id) if line.account_id else None,
-            "transfer_id": str(line.transfer_id) if line.transfer_id else None,
-            "reason": line.reason,
-            "amount": line.amount,
-            "currency": line.currency,
-        },
+    details = outcome.described(
+        line,
+        action=action,
+        account_id=str(line.account_id) if line.account_id else None,
+        transfer_id=str(line.transfer_id) if line.transfer_id else None,
+        reason=line.reason,
     )
+    outcome.record(session, line, "reconciliation.line_resolved", details, actor_id=actor_id, request_id=request_id)
     return line
 
 
@@ -96,14 +84,12 @@ def _credit(
         raise ValidationFailed(
             "a debit line cannot be credited", errors={"action": ["A debit line can only be ignored."]}
         )
-    accepted = deposit(
+    transfer_id = outcome.credit(
         session,
-        admin_id=actor_id,
-        account_id=account_id,
-        amount=line.amount,
-        currency=line.currency,
+        line,
+        account_id,
         reference=line.reference or line.bank_reference,
-        idempotency_key=credit_key(line),
+        actor_id=actor_id,
         request_id=request_id,
     )
-    line.match, line.account_id, line.transfer_id = MatchKind.CREDIT, account_id, accepted.transfer.id
+    line.match, line.account_id, line.transfer_id = MatchKind.CREDIT, account_id, transfer_id

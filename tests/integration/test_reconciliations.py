@@ -96,6 +96,17 @@ def test_an_inbound_credit_is_a_deposit_and_the_rest_are_breaks(
         mine = AuditLog.details["import_id"].astext == r.json["id"]
         matched = s.scalars(select(AuditLog).where(AuditLog.action == "reconciliation.line_matched", mine)).all()
         assert [a.details["match"] for a in matched] == ["DEPOSIT"]
+        assert matched[0].details == {
+            "import_id": r.json["id"],
+            "line": 3,
+            "match": "DEPOSIT",
+            "transfer_id": deposit["transfer_id"],
+            "payout_id": None,
+            "account_id": str(alice.account.id),
+            "amount": INBOUND,
+            "currency": "USD",
+            "bank_reference": matched[0].details["bank_reference"],
+        }
         assert s.scalar(select(func.count()).where(AuditLog.action == "deposit.completed")) >= 1
         assert reconcile(s).ok
 
@@ -257,6 +268,11 @@ def test_a_break_is_resolved_once_by_credit_or_ignore(client, sessions, make_cus
         mine = AuditLog.details["import_id"].astext == imported
         rows = s.scalars(select(AuditLog).where(AuditLog.action == "reconciliation.line_resolved", mine)).all()
         assert sorted(a.details["action"] for a in rows) == ["credit", "credit", "ignore"]
+        assert all(
+            set(a.details)
+            == {"import_id", "line", "action", "account_id", "transfer_id", "reason", "amount", "currency"}
+            for a in rows
+        )
         assert s.scalar(select(func.sum(LedgerEntry.amount))) == 0
         assert reconcile(s).ok
 
