@@ -108,8 +108,15 @@ class TransferStatus(enum.StrEnum):
     EXPIRED = "EXPIRED"
 
 
-def _now() -> Mapped[datetime]:
+def insert_stamp() -> Mapped[datetime]:
+    """``created_at`` and the like: a timezone-aware time the database sets when the row is
+    inserted (``now()``, the transaction's start). Every model declares its stamps with these two."""
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def update_stamp() -> Mapped[datetime]:
+    """``updated_at``: set by the database on insert and by the ORM (``now()``) on every update."""
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), onupdate=func.now())
 
 
 class User(Base):
@@ -129,10 +136,8 @@ class User(Base):
     # Every token carries the generation it was issued under; bumping it (password change)
     # revokes all of the user's tokens at once, in every API process, across restarts.
     token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    created_at: Mapped[datetime] = _now()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_stamp()
+    updated_at: Mapped[datetime] = update_stamp()
 
     accounts: Mapped[list[Account]] = relationship(back_populates="user")
 
@@ -172,10 +177,8 @@ class Account(Base):
     own_per_transfer: Mapped[int | None] = mapped_column(BigInteger)
     own_daily_outgoing: Mapped[int | None] = mapped_column(BigInteger)
     own_monthly_outgoing: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = _now()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_stamp()
+    updated_at: Mapped[datetime] = update_stamp()
 
     # The client's own keys and values (core/metadata.py); NULL: none. PATCH /accounts/{id}.
     metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSONB(none_as_null=True))
@@ -239,7 +242,7 @@ class BalanceMonitor(Base):
     operator: Mapped[str] = mapped_column(String(3))
     value: Mapped[int] = mapped_column(BigInteger)
     description: Mapped[str | None] = mapped_column(String(200))
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = insert_stamp()
     last_triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
@@ -258,7 +261,7 @@ class TransferBatch(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     atomic: Mapped[bool] = mapped_column()
     item_count: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = insert_stamp()
 
     __table_args__ = (CheckConstraint("item_count BETWEEN 1 AND 1000", name="item_count_range"),)
 
@@ -285,10 +288,8 @@ class Transfer(Base):
     # {limit, limit_amount, used, requested}.
     failure_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     request_id: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = _now()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_stamp()
+    updated_at: Mapped[datetime] = update_stamp()
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Last time the sweeper re-published it: at most one re-publish per age window, so a
     # long queue backlog is not flooded with duplicates of the same transfers.
@@ -364,7 +365,7 @@ class TransferAction(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = insert_stamp()
 
     __table_args__ = (
         UniqueConstraint("initiated_by", "idempotency_key", name="uq_transfer_actions_idempotency"),
@@ -386,7 +387,7 @@ class LedgerEntry(Base):
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
     amount: Mapped[int] = mapped_column(BigInteger)  # signed: debit < 0 < credit
     balance_after: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = _now()
+    created_at: Mapped[datetime] = insert_stamp()
     # Drawn at insert, under the account's row lock: per account, the order the entries were
     # applied in (balance_after chains along it). created_at is the transaction's start: one
     # batch's entries share it, and a transaction that waited for the lock may have started first.
@@ -407,7 +408,7 @@ class AuditLog(Base):
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    occurred_at: Mapped[datetime] = _now()
+    occurred_at: Mapped[datetime] = insert_stamp()
     actor_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     action: Mapped[str] = mapped_column(String(64))
     entity_type: Mapped[str] = mapped_column(String(32))
@@ -442,7 +443,7 @@ class AuditSealBatch(Base):
     merkle_root: Mapped[str] = mapped_column(String(64))
     prev_root: Mapped[str | None] = mapped_column(String(64))  # NULL for the first batch
     root: Mapped[str] = mapped_column(String(64))
-    sealed_at: Mapped[datetime] = _now()
+    sealed_at: Mapped[datetime] = insert_stamp()
     # How the batch's row hashes and root are made (core/audit/leaf.py); 1 before migration 0016.
     leaf_version: Mapped[int] = mapped_column(SmallInteger)
     # Version 2: the Merkle root of the rows' context hashes (what the API does not show).
@@ -483,7 +484,7 @@ class AuditVerifyCheckpoint(Base):
     root: Mapped[str] = mapped_column(String(64))
     last_seq: Mapped[int] = mapped_column(BigInteger)
     full_pass: Mapped[bool] = mapped_column(Boolean)
-    verified_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    verified_at: Mapped[datetime] = insert_stamp()
 
 
 class ReconcileCheckpoint(Base):
@@ -498,4 +499,4 @@ class ReconcileCheckpoint(Base):
     full_pass: Mapped[bool] = mapped_column(Boolean)
     accounts_checked: Mapped[int] = mapped_column(BigInteger)
     transfers_checked: Mapped[int] = mapped_column(BigInteger)
-    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    checked_at: Mapped[datetime] = insert_stamp()

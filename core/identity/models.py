@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, UniqueConstraint, Uuid, func
+from sqlalchemy import CheckConstraint, DateTime, ForeignKey, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models import Base
+from core.models import Base, insert_stamp
 
 
 class TrustedDevice(Base):
@@ -19,8 +19,8 @@ class TrustedDevice(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     device_id: Mapped[str] = mapped_column(String(128))
-    trusted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    trusted_at: Mapped[datetime] = insert_stamp()
+    last_seen_at: Mapped[datetime] = insert_stamp()
 
     __table_args__ = (UniqueConstraint("user_id", "device_id", name="uq_trusted_devices_user_device"),)
 
@@ -56,6 +56,6 @@ class RevokedToken(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    revoked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime] = insert_stamp()
 
     __table_args__ = (CheckConstraint("kind IN ('access', 'family', 'refresh_used')", name="revoked_token_kind"),)

@@ -7,21 +7,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (
-    BigInteger,
-    CheckConstraint,
-    DateTime,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Uuid,
-    func,
-)
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models import Base, enum_column
+from core.models import Base, enum_column, insert_stamp, update_stamp
 from core.money import MAX_AMOUNT
 
 
@@ -36,7 +25,7 @@ class Counterparty(Base):
     account_number: Mapped[str | None] = mapped_column(String(17))
     routing_number: Mapped[str | None] = mapped_column(String(9))
     currency: Mapped[str] = mapped_column(String(3))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = insert_stamp()
 
     __table_args__ = (
         CheckConstraint(
@@ -79,7 +68,7 @@ class PayoutFile(Base):
     message_id: Mapped[str] = mapped_column(String(35), unique=True)  # GrpHdr/MsgId
     content: Mapped[bytes] = mapped_column(LargeBinary)  # the XML exactly as downloaded
     created_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = insert_stamp()
 
     __table_args__ = (
         CheckConstraint("payout_count > 0", name="payout_count_positive"),
@@ -107,10 +96,8 @@ class Payout(Base):
     end_to_end_id: Mapped[str] = mapped_column(String(35), unique=True)
     transfer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transfers.id"), unique=True)
     file_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payout_files.id"))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_stamp()
+    updated_at: Mapped[datetime] = update_stamp()
 
     __table_args__ = (
         CheckConstraint(f"amount BETWEEN 1 AND {MAX_AMOUNT}", name="amount_range"),

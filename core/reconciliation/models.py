@@ -21,12 +21,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models import Base, enum_column
+from core.models import Base, enum_column, insert_stamp
 from core.money import MAX_AMOUNT
 
 
@@ -60,7 +59,7 @@ class ReconciliationImport(Base):
     totals: Mapped[dict[str, Any]] = mapped_column(JSONB)
     imported_by: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id"))
     request_id: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    created_at: Mapped[datetime] = insert_stamp()
 
     __table_args__ = (
         CheckConstraint("already_imported BETWEEN 0 AND line_count", name="already_imported_range"),

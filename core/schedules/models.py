@@ -17,12 +17,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
-    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models import Base, enum_column
+from core.models import Base, enum_column, insert_stamp, update_stamp
 from core.money import MAX_AMOUNT
 
 
@@ -44,10 +43,6 @@ class RunStatus(enum.StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
-
-
-def _stamp() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ScheduledTransfer(Base):
@@ -76,10 +71,8 @@ class ScheduledTransfer(Base):
     )
     # The next occurrence to materialise; None when no occurrence is left.
     next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = _stamp()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_stamp()
+    updated_at: Mapped[datetime] = update_stamp()
 
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_key", name="uq_scheduled_transfers_idempotency"),
@@ -107,10 +100,8 @@ class ScheduledRun(Base):
     # A retry (policy "retry") is due then: the run waits with no transfer in flight.
     retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     failure_code: Mapped[str | None] = mapped_column(String(64))
-    created_at: Mapped[datetime] = _stamp()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_stamp()
+    updated_at: Mapped[datetime] = update_stamp()
 
     __table_args__ = (
         Index("ix_scheduled_transfer_runs_pending", "schedule_id", postgresql_where="status = 'PENDING'"),

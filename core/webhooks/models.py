@@ -6,24 +6,12 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (
-    CheckConstraint,
-    DateTime,
-    Enum,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    Uuid,
-    func,
-)
+from sqlalchemy import CheckConstraint, DateTime, Enum, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.events import EventType
-from core.models import Base, enum_column
+from core.models import Base, enum_column, insert_stamp, update_stamp
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -34,10 +22,6 @@ class DeliveryStatus(enum.StrEnum):
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return enum_column(cls, name, length=32)  # event names are longer than 16
-
-
-def _timestamp() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
 class WebhookEndpoint(Base):
@@ -56,10 +40,8 @@ class WebhookEndpoint(Base):
     # After a rotation the old secret still signs (a second signature) until it expires.
     previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = _timestamp()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_stamp()
+    updated_at: Mapped[datetime] = update_stamp()
 
     __table_args__ = (CheckConstraint("cardinality(events) > 0", name="events_nonempty"),)
 
@@ -87,10 +69,8 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Internal: queued to a worker until then, so the dispatcher does not queue it again meanwhile.
     queued_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = _timestamp()
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
-    )
+    created_at: Mapped[datetime] = insert_stamp()
+    updated_at: Mapped[datetime] = update_stamp()
 
     __table_args__ = (
         UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
@@ -121,6 +101,6 @@ class WebhookDeliveryAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(200))
     response_body: Mapped[str | None] = mapped_column(Text)  # truncated to RESPONSE_BODY_LIMIT
-    created_at: Mapped[datetime] = _timestamp()
+    created_at: Mapped[datetime] = insert_stamp()
 
     __table_args__ = (CheckConstraint("duration_ms >= 0", name="duration_nonneg"),)
