@@ -1,9 +1,11 @@
 """``python -m bench.scale --transfers N``: the API's reads on a book of N transfers.
 
 Builds a fresh database ``bench_scale`` with ``bench.scale_data`` (set-based SQL, the engine's
-rows), validates it with the project's own ``reconcile``, then times each read through the Flask
-app in-process (median of ``--repeats`` calls after one warm-up) and prints a table; one JSON line
-is appended to .data/bench/results.jsonl. Progress on stderr.
+rows) while the project's own sealer seals its audit rows in its normal batches, validates it with
+the project's own ``reconcile``, times each read through the Flask app in-process (median of
+``--repeats`` calls after one warm-up), then the project's full ``verify-audit`` over the sealed
+chain, and prints a table; one JSON line is appended to .data/bench/results.jsonl. Progress on
+stderr.
 
 Without ``--database-url`` it starts embedded Postgres and Redis in ``--data-dir`` (their own, so
 a long build disturbs no other server).
@@ -15,20 +17,25 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy import event, select
 
 from bench import db
 from bench.run import git_commit
 from bench.scale_data import Book, build, customer_email, read_back
 from core.accounts.service import settlement_account_id
+from core.audit.seal import SEAL_BATCH, seal, unsealed
+from core.audit.verify import ChainResult, verify_chain
 from core.config import Settings
 from core.db import make_engine, make_session_factory
 from core.identity import admin as admins
@@ -59,10 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--heavy-share", type=float, default=0.1)
     p.add_argument("--repeats", type=int, default=5, help="timed calls per read (after one warm-up)")
     p.add_argument("--no-audit", action="store_true", help="write no audit rows")
+    p.add_argument("--no-verify", action="store_true", help="skip the full verify-audit (sealing still runs)")
+    p.add_argument("--jobs", type=int, default=2, help="index builds at once beside the load")
     p.add_argument("--measure-only", action="store_true", help="time the reads of the book built by an earlier run")
     p.add_argument("--database-url", help="a Postgres server (default: embedded in --data-dir)")
     p.add_argument("--redis-url", help="with --database-url (default: embedded in --data-dir)")
-    p.add_argument("--data-dir", type=Path, default=ROOT / ".data" / "bench-scale")
+    p.add_argument("--data-dir", type=lambda p: Path(p).resolve(), default=ROOT / ".data" / "bench-scale")
     return p.parse_args(argv)
 
 
@@ -104,6 +113,82 @@ def validate(settings: Settings) -> tuple[Report, float]:
     finally:
         engine.dispose()
     return report, time.monotonic() - started
+
+
+# The bench's own server only (in --data-dir): checkpoints far apart for a load that writes tens of
+# GB, so a page is not written to the WAL whole again after every checkpoint (full-page writes).
+LOAD_SETTINGS = {"max_wal_size": "8GB", "checkpoint_timeout": "30min"}
+
+
+def tune_for_load(server_url: str) -> None:
+    with psycopg.connect(db.url(server_url, "postgres"), autocommit=True) as conn:
+        for name, value in LOAD_SETTINGS.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        conn.execute("SELECT pg_reload_conf()")
+
+
+class Sealer(threading.Thread):
+    """The project's sealer (``core.audit.seal.seal``, a batch per transaction, as the worker's task
+    runs it) sealing every audit row there is, beside the rest of the load."""
+
+    def __init__(self, settings: Settings, limit: int = SEAL_BATCH) -> None:
+        super().__init__(name="scale-sealer", daemon=True)
+        self.settings, self.limit = settings, limit
+        self.rows = self.batches = self.largest = 0
+        self.seconds = 0.0
+        self.unsealed_left = -1
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        started = time.monotonic()
+        engine = make_engine(self.settings, pool_size=1)
+        sessions = make_session_factory(engine)
+        try:
+            while True:
+                with sessions.begin() as session:
+                    result = seal(session, limit=self.limit)
+                if result.busy:
+                    time.sleep(0.1)
+                    continue
+                if result.sealed == 0:
+                    break
+                self.rows += result.sealed
+                self.batches += 1
+                self.largest = max(self.largest, result.sealed)
+                if self.batches % 500 == 0:
+                    say(f"sealer: {self.rows:,} rows in {self.batches:,} batches, {time.monotonic() - started:.0f} s")
+            with sessions() as session:
+                self.unsealed_left = unsealed(session, datetime.now(UTC)).rows
+        except BaseException as exc:  # re-raised by finish() in the main thread
+            self.error = exc
+        finally:
+            engine.dispose()
+            self.seconds = time.monotonic() - started
+
+    def finish(self) -> dict[str, Any]:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return {
+            "rows": self.rows,
+            "batches": self.batches,
+            "largest_batch": self.largest,
+            "seconds": round(self.seconds, 1),
+            "unsealed_left": self.unsealed_left,
+        }
+
+
+def verify(settings: Settings) -> tuple[ChainResult, float]:
+    """The project's full verify-audit over the sealed chain, in one snapshot (as the command)."""
+    engine = make_engine(settings, pool_size=1)
+    started = time.monotonic()
+    try:
+        with make_session_factory(engine)() as session:
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            result = verify_chain(session)
+    finally:
+        engine.dispose()
+    return result, time.monotonic() - started
 
 
 def reads(book: Book, newest_of_heavy: str) -> list[tuple[str, str, str]]:
@@ -292,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         stack = services.start(args.data_dir)
         server_url, redis_url = stack.database_url, stack.redis_url
+        tune_for_load(server_url)
     if args.measure_only:
         database_url = db.url(server_url, DATABASE)
         processes.migrate({**os.environ, "DATABASE_URL": database_url}, ROOT)  # the code may be newer
@@ -299,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         book = read_back(database_url, heavy=args.heavy)
         report, reconcile_s, build_s = Report(), 0.0, 0.0  # reconciled when it was built
         say(f"timing the reads of the book in {DATABASE} ({book.transfers:,} transfers)")
+        sealer = Sealer(settings)  # seals what an earlier run left unsealed, if anything
     else:
         database_url = db.recreate(server_url, DATABASE)
         say(f"fresh database {DATABASE}; migrating")
@@ -306,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_for(database_url, redis_url)
         admin_id, settlement_id = prepare(settings)
         say(f"building {args.transfers:,} transfers over {args.accounts:,} accounts")
+        sealer = Sealer(settings)
         started = time.monotonic()
         book = build(
             database_url,
@@ -318,10 +406,12 @@ def main(argv: list[str] | None = None) -> int:
             heavy=args.heavy,
             heavy_share=args.heavy_share,
             audit=not args.no_audit,
+            jobs=args.jobs,
+            audit_written=sealer.start,
             say=say,
         )
         build_s = time.monotonic() - started
-        say(f"built in {build_s:.0f} s; reconciling")
+        say(f"built in {build_s:.0f} s; reconciling{' (the sealer still at work)' if sealer.is_alive() else ''}")
         report, reconcile_s = validate(settings)
         say(
             f"reconcile: {report.accounts_checked:,} accounts, {report.transfers_checked:,} transfers, "
@@ -329,10 +419,25 @@ def main(argv: list[str] | None = None) -> int:
         )
         for problem in report.problems[:20]:
             say(f"MISMATCH {problem}")
+    if sealer.ident is None:
+        sealer.start()
+    sealing = sealer.finish()
+    say(
+        f"sealed {sealing['rows']:,} audit rows in {sealing['batches']:,} batches"
+        f" (largest {sealing['largest_batch']:,}) in {sealing['seconds']:.0f} s from the end of the audit load;"
+        f" {sealing['unsealed_left']:,} left unsealed"
+    )
     rows = measure(settings, book, args.repeats)
-    stored = sizes(database_url, book.transfers)
     print(f"{args.transfers:,} transfers, {args.accounts:,} accounts, {args.heavy} heavy at {args.heavy_share:.0%}")
-    print(table(rows))
+    print(table(rows), flush=True)
+    chain, verify_s = (None, 0.0) if args.no_verify else verify(settings)
+    if chain is not None:
+        state = "intact" if chain.ok else f"BROKEN at seq {chain.broken_at_seq}: {chain.reason}"
+        say(
+            f"verify-audit (full): {state}; {chain.rows_checked:,} rows,"
+            f" {chain.batches_checked:,} batches in {verify_s:.0f} s"
+        )
+    stored = sizes(database_url, book.transfers)
     print()
     print(size_table(stored, book.transfers))
     result = {
@@ -341,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "git_commit": git_commit(),
         "cpu": platform.processor() or platform.machine(),
         "nproc": os.cpu_count(),
+        "load_average": os.getloadavg(),
         "postgres": db.server_version(database_url),
         "transfers": args.transfers,
         "accounts": args.accounts,
@@ -350,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
         "build_steps_s": book.seconds,
         "reconcile_ok": report.ok,
         "reconcile_s": round(reconcile_s, 1),
+        "sealing": sealing,
+        "verify_ok": chain.ok if chain is not None else None,
+        "verify_rows": chain.rows_checked if chain is not None else None,
+        "verify_s": round(verify_s, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "reads": rows,
         "sizes": stored,
     }
@@ -358,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write(json.dumps(result) + "\n")
     if stack is not None:
         stack.stop()
-    return 0 if report.ok else 1
+    return 0 if report.ok and sealing["unsealed_left"] == 0 and (chain is None or chain.ok) else 1
 
 
 if __name__ == "__main__":

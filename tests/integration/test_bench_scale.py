@@ -1,5 +1,7 @@
 """bench.scale's generator writes a book the project's own reconcile finds exact, with the
-entries chained as the engine chains them, and every read the benchmark times answers."""
+entries chained as the engine chains them, its indexes and constraints back as the migrations made
+them, its audit rows sealed by the project's sealer in bounded batches and verified, and every read
+the benchmark times answers."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.commits  # a database of its own, migrated by Alembic i
 
 SCRATCH_DB = "bench_scale_test"
 TRANSFERS, ACCOUNTS = 2_000, 120
+AUDIT_CHUNK, SEAL_LIMIT = 300, 1_000  # small, so the book's ~4,100 audit rows take several of each
 
 # Per account, along seq: each entry's balance_after is the previous one's plus its amount (the
 # first from zero), and created_at never goes back.
@@ -49,13 +52,32 @@ def _indexes(conninfo: str) -> set[tuple[str, str]]:
         return set(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'").fetchall())
 
 
+def _constraints(conninfo: str) -> set[tuple[str, ...]]:
+    """Every constraint of the schema as the catalogue states it (the load drops and adds back keys
+    and the foreign keys to them)."""
+    with psycopg.connect(conninfo) as conn:
+        return set(
+            conn.execute(
+                "SELECT CAST(conrelid AS regclass)::text, conname, pg_get_constraintdef(oid), convalidated::text,"
+                " condeferrable::text, coalesce(CAST(conindid AS regclass)::text, '')"
+                " FROM pg_constraint WHERE connamespace = CAST('public' AS regnamespace)"
+            ).fetchall()
+        )
+
+
 def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  # type: ignore[no-untyped-def]
     url = services.recreate_database(stack, SCRATCH_DB)
     processes.migrate({**os.environ, "DATABASE_URL": url}, scale.ROOT)
     settings = scale.settings_for(url, stack.redis_url)
     admin_id, settlement_id = scale.prepare(settings)
     conninfo = db.url(url, SCRATCH_DB)
-    indexes_before = _indexes(conninfo)
+    indexes_before, constraints_before = _indexes(conninfo), _constraints(conninfo)
+    audit_when_written: list[int] = []
+
+    def audit_written() -> None:
+        with psycopg.connect(conninfo) as conn:
+            audit_when_written.append(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])  # type: ignore[index]
+
     book = build(
         conninfo,
         transfers=TRANSFERS,
@@ -64,9 +86,12 @@ def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  #
         settlement_id=settlement_id,
         password_hash=hash_password(scale.PASSWORD),
         partitions=settings.settle_partitions,
+        audit_chunk=AUDIT_CHUNK,
+        audit_written=audit_written,
     )
 
     assert _indexes(conninfo) == indexes_before  # each one it set aside for the load is back, the same
+    assert _constraints(conninfo) == constraints_before  # keys and foreign keys too, validated
 
     report, _ = scale.validate(settings)
     assert report.ok, report.problems[:10]
@@ -93,6 +118,19 @@ def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  #
         assert audit["transfer.requested"] == audit["transfer.completed"] == TRANSFERS
         assert audit["deposit.completed"] == kinds["DEPOSIT"]
         assert conn.execute("SELECT count(*) FROM audit_seals").fetchone() == (0,)  # the sealer's to write
+        assert audit_when_written == [sum(audit.values())]  # told once, when every audit row was in
+        # Committed a few moves at a time, as the engine's batches commit: no transaction holds more
+        # than two rows a move, so the sealer (cutting at transactions) never takes the book whole.
+        per_transaction = conn.execute("SELECT count(*) FROM audit_log GROUP BY txid").fetchall()
+        assert len(per_transaction) >= 8 and max(n for (n,) in per_transaction) <= 2 * AUDIT_CHUNK
+
+    sealer = scale.Sealer(settings, limit=SEAL_LIMIT)
+    sealer.start()
+    sealing = sealer.finish()
+    assert sealing["rows"] == sum(audit.values()) and sealing["unsealed_left"] == 0
+    assert sealing["batches"] >= 4 and sealing["largest_batch"] <= SEAL_LIMIT + 2 * AUDIT_CHUNK
+    chain, _ = scale.verify(settings)
+    assert chain.ok and chain.rows_checked == sum(audit.values()), chain
 
     rows = scale.measure(settings, book, repeats=1)
     assert [r["read"] for r in rows] == [what for what, _, _ in scale.reads(book, "x")]
