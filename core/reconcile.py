@@ -196,9 +196,30 @@ SELECT a.currency, a.balance, coalesce(p.total, 0) AS payouts
 """
 
 
+# How a row of each query reads in the report: a format string over the row's columns.
+_ENTRY_CHAIN_PROBLEM = (
+    "ledger entry {id} (account {account_id}, seq {seq}): balance_after {balance_after}"
+    " less amount {amount} != the entry before's {before}"
+)
+# The checks scoped by {accounts}, {transfers} or {entries}, in the order a pass runs them.
+_SCOPED_CHECKS = (
+    (_BALANCE_VS_NEWEST_ENTRY, "account {id}: balance {balance} != its newest entry's balance_after {balance_after}"),
+    (_CURRENCY_NOT_ZERO, "currency {currency}: ledger sums to {total}, not 0"),
+    (_TRANSFER_ENTRIES, "transfer {id} ({status}, amount {amount}): {n} entries, debit {debit}, credit {credit}"),
+    (_HELD_VS_HOLDS, "account {id}: held {held_amount} != sum of its HELD transfers {holds}"),
+    (_HOLD_STATES, "transfer {id} ({status}, hold {hold}, captured {captured_amount}): not a valid hold state"),
+    (_ORPHAN_ENTRIES, "ledger entry {id} is on an account outside transfer {transfer_id}"),
+    (
+        _BEYOND_CREDIT_LINE,
+        "account {id}: balance {balance} less held {held_amount} is beyond its credit line {credit_limit}",
+    ),
+)
+_USAGE_PROBLEM = "account {account_id}: {period} use from {starts_on} recorded {recorded}, its transfers make {derived}"
+_IN_TRANSIT_PROBLEM = "currency {currency}: in-transit balance {balance} != its payouts in transit {payouts}"
+
 # Called after each invariant's query: (queries done, queries in all).
 Progress = Callable[[int, int], None]
-_QUERIES = 10
+_QUERIES = 1 + len(_SCOPED_CHECKS) + 2  # the ledger check, the scoped ones, usage and in-transit
 
 
 def last_horizon(session: Session) -> int | None:
@@ -225,6 +246,11 @@ def record_checkpoint(session: Session, report: Report) -> bool:
     return True
 
 
+def _problems(session: Session, query: str, problem: str) -> list[str]:
+    """``problem`` filled in from each row ``query`` finds (each row breaks an invariant)."""
+    return [problem.format(**row._mapping) for row in session.execute(text(query))]
+
+
 def reconcile(session: Session, progress: Progress | None = None, *, incremental: bool = False) -> Report:
     """Check every invariant of the books (``incremental``: of what changed since the last clean
     pass; a full pass when there is none). Run it in a REPEATABLE READ transaction so all queries
@@ -249,59 +275,19 @@ def reconcile(session: Session, progress: Progress | None = None, *, incremental
     if start is None:
         report.accounts_checked = session.execute(text("SELECT count(*) FROM accounts")).scalar_one()
         report.transfers_checked = session.execute(text("SELECT count(*) FROM transfers")).scalar_one()
-        for row in session.execute(text(_BALANCE_VS_LEDGER)):
-            report.problems.append(f"account {row.id}: balance {row.balance} != ledger sum {row.ledger}")
+        report.problems += _problems(
+            session, _BALANCE_VS_LEDGER, "account {id}: balance {balance} != ledger sum {ledger}"
+        )
     else:
         for statement in _SCOPE:
             session.execute(text(statement), {"horizon": start} if ":horizon" in statement else {})
         report.accounts_checked = session.execute(text("SELECT count(*) FROM reconcile_scope_accounts")).scalar_one()
         report.transfers_checked = session.execute(text("SELECT count(*) FROM reconcile_scope_transfers")).scalar_one()
-        for row in session.execute(text(_ENTRY_CHAIN)):
-            report.problems.append(
-                f"ledger entry {row.id} (account {row.account_id}, seq {row.seq}): balance_after {row.balance_after}"
-                f" less amount {row.amount} != the entry before's {row.before}"
-            )
+        report.problems += _problems(session, _ENTRY_CHAIN, _ENTRY_CHAIN_PROBLEM)
     step()
-    for row in session.execute(text(_BALANCE_VS_NEWEST_ENTRY.format(**scope))):
-        report.problems.append(
-            f"account {row.id}: balance {row.balance} != its newest entry's balance_after {row.balance_after}"
-        )
-    step()
-    for row in session.execute(text(_CURRENCY_NOT_ZERO.format(**scope))):
-        report.problems.append(f"currency {row.currency}: ledger sums to {row.total}, not 0")
-    step()
-    for row in session.execute(text(_TRANSFER_ENTRIES.format(**scope))):
-        report.problems.append(
-            f"transfer {row.id} ({row.status}, amount {row.amount}): {row.n} entries, "
-            f"debit {row.debit}, credit {row.credit}"
-        )
-    step()
-    for row in session.execute(text(_HELD_VS_HOLDS.format(**scope))):
-        report.problems.append(f"account {row.id}: held {row.held_amount} != sum of its HELD transfers {row.holds}")
-    step()
-    for row in session.execute(text(_HOLD_STATES.format(**scope))):
-        report.problems.append(
-            f"transfer {row.id} ({row.status}, hold {row.hold}, captured {row.captured_amount}): not a valid hold state"
-        )
-    step()
-    for row in session.execute(text(_ORPHAN_ENTRIES.format(**scope))):
-        report.problems.append(f"ledger entry {row.id} is on an account outside transfer {row.transfer_id}")
-    step()
-    for row in session.execute(text(_BEYOND_CREDIT_LINE.format(**scope))):
-        report.problems.append(
-            f"account {row.id}: balance {row.balance} less held {row.held_amount} is beyond its credit line"
-            f" {row.credit_limit}"
-        )
-    step()
-    for row in session.execute(text(_USAGE_VS_TRANSFERS if start is None else _USAGE_OF_TOUCHED_PERIODS)):
-        report.problems.append(
-            f"account {row.account_id}: {row.period} use from {row.starts_on} recorded {row.recorded},"
-            f" its transfers make {row.derived}"
-        )
-    step()
-    for row in session.execute(text(_IN_TRANSIT_VS_PAYOUTS)):
-        report.problems.append(
-            f"currency {row.currency}: in-transit balance {row.balance} != its payouts in transit {row.payouts}"
-        )
-    step()
+    usage = _USAGE_VS_TRANSFERS if start is None else _USAGE_OF_TOUCHED_PERIODS
+    checks = [(query.format(**scope), problem) for query, problem in _SCOPED_CHECKS]
+    for query, problem in [*checks, (usage, _USAGE_PROBLEM), (_IN_TRANSIT_VS_PAYOUTS, _IN_TRANSIT_PROBLEM)]:
+        report.problems += _problems(session, query, problem)
+        step()
     return report
