@@ -19,29 +19,13 @@ from web.context import request_id, transaction
 from web.docs import BEARER, IDEMPOTENCY_KEY, doc
 from web.me import pin_policy
 from web.metadata_field import MetadataIn, metadata_out
-from web.schemas import (
-    CURRENCY,
-    PIN,
-    MinorUnits,
-    PageArgs,
-    Rfc3339Instant,
-    Strict,
-    StrictInteger,
-    by_value,
-    page_of,
-)
+from web.schemas import MovementIn, PageArgs, Rfc3339Instant, StrictInteger, by_value, page_of
 from web.security import checked_current_user, current_user
 
 blp = Blueprint("scheduled_transfers", __name__, url_prefix="/scheduled-transfers", description="Scheduled transfers")
 
 
-class ScheduledTransferIn(Strict):
-    source_account_id = fields.UUID(required=True)
-    destination_account_id = fields.UUID(required=True)
-    amount = MinorUnits(required=True)
-    currency = fields.String(required=True, validate=CURRENCY)
-    pin = fields.String(required=True, load_only=True, validate=PIN)
-    reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+class ScheduledTransferIn(MovementIn):
     start_at = Rfc3339Instant(required=True)
     rrule = fields.String(
         validate=validate.Length(min=1, max=500),

@@ -129,13 +129,20 @@ class OpenAccountIn(Strict):
     currency = fields.String(required=True, validate=CURRENCY)
 
 
-class TransferIn(Strict):
+class MovementIn(Strict):
+    """What a customer's request to move money between two accounts names, checked one way for a
+    transfer and a scheduled transfer: the accounts, the amount, its currency, the PIN, a reference.
+    A subclass adds its own fields after these (the OpenAPI document lists them in this order)."""
+
     source_account_id = fields.UUID(required=True)
     destination_account_id = fields.UUID(required=True)
     amount = MinorUnits(required=True)
     currency = fields.String(required=True, validate=CURRENCY)
     pin = fields.String(required=True, load_only=True, validate=PIN)
     reference = fields.String(validate=validate.Length(max=140), allow_none=True)
+
+
+class TransferIn(MovementIn):
     hold = StrictBoolean(
         load_default=False,
         metadata={"description": "Reserve the amount (ends HELD) instead of moving it; capture or void it later."},
