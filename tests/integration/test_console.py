@@ -348,6 +348,16 @@ def test_search_by_reference_and_status(console, admin, make_customer, sessions)
     assert reference not in page and "invoice &lt;b&gt;" in page  # escaped
     page = console.get("/console/search", query_string={"q": reference, "status": "FAILED"}).text
     assert str(accepted.transfer.id) not in page
+    # A status alone lists that status's transfers, newest first (the API's list).
+    assert str(accepted.transfer.id) in console.get("/console/search", query_string={"status": "COMPLETED"}).text
+    assert str(accepted.transfer.id) not in console.get("/console/search", query_string={"status": "FAILED"}).text
+
+
+def test_a_page_of_an_unknown_row_is_404(console) -> None:  # type: ignore[no-untyped-def]
+    unknown = uuid.uuid4()
+    for kind in ("users", "accounts", "transfers", "webhooks"):
+        r = console.get(f"/console/{kind}/{unknown}")
+        assert r.status_code == 404 and "Not Found" in r.text, kind
 
 
 def test_an_admin_with_otp_answers_the_code(client, admin, sessions) -> None:  # type: ignore[no-untyped-def]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask import session as cookie_session
 from flask_wtf import FlaskForm
 from marshmallow import Schema, ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from core import audit, statements
@@ -48,6 +49,8 @@ ADMINS_ONLY = "The console is for the bank's administrators only."
 OTP_CHALLENGE = "otp_challenge"
 NUL_REFUSED = "Must be text without NUL characters."
 CSRF_REFUSED = "The form was missing its CSRF token or it had expired. Reload the page and try again."
+
+_Row = TypeVar("_Row")
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -91,6 +94,14 @@ def _uuid_or_404(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         abort(404)
+
+
+def _get_or_404(session: Session, model: type[_Row], row_id: str) -> _Row:
+    """The row of ``model`` whose id is ``row_id`` (from the URL); 404 if it is no id or no row."""
+    row = session.get(model, _uuid_or_404(row_id))
+    if row is None:
+        abort(404)
+    return row
 
 
 # ---- login -----------------------------------------------------------------------------------
@@ -189,9 +200,7 @@ def login_otp() -> Any:
     # After commit: a wrong code counts toward the lockout, as the API's does.
     if result.locked_for is not None:
         cookie_session.pop(OTP_CHALLENGE, None)
-        return _login_refused(
-            LoginForm(formdata=None), f"Too many failed logins; try again in {result.locked_for} seconds.", 429
-        )
+        return _login_refused(LoginForm(formdata=None), _locked(result.locked_for), 429)
     if result.user is None:
         return render_template("console/otp.html", form=form, error="The code is wrong, or it has expired."), 401
     cookie_session.pop(OTP_CHALLENGE, None)
@@ -290,30 +299,13 @@ def search() -> Any:
         as_id = _maybe_uuid(q)
         if metadata and (not q or as_id is not None):
             # Transfers by metadata (the API's ?metadata[KEY]=VALUE), of one account when an id is given.
-            page = queries.list_visible(
-                session,
-                current_admin(),
-                status=_status(status),
-                account_id=as_id,
-                cursor=request.args.get("cursor"),
-                limit=PAGE_SIZE,
-                metadata=metadata,
-            )
-            results["transfers"], next_cursor = page.items, page.next_cursor
+            results["transfers"], next_cursor = _transfers(session, status, as_id, metadata)
         elif as_id is not None:
             results["users"] = [u for u in [session.get(User, as_id)] if u]
             results["accounts"] = [a for a in [session.get(Account, as_id)] if a]
             results["transfers"] = [t for t in [session.get(Transfer, as_id)] if t]
             if not results["transfers"] and results["accounts"]:
-                page = queries.list_visible(
-                    session,
-                    current_admin(),
-                    status=_status(status),
-                    account_id=as_id,
-                    cursor=request.args.get("cursor"),
-                    limit=PAGE_SIZE,
-                )
-                results["transfers"], next_cursor = page.items, page.next_cursor
+                results["transfers"], next_cursor = _transfers(session, status, as_id)
         elif "@" in q:
             pattern = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             by_email = select(User).where(User.email.like(pattern, escape="\\"))
@@ -325,15 +317,7 @@ def search() -> Any:
                 stmt = stmt.where(Transfer.status == _status(status))
             results["transfers"] = list(session.scalars(stmt.order_by(Transfer.created_at.desc()).limit(PAGE_SIZE)))
         elif status:
-            page = queries.list_visible(
-                session,
-                current_admin(),
-                status=_status(status),
-                account_id=None,
-                cursor=request.args.get("cursor"),
-                limit=PAGE_SIZE,
-            )
-            results["transfers"], next_cursor = page.items, page.next_cursor
+            results["transfers"], next_cursor = _transfers(session, status, None)
     statuses = [s.value for s in TransferStatus]
     return render_template(
         "console/search.html",
@@ -345,6 +329,22 @@ def search() -> Any:
         meta_key=request.args.get("meta_key", ""),
         meta_value=request.args.get("meta_value", ""),
     )
+
+
+def _transfers(
+    session: Session, status: str | None, account_id: uuid.UUID | None, metadata: dict[str, str] | None = None
+) -> tuple[list[Transfer], str | None]:
+    """A page of transfers as the API's GET /transfers lists them for the admin, from ?cursor."""
+    page = queries.list_visible(
+        session,
+        current_admin(),
+        status=_status(status),
+        account_id=account_id,
+        cursor=request.args.get("cursor"),
+        limit=PAGE_SIZE,
+        metadata=metadata,
+    )
+    return page.items, page.next_cursor
 
 
 def _metadata_filter() -> dict[str, str] | None:
@@ -382,9 +382,7 @@ def _status(value: str | None) -> TransferStatus | None:
 @admin_required
 def user_page(user_id: str) -> str:
     with transaction() as session:
-        user = session.get(User, _uuid_or_404(user_id))
-        if user is None:
-            abort(404)
+        user = _get_or_404(session, User, user_id)
         owned = list(session.scalars(select(Account).where(Account.user_id == user.id).order_by(Account.created_at)))
         return render_template("console/user.html", user=user, accounts=owned, form=KycForm())
 
@@ -393,9 +391,7 @@ def user_page(user_id: str) -> str:
 @admin_required
 def account_page(account_id: str, limits_form: LimitsForm | None = None, status: int = 200) -> Any:
     with transaction() as session:
-        account = session.get(Account, _uuid_or_404(account_id))
-        if account is None:
-            abort(404)
+        account = _get_or_404(session, Account, account_id)
         limits = limit_settings.view(session, account)
         now = database_now(session).astimezone(UTC)
         entries = queries.list_entries(session, account, cursor=request.args.get("cursor"), limit=PAGE_SIZE)
@@ -522,9 +518,7 @@ def set_limits(account_id: str) -> Any:
 @admin_required
 def transfer_page(transfer_id: str) -> str:
     with transaction() as session:
-        transfer = session.get(Transfer, _uuid_or_404(transfer_id))
-        if transfer is None:
-            abort(404)
+        transfer = _get_or_404(session, Transfer, transfer_id)
         source = session.get(Account, transfer.source_account_id)
         destination = session.get(Account, transfer.destination_account_id)
         entries = list(
@@ -582,9 +576,7 @@ def webhooks_page() -> str:
 @admin_required
 def endpoint_page(endpoint_id: str) -> str:
     with transaction() as session:
-        endpoint = session.get(WebhookEndpoint, _uuid_or_404(endpoint_id))
-        if endpoint is None:
-            abort(404)
+        endpoint = _get_or_404(session, WebhookEndpoint, endpoint_id)
         stmt = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
         deliveries = paginate(session, stmt, newest_first(WebhookDelivery), request.args.get("cursor"), PAGE_SIZE)
         return render_template("console/endpoint.html", endpoint=endpoint, deliveries=deliveries, form=ActionForm())
