@@ -47,6 +47,14 @@ SELECT (SELECT count(*) FROM transfers t
 """
 
 
+_NOT_V4 = """
+SELECT (SELECT count(*) FROM users WHERE CAST(id AS text) !~ %(v4)s)
+     + (SELECT count(*) FROM accounts WHERE CAST(id AS text) !~ %(v4)s)
+     + (SELECT count(*) FROM transfers WHERE CAST(id AS text) !~ %(v4)s)
+     + (SELECT count(*) FROM ledger_entries WHERE CAST(id AS text) !~ %(v4)s)
+"""
+
+
 def _indexes(conninfo: str) -> set[tuple[str, str]]:
     with psycopg.connect(conninfo) as conn:
         return set(conn.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'").fetchall())
@@ -99,6 +107,10 @@ def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  #
     with psycopg.connect(conninfo) as conn:
         assert conn.execute(_BROKEN_CHAINS).fetchone() == (0,)
         assert conn.execute(_DANGLING).fetchone() == (0,)
+        # Every id the generator drew is a version 4 uuid (variant 10xx), as uuid.uuid4() makes them.
+        assert conn.execute(
+            _NOT_V4, {"v4": "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"}
+        ).fetchone() == (0,)
         kinds = dict(conn.execute("SELECT kind, count(*) FROM transfers GROUP BY kind").fetchall())
         assert kinds["TRANSFER"] == TRANSFERS and 0 < kinds["DEPOSIT"] <= ACCOUNTS
         assert report.transfers_checked == TRANSFERS + kinds["DEPOSIT"]
