@@ -36,11 +36,14 @@ def measure(session: Session, now: datetime, max_requeues: int = 60) -> Backlog:
         text("SELECT count(*), min(occurred_at) FROM webhook_events WHERE relayed_at IS NULL")
     ).one()
     # A delivery is undelivered until it succeeds or is given up; its event's age is how late
-    # the receiver is. Both scans use partial indexes on the (small) waiting sets.
+    # the receiver is. Both scans use partial indexes on the (small) waiting sets. A delivery
+    # carries its event's occurred_at (migration 0029, the partition key of webhook_events): no
+    # event is read for it; one made before 0029 finds its event by id (every day partition).
     oldest_pending_delivery = session.execute(
         text(
-            "SELECT min(e.occurred_at) FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
-            " WHERE d.status = 'PENDING'"
+            "SELECT min(coalesce(d.event_occurred_at,"
+            " (SELECT e.occurred_at FROM webhook_events e WHERE e.id = d.event_id)))"
+            " FROM webhook_deliveries d WHERE d.status = 'PENDING'"
         )
     ).scalar_one()
     undelivered = [t for t in (oldest_unrelayed, oldest_pending_delivery) if t is not None]

@@ -27,11 +27,16 @@ from core.webhooks.models import WebhookEndpoint
 
 MAX_EVENTS = 10_000
 
+# The events are named by their whole key, id and occurred_at (webhook_events is partitioned by
+# day of occurred_at, migration 0028): by id alone, Postgres would probe every day partition for
+# each id; with the days, it reads only theirs. (Each id is one event, so the two lists select
+# exactly the events picked.)
+
 _UPSERT = """
 INSERT INTO webhook_deliveries (id, event_id, event_occurred_at, endpoint_id, event_type, status, attempt,
                                 next_attempt_at)
 SELECT gen_random_uuid(), e.id, e.occurred_at, :endpoint_id, e.event_type, 'PENDING', 0, :now
-  FROM webhook_events e WHERE e.id = ANY(:ids)
+  FROM webhook_events e WHERE e.id = ANY(:ids) AND e.occurred_at = ANY(:occurred)
     ON CONFLICT ON CONSTRAINT uq_webhook_deliveries_event_endpoint DO UPDATE
    SET status = 'PENDING', attempt = 0, next_attempt_at = :now, queued_until = NULL,
        event_occurred_at = EXCLUDED.event_occurred_at
@@ -69,9 +74,9 @@ def replay(
         days = RETENTION // timedelta(days=1)
         raise ValidationFailed("range older than the retention", errors={"from": [f"At most {days} days ago."]})
     wanted = list(types) if types else [EventType(t) for t in endpoint.events]
-    ids = list(
-        session.scalars(
-            select(DomainEvent.id)
+    keys = list(
+        session.execute(
+            select(DomainEvent.id, DomainEvent.occurred_at)
             .where(
                 literal(user.id) == any_(DomainEvent.owner_ids),
                 DomainEvent.occurred_at >= start,
@@ -83,12 +88,13 @@ def replay(
             .limit(MAX_EVENTS + 1)
         )
     )
+    ids, occurred = [key.id for key in keys], sorted({key.occurred_at for key in keys})
     if len(ids) > MAX_EVENTS:
         raise ValidationFailed(
             "too many events in the range", errors={"to": [f"At most {MAX_EVENTS} events per replay."]}
         )
     if ids:
-        session.execute(text(_UPSERT), {"ids": ids, "endpoint_id": endpoint.id, "now": now})
+        session.execute(text(_UPSERT), {"ids": ids, "occurred": occurred, "endpoint_id": endpoint.id, "now": now})
     audit.record(
         session,
         action="webhook.events_replayed",
