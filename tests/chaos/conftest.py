@@ -79,18 +79,29 @@ class Cluster:
             proc.popen.wait(10)
 
     def ensure_running(self) -> None:
-        for name in ("w1", "w2"):
-            if name not in self.workers or self.workers[name].popen.poll() is not None:
-                self.start_worker(name)
+        down = [n for n in ("w1", "w2") if n not in self.workers or self.workers[n].popen.poll() is not None]
+        # Side by side: each start waits for its worker's " ready." (seconds of imports and boot).
+        with ThreadPoolExecutor(2) as pool:
+            for started in [pool.submit(self.start_worker, name) for name in down]:
+                started.result()
+
+    def stop_workers(self) -> None:
+        """Stop every worker of the cluster (each a warm shutdown of seconds: side by side)."""
+        stop_all(list(self.workers.values()))
+        self.workers.clear()
 
     def stop(self) -> None:
-        for p in self.workers.values():
-            p.stop()
-        if self.api:
-            self.api.stop()
+        stop_all([*self.workers.values(), *([self.api] if self.api else [])])
 
     def worker_logs(self) -> str:
         return "".join(p.log() for p in self.workers.values())
+
+
+def stop_all(procs: list[processes.Proc]) -> None:
+    """Stop processes side by side: each stop waits for its process's own shutdown."""
+    with ThreadPoolExecutor(max(1, len(procs))) as pool:
+        for stopped in [pool.submit(p.stop) for p in procs]:
+            stopped.result()
 
 
 def _rabbitmqctl(*args: str) -> bool:
@@ -132,9 +143,13 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         c = Cluster(request.param, env, tmp_path_factory.mktemp(f"chaos-{request.param}"))
         stack.callback(c.stop)
         port = processes.free_port()
-        c.api = processes.start_api(env, c.log_dir, ROOT, port)
+        with ThreadPoolExecutor(1) as pool:  # the API boots while the workers do
+            api = pool.submit(processes.start_api, env, c.log_dir, ROOT, port)
+            try:
+                c.ensure_running()
+            finally:
+                c.api = api.result()  # registered for c.stop even when a worker failed to start
         c.api_url = f"http://127.0.0.1:{port}"
-        c.ensure_running()
         yield c
 
 

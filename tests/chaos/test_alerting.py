@@ -25,6 +25,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devtools import processes
 from tests import factories
-from tests.chaos.conftest import wait_final
+from tests.chaos.conftest import stop_all, wait_final
 from tests.stack_metrics import ALERTS_FILE, alert_exprs, metric_names
 from tests.waits import wait_for
 
@@ -161,17 +162,29 @@ def alerting_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
         return proc
 
     try:
-        api_port = processes.free_port()
+        api_port, exporter_port = processes.free_port(), processes.free_port()
         (tmp_path / "prom-api").mkdir()
-        procs["api"] = processes.start_api(
-            {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-api")}, tmp_path, ROOT, api_port, workers=1
-        )
-        procs["settle"] = pool("settle", ["--exclude-queues", "webhooks"])
-        procs["webhooks"] = pool("webhooks", ["--queues", "webhooks"])
-        exporter_port = processes.free_port()
-        procs["exporter"] = processes.start_backlog_exporter(env, tmp_path, ROOT, exporter_port)
+        # Side by side: each start waits for its process to be ready (mostly importing the app).
+        with ThreadPoolExecutor(5) as boot:
+            starting = {
+                "api": boot.submit(
+                    processes.start_api,
+                    {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-api")},
+                    tmp_path,
+                    ROOT,
+                    api_port,
+                    workers=1,
+                ),
+                "settle": boot.submit(pool, "settle", ["--exclude-queues", "webhooks"]),
+                "webhooks": boot.submit(pool, "webhooks", ["--queues", "webhooks"]),
+                "exporter": boot.submit(processes.start_backlog_exporter, env, tmp_path, ROOT, exporter_port),
+                "beat": boot.submit(processes.start_beat, env, tmp_path, ROOT),
+            }
+        failed = [error for error in (started.exception() for started in starting.values()) if error is not None]
+        procs.update({name: started.result() for name, started in starting.items() if not started.exception()})
+        if failed:
+            raise failed[0]  # after every started process is in procs, which the finally stops
         targets.append(Target("backlog", "backlog", f"http://127.0.0.1:{exporter_port}/metrics"))
-        procs["beat"] = processes.start_beat(env, tmp_path, ROOT)
         yield {
             "procs": procs,
             "targets": targets,
@@ -183,7 +196,11 @@ def alerting_stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     finally:
         for proc in procs.values():
             proc.signal(signal.SIGCONT)
-            proc.stop()
+        # Beat first, while the pools still take what it sends: a heartbeat it sent after they had
+        # stopped would wait in a queue the next test measures (test_the_broker_down_... counts 3).
+        if "beat" in procs:
+            procs.pop("beat").stop()
+        stop_all(list(procs.values()))
 
 
 def test_hung_then_stopped_settlement_pool_moves_the_gauges_and_fires_the_alerts(  # type: ignore[no-untyped-def]

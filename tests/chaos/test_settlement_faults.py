@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -21,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 
 from core.models import Transfer, TransferStatus
 from devtools import processes
-from tests.chaos.conftest import ROOT, Cluster, Party, assert_books, people, submit
+from tests.chaos.conftest import ROOT, Cluster, Party, assert_books, people, stop_all, submit
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.chaos
@@ -179,14 +180,29 @@ def test_the_sweeper_runs_while_every_settlement_process_is_stuck(  # type: igno
     """Production pools: settlement (-X webhooks,maintenance) and maintenance (-Q maintenance).
     With the settlement pool frozen, the sweeper still runs and re-nudges the stuck transfers (it
     shared the settlement queue and waited behind stuck batches: 457 runs dropped)."""
-    for name in list(running.workers):
-        running.workers.pop(name).stop()  # the shared pools consume every queue: not this test's
+    running.stop_workers()  # the shared pools consume every queue: not this test's
     env = {**running.env, "SWEEPER_INTERVAL_SECONDS": "1", "SWEEPER_PENDING_AGE_SECONDS": "2"}
-    settle = processes.start_worker(
-        f"{running.broker}-settle-only", env, tmp_path, ROOT, queues=["--exclude-queues", "webhooks,maintenance"]
-    )
-    upkeep = processes.start_worker(f"{running.broker}-maintenance", env, tmp_path, ROOT, queues=["-Q", "maintenance"])
-    beat = processes.start_beat(env, tmp_path, ROOT, name=f"{running.broker}-beat")
+    with ThreadPoolExecutor(3) as boot:  # side by side: each start waits for its process to be ready
+        starting = [
+            boot.submit(
+                processes.start_worker,
+                f"{running.broker}-settle-only",
+                env,
+                tmp_path,
+                ROOT,
+                queues=["--exclude-queues", "webhooks,maintenance"],
+            ),
+            boot.submit(
+                processes.start_worker,
+                f"{running.broker}-maintenance",
+                env,
+                tmp_path,
+                ROOT,
+                queues=["-Q", "maintenance"],
+            ),
+            boot.submit(processes.start_beat, env, tmp_path, ROOT, name=f"{running.broker}-beat"),
+        ]
+    settle, upkeep, beat = (s.result() for s in starting)
     try:
         a, b = people(http, sessions, settings, admin_user, 2, 1_000)
         settle.signal(signal.SIGSTOP)  # every settlement process stuck
@@ -202,8 +218,7 @@ def test_the_sweeper_runs_while_every_settlement_process_is_stuck(  # type: igno
         assert_books(sessions, [a, b], ids, 2_000)
     finally:
         settle.signal(signal.SIGCONT)
-        for proc in (beat, upkeep, settle):
-            proc.stop()
+        stop_all([beat, upkeep, settle])
 
 
 @contextmanager
@@ -231,8 +246,7 @@ def test_settlement_resumes_within_seconds_of_a_database_outage(  # type: ignore
     native delayed delivery): after a 10 s outage settlement is back within seconds by its retries
     alone (no beat here, so no sweeper to help). It took 21.7 s on RabbitMQ, the worker holding
     a retry backed off up to 30 s."""
-    for name in list(running.workers):
-        running.workers.pop(name).stop()  # this test's pool has no beat: only retries bring it back
+    running.stop_workers()  # this test's pool has no beat: only retries bring it back
     parties = people(http, sessions, settings, admin_user, 6, 5_000)
     rng = random.Random(5)
     pairs = [rng.sample(parties, 2) for _ in range(40)]

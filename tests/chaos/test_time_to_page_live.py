@@ -14,7 +14,6 @@ Each measured time is printed and checked against the promise.
 from __future__ import annotations
 
 import os
-import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from devtools import processes
+from tests.chaos.live_stack import LiveStack, live_stack
+from tests.ops.servers import Alertmanager, Prometheus
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,7 +31,6 @@ pytestmark = [
     pytest.mark.skipif(not os.environ.get("BANK_LIVE_PAGING"), reason="opt-in: BANK_LIVE_PAGING=1 (about 10 minutes)"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 PAGE_WITHIN, RECOVERY_WITHIN = 120, 120
 
 
@@ -52,124 +51,69 @@ def _paged(alertname: str, status: str, **labels: str) -> Callable[[list[tuple[f
 
 
 def test_time_to_page_at_the_shipped_timings(stack: Any, tmp_path: Path) -> None:
-    from tests.ops.servers import start_alertmanager, start_prometheus
-
     secrets = {name: uuid.uuid4().hex + uuid.uuid4().hex for name in ("JWT", "PIN", "WEBHOOK", "METRICS")}
-    api_port, api_metrics = processes.free_port(), processes.free_port()
-    (tmp_path / "prom-api").mkdir()
     api_env = {
         "APP_ENV": "production",
         "JWT_SECRET_KEY": secrets["JWT"],
         "PIN_PEPPER": secrets["PIN"],
         "WEBHOOK_SECRETS_KEY": secrets["WEBHOOK"],
         "METRICS_TOKEN": secrets["METRICS"],
-        "API_METRICS_PORT": str(api_metrics),
-        "API_METRICS_ADDR": "127.0.0.1",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom-api"),
     }
-    procs: dict[str, processes.Proc] = {}
-    ports: dict[str, int] = {}
-
-    def pool(name: str, queues: list[str]) -> processes.Proc:
-        ports.setdefault(name, processes.free_port())
-        prom = tmp_path / f"prom-{name}"
-        prom.mkdir(exist_ok=True)
-        env = {
-            "PROMETHEUS_MULTIPROC_DIR": str(prom),
-            "WORKER_METRICS_PORT": str(ports[name]),
-            "WORKER_METRICS_ADDR": "127.0.0.1",
-        }
-        procs[name] = processes.start_worker(name, env, tmp_path, ROOT, concurrency=1, queues=queues)
-        return procs[name]
-
-    settle_queues = ["--exclude-queues", "webhooks,maintenance"]
-    am = prometheus = None
     measured: dict[str, float] = {}
-    try:
-        procs["api"] = processes.start_api(api_env, tmp_path, ROOT, api_port, workers=1)
-        pool("settle", settle_queues)
-        pool("webhooks", ["--queues", "webhooks"])
-        pool("maintenance", ["--queues", "maintenance"])
-        exporter_port = processes.free_port()
-        procs["exporter"] = processes.start_backlog_exporter({}, tmp_path, ROOT, exporter_port)
-        procs["beat"] = processes.start_beat({}, tmp_path, ROOT)
-        am = start_alertmanager(tmp_path, 1)
-        prometheus = start_prometheus(
-            tmp_path,
-            {
-                "api": [f"127.0.0.1:{api_metrics}"],
-                "worker": [f"127.0.0.1:{ports[n]}" for n in ("settle", "webhooks", "maintenance")],
-                "backlog": [f"127.0.0.1:{exporter_port}"],
-                "alertmanager": [am.address],
-            },
-            am.address,
-        )
-        # Steady state: two minutes, every target up, nothing paged.
-        time.sleep(120)
-        up = {r["metric"]["instance"]: r["value"][1] for r in prometheus.query("up")}
-        assert set(up.values()) == {"1"}, up
-        assert not am.notifications("oncall"), am.notifications("oncall")
-
-        def when(alert: str, status: str, labels: dict[str, str], since: float) -> float:
-            assert am is not None
-            found = _paged(alert, status, **labels)
-            notes = am.wait_for(
-                "oncall", lambda notes: found([n for n in notes if n[0] > since]), timeout=PAGE_WITHIN + 60
-            )
-            return next(at for at, note in notes if at > since and found([(at, note)])) - since
-
-        def fault(
-            name: str, alert: str, labels: dict[str, str], down: Callable[[], Any], up: Callable[[], Any]
-        ) -> None:
-            broken = time.monotonic()
-            down()
-            measured[f"{name}: page"] = when(alert, "firing", labels, broken)
-            healed = time.monotonic()
-            up()
-            measured[f"{name}: resolved"] = when(alert, "resolved", labels, healed)
-
-        def kill(name: str) -> Callable[[], None]:
-            def it() -> None:
-                procs[name].signal(signal.SIGKILL)
-                procs[name].popen.wait(10)
-
-            return it
-
-        def restart_settle() -> None:
-            pool("settle", settle_queues)
-
-        def restart_beat() -> None:
-            procs["beat"] = processes.start_beat({}, tmp_path, ROOT, name="beat2")
-
-        def restart_api() -> None:
-            procs["api"] = processes.start_api(api_env, tmp_path, ROOT, api_port, workers=1)
-
-        settle = {"instance": f"127.0.0.1:{ports['settle']}"}
-        fault("settlement pool killed", "TargetDown", settle, kill("settle"), restart_settle)
-        time.sleep(max(0.0, 97 - measured["settlement pool killed: resolved"]))  # the SRE's second outage
-        fault(
-            "settlement pool killed again, 97 s after it healed", "TargetDown", settle, kill("settle"), restart_settle
-        )
-        time.sleep(30)
-        fault("beat killed", "SchedulerDown", {}, kill("beat"), restart_beat)
-        time.sleep(30)
-        fault("API killed", "TargetDown", {"job": "api"}, kill("api"), restart_api)
-        if stack._redis_proc is not None:  # the embedded Redis (the broker) can be stopped and started
-            time.sleep(30)
-            fault("broker stopped", "DependencyDown", {"dependency": "broker"}, stack.stop_redis, stack.start_redis)
-        # One outage, one page: nothing but the alerts that name each fault paged (the whole pool
-        # killed also paged NoWorkerHeartbeat for every queue it served).
-        paged = {a["labels"]["alertname"] for _, note in am.notifications("oncall") for a in note["alerts"]}
-        print(f"LIVE paged: {sorted(paged)}")
-        assert paged <= {"TargetDown", "SchedulerDown", "DependencyDown"}, paged
-    finally:
-        for name, seconds in measured.items():
-            print(f"LIVE {name}: {seconds:.0f} s")
-        if prometheus is not None:
-            prometheus.proc.stop()
-        if am is not None:
-            am.stop()
-        for proc in procs.values():
-            proc.stop()
+    with live_stack(
+        tmp_path, api_env=api_env, api_workers=1, concurrency={"settle": 1, "webhooks": 1, "maintenance": 1}
+    ) as live:
+        am, prometheus = live.am, live.prometheus
+        assert am is not None and prometheus is not None
+        try:
+            _faults(stack, live, am, prometheus, measured)
+        finally:
+            for name, seconds in measured.items():
+                print(f"LIVE {name}: {seconds:.0f} s")
     late = {name: s for name, s in measured.items() if s > (PAGE_WITHIN if "page" in name else RECOVERY_WITHIN)}
     assert not late, late
+
+
+def _faults(stack: Any, live: LiveStack, am: Alertmanager, prometheus: Prometheus, measured: dict[str, float]) -> None:
+    """One fault at a time, each measured into ``measured``: page, then resolution."""
+    # Steady state: two minutes, every target up, nothing paged.
+    time.sleep(120)
+    up = {r["metric"]["instance"]: r["value"][1] for r in prometheus.query("up")}
+    assert set(up.values()) == {"1"}, up
+    assert not am.notifications("oncall"), am.notifications("oncall")
+
+    def when(alert: str, status: str, labels: dict[str, str], since: float) -> float:
+        found = _paged(alert, status, **labels)
+        notes = am.wait_for("oncall", lambda notes: found([n for n in notes if n[0] > since]), timeout=PAGE_WITHIN + 60)
+        return next(at for at, note in notes if at > since and found([(at, note)])) - since
+
+    def fault(name: str, alert: str, labels: dict[str, str], down: Callable[[], Any], up: Callable[[], Any]) -> None:
+        broken = time.monotonic()
+        down()
+        measured[f"{name}: page"] = when(alert, "firing", labels, broken)
+        healed = time.monotonic()
+        up()
+        measured[f"{name}: resolved"] = when(alert, "resolved", labels, healed)
+
+    def kill(name: str) -> Callable[[], None]:
+        return lambda: live.kill(name)
+
+    def restart_settle() -> None:
+        live.start_pool("settle")
+
+    settle = {"instance": f"127.0.0.1:{live.ports['settle']}"}
+    fault("settlement pool killed", "TargetDown", settle, kill("settle"), restart_settle)
+    time.sleep(max(0.0, 97 - measured["settlement pool killed: resolved"]))  # the SRE's second outage
+    fault("settlement pool killed again, 97 s after it healed", "TargetDown", settle, kill("settle"), restart_settle)
+    time.sleep(30)
+    fault("beat killed", "SchedulerDown", {}, kill("beat"), lambda: live.start_beat("beat2"))
+    time.sleep(30)
+    fault("API killed", "TargetDown", {"job": "api"}, kill("api"), live.start_api)
+    if stack._redis_proc is not None:  # the embedded Redis (the broker) can be stopped and started
+        time.sleep(30)
+        fault("broker stopped", "DependencyDown", {"dependency": "broker"}, stack.stop_redis, stack.start_redis)
+    # One outage, one page: nothing but the alerts that name each fault paged (the whole pool
+    # killed also paged NoWorkerHeartbeat for every queue it served).
+    paged = {a["labels"]["alertname"] for _, note in am.notifications("oncall") for a in note["alerts"]}
+    print(f"LIVE paged: {sorted(paged)}")
+    assert paged <= {"TargetDown", "SchedulerDown", "DependencyDown"}, paged
