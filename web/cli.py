@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from sqlalchemy import make_url
 
-from core.audit.verify import record_checkpoint, verify_chain
+from core.audit.verify import default_workers, record_checkpoint, verify_chain
 from core.check_timeout import limit_statement_time
 from core.create_database import create_database_if_missing
 from core.identity import admin as admins
@@ -108,12 +108,19 @@ def init_checks(app: Flask) -> None:
         help="Prove only the batches after the last intact pass (its batch's root and link rechecked); "
         "without it, a full pass from seq 1.",
     )
-    def verify_audit_command(statement_timeout: float, incremental: bool) -> None:
+    @click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=default_workers,
+        show_default="one per core, at most 4",
+        help="Processes proving the chain, each a share of the seqs, all in the command's snapshot.",
+    )
+    def verify_audit_command(statement_timeout: float, incremental: bool, workers: int) -> None:
         """Verify the sealed audit chain; exit 1 at the first broken link (unsealed rows are normal)."""
         with transaction() as session, progress_bar("verify-audit: seals") as progress:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             limit_statement_time(session, statement_timeout)
-            result = verify_chain(session, incremental=incremental, progress=progress)
+            result = verify_chain(session, incremental=incremental, progress=progress, workers=workers)
             record_checkpoint(session, result, full_pass=not incremental)
         pending = f"{result.unsealed_rows} unsealed (oldest {result.oldest_unsealed_age_seconds:.1f} s)"
         start = "from seq 1" if result.started_after_batch is None else f"after batch {result.started_after_batch}"
@@ -122,5 +129,6 @@ def init_checks(app: Flask) -> None:
             click.echo(f"audit chain BROKEN{where}: {result.reason}; {pending}", err=True)
             raise SystemExit(1)
         click.echo(
-            f"audit chain intact: {result.rows_checked} rows in {result.batches_checked} batches {start}; {pending}"
+            f"audit chain intact: {result.rows_checked} rows in {result.batches_checked} batches {start}"
+            f" ({result.processes} process{'es' if result.processes > 1 else ''}); {pending}"
         )

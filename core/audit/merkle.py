@@ -51,12 +51,22 @@ class ProofStep:
 
 def merkle_root(leaves: Sequence[str]) -> str:
     """Hex root of the tree over ``leaves`` (hex row hashes, in order)."""
+    return root_of_digests([bytes.fromhex(leaf) for leaf in leaves]).hex()
+
+
+def root_of_digests(leaves: Sequence[bytes]) -> bytes:
+    """The root of the tree over ``leaves`` given as 32-byte digests: the same tree, in tight
+    loops (verify-audit builds one per batch over every sealed row)."""
     if not leaves:
         raise ValueError("a Merkle tree needs at least one leaf")
-    level = [_leaf(leaf) for leaf in leaves]
+    sha256 = hashlib.sha256
+    level = [sha256(LEAF + leaf).digest() for leaf in leaves]
     while len(level) > 1:
-        level = _next_level(level)
-    return level[0].hex()
+        paired = [sha256(NODE + left + right).digest() for left, right in zip(level[0::2], level[1::2], strict=False)]
+        if len(level) % 2:
+            paired.append(level[-1])  # carried up unchanged
+        level = paired
+    return level[0]
 
 
 def merkle_proof(leaves: Sequence[str], index: int) -> list[ProofStep]:
