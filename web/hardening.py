@@ -170,6 +170,34 @@ def _refuse_hostile_input() -> Response | None:
     return None
 
 
+def _no_fields_where_none_are_taken() -> Response | None:
+    """A JSON body with fields sent to an API action that declares no body (pause, rotate-secret,
+    logout, a DELETE…) is a 422 naming them, as a declared body's unknown fields are (API.md
+    "Errors": unknown fields are rejected): a client that sends ``{"reason": …}`` to pause a
+    schedule learns that it was not taken instead of a 200 that ignored it. ``{}`` and no body
+    are fine. Runs after ``_refuse_hostile_input``: the body is one JSON object by now."""
+    if (
+        request.method not in _BODY_METHODS
+        or not request.path.startswith(API_PATH)
+        or not request.is_json
+        or takes_raw_body(request.endpoint)
+    ):
+        return None
+    view = current_app.view_functions.get(request.endpoint or "")
+    declared = getattr(view, "_apidoc", {}).get("arguments", {}).get("parameters", [])
+    if any(parameter.get("in") == "json" for parameter in declared):
+        return None  # its schema refuses unknown fields itself
+    body = request.get_json(silent=True)
+    if not body:
+        return None
+    return problem(
+        422,
+        "VALIDATION_ERROR",
+        "request validation failed",
+        errors={name: ["Unknown field."] for name in body},
+    )
+
+
 class _NotJson(ValueError):
     pass
 
@@ -263,6 +291,7 @@ def init_app(app: Flask) -> None:
     app.before_request(_body_limit)  # before anything reads the body
     app.before_request(_json_bodies_only)  # before the auth, the limiter and the view
     app.before_request(_refuse_hostile_input)
+    app.before_request(_no_fields_where_none_are_taken)
     app.after_request(_security_headers)
     app.after_request(_no_type_without_content)
     _init_cors(app, app.extensions["bank"].settings.cors_origins)

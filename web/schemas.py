@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from datetime import UTC
 from typing import Any
 
 import marshmallow as ma
@@ -227,7 +228,14 @@ class Rfc3339Instant(fields.AwareDateTime):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         if not isinstance(value, str) or not self._FORM.fullmatch(value):
             raise ma.ValidationError("Must be an RFC 3339 instant: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM).")
-        return super()._deserialize(value, attr, data, **kwargs)
+        instant = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            # 9999-12-31T23:59:59-01:00 is in the year 10000 in UTC: every use of it (the rule's
+            # start, a comparison in UTC) raised OverflowError, a 500.
+            instant.astimezone(UTC)
+        except OverflowError as error:
+            raise ma.ValidationError("Must be between the years 1 and 9999 in UTC.") from error
+        return instant
 
 
 class BalanceAsOfArgs(Strict):
