@@ -6,12 +6,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from psycopg import sql
+from psycopg import _queries, sql
 from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import after_commit
+from core import after_commit, first_statement
 from core.config import Settings
 
 # libpq options that bound how long anything waits on a host that died or was cut off (a
@@ -29,6 +29,15 @@ CONNECTION_LIVENESS: dict[str, Any] = {
 }
 
 
+POOL_RECYCLE_SECONDS = 1800
+
+# psycopg converts a statement's %(name)s placeholders to $n on every execution unless the
+# statement is at most this long (its own default: 4,096 bytes), when the conversion is cached.
+# The one accept statement is ~6 KB, and its conversion was ~6 % of the API's CPU per accept.
+# The cache keeps 128 statements (psycopg's lru_cache): at this bound at most a few MB.
+_queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 16 * 1024)
+
+
 def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
     # Timeouts bound every statement and lock wait so a stuck row never hangs a worker forever.
     options = (
@@ -36,16 +45,20 @@ def make_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
         f"-c lock_timeout={settings.db_lock_timeout_ms} "
         "-c idle_in_transaction_session_timeout=60000"
     )
-    return create_engine(
+    engine = create_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=5,
-        # A pooled connection to a host that died is tested before use and replaced; a disconnect
-        # seen mid-request invalidates every older pooled connection (SQLAlchemy's pool does so).
-        pool_pre_ping=True,
+        # No pre-ping (a round trip at every checkout): a pooled connection that died is found by
+        # the first statement sent on it, which is then sent again on a new connection
+        # (first_statement.py); no pooled connection is older than this, so none outlives a
+        # server or proxy limit on a connection's age.
+        pool_recycle=POOL_RECYCLE_SECONDS,
         hide_parameters=True,  # a logged or raised SQL error never carries a password hash or a token
         connect_args={"options": options, **CONNECTION_LIVENESS},
     )
+    first_statement.retry_on_dead_connection(engine)
+    return engine
 
 
 # SQLSTATEs of a session Postgres ended: connection exceptions (class 08), a shutdown or a
@@ -95,7 +108,9 @@ def copy_rows(session: Session, table: str, columns: tuple[str, ...], rows: Iter
     no statement to compile and no per-row round trip. Column defaults and triggers apply as
     for INSERT; values are adapted by psycopg (wrap JSON in ``psycopg.types.json.Jsonb``).
     """
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    connection = session.connection()
+    first_statement.ensure_live(connection)  # COPY bypasses SQLAlchemy: no retry would cover it
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     )

@@ -86,8 +86,8 @@ def test_read_write_picks_the_writable_server_and_the_pool_follows_a_failover(
     engine = _engine(first.hostport, second.hostport)
     assert _port(engine) == first.port  # both writable: the first listed wins
 
-    # The first server dies with the connection in the pool: the next checkout's pre-ping
-    # finds it dead and a fresh connection goes to the server still up, with no restart.
+    # The first server dies with the connection in the pool: the next checkout's first statement
+    # finds it dead and is sent again on a fresh connection, to the server still up, with no restart.
     first.stop("immediate")
     started = time.monotonic()
     assert _port(engine) == second.port
