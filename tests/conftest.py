@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from devtools import processes, services
-from tests import factories
+from tests import factories, profiles
 from tests.otlp_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,10 @@ UNIT = ROOT / "tests" / "unit"
 # tests/ops: the ops/ files checked by their own tools (promtool, amtool, a real Alertmanager): no bank server.
 SERVERLESS = (UNIT, ROOT / "tests" / "ops")
 TIERS = ("unit", "integration", "e2e", "chaos", "ops", "ha", "jepsen")
+
+# Hypothesis's profile (HYPOTHESIS_PROFILE: quick by default, deep for the counts written in the
+# tests), loaded before any test module builds its @settings (tests/profiles.py).
+profiles.load()
 
 
 def _only_unit_tests(config: pytest.Config) -> bool:

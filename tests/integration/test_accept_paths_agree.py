@@ -57,6 +57,7 @@ from core.transfers.batch import BatchItem, ItemOutcome, accept_batch, prepare_b
 from core.transfers.idempotency import MoneyMovement, validate_key
 from core.transfers.submit import submit_transfer, validate_hold
 from tests.factories import PIN
+from tests.profiles import examples
 
 PINS = Policies.from_settings(Settings()).pins
 REQUEST_ID = "req-differential"
@@ -392,7 +393,7 @@ def _less_the_batch(writes: dict[str, Any]) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=400,
+    max_examples=examples(400),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -31,6 +31,7 @@ from core.transfers.refund import refund_transfer
 from core.transfers.settle import settle_batch
 from core.transfers.submit import submit_transfer
 from tests.factories import fund
+from tests.profiles import examples
 
 N = 3
 LOW = 100  # every account has a monitor "available_balance lt LOW"
@@ -390,7 +391,7 @@ def test_the_bank_follows_its_model(sessions, make_customer, admin_user) -> None
     run_state_machine_as_test(
         Bank,
         settings=settings(
-            max_examples=15,
+            max_examples=examples(15),
             stateful_step_count=25,
             deadline=None,
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -23,6 +23,7 @@ from core.schedules.models import ScheduledTransfer
 from core.webhooks.models import WebhookDelivery
 from tests.authflow import API, PROBLEM, bearer, tokens
 from tests.factories import fund
+from tests.profiles import examples
 
 BIGINT = 2**63
 
@@ -128,7 +129,7 @@ def test_every_list_with_a_cursor_is_fuzzed(client, lists) -> None:  # type: ign
 @example(cursor=raw([TAGS[0], datetime.now(UTC).isoformat(), "{" + str(uuid.uuid4()) + "}"]))
 @example(cursor="[" * 400)
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     derandomize=True,
     database=None,

@@ -27,10 +27,11 @@ from schemathesis.specs.openapi.checks import (
 
 from tests.authflow import API, PROBLEM
 from tests.factories import admin
+from tests.profiles import examples
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
+EXAMPLES = {GenerationMode.POSITIVE: examples(12), GenerationMode.NEGATIVE: examples(8)}
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -77,8 +78,8 @@ def test_fuzz_every_operation(app, tokens: dict[str, str], who: str) -> None:
     assert len(operations) >= 25
     failures: list[str] = []
     for operation in operations:
-        for mode, examples in EXAMPLES.items():
-            failure = _fuzz(operation, mode, examples, tokens[who])
+        for mode, count in EXAMPLES.items():
+            failure = _fuzz(operation, mode, count, tokens[who])
             if failure:
                 failures.append(f"{who} {mode.value} {operation.method.upper()} {operation.path}: {failure}")
     assert failures == [], "\n\n".join(failures)

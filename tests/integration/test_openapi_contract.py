@@ -32,6 +32,7 @@ from schemathesis.specs.openapi.checks import (
 
 from core.errors import DomainError
 from tests.integration.test_api import login
+from tests.profiles import examples
 from web.openapi_snapshot import REFRESH, SNAPSHOT, document, render
 from web.openapi_spec import ENUMS, PROBLEM_CODES
 from web.problems import DOMAIN_STATUSES
@@ -219,7 +220,7 @@ def test_answers_conform_to_the_document_headers_included(app: Any, client: Any,
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @settings(
-                max_examples=6,
+                max_examples=examples(6),
                 deadline=None,
                 database=None,
                 derandomize=True,

@@ -16,6 +16,7 @@ from core.transfers.idempotency import MoneyMovement
 from core.transfers.refund import refund_transfer
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
+from tests.profiles import examples
 from tests.settling import settle_transfer
 
 N = 3
@@ -41,7 +42,7 @@ class Move:
         return self.amount - sum(r.amount for r in self.refunds if r.status != TransferStatus.FAILED)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=1, max_size=16), opening=st.lists(st.integers(0, 600), min_size=N, max_size=N))
 def test_random_refund_sequences_match_the_model(sessions, make_customer, admin_user, steps, opening) -> None:  # type: ignore[no-untyped-def]
     people = [make_customer() for _ in range(N)]

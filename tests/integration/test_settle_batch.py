@@ -27,6 +27,7 @@ from core.transfers.idempotency import MoneyMovement
 from core.transfers.settle import settle_batch
 from core.transfers.submit import submit_transfer
 from tests.factories import Customer, balance, fund
+from tests.profiles import examples
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 4
@@ -58,7 +59,7 @@ transfer = st.tuples(st.integers(0, N - 1), st.integers(0, N - 1), st.integers(1
 
 
 @pytest.mark.commits  # accept order is created_at, now() of each transaction
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     transfers=st.lists(transfer, min_size=1, max_size=25),
     frozen=st.lists(st.booleans(), min_size=N, max_size=N),
@@ -368,7 +369,7 @@ def _books_reconcile(sessions) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.commits  # accept order is created_at, now() of each transaction
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rounds=st.lists(hold_round, min_size=1, max_size=5), extra=st.lists(st.integers(0, 400), min_size=N, max_size=N))
 def test_holds_captures_voids_and_expiries_follow_the_model(  # type: ignore[no-untyped-def]
     sessions, people, sink, admin_user, rounds, extra

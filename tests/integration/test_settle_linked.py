@@ -24,6 +24,7 @@ from core.transfers.routing import partition_of
 from core.transfers.settle import settle_batch
 from core.transfers.submit import submit_transfer
 from tests.factories import balance, fund
+from tests.profiles import examples
 
 PARTITIONS = 4
 
@@ -95,7 +96,7 @@ op = st.tuples(
 
 
 @pytest.mark.commits  # accept order is created_at, now() of each transaction
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     ops=st.lists(op, min_size=1, max_size=10),
     frozen=st.lists(st.booleans(), min_size=2 * PEOPLE, max_size=2 * PEOPLE),

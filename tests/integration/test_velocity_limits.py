@@ -25,6 +25,7 @@ from core.transfers.settle import settle_batch
 from core.transfers.submit import submit_transfer
 from tests.factories import fund
 from tests.integration.test_api import assert_problem, login, post_transfer, transfer_body
+from tests.profiles import examples
 from tests.settling import settle_transfer
 
 
@@ -260,7 +261,7 @@ def test_per_transfer_careful_path_raises_the_same(sessions, pair, admin_user) -
         )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     bank=st.none() | st.integers(0, 2**53 - 1),
     own=st.none() | st.integers(0, 2**53 - 1),
