@@ -518,3 +518,107 @@ def test_unknown_fields_are_422_where_a_request_takes_no_body(client, alice_bob)
     assert client.get(f"{API}/webhooks/endpoints/{hook['id']}", headers=ah).status_code == 200
     assert_problem(client.post(f"{API}/auth/logout", json={"everywhere": True}, headers=ah), 422, "VALIDATION_ERROR")
     assert client.get(f"{API}/me", headers=ah).status_code == 200  # the token still works
+
+
+# ---- external money -----------------------------------------------------------------------------
+
+
+def test_counterparties_payouts_and_files_refusals(client, alice_bob, admin_h) -> None:  # type: ignore[no-untyped-def]
+    alice, _, ah, bh = alice_bob
+    cp = client.post(
+        f"{API}/counterparties",
+        json={"name": "Vendor", "account_number": "123456789", "routing_number": "021000021", "currency": "USD"},
+        headers=ah,
+    )
+    assert cp.status_code == 201, cp.json
+    assert set(cp.json) >= {"id", "name", "account_number_last4", "currency", "created_at"}
+    assert "account_number" not in cp.json
+    assert_problem(client.get(f"{API}/counterparties/{cp.json['id']}", headers=bh), 404, "NOT_FOUND")
+    for bad in (
+        {"name": "V", "account_number": "123456789", "currency": "USD"},
+        {"name": "V", "iban": 12345, "currency": "EUR"},
+        {"name": "V", "iban": "DE89370400440532013000"},
+        {"name": "", "iban": "DE89370400440532013000", "currency": "EUR"},
+        {"name": "V", "iban": "DE89370400440532013000", "currency": "EUR", "bic": "X"},
+    ):
+        assert_problem(client.post(f"{API}/counterparties", json=bad, headers=ah), 422, "VALIDATION_ERROR")
+    payout = {
+        "source_account_id": str(alice.account.id),
+        "counterparty_id": cp.json["id"],
+        "amount": 500,
+        "currency": "USD",
+        "pin": PIN,
+    }
+    assert_problem(client.post(f"{API}/payouts", json=payout, headers=ah), 400, "IDEMPOTENCY_KEY_REQUIRED")
+    for over in ({"amount": 0}, {"amount": 1.5}, {"amount": 2**53}, {"counterparty_id": "x"}, {"extra": 1}):
+        assert_problem(client.post(f"{API}/payouts", json={**payout, **over}, headers=key(ah)), 422, "VALIDATION_ERROR")
+    r = client.post(f"{API}/payouts", json={**payout, "counterparty_id": str(uuid.uuid4())}, headers=key(ah))
+    assert r.status_code == 404 and r.headers["Content-Type"] == PROBLEM, r.json
+    r = client.post(f"{API}/payouts", json=payout, headers=key(ah))
+    assert r.status_code == 202 and r.json["status"] == "PENDING", r.json
+    assert set(r.json) >= {"id", "transfer_id", "status", "end_to_end_id"}
+    assert r.headers["Location"].endswith(f"/payouts/{r.json['id']}")
+    assert_problem(client.get(f"{API}/payouts/{r.json['id']}", headers=bh), 404, "NOT_FOUND")
+    assert client.get(f"{API}/payouts/{r.json['id']}", headers=admin_h).status_code == 200
+    listed = client.get(f"{API}/payouts", headers=ah)
+    assert listed.status_code == 200 and r.json["id"] in [p["id"] for p in listed.json["items"]]
+    assert_problem(client.post(f"{API}/admin/payout-files", json={"currency": "USD"}, headers=ah), 403, "FORBIDDEN")
+    assert_problem(
+        client.post(f"{API}/admin/payout-files", json={"currency": "XXX"}, headers=admin_h), 422, "VALIDATION_ERROR"
+    )
+    assert_problem(client.get(f"{API}/admin/payout-files/{uuid.uuid4()}", headers=admin_h), 404, "NOT_FOUND")
+    # Its transfer is still PENDING (no worker here): nothing whose money has left the customer.
+    assert_problem(client.post(f"{API}/admin/payout-files", json={"currency": "IDR"}, headers=admin_h), 409, "CONFLICT")
+
+
+def test_reconciliation_refusals(client, admin_h) -> None:  # type: ignore[no-untyped-def]
+    url = f"{API}/admin/reconciliations"
+    assert_problem(client.get(f"{url}/{uuid.uuid4()}", headers=admin_h), 404, "NOT_FOUND")
+    for line in ("1", "99999999999999999999"):
+        r = client.post(
+            f"{url}/{uuid.uuid4()}/lines/{line}/resolve", json={"action": "ignore", "reason": "x"}, headers=admin_h
+        )
+        assert_problem(r, 404, "NOT_FOUND")
+    bad_csv = b"booking_date,amount,currency,reference,end_to_end_id,counterparty\n2026-13-01,100,USD,r,,x\n"
+    r = client.post(url, data=bad_csv, headers={**admin_h, "Content-Type": "text/csv"})
+    assert_problem(r, 422, "RECONCILIATION_FILE_INVALID")
+    r = client.post(url, data=b"{}", headers={**admin_h, "Content-Type": "application/json"})
+    assert_problem(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+# ---- operations ---------------------------------------------------------------------------------
+
+
+def test_operations_endpoints_and_request_ids(client) -> None:  # type: ignore[no-untyped-def]
+    for path in ("/healthz", "/readyz", f"{API}/healthz", f"{API}/readyz"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.json["status"] == "ok", path
+        assert r.headers["X-Request-ID"]
+    for path in ("/openapi.json", f"{API}/openapi.json"):
+        r = client.get(path)
+        assert r.status_code == 200 and r.json["openapi"].startswith("3"), path
+    for path in ("/docs", f"{API}/docs"):
+        assert client.get(path).status_code == 200, path
+    r = client.get("/healthz", headers={"X-Request-ID": "client-id-42"})
+    assert r.headers["X-Request-ID"] == "client-id-42"
+    r = client.get(f"{API}/me", headers={"X-Request-ID": "client-id-43"})
+    assert r.status_code == 401 and r.headers["X-Request-ID"] == "client-id-43"
+    r = client.get(f"{API}/nowhere", headers={"X-Request-ID": "client-id-44"})
+    assert_problem(r, 404, "NOT_FOUND")
+    assert r.headers["X-Request-ID"] == "client-id-44"
+
+
+def test_a_schedule_is_checked_as_a_transfer_would_be(client, make_customer, alice_bob) -> None:  # type: ignore[no-untyped-def]
+    alice, bob, ah, _ = alice_bob
+    euro = make_customer(currency="EUR")
+    url = f"{API}/scheduled-transfers"
+    same = schedule_body(alice, alice)
+    assert_problem(client.post(url, json=same, headers=key(ah)), 422, "SAME_ACCOUNT")
+    # A destination in another currency answers as POST /transfers does: the one 404 of every
+    # destination that cannot receive (core/transfers/submit.py: no oracle on others' accounts).
+    other = schedule_body(alice, euro)
+    assert_problem(client.post(url, json=other, headers=key(ah)), 404, "NOT_FOUND")
+    wrong = schedule_body(alice, bob, currency="EUR")
+    assert_problem(client.post(url, json=wrong, headers=key(ah)), 422, "CURRENCY_MISMATCH")
+    nowhere = {**schedule_body(alice, bob), "destination_account_id": str(uuid.uuid4())}
+    assert_problem(client.post(url, json=nowhere, headers=key(ah)), 404, "NOT_FOUND")
