@@ -432,14 +432,20 @@ def _parallel(
     context = multiprocessing.get_context("spawn")  # a fresh process: no inherited connection
     done = context.Value("q", 0)
     total = last_seq - start.seq
-    with ProcessPoolExecutor(len(chunks), mp_context=context, initializer=_init_worker, initargs=(done,)) as pool:
+    pool = ProcessPoolExecutor(len(chunks), mp_context=context, initializer=_init_worker, initargs=(done,))
+    try:
         futures = [pool.submit(_prove_chunk, chunk) for chunk in chunks]
         pending = set(futures)
         while pending:
-            _, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+            _, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+            # This transaction holds the snapshot and must outlive the chunks: a statement now
+            # and then keeps the app's idle-in-transaction timeout from ending it.
+            cur.execute("SELECT 1")
             if progress is not None:
                 progress(min(done.value, total), total)
         outcomes = [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # the processes end on their own: no idle wait here
     return list(zip(starts, outcomes, strict=True))
 
 

@@ -141,3 +141,15 @@ def _root(sessions: sessionmaker[Session], seq: int) -> str:
             text("SELECT b.root FROM audit_seal_batches b JOIN audit_seals s ON s.batch_id = b.id WHERE s.seq = :seq"),
             {"seq": seq},
         ).scalar_one()
+
+
+def test_the_transaction_holding_the_snapshot_outlives_the_chunks(sessions, chain) -> None:  # type: ignore[no-untyped-def]
+    """The chunks' processes take seconds to start; meanwhile the command's transaction, which
+    holds the snapshot, must not be ended by the app's idle-in-transaction timeout (60 s: a
+    bigger book's chunks take longer than that)."""
+    with sessions() as s:
+        s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+        s.execute(text("SELECT set_config('idle_in_transaction_session_timeout', '1500', true)"))
+        result = verify_chain(s, workers=2, min_share=1)
+        assert s.execute(text("SELECT 1")).scalar_one() == 1
+    assert result.ok and result.processes == 2
