@@ -7,8 +7,7 @@ names so a PIN, password, token or secret can never become a span attribute.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
@@ -24,10 +23,15 @@ def enabled() -> bool:
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
+_configured = False  # configure() installed a provider in this process: spans are recorded
+
+
 def configure(service_name: str) -> bool:
     """Install a tracer provider exporting OTLP/HTTP in batches. Returns False when tracing is off."""
+    global _configured
     if not enabled():
         return False
+    _configured = True
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -46,12 +50,17 @@ def _safe(attributes: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if not isinstance(v, bool | int | float) else v for k, v in attributes.items() if v is not None}
 
 
-@contextmanager
-def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
+# What span() gives while tracing is off: OpenTelemetry's no-op span, without a context made and
+# attached for it (~18 us per span through the API's proxy tracer, measured; nothing is recorded).
+_OFF = nullcontext(trace.INVALID_SPAN)
+
+
+def span(name: str, **attributes: Any) -> AbstractContextManager[trace.Span]:
     """A span for a domain step; keyword names use '_' for '.', e.g. transfer_id=..."""
     attrs = _safe({k.replace("_", ".", 1): v for k, v in attributes.items()})
-    with tracer.start_as_current_span(name, attributes=attrs) as s:
-        yield s
+    if not _configured:
+        return _OFF
+    return tracer.start_as_current_span(name, attributes=attrs)
 
 
 def set_attribute(s: trace.Span, name: str, value: Any) -> None:
