@@ -424,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     sealing_during_reads = sealer.is_alive()
     rows = measure(settings, book, args.repeats)
     print(f"{args.transfers:,} transfers, {args.accounts:,} accounts, {args.heavy} heavy at {args.heavy_share:.0%}")
-    print(f"(the sealer {'still at work' if sealing_during_reads else 'done'} while the reads were timed)")
+    if not args.no_seal:
+        print(f"(the sealer {'still at work' if sealing_during_reads else 'done'} while the reads were timed)")
     print(table(rows), flush=True)
     sealing: dict[str, Any] = {}
     if not args.no_seal:
