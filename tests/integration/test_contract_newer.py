@@ -622,3 +622,15 @@ def test_a_schedule_is_checked_as_a_transfer_would_be(client, make_customer, ali
     assert_problem(client.post(url, json=wrong, headers=key(ah)), 422, "CURRENCY_MISMATCH")
     nowhere = {**schedule_body(alice, bob), "destination_account_id": str(uuid.uuid4())}
     assert_problem(client.post(url, json=nowhere, headers=key(ah)), 404, "NOT_FOUND")
+
+
+def test_list_parameters_are_checked(client, alice_bob) -> None:  # type: ignore[no-untyped-def]
+    _, _, ah, _ = alice_bob
+    for path in ("/scheduled-transfers", "/payouts", "/counterparties", "/transfers"):
+        for bad in ({"limit": 0}, {"limit": 101}, {"limit": "1.5"}, {"limit": 10**30}, {"cursor": "garbage"}):
+            assert_problem(client.get(API + path, query_string=bad, headers=ah), 422, "VALIDATION_ERROR")
+    too_many = {f"metadata[k{i}]": "v" for i in range(21)}
+    e = assert_problem(client.get(f"{API}/transfers", query_string=too_many, headers=ah), 422, "VALIDATION_ERROR")
+    assert "metadata" in e["errors"]
+    r = client.get(f"{API}/transfers", query_string={"metadata[k]": ""}, headers=ah)
+    assert r.status_code == 200 and r.json["items"] == []
