@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -49,8 +50,8 @@ def api_url(log_dir: Path, otlp: Receiver) -> Iterator[str]:
 def workers(log_dir: Path, otlp: Receiver) -> Iterator[list[processes.Proc]]:
     """Two separate Celery worker processes (prefork, 2 children each) plus the sweeper beat.
     Each serves its metrics on its own port: ``proc.metrics_url``."""
-    procs = []
-    for name, beat in (("w1", True), ("w2", False)):
+
+    def start(name: str, beat: bool) -> processes.Proc:
         port = processes.free_port()
         env = {
             **_telemetry_env(otlp, log_dir, name),
@@ -61,7 +62,12 @@ def workers(log_dir: Path, otlp: Receiver) -> Iterator[list[processes.Proc]]:
         }
         proc = processes.start_worker(name, env, log_dir, ROOT, concurrency=2, beat=beat)
         proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
-        procs.append(proc)
+        return proc
+
+    # Side by side: each start waits for its worker's " ready." (seconds of imports and boot).
+    with ThreadPoolExecutor(2) as pool:
+        starting = [pool.submit(start, name, beat) for name, beat in (("w1", True), ("w2", False))]
+    procs = [s.result() for s in starting]
     yield procs
     for p in procs:
         p.stop()

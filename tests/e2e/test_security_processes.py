@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -22,11 +23,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def apis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[httpx.Client]]:
     """Two more API processes (one gunicorn worker each) sharing a small registration limit."""
     env = {"RATE_LIMIT_REGISTER": "3 per minute", "RATE_LIMIT_KEY_PREFIX": f"e2e-{uuid.uuid4().hex}"}
-    procs, clients = [], []
-    for name in ("a", "b"):
-        port = processes.free_port()
-        procs.append(processes.start_api(env, tmp_path_factory.mktemp(f"api-{name}"), ROOT, port, workers=1))
-        clients.append(httpx.Client(base_url=f"http://127.0.0.1:{port}{API}", timeout=30))
+    ports = {name: processes.free_port() for name in ("a", "b")}
+    with ThreadPoolExecutor(2) as boot:  # side by side: each start waits for its API to answer
+        starting = [
+            boot.submit(processes.start_api, env, tmp_path_factory.mktemp(f"api-{name}"), ROOT, port, workers=1)
+            for name, port in ports.items()
+        ]
+    procs = [started.result() for started in starting]
+    clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}{API}", timeout=30) for port in ports.values()]
     yield clients
     for client, proc in zip(clients, procs, strict=True):
         client.close()
