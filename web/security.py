@@ -23,13 +23,14 @@ from typing import Any, TypeVar, cast
 import flask_jwt_extended
 import jwt as pyjwt
 import structlog
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
     create_refresh_token,
     verify_jwt_in_request,
 )
+from jwt.algorithms import HMACAlgorithm
 from sqlalchemy.orm import Session
 
 from core.db import database_now, database_unavailable
@@ -63,6 +64,10 @@ def init_app(app: Flask) -> None:
         JWT_ERROR_MESSAGE_KEY="detail",
     )
     jwt.init_app(app)
+    previous = s.jwt_previous_secret_key
+    app.extensions[_VERIFIER] = _Verifier(
+        s.jwt_secret_key.get_secret_value(), previous.get_secret_value() if previous is not None else None
+    )
 
 
 # ---- issuing ---------------------------------------------------------------------------
@@ -86,15 +91,65 @@ def _kid_header(_identity: Any) -> dict[str, str]:
 
 @jwt.decode_key_loader
 def _decode_key(header: dict[str, Any], _payload: dict[str, Any]) -> str:
-    s = settings()
-    previous = s.jwt_previous_secret_key
-    if previous is not None and header.get("kid") == key_id(previous.get_secret_value()):
-        return previous.get_secret_value()
-    # Any other kid (or none) is checked against the current key, and fails if it was not signed with it.
-    return s.jwt_secret_key.get_secret_value()
+    return cast(_Verifier, current_app.extensions[_VERIFIER]).key_for(header)
 
 
 # ---- verifying -------------------------------------------------------------------------
+
+
+_VERIFIER = "bank_jwt_verifier"
+_HEADERS_KEPT = 8  # distinct token headers whose key is remembered: ours are one per signing key
+
+
+class _PreparedKeyHMAC(HMACAlgorithm):
+    """HS256 that prepares each key once. PyJWT prepares the key on every decode (its checks that
+    an HMAC secret is not a PEM, SSH or DER public key, and not a JWK, about a fifth of a
+    decode's CPU); the keys here are the app's own one or two secrets, so the answer is kept."""
+
+    def __init__(self) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared: dict[str | bytes, bytes] = {}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key)
+        if prepared is None:
+            prepared = super().prepare_key(key)  # raises for a key that is not an HMAC secret
+            if len(self._prepared) < 4:
+                self._prepared[key] = prepared
+        return prepared
+
+
+class _Verifier:
+    """The bearer tokens' signature and expiry, checked with what one app's settings fix built
+    once (no per-request setup): its keys, a PyJWT with the prepared-key HS256, and which key a
+    token header (its ``kid``) names, remembered by the header's encoded text, so the header is
+    not decoded a second time before the decode proper (which checks it again)."""
+
+    def __init__(self, current: str, previous: str | None) -> None:
+        self._current = current
+        self._previous = previous
+        self._previous_kid = key_id(previous) if previous is not None else None
+        self._jwt = pyjwt.PyJWT()
+        jws = self._jwt._jws  # PyJWT's own PyJWS; register_algorithm is its public API
+        jws.unregister_algorithm("HS256")
+        jws.register_algorithm("HS256", _PreparedKeyHMAC())
+        self._key_by_header: dict[str, str] = {}
+
+    def key_for(self, header: dict[str, Any]) -> str:
+        if self._previous is not None and header.get("kid") == self._previous_kid:
+            return self._previous
+        # Any other kid (or none) is checked against the current key, and fails if it was not signed with it.
+        return self._current
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims; raises PyJWTError for a token that is not valid now."""
+        encoded_header = token.partition(".")[0]
+        key = self._key_by_header.get(encoded_header)
+        if key is None:
+            key = self.key_for(pyjwt.get_unverified_header(token))
+            if len(self._key_by_header) < _HEADERS_KEPT:  # bounded: a client may send any header
+                self._key_by_header[encoded_header] = key
+        return self._jwt.decode(token, key, algorithms=["HS256"])
 
 
 def signed_claims() -> dict[str, Any] | None:
@@ -112,8 +167,7 @@ def _decode_bearer(header: str) -> dict[str, Any] | None:
     if len(parts) != 2 or parts[0] != "Bearer":
         return None
     try:
-        token_header = pyjwt.get_unverified_header(parts[1])
-        claims = pyjwt.decode(parts[1], _decode_key(token_header, {}), algorithms=["HS256"])
+        claims = cast(_Verifier, current_app.extensions[_VERIFIER]).claims(parts[1])
     except pyjwt.PyJWTError:
         return None
     return claims if isinstance(claims.get("sub"), str) else None
@@ -121,7 +175,13 @@ def _decode_bearer(header: str) -> dict[str, Any] | None:
 
 def token_caller() -> TokenCaller | None:
     """The caller a signed, unexpired access token names, with every claim the full check reads
-    well formed; else None (then only the full check answers)."""
+    well formed; else None (then only the full check answers). Worked out once per request."""
+    if "bank_token_caller" not in g:
+        g.bank_token_caller = _token_caller()
+    return cast(TokenCaller | None, g.bank_token_caller)
+
+
+def _token_caller() -> TokenCaller | None:
     claims = signed_claims()
     if claims is None or claims.get("type") != "access":
         return None
