@@ -37,6 +37,7 @@ from web import (
 )
 from web.context import init_app
 from web.docs import SWAGGER_UI_ASSETS, BankApi, init_swagger_assets
+from web.json_provider import OrjsonProvider
 from web.openapi_spec import ContractPlugin
 from worker.app import create_celery
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings()
     logs.configure(settings.log_level)
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)  # responses written in C (web/json_provider.py)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         API_TITLE="Transfer Processor API",
