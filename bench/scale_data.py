@@ -186,16 +186,18 @@ SELECT {_uuid("ord || '.' || side")}, transfer_id, account_id, amount,
         SELECT ord, 2, id, destination_id, amount, created_at FROM scale_moves) e
  ORDER BY ord, side
 """  # noqa: S608 -- formats in only the constant SETTLE_DELAY
-# core/accounts/usage.py: a TRANSFER's debit counts in its UTC day and month.
+# core/accounts/usage.py: a TRANSFER's debit counts in its UTC day and month. The days are summed
+# from the moves (one row a transfer), the months from the days (one row an account and day): two
+# aggregates of N and fewer rows, where each move counted twice made one of 2N.
 _USAGE = """
 INSERT INTO account_usage (account_id, period, starts_on, used)
-SELECT source_id, p.period, p.starts_on, sum(amount)
-  FROM scale_moves
- CROSS JOIN LATERAL (VALUES ('DAY', CAST(created_at AT TIME ZONE 'UTC' AS date)),
-                            ('MONTH', CAST(date_trunc('month', created_at AT TIME ZONE 'UTC') AS date)))
-       AS p(period, starts_on)
- WHERE kind = 'TRANSFER'
- GROUP BY 1, 2, 3
+WITH days AS MATERIALIZED (
+    SELECT source_id, CAST(created_at AT TIME ZONE 'UTC' AS date) AS starts_on, sum(amount) AS used
+      FROM scale_moves WHERE kind = 'TRANSFER' GROUP BY 1, 2)
+SELECT source_id, 'DAY', starts_on, used FROM days
+UNION ALL
+SELECT source_id, 'MONTH', CAST(date_trunc('month', CAST(starts_on AS timestamp)) AS date), sum(used)
+  FROM days GROUP BY 1, 3
 """
 # What deposit() and settlement write (actor, action, details), in the order they happened: the
 # moves lo < ord <= hi, in a transaction of their own (txid is the inserting transaction's).
@@ -344,10 +346,10 @@ def build(
     }
     seconds: dict[str, float] = {}
     indexer = _Indexer(conninfo, jobs, say)
+    auditor = ThreadPoolExecutor(1, thread_name_prefix="scale-audit")
+    stop = threading.Event()  # set if the load fails: the audit rows stop at their next chunk
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("SET work_mem = '512MB'")
-        conn.execute("SET maintenance_work_mem = '1GB'")
-        conn.execute("SET synchronous_commit = off")  # a benchmark's own data: nothing to lose
+        _bulk_session(conn)
 
         def step(name: str, statement: str) -> None:
             started = time.monotonic()
@@ -362,22 +364,35 @@ def build(
             # rows refer only to rows written before them; the test checks nothing dangles).
             aside = _set_aside(conn)
             conn.execute("SET session_replication_role = replica")
-            if audit:
-                started = time.monotonic()
-                commits = _audit_rows(conn, accounts + transfers, audit_chunk)
-                seconds["audit_log"] = round(time.monotonic() - started, 1)
-                say(f"audit_log: {seconds['audit_log']} s ({commits:,} transactions of <= {2 * audit_chunk:,} rows)")
-                audit_written()
-            waiting = indexer.submit(aside.indexes["audit_log"])
+            # The audit rows on a connection of their own, beside the other tables (they refer to none).
+            audit_rows = (
+                auditor.submit(_audit, conninfo, accounts + transfers, audit_chunk, audit_written, seconds, say, stop)
+                if audit
+                else None
+            )
+            waiting: list[Future[None]] = []
+            audit_indexed = False
+
+            def index_audit_when_written() -> None:
+                nonlocal audit_indexed, waiting
+                if audit_rows is not None and audit_rows.done() and not audit_indexed:
+                    audit_rows.result()
+                    waiting += indexer.submit(aside.indexes["audit_log"])
+                    audit_indexed = True
 
             def load(table: str, *statements: tuple[str, str]) -> None:
                 """The table's rows, then its keys; its secondary indexes then build beside the load."""
                 nonlocal waiting
-                for name, statement in statements:
-                    step(name, statement)
+                with conn.transaction():
+                    fresh = _truncate_if_empty(conn, table)
+                    for name, statement in statements:
+                        step(name, statement)
+                if fresh:
+                    say(f"  {table}: truncated in the same transaction (no WAL under wal_level = minimal)")
                 seconds[f"{table} keys"] = round(_restore_keys(conn, aside, table), 1)
                 say(f"{table} keys and the foreign keys to them: {seconds[f'{table} keys']} s")
                 waiting += indexer.submit(aside.indexes.get(table, []))
+                index_audit_when_written()
 
             load("users", ("users", _USERS))
             load("accounts", ("accounts", _ACCOUNTS), ("settlement balance", _SETTLEMENT_BALANCE))
@@ -385,12 +400,18 @@ def build(
             load("transfers", ("transfers", _TRANSFERS))
             load("ledger_entries", ("ledger_entries", _LEDGER))
             started = time.monotonic()
+            if audit_rows is not None:
+                audit_rows.result()
+                seconds["waited for the audit rows"] = round(time.monotonic() - started, 1)
+                index_audit_when_written()
             for future in waiting:
                 future.result()
             seconds["indexes after the load"] = round(time.monotonic() - started, 1)
             seconds["index builds, summed"] = round(indexer.seconds, 1)
-            say(f"indexes still building after the load: {seconds['indexes after the load']} s")
+            say(f"audit rows and indexes still building after the load: {seconds['indexes after the load']} s")
         finally:
+            stop.set()
+            auditor.shutdown(wait=True, cancel_futures=True)
             indexer.close()
         conn.execute("RESET session_replication_role")
         times = conn.execute("SELECT min(created_at), max(created_at) FROM scale_moves WHERE kind = 'TRANSFER'")
@@ -438,10 +459,63 @@ def _stage(conn: psycopg.Connection[Any], partitions: int, step: Callable[[str, 
     step("balances", _BALANCES)
 
 
-def _audit_rows(conn: psycopg.Connection[Any], last_ord: int, chunk: int) -> int:
+def _bulk_session(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SET work_mem = '512MB'")
+    conn.execute("SET maintenance_work_mem = '1GB'")
+    conn.execute("SET synchronous_commit = off")  # a benchmark's own data: nothing to lose
+
+
+def _truncate_if_empty(conn: psycopg.Connection[Any], table: str) -> bool:
+    """TRUNCATE ``table`` (inside the caller's transaction) if it holds no row, and say so: the rows
+    inserted after it in the same transaction go to a new file, which under ``wal_level = minimal``
+    is synced at commit instead of written to the WAL row by row. A table with rows (the admin in
+    users, the bank's own accounts) is left as it is."""
+    ident = sql.Identifier(table)
+    if conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(ident)).fetchone() != (False,):
+        return False
+    conn.execute(sql.SQL("TRUNCATE {}").format(ident))
+    return True
+
+
+def _audit(
+    conninfo: str,
+    last_ord: int,
+    chunk: int,
+    written: Callable[[], None],
+    seconds: dict[str, float],
+    say: Callable[[str], None],
+    stop: threading.Event,
+) -> None:
+    """The audit rows on a connection of their own, then ``written()`` once the sealer can take them
+    all: it seals below the xmin horizon, so not before every transaction older than the last audit
+    row's has ended (a step of the load that began beside them would hold it back, and the sealer,
+    finding nothing it may seal, would stop)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        _bulk_session(conn)
+        conn.execute("SET session_replication_role = replica")
+        started = time.monotonic()
+        commits = _audit_rows(conn, last_ord, chunk, stop)
+        if stop.is_set():
+            return
+        seconds["audit_log"] = round(time.monotonic() - started, 1)
+        say(f"audit_log: {seconds['audit_log']} s ({commits:,} transactions of <= {2 * chunk:,} rows)")
+        started = time.monotonic()
+        last = conn.execute("SELECT max(txid) FROM audit_log").fetchone()
+        while last is not None and last[0] is not None and not stop.is_set():
+            horizon = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
+            if horizon is not None and horizon[0] > last[0]:
+                break
+            time.sleep(0.5)
+        seconds["sealer waited for older transactions"] = round(time.monotonic() - started, 1)
+    written()
+
+
+def _audit_rows(conn: psycopg.Connection[Any], last_ord: int, chunk: int, stop: threading.Event) -> int:
     """The audit rows, ``chunk`` moves a transaction (autocommit: one INSERT each); their count."""
     commits = 0
     for lo in range(0, last_ord, chunk):
+        if stop.is_set():
+            break
         if conn.execute(_AUDIT, {"lo": lo, "hi": lo + chunk}).rowcount:
             commits += 1
     return commits

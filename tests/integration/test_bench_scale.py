@@ -47,6 +47,26 @@ SELECT (SELECT count(*) FROM transfers t
 """
 
 
+# core/accounts/usage.py's rows, from the transfers: each TRANSFER's amount summed per source account
+# and UTC day, and per UTC month. Counted where the generator's rows and these differ.
+_USAGE_DIFFERS = """
+WITH engine AS (
+    SELECT source_account_id AS account_id, p.period, p.starts_on, sum(amount) AS used
+      FROM transfers
+     CROSS JOIN LATERAL (VALUES ('DAY', CAST(created_at AT TIME ZONE 'UTC' AS date)),
+                                ('MONTH', CAST(date_trunc('month', created_at AT TIME ZONE 'UTC') AS date)))
+           AS p(period, starts_on)
+     WHERE kind = 'TRANSFER'
+     GROUP BY 1, 2, 3)
+SELECT count(*) FROM (
+    (SELECT account_id, period, starts_on, used FROM engine
+     EXCEPT ALL SELECT account_id, period, starts_on, used FROM account_usage)
+    UNION ALL
+    (SELECT account_id, period, starts_on, used FROM account_usage
+     EXCEPT ALL SELECT account_id, period, starts_on, used FROM engine)) d
+"""
+
+
 _NOT_V4 = """
 SELECT (SELECT count(*) FROM users WHERE CAST(id AS text) !~ %(v4)s)
      + (SELECT count(*) FROM accounts WHERE CAST(id AS text) !~ %(v4)s)
@@ -107,6 +127,7 @@ def test_the_generated_book_reconciles_and_every_read_answers(stack) -> None:  #
     with psycopg.connect(conninfo) as conn:
         assert conn.execute(_BROKEN_CHAINS).fetchone() == (0,)
         assert conn.execute(_DANGLING).fetchone() == (0,)
+        assert conn.execute(_USAGE_DIFFERS).fetchone() == (0,)
         # Every id the generator drew is a version 4 uuid (variant 10xx), as uuid.uuid4() makes them.
         assert conn.execute(
             _NOT_V4, {"v4": "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"}
