@@ -26,7 +26,9 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import rfc8785
@@ -56,7 +58,7 @@ def canonical(value: Any) -> bytes:
     encoder when the value is plain enough for both to write the same (see below)."""
     if _plain(value):
         try:
-            return _CANONICAL(value).encode()
+            return _CANONICAL_FAST(value).encode()
         except UnicodeEncodeError:  # a lone surrogate: rfc8785 says why
             pass
     return rfc8785.dumps(value)
@@ -82,10 +84,14 @@ def context_hash(
 ) -> str:
     """Hex SHA-256 of a row's fields that the API does not show, as a JSON array in this order."""
     fields = [seq, str(actor_id) if actor_id is not None else None, entity_type, entity_id, request_id]
-    return hashlib.sha256(_CONTEXT(fields).encode()).hexdigest()
+    return hashlib.sha256(_CONTEXT_FAST(fields).encode()).hexdigest()
 
 
-# ---- the same hashes from the text Postgres returns, in tight loops (verify-audit) ----------
+# What Postgres writes for ``timestamp()`` of the column ``occurred_at``: the sealer and
+# verify-audit read the time as this text, with no datetime made and formatted per row.
+TIMESTAMP_SQL = """to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+
+# ---- the same hashes from the text Postgres returns, in tight loops (sealer, verify-audit) ---
 #
 # rfc8785 is pure Python (~20 µs a record); the standard library's C encoder writes the same
 # bytes when the value holds no float (rfc8785 writes those the ECMAScript way), no integer past
@@ -94,6 +100,24 @@ def context_hash(
 # takes rfc8785 itself, so both ways give rfc8785's bytes or its error.
 _CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 _CONTEXT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _one_shot(encode: Callable[[Any], str], *, sort_keys: bool) -> Callable[[Any], str]:
+    """``encode`` without the JSONEncoder's per-call set-up: the C encoder that JSONEncoder.encode
+    builds on every call (same arguments, so the same text), built once. No circular check: the
+    values come from a JSON text or are flat."""
+    if c_make_encoder is None:  # no C accelerator: JSONEncoder's own path
+        return encode
+    make = c_make_encoder(None, _no_default, encode_basestring, None, ":", ",", sort_keys, False, True)
+    return lambda value: "".join(make(value, 0))
+
+
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_CANONICAL_FAST = _one_shot(_CANONICAL, sort_keys=True)
+_CONTEXT_FAST = _one_shot(_CONTEXT, sort_keys=False)
 _MAX_SAFE = 2**53 - 1
 _LONG_DIGITS = re.compile(r"\d{16}").search  # any integer of 16 digits or more may pass 2^53 - 1
 
@@ -107,26 +131,30 @@ def _refuse(_token: str) -> Any:
 
 
 # The C scanner calls parse_float and parse_constant only for such tokens: integers cost nothing.
-_PLAIN = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse).decode
+_DECODER = json.JSONDecoder(parse_float=_refuse, parse_constant=_refuse)
+# One value from the start of the text, and where it ends (JSONDecoder.decode without its
+# whitespace matching: Postgres writes none around a jsonb's text).
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]
+_sha256 = hashlib.sha256
 
 
 def row_digest(*, seq: int, action: str, occurred_at: str, details: str) -> bytes:
     """SHA-256 digest of the record ``row_hash`` covers, from ``occurred_at`` already written by
     ``timestamp()`` and ``details`` as JSON text (Postgres' ``details::text``)."""
-    fields: dict[str, Any] | None = None
     if details.isascii() and action.isascii() and _LONG_DIGITS(details) is None and 0 <= seq <= _MAX_SAFE:
         try:
-            fields = {"seq": seq, "action": action, "occurred_at": occurred_at, "details": _PLAIN(details)}
-        except _NotPlain:
-            fields = None
-    if fields is not None:
-        return hashlib.sha256(_CANONICAL(fields).encode()).digest()
+            value, end = _SCAN(details, 0)
+        except (_NotPlain, StopIteration):
+            end = -1
+        if end == len(details):
+            fields = {"seq": seq, "action": action, "occurred_at": occurred_at, "details": value}
+            return _sha256(_CANONICAL_FAST(fields).encode()).digest()
     record = {"seq": seq, "action": action, "occurred_at": occurred_at, "details": json.loads(details)}
-    return hashlib.sha256(rfc8785.dumps(record)).digest()
+    return _sha256(rfc8785.dumps(record)).digest()
 
 
 def context_digest(
     *, seq: int, actor_id: str | None, entity_type: str, entity_id: str | None, request_id: str | None
 ) -> bytes:
     """``context_hash`` as a digest, from the actor's id as text (Postgres' ``actor_id::text``)."""
-    return hashlib.sha256(_CONTEXT([seq, actor_id, entity_type, entity_id, request_id]).encode()).digest()
+    return _sha256(_CONTEXT_FAST([seq, actor_id, entity_type, entity_id, request_id]).encode()).digest()

@@ -331,3 +331,49 @@ def test_backlog_reports_unsealed_rows_and_their_age(sessions) -> None:  # type:
         assert backlog.unsealed_audit_rows == 1
         assert backlog.oldest_unsealed_audit_age_seconds >= 0
     seal_all(sessions)
+
+
+# Rows whose text forms are the awkward ones: floats Postgres writes its own way, keys out of
+# jsonb's order, non-ASCII and control characters, nesting, a time before 1970 and one with no
+# microseconds. The sealer hashes the text Postgres returns; the reference hashes Python values.
+_AWKWARD = [
+    ({"amount": 1.5, "zz": 1, "aaa": [1e-07, 2.0, -0.0, 123.456e5]}, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)),
+    (
+        {"naïve": "é\U0001f600", "\U0001f600": {"b": None, "a": True}, "": ""},
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ),
+    (
+        {"ctl": 'a"b\\c\nd\te\x01\x1f\x7f', "n": 2**53 - 1, "neg": -(2**53) + 1},
+        datetime(2026, 12, 4, 16, 0, tzinfo=UTC),
+    ),
+    ({}, datetime(2000, 2, 29, 12, 0, 0, 1, tzinfo=UTC)),
+]
+
+
+def test_the_sealers_hashes_are_the_leaf_reference(sessions) -> None:  # type: ignore[no-untyped-def]
+    """seal() hashes the rows' text (leaf.row_digest, context_digest): byte for byte what
+    leaf_hashes makes from the ORM's values, the reference a client's recomputation follows."""
+    seal_all(sessions)
+    ids = []
+    with sessions.begin() as s:
+        for i, (details, occurred_at) in enumerate(_AWKWARD):
+            row = AuditLog(
+                occurred_at=occurred_at,
+                actor_id=uuid.uuid4() if i % 2 else None,
+                action=f"test.awkward.{i}é",
+                entity_type="test",
+                entity_id=None if i == 3 else f'"quoted"\n{i}',
+                request_id=None if i % 2 else f"req\\{i}\U0001f600",
+                details=details,
+            )
+            s.add(row)
+            s.flush()
+            ids.append(row.id)
+    assert seal_all(sessions) >= len(ids)
+    with sessions() as s:
+        for audit_id in ids:
+            seal_row = s.scalars(select(AuditSeal).where(AuditSeal.audit_id == audit_id)).one()
+            row = s.execute(select(*HASHED_COLUMNS).where(AuditLog.id == audit_id)).one()
+            reference = leaf_hashes([row], first_seq=seal_row.seq)[0]
+            assert (seal_row.row_hash, seal_row.context_hash) == (reference.row_hash, reference.context_hash)
+        assert verify_chain(s).ok

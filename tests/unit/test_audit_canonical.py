@@ -76,3 +76,31 @@ def test_the_root_of_digests_is_the_root_of_their_hex(leaves: list[bytes]) -> No
         ]
     assert root_of_digests(leaves) == reference[0]
     assert merkle_root([x.hex() for x in leaves]) == reference[0].hex()
+
+
+_optional_text = st.one_of(st.none(), st.text(max_size=10))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=0, max_value=2**62),
+    st.uuids() | st.none(),
+    st.text(max_size=10),
+    _optional_text,
+    _optional_text,
+)
+def test_context_digest_from_text_is_the_context_hash(
+    seq: int, actor: Any, entity_type: str, entity_id: str | None, request_id: str | None
+) -> None:
+    """The sealer and verify-audit hash the actor's id as Postgres writes it (``actor_id::text``)."""
+    fields = {"seq": seq, "entity_type": entity_type, "entity_id": entity_id, "request_id": request_id}
+    try:
+        expected: bytes | type[Exception] = bytes.fromhex(leaf.context_hash(actor_id=actor, **fields))
+    except UnicodeEncodeError as exc:  # a lone surrogate (Postgres' text holds none)
+        expected = type(exc)
+    actor_text = str(actor) if actor is not None else None
+    if isinstance(expected, bytes):
+        assert leaf.context_digest(actor_id=actor_text, **fields) == expected
+    else:
+        with pytest.raises(expected):
+            leaf.context_digest(actor_id=actor_text, **fields)
