@@ -35,7 +35,7 @@ from bench.run import git_commit
 from bench.scale_data import Book, build, customer_email, read_back
 from core.accounts.service import settlement_account_id
 from core.audit.seal import SEAL_BATCH, seal, unsealed
-from core.audit.verify import ChainResult, verify_chain
+from core.audit.verify import ChainResult, default_workers, verify_chain
 from core.config import Settings
 from core.db import make_engine, make_session_factory
 from core.identity import admin as admins
@@ -195,13 +195,14 @@ class Sealer(threading.Thread):
 
 
 def verify(settings: Settings) -> tuple[ChainResult, float]:
-    """The project's full verify-audit over the sealed chain, in one snapshot (as the command)."""
+    """The project's full verify-audit over the sealed chain, in one snapshot and with as many
+    processes as the command uses by default (``flask verify-audit``: ``default_workers()``)."""
     engine = make_engine(settings, pool_size=1)
     started = time.monotonic()
     try:
         with make_session_factory(engine)() as session:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            result = verify_chain(session)
+            result = verify_chain(session, workers=default_workers())
     finally:
         engine.dispose()
     return result, time.monotonic() - started
