@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import marshmallow as ma
-from flask import Response, request
+from flask import Response, current_app, request
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
@@ -69,7 +69,7 @@ _PERIOD: dict[str, Any] = {
 @jwt_required()
 @blp.response(200, StatementOut, description="JSON (default) or, with Accept: text/csv, a CSV file")
 @blp.doc(**doc(BEARER, _PERIOD, _BOTH_DOC))
-def get_statement(account_id: uuid.UUID) -> statements.Statement | Response:
+def get_statement(account_id: uuid.UUID) -> Response:
     # An unsupported Accept is refused before any work; no Accept (or */*) means JSON.
     accept = request.accept_mimetypes
     wanted = accept.best_match([JSON, CSV]) if accept else JSON
@@ -82,7 +82,35 @@ def get_statement(account_id: uuid.UUID) -> statements.Statement | Response:
         # Ownership first: someone else's account is a 404 whatever the parameters.
         account = statements.visible_account(session, account_id, current_user())
         args = _args()
-        return statements.statement(session, account, args["from_"], args["to"], cursor=args.get("cursor"))
+        page = statements.statement(session, account, args["from_"], args["to"], cursor=args.get("cursor"))
+    return _json(page)
+
+
+# StatementOut without its entries: the page's few fields go through the schema, its (up to
+# 10,000) entries through _entry_json, which writes what StatementEntryOut would.
+_HEAD = StatementOut(exclude=("entries",))
+
+
+def _json(page: statements.Statement) -> Response:
+    """The page as @blp.response would write it with StatementOut (same keys, same values, the
+    app's JSON provider), in a fraction of the time: a nested schema dump costs tens of
+    microseconds an entry, a heavy account's statement has thousands (issue 28)."""
+    body = _HEAD.dump(page)
+    body["entries"] = [_entry_json(e) for e in page.entries]
+    return cast(Response, current_app.json.response(body))
+
+
+def _entry_json(e: statements.StatementEntry) -> dict[str, Any]:
+    # As StatementEntryOut dumps them: datetimes by isoformat() (the app's provider would write an
+    # HTTP date), UUIDs as str() does, which orjson writes itself.
+    return {
+        "id": e.id,
+        "transfer_id": e.transfer_id,
+        "amount": e.amount,
+        "balance_after": e.balance_after,
+        "reference": e.reference,
+        "created_at": e.created_at.isoformat(),
+    }
 
 
 def _csv(account_id: uuid.UUID) -> Response:
