@@ -478,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         "measure_only": args.measure_only,
         "build_s": round(build_s),
         "build_steps_s": book.seconds,
+        "build_steps_cpu_s": book.cpu_seconds,
         "reconcile_ok": report.ok,
         "reconcile_s": round(reconcile_s, 1),
         "sealing": sealing,

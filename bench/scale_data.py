@@ -21,6 +21,7 @@ month by default) up to the moment of the build, so "the last hour" holds as man
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -52,6 +54,29 @@ class Book:
     first_transfer_at: datetime
     last_transfer_at: datetime
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # the server process's, per step
+
+
+def backend_cpu(conn: psycopg.Connection[Any]) -> Callable[[], float]:
+    """The CPU seconds the connection's server process has used so far (user and system), or 0.0 if
+    it is not a process of this machine's (a server given by URL): what a step cost the server
+    whatever else shares the cores, where its wall time grows with the load average."""
+    pid = conn.info.backend_pid
+    data_directory = conn.execute("SHOW data_directory").fetchone()
+    try:
+        local = data_directory is not None and os.readlink(f"/proc/{pid}/cwd") == data_directory[0]
+    except OSError:
+        local = False
+    tick = os.sysconf("SC_CLK_TCK")
+    stat = Path(f"/proc/{pid}/stat")
+
+    def used() -> float:
+        if not local:
+            return 0.0
+        fields = stat.read_text().rsplit(")", 1)[1].split()  # utime and stime: fields 14 and 15
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    return used
 
 
 def customer_email(n: int) -> str:
@@ -123,7 +148,8 @@ SELECT i,
                        floor(random() * (%(light)s - 1))::int AS y, 1 + floor(random() * 10000)::bigint AS amount
                   FROM generate_series(1, %(transfers)s) i) drawn) picked
 """
-# Deposits first (ord 1..), then the transfers (ord accounts + i), each with its time.
+# Deposits first (ord 1..), then the transfers (ord accounts + i), each with its time; amounts bigint
+# as the tables hold them (a sum() is numeric: the ledger's running sums would be numeric too).
 _MOVES = f"""
 CREATE UNLOGGED TABLE scale_moves AS
 SELECT row_number() OVER (ORDER BY f.n) AS ord, {_uuid("'d' || f.n")} AS id, 'DEPOSIT' AS kind,
@@ -131,7 +157,7 @@ SELECT row_number() OVER (ORDER BY f.n) AS ord, {_uuid("'d' || f.n")} AS id, 'DE
        %(settlement)s::uuid AS source_id, a.account_id AS destination_id, f.amount, 0 AS partition,
        %(t0)s::timestamptz - interval '1 hour' + row_number() OVER (ORDER BY f.n) * interval '1 millisecond'
            AS created_at
-  FROM (SELECT src_n AS n, sum(amount) AS amount FROM scale_plan GROUP BY src_n) f
+  FROM (SELECT src_n AS n, CAST(sum(amount) AS bigint) AS amount FROM scale_plan GROUP BY src_n) f
   JOIN scale_accounts a USING (n)
 UNION ALL
 SELECT %(accounts)s + p.i, {_uuid("'t' || p.i")}, 'TRANSFER', s.user_id, 'scale-' || p.i, s.account_id, d.account_id,
@@ -259,7 +285,7 @@ class _Indexer:
         self._pool = ThreadPoolExecutor(max(1, jobs), thread_name_prefix="scale-index")
         self._local = threading.local()
         self._conns: list[psycopg.Connection[Any]] = []
-        self.seconds = 0.0  # summed over the builds
+        self.seconds = self.cpu_seconds = 0.0  # summed over the builds
 
     def submit(self, definitions: list[str]) -> list[Future[None]]:
         return [self._pool.submit(self._build, d) for d in definitions]
@@ -269,12 +295,14 @@ class _Indexer:
         if conn is None:
             conn = self._local.conn = psycopg.connect(self._conninfo, autocommit=True)
             conn.execute("SET maintenance_work_mem = '1GB'")
+            self._local.cpu = backend_cpu(conn)
             self._conns.append(conn)
-        started = time.monotonic()
+        started, cpu = time.monotonic(), self._local.cpu()
         conn.execute(definition)
-        took = time.monotonic() - started
+        took, cpu = time.monotonic() - started, self._local.cpu() - cpu
         self.seconds += took
-        self._say(f"  {definition.split(' ON ')[0].split()[-1]}: {took:.1f} s")
+        self.cpu_seconds += cpu
+        self._say(f"  {definition.split(' ON ')[0].split()[-1]}: {took:.1f} s (cpu {cpu:.1f} s)")
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)  # after a failure, no build left to wait for
@@ -345,17 +373,19 @@ def build(
         "partitions": partitions,
     }
     seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
     indexer = _Indexer(conninfo, jobs, say)
     auditor = ThreadPoolExecutor(1, thread_name_prefix="scale-audit")
     stop = threading.Event()  # set if the load fails: the audit rows stop at their next chunk
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _bulk_session(conn)
+        cpu = backend_cpu(conn)
 
         def step(name: str, statement: str) -> None:
-            started = time.monotonic()
+            started, used = time.monotonic(), cpu()
             conn.execute(statement, params)
-            seconds[name] = round(time.monotonic() - started, 1)
-            say(f"{name}: {seconds[name]} s")
+            seconds[name], cpu_seconds[name] = round(time.monotonic() - started, 1), round(cpu() - used, 1)
+            say(f"{name}: {seconds[name]} s (cpu {cpu_seconds[name]} s)")
 
         try:
             _stage(conn, partitions, step)
@@ -366,7 +396,9 @@ def build(
             conn.execute("SET session_replication_role = replica")
             # The audit rows on a connection of their own, beside the other tables (they refer to none).
             audit_rows = (
-                auditor.submit(_audit, conninfo, accounts + transfers, audit_chunk, audit_written, seconds, say, stop)
+                auditor.submit(
+                    _audit, conninfo, accounts + transfers, audit_chunk, audit_written, seconds, cpu_seconds, say, stop
+                )
                 if audit
                 else None
             )
@@ -389,8 +421,13 @@ def build(
                         step(name, statement)
                 if fresh:
                     say(f"  {table}: truncated in the same transaction (no WAL under wal_level = minimal)")
+                used = cpu()
                 seconds[f"{table} keys"] = round(_restore_keys(conn, aside, table), 1)
-                say(f"{table} keys and the foreign keys to them: {seconds[f'{table} keys']} s")
+                cpu_seconds[f"{table} keys"] = round(cpu() - used, 1)
+                say(
+                    f"{table} keys and the foreign keys to them: {seconds[f'{table} keys']} s"
+                    f" (cpu {cpu_seconds[f'{table} keys']} s)"
+                )
                 waiting += indexer.submit(aside.indexes.get(table, []))
                 index_audit_when_written()
 
@@ -408,6 +445,7 @@ def build(
                 future.result()
             seconds["indexes after the load"] = round(time.monotonic() - started, 1)
             seconds["index builds, summed"] = round(indexer.seconds, 1)
+            cpu_seconds["index builds, summed"] = round(indexer.cpu_seconds, 1)
             say(f"audit rows and indexes still building after the load: {seconds['indexes after the load']} s")
         finally:
             stop.set()
@@ -439,6 +477,7 @@ def build(
         first_transfer_at=first,
         last_transfer_at=last,
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
     )
 
 
@@ -483,6 +522,7 @@ def _audit(
     chunk: int,
     written: Callable[[], None],
     seconds: dict[str, float],
+    cpu_seconds: dict[str, float],
     say: Callable[[str], None],
     stop: threading.Event,
 ) -> None:
@@ -493,12 +533,16 @@ def _audit(
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _bulk_session(conn)
         conn.execute("SET session_replication_role = replica")
-        started = time.monotonic()
+        cpu = backend_cpu(conn)
+        started, used = time.monotonic(), cpu()
         commits = _audit_rows(conn, last_ord, chunk, stop)
         if stop.is_set():
             return
-        seconds["audit_log"] = round(time.monotonic() - started, 1)
-        say(f"audit_log: {seconds['audit_log']} s ({commits:,} transactions of <= {2 * chunk:,} rows)")
+        seconds["audit_log"], cpu_seconds["audit_log"] = round(time.monotonic() - started, 1), round(cpu() - used, 1)
+        say(
+            f"audit_log: {seconds['audit_log']} s (cpu {cpu_seconds['audit_log']} s;"
+            f" {commits:,} transactions of <= {2 * chunk:,} rows)"
+        )
         started = time.monotonic()
         last = conn.execute("SELECT max(txid) FROM audit_log").fetchone()
         while last is not None and last[0] is not None and not stop.is_set():
