@@ -190,6 +190,7 @@ class Sealer(threading.Thread):
             "batches": self.batches,
             "largest_batch": self.largest,
             "seconds": round(self.seconds, 1),
+            "rows_per_second": round(self.rows / self.seconds) if self.seconds else 0,
             "unsealed_left": self.unsealed_left,
         }
 
