@@ -22,8 +22,13 @@ depend on them use keys of their own (a fresh prefix, user or account).
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +38,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import after_commit
 from tests import factories
 from tests.conftest import close_app
+from tests.integration import scratch
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # One isolation level for the whole test transaction: a savepoint cannot change it. What
 # ``snapshot()`` and the CLI checks ask for (REPEATABLE READ) is what the test transaction
@@ -144,3 +152,81 @@ def worker_resources(worker_app):  # type: ignore[no-untyped-def]
     worker_app.set_current()
     worker_app.set_default()
     return runtime(worker_app).resources()
+
+
+@dataclasses.dataclass
+class Ran:
+    """What a command did: ``subprocess.CompletedProcess``'s fields, from a subprocess or from Click."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclasses.dataclass
+class SmallBook:
+    """A database of its own (``small_book``), migrated as ``bank_test`` and holding only the rows the
+    test writes: for checks over a whole book or audit chain (the CLI's ``reconcile`` and
+    ``verify-audit``), whose time would otherwise grow with everything the suite committed before."""
+
+    url: str
+    sessions: sessionmaker[Session]
+    settings: Any
+    admin: Any
+    _app: Any = None
+
+    def customer(self, **kw: Any) -> Any:
+        return factories.customer(self.sessions, self.settings, **kw)
+
+    def run(self, *args: str) -> Ran:
+        """``flask --app web <args>`` in a subprocess, as an operator runs it, on this database (the
+        suite's settings otherwise). A Python start and the app's imports cost seconds of CPU each
+        time: use it where the command line itself is what is checked, ``cli`` elsewhere."""
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "flask"), "--app", "web", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "DATABASE_URL": self.url},
+        )
+        return Ran(done.returncode, done.stdout, done.stderr)
+
+    def cli(self, *args: str) -> Ran:
+        """The same command in this process (Flask's CLI runner: the same Click command, its options
+        parsed the same way), on an app of this database's settings."""
+        if self._app is None:
+            from core.config import Settings
+            from web import create_app
+
+            self._app = create_app(Settings(database_url=self.url))
+        result = self._app.test_cli_runner().invoke(args=list(args))
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Ran(result.exit_code, result.stdout, result.stderr)
+
+    def close(self) -> None:
+        if self._app is not None:
+            close_app(self._app)
+
+
+@pytest.fixture
+def small_book(stack, settings) -> Iterator[SmallBook]:  # type: ignore[no-untyped-def]
+    """A fresh copy of the freshly migrated database (tests/integration/scratch.py), dropped after the test;
+    its sessions commit for real (a subprocess reads what they write)."""
+    from core.config import Settings
+    from core.db import make_engine, make_session_factory
+
+    name = f"small_{uuid.uuid4().hex[:12]}"
+    url = scratch.clone(stack, name)
+    engine = make_engine(Settings(database_url=url), pool_size=2)
+    book = None
+    try:
+        sessions = make_session_factory(engine)
+        book = SmallBook(url, sessions, settings, factories.admin(sessions))
+        yield book
+    finally:
+        if book is not None:
+            book.close()
+        engine.dispose()
+        scratch.drop(stack, name)

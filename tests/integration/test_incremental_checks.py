@@ -5,10 +5,6 @@ the last intact pass, and tampering is still found by the full pass and by the i
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -19,24 +15,11 @@ from core.check_timeout import limit_statement_time
 from core.models import AuditSeal, AuditSealBatch
 from core.reconcile import reconcile
 from tests.factories import fund, seal_all
+from tests.integration.conftest import SmallBook
 from web.progress import progress_bar
 
 # The CLI checks run in a subprocess, and the sealer chains only committed transactions.
 pytestmark = pytest.mark.commits
-
-ROOT = Path(__file__).resolve().parents[2]
-FLASK = str(Path(sys.executable).parent / "flask")
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FLASK, "--app", "web", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_a_check_sets_its_own_statement_timeout_for_its_transaction_only(sessions) -> None:  # type: ignore[no-untyped-def]
@@ -54,15 +37,19 @@ def test_a_check_sets_its_own_statement_timeout_for_its_transaction_only(session
 
 
 @pytest.mark.parametrize("command", ["reconcile", "verify-audit"])
-def test_the_commands_take_a_statement_timeout_of_their_own(sessions, make_customer, admin_user, command) -> None:  # type: ignore[no-untyped-def]
+def test_the_commands_take_a_statement_timeout_of_their_own(small_book: SmallBook, command: str) -> None:
     """The check takes a timeout of its own (0 = none, the default); the one-statement limit it
-    replaces in its transaction is shown by the test above."""
-    fund(sessions, admin_user, make_customer().account, 100)
-    seal_all(sessions)
+    replaces in its transaction is shown by the test above. The command runs in this process (Flask's
+    CLI runner, the same Click command and option parsing) on a small book of its own: its time does
+    not grow with what the suite committed before. tests/integration/test_books.py runs both
+    commands as an operator does, in a subprocess."""
+    fund(small_book.sessions, small_book.admin, small_book.customer().account, 100)
+    seal_all(small_book.sessions)
     for args in ([], ["--statement-timeout", "0"], ["--statement-timeout", "600"]):
-        done = cli(command, *args)
+        done = small_book.cli(command, *args)
         assert done.returncode == 0, done.stderr
-    bad = cli(command, "--statement-timeout", "-1")
+        assert {"reconcile": "0 problem(s)", "verify-audit": "audit chain intact"}[command] in done.stdout
+    bad = small_book.cli(command, "--statement-timeout", "-1")
     assert bad.returncode == 2
 
 
@@ -91,20 +78,21 @@ _ALTER_ROW = (
 )
 
 
-def test_incremental_proves_only_new_batches_and_both_passes_find_tampering(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
-    make_customer()
-    seal_all(sessions)
-    mark = _checkpoint_now(sessions)
+def test_incremental_proves_only_new_batches_and_both_passes_find_tampering(small_book: SmallBook) -> None:
+    seal_all(small_book.sessions)  # two batches before the checkpoint (the link check below needs one before it)
+    small_book.customer()
+    seal_all(small_book.sessions)
+    mark = _checkpoint_now(small_book.sessions)
     assert mark.last_batch_id is not None and mark.last_seq > 0
     for _ in range(3):  # new rows in new batches after the checkpoint
-        make_customer()
-        seal_all(sessions)
-    with sessions() as s:
+        small_book.customer()
+        seal_all(small_book.sessions)
+    with small_book.sessions() as s:
         last_seq = s.scalar(select(func.max(AuditSeal.seq)))
         new_batches = s.scalar(select(func.count()).where(AuditSealBatch.id > mark.last_batch_id))
     assert last_seq is not None and last_seq > mark.last_seq and new_batches
 
-    with sessions() as s:
+    with small_book.sessions() as s:
         clean = verify_chain(s, incremental=True)
     assert clean.ok, clean.reason
     assert clean.started_after_batch == mark.last_batch_id
@@ -112,37 +100,39 @@ def test_incremental_proves_only_new_batches_and_both_passes_find_tampering(sess
 
     # An old row, inside the checkpointed region: the full pass finds it; the incremental one
     # does not look there (that is the point of it) and proves the new rows.
-    full, incremental = _tampered(sessions, _ALTER_ROW, seq=mark.last_seq)
+    full, incremental = _tampered(small_book.sessions, _ALTER_ROW, seq=mark.last_seq)
     assert not full.ok and full.broken_at_seq == mark.last_seq
     assert "content does not match" in (full.reason or "")
     assert incremental.ok and incremental.rows_checked == last_seq - mark.last_seq
 
     # A new row: both find it.
-    full, incremental = _tampered(sessions, _ALTER_ROW, seq=last_seq)
+    full, incremental = _tampered(small_book.sessions, _ALTER_ROW, seq=last_seq)
     assert (full.broken_at_seq, incremental.broken_at_seq) == (last_seq, last_seq)
     assert "content does not match" in (incremental.reason or "")
 
     # The checkpoint's own batch rewritten: the incremental pass refuses to start from it.
     full, incremental = _tampered(
-        sessions, "UPDATE audit_seal_batches SET root = repeat('0', 64) WHERE id = :id", id=mark.last_batch_id
+        small_book.sessions,
+        "UPDATE audit_seal_batches SET root = repeat('0', 64) WHERE id = :id",
+        id=mark.last_batch_id,
     )
     assert not full.ok and not incremental.ok
     assert "checkpoint" in (incremental.reason or "")
     # ... and its link to the batch before.
-    if mark.last_batch_id > 1:
-        full, incremental = _tampered(
-            sessions,
-            "UPDATE audit_seal_batches SET root = repeat('0', 64) WHERE id = :id",
-            id=mark.last_batch_id - 1,
-        )
-        assert not full.ok and not incremental.ok
-        assert "prev_root does not match" in (incremental.reason or "")
+    assert mark.last_batch_id > 1
+    full, incremental = _tampered(
+        small_book.sessions,
+        "UPDATE audit_seal_batches SET root = repeat('0', 64) WHERE id = :id",
+        id=mark.last_batch_id - 1,
+    )
+    assert not full.ok and not incremental.ok
+    assert "prev_root does not match" in (incremental.reason or "")
 
 
-def test_incremental_without_a_checkpoint_is_a_full_pass(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
-    make_customer()
-    seal_all(sessions)
-    with sessions.begin() as s:
+def test_incremental_without_a_checkpoint_is_a_full_pass(small_book: SmallBook) -> None:
+    small_book.customer()
+    seal_all(small_book.sessions)
+    with small_book.sessions.begin() as s:
         s.execute(text("ALTER TABLE audit_verify_checkpoints RENAME TO audit_verify_checkpoints_kept"))
         s.execute(text("CREATE TABLE audit_verify_checkpoints (LIKE audit_verify_checkpoints_kept INCLUDING ALL)"))
         full, incremental = verify_chain(s), verify_chain(s, incremental=True)
@@ -152,24 +142,24 @@ def test_incremental_without_a_checkpoint_is_a_full_pass(sessions, make_customer
     assert incremental.rows_checked == full.rows_checked
 
 
-def test_verify_audit_cli_records_a_checkpoint_and_goes_on_from_it(sessions, make_customer) -> None:  # type: ignore[no-untyped-def]
-    make_customer()
-    seal_all(sessions)
-    full = cli("verify-audit")
+def test_verify_audit_cli_records_a_checkpoint_and_goes_on_from_it(small_book: SmallBook) -> None:
+    small_book.customer()
+    seal_all(small_book.sessions)
+    full = small_book.cli("verify-audit")
     assert full.returncode == 0, full.stderr
     assert "from seq 1" in full.stdout
-    with sessions() as s:
+    with small_book.sessions() as s:
         mark = s.execute(
             text("SELECT batch_id, full_pass FROM audit_verify_checkpoints ORDER BY id DESC LIMIT 1")
         ).one()
         assert mark.full_pass
         assert mark.batch_id == s.scalar(select(func.max(AuditSealBatch.id)))
-    make_customer()
-    seal_all(sessions)
-    more = cli("verify-audit", "--incremental")
+    small_book.customer()
+    seal_all(small_book.sessions)
+    more = small_book.cli("verify-audit", "--incremental")
     assert more.returncode == 0, more.stderr
     assert f"after batch {mark.batch_id}" in more.stdout
-    with sessions() as s:
+    with small_book.sessions() as s:
         latest = s.execute(
             text("SELECT batch_id, full_pass FROM audit_verify_checkpoints ORDER BY id DESC LIMIT 1")
         ).one()
@@ -181,15 +171,15 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_the_checks_report_their_progress(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
-    fund(sessions, admin_user, make_customer().account, 100)
-    seal_all(sessions)
+def test_the_checks_report_their_progress(small_book: SmallBook) -> None:
+    fund(small_book.sessions, small_book.admin, small_book.customer().account, 100)
+    seal_all(small_book.sessions)
     seen: list[tuple[int, int]] = []
-    with sessions() as s:
+    with small_book.sessions() as s:
         result = verify_chain(s, progress=lambda done, total: seen.append((done, total)))
     assert result.ok and seen and seen[-1] == (result.rows_checked, result.rows_checked)
     steps: list[tuple[int, int]] = []
-    with sessions() as s:
+    with small_book.sessions() as s:
         assert reconcile(s, lambda done, total: steps.append((done, total))).ok
     assert steps == [(n, 10) for n in range(1, 11)]
 

@@ -5,11 +5,7 @@ found by the full pass only (the point of incremental)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -19,19 +15,13 @@ from core.reconcile import Report, reconcile, record_checkpoint
 from core.transfers.idempotency import MoneyMovement
 from core.transfers.submit import submit_transfer
 from tests.factories import fund
+from tests.integration.conftest import SmallBook
 from tests.settling import settle_transfer
 
-# The horizon is a snapshot's xmin and the scope what later transactions wrote: real commits.
+# The horizon is a snapshot's xmin and the scope what later transactions wrote: real commits. Each
+# test has a small book of its own (``small_book``): the full passes here would otherwise walk
+# everything the suite committed before.
 pytestmark = pytest.mark.commits
-
-ROOT = Path(__file__).resolve().parents[2]
-FLASK = str(Path(sys.executable).parent / "flask")
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [FLASK, "--app", "web", *args], cwd=ROOT, capture_output=True, text=True, check=False, env={**os.environ}
-    )
 
 
 def _pay(sessions: sessionmaker[Session], payer, payee, amount: int, *, hold: bool = False) -> uuid.UUID:  # type: ignore[no-untyped-def]
@@ -67,15 +57,15 @@ def _both(sessions: sessionmaker[Session], statement: str, **params: object) -> 
     return full, incremental
 
 
-def test_incremental_checks_only_what_changed_and_finds_tampering_there(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
-    old, payer, payee = make_customer(), make_customer(), make_customer()
-    fund(sessions, admin_user, old.account, 500)
-    fund(sessions, admin_user, payer.account, 1_000)
-    mark = _checkpoint(sessions)
+def test_incremental_checks_only_what_changed_and_finds_tampering_there(small_book: SmallBook) -> None:
+    old, payer, payee = small_book.customer(), small_book.customer(), small_book.customer()
+    fund(small_book.sessions, small_book.admin, old.account, 500)
+    fund(small_book.sessions, small_book.admin, payer.account, 1_000)
+    mark = _checkpoint(small_book.sessions)
 
-    paid = _pay(sessions, payer, payee, 300)
-    held = _pay(sessions, payer, payee, 50, hold=True)
-    with sessions() as s:
+    paid = _pay(small_book.sessions, payer, payee, 300)
+    held = _pay(small_book.sessions, payer, payee, 50, hold=True)
+    with small_book.sessions() as s:
         clean = reconcile(s, incremental=True)
         everything = reconcile(s)
     assert clean.ok, clean.problems
@@ -85,7 +75,9 @@ def test_incremental_checks_only_what_changed_and_finds_tampering_there(sessions
     assert everything.transfers_checked > 2 and everything.accounts_checked > 2
 
     # A new transfer's account: its balance moved off the ledger.
-    full, incremental = _both(sessions, "UPDATE accounts SET balance = balance + 1 WHERE id = :a", a=payee.account.id)
+    full, incremental = _both(
+        small_book.sessions, "UPDATE accounts SET balance = balance + 1 WHERE id = :a", a=payee.account.id
+    )
     assert any(f"account {payee.account.id}: balance 301 != ledger sum 300" in p for p in full.problems)
     assert any(
         f"account {payee.account.id}: balance 301 != its newest entry's balance_after 300" in p
@@ -94,7 +86,7 @@ def test_incremental_checks_only_what_changed_and_finds_tampering_there(sessions
 
     # A new entry rewritten with its account's balance to match: the chain breaks there.
     full, incremental = _both(
-        sessions,
+        small_book.sessions,
         "UPDATE ledger_entries SET amount = amount + 7, balance_after = balance_after + 7"
         " WHERE transfer_id = :t AND account_id = :a;"
         " UPDATE accounts SET balance = balance + 7 WHERE id = :a",
@@ -107,7 +99,7 @@ def test_incremental_checks_only_what_changed_and_finds_tampering_there(sessions
 
     # The newest entry's balance_after alone: the chain finds it (the full pass's sum does not look there).
     full, incremental = _both(
-        sessions,
+        small_book.sessions,
         "UPDATE ledger_entries SET balance_after = balance_after + 1 WHERE transfer_id = :t AND account_id = :a",
         t=paid,
         a=payer.account.id,
@@ -117,12 +109,12 @@ def test_incremental_checks_only_what_changed_and_finds_tampering_there(sessions
 
     # The held transfer's usage and held amount.
     full, incremental = _both(
-        sessions, "UPDATE accounts SET held_amount = held_amount + 5 WHERE id = :a", a=payer.account.id
+        small_book.sessions, "UPDATE accounts SET held_amount = held_amount + 5 WHERE id = :a", a=payer.account.id
     )
     for report in (full, incremental):
         assert any(f"account {payer.account.id}: held 55 != sum of its HELD transfers 50" in p for p in report.problems)
     full, incremental = _both(
-        sessions, "UPDATE account_usage SET used = used + 1 WHERE account_id = :a", a=payer.account.id
+        small_book.sessions, "UPDATE account_usage SET used = used + 1 WHERE account_id = :a", a=payer.account.id
     )
     for report in (full, incremental):
         assert any(
@@ -132,14 +124,16 @@ def test_incremental_checks_only_what_changed_and_finds_tampering_there(sessions
 
     # An account nobody touched since the checkpoint: the full pass finds it, the incremental
     # pass does not look there (that is the point of it).
-    full, incremental = _both(sessions, "UPDATE accounts SET balance = balance + 1 WHERE id = :a", a=old.account.id)
+    full, incremental = _both(
+        small_book.sessions, "UPDATE accounts SET balance = balance + 1 WHERE id = :a", a=old.account.id
+    )
     assert any(f"account {old.account.id}: balance 501 != ledger sum 500" in p for p in full.problems)
     assert incremental.ok, incremental.problems
 
 
-def test_a_checkpoint_ahead_of_the_snapshot_is_refused(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
-    fund(sessions, admin_user, make_customer().account, 10)
-    with sessions.begin() as s:
+def test_a_checkpoint_ahead_of_the_snapshot_is_refused(small_book: SmallBook) -> None:
+    fund(small_book.sessions, small_book.admin, small_book.customer().account, 10)
+    with small_book.sessions.begin() as s:
         s.execute(
             text(
                 "INSERT INTO reconcile_checkpoints (horizon, full_pass, accounts_checked, transfers_checked)"
@@ -151,9 +145,9 @@ def test_a_checkpoint_ahead_of_the_snapshot_is_refused(sessions, make_customer, 
     assert not report.ok and "ahead of this snapshot" in report.problems[0]
 
 
-def test_incremental_without_a_checkpoint_is_a_full_pass(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
-    fund(sessions, admin_user, make_customer().account, 10)
-    with sessions.begin() as s:
+def test_incremental_without_a_checkpoint_is_a_full_pass(small_book: SmallBook) -> None:
+    fund(small_book.sessions, small_book.admin, small_book.customer().account, 10)
+    with small_book.sessions.begin() as s:
         s.execute(text("DELETE FROM reconcile_checkpoints"))
         full, incremental = reconcile(s), reconcile(s, incremental=True)
         s.rollback()
@@ -170,19 +164,19 @@ def test_a_pass_with_problems_records_no_checkpoint(sessions) -> None:  # type: 
         assert not record_checkpoint(s, Report(problems=["something"], horizon=1))
 
 
-def test_reconcile_cli_records_a_checkpoint_and_goes_on_from_it(sessions, make_customer, admin_user) -> None:  # type: ignore[no-untyped-def]
-    payer, payee = make_customer(), make_customer()
-    fund(sessions, admin_user, payer.account, 100)
-    full = cli("reconcile")
+def test_reconcile_cli_records_a_checkpoint_and_goes_on_from_it(small_book: SmallBook) -> None:
+    payer, payee = small_book.customer(), small_book.customer()
+    fund(small_book.sessions, small_book.admin, payer.account, 100)
+    full = small_book.cli("reconcile")
     assert full.returncode == 0, full.stderr
     assert "reconcile (full pass)" in full.stdout
-    with sessions() as s:
+    with small_book.sessions() as s:
         mark = s.execute(text("SELECT horizon, full_pass FROM reconcile_checkpoints ORDER BY id DESC LIMIT 1")).one()
     assert mark.full_pass
-    _pay(sessions, payer, payee, 40)
-    more = cli("reconcile", "--incremental")
+    _pay(small_book.sessions, payer, payee, 40)
+    more = small_book.cli("reconcile", "--incremental")
     assert more.returncode == 0, more.stderr
     assert f"reconcile (changed since transaction {mark.horizon}): 2 accounts, 1 transfers, 0 problem(s)" in more.stdout
-    with sessions() as s:
+    with small_book.sessions() as s:
         latest = s.execute(text("SELECT horizon, full_pass FROM reconcile_checkpoints ORDER BY id DESC LIMIT 1")).one()
     assert latest.horizon > mark.horizon and not latest.full_pass
