@@ -62,7 +62,8 @@ class StatementEntry(NamedTuple):
 class Period:
     """Where ``[start, end)`` lies in the account's apply order: entries with
     ``first_seq <= seq < end_seq``. ``first_seq`` None: no entry of the period exists yet (all
-    are before ``start``); ``end_seq`` None: none after it yet."""
+    are before ``start``); ``end_seq`` None: none after it yet, or (a JSON page's) not looked
+    for: ``statement`` finds it among the entries it reads (``_until_end``)."""
 
     account_id: uuid.UUID
     currency: str
@@ -142,8 +143,10 @@ def statement(
     if cursor:
         p, after = _resume(session, account, start, end, cursor)
     else:
-        p, after = period(session, account, start, end), None
+        p, after = _started(session, account, start, end), None
     rows = _read(session, _entries(p, after).limit(max_entries + 1)) if p.first_seq is not None else []
+    if p.end_seq is None:
+        rows, p = _until_end(p, rows)
     more = len(rows) > max_entries
     entries = rows[:max_entries]
     last = entries[-1].balance_after if entries else (p.opening_balance if after is None else after[1])
@@ -157,6 +160,38 @@ def statement(
         entries=entries,
         next_cursor=_encode_cursor(p, entries[-1]) if more else None,
     )
+
+
+def _started(session: Session, account: Account, start: datetime, end: datetime) -> Period:
+    """``period`` without the cut at ``end``: a JSON page finds it in the entries it reads."""
+    first = ledger.cut(session, account.id, start)
+    return Period(
+        account_id=account.id,
+        currency=account.currency,
+        start=start,
+        end=end,
+        first_seq=first,
+        end_seq=None,
+        opening_balance=ledger.balance_before(session, account.id, first),
+    )
+
+
+def _until_end(p: Period, rows: list[StatementEntry]) -> tuple[list[StatementEntry], Period]:
+    """The entries of ``rows`` before the ledger's cut at ``p.end``, and ``p`` with that cut if it
+    is among them. ``rows`` are the entries from the period's start (or a page's last entry) on,
+    in apply order, with no upper bound. This is ``ledger.cut`` at ``end``, exactly: the cut is
+    the smallest seq of the entries created at or after ``end``; each of them was created after
+    ``start`` too, so it is at or after the cut at ``start`` (the smallest seq of those), and it
+    is after the previous pages' entries, which were read up to here and none of which was
+    created at or after ``end``. So it is the first entry of ``rows`` created at or after
+    ``end``, if it is among them; if not, either no entry is (``rows`` holds all entries since,
+    the period is open) or the page is full and the next one looks further. It reads no entry
+    the page does not give (plus the one that tells a next page exists), where the cut costs
+    512 entries, and all the entries since ``end`` for a past period of a busy account."""
+    for i, e in enumerate(rows):
+        if e.created_at >= p.end:
+            return rows[:i], replace(p, end_seq=e.seq)
+    return rows, p
 
 
 def frozen(session: Session, p: Period) -> Period:
@@ -229,7 +264,8 @@ def _read(session: Session, stmt: Select[Any]) -> list[StatementEntry]:
 # ---- cursor: the period's place in apply order and the last entry given ----------------------
 #
 # Opaque to clients (base64url JSON). It carries the period's bounds so that a later page costs
-# one index probe, not a new cut; an end still open when the first page was read is cut again.
+# one index probe, not a new cut; an end not found yet is looked for among the next page's
+# entries (``_until_end``).
 # It names the account and the period, so it only continues the same request.
 
 _CURSOR_TAG = "statement"
@@ -259,8 +295,6 @@ def _resume(
         raise ValidationFailed(
             "invalid cursor", errors={"cursor": ["Invalid cursor: send the same request with its next_cursor."]}
         ) from exc
-    if end_seq is None:
-        end_seq = ledger.cut(session, account.id, end)
     p = Period(
         account_id=account.id,
         currency=account.currency,
