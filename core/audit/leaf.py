@@ -141,14 +141,25 @@ _sha256 = hashlib.sha256
 def row_digest(*, seq: int, action: str, occurred_at: str, details: str) -> bytes:
     """SHA-256 digest of the record ``row_hash`` covers, from ``occurred_at`` already written by
     ``timestamp()`` and ``details`` as JSON text (Postgres' ``details::text``)."""
-    if details.isascii() and action.isascii() and _LONG_DIGITS(details) is None and 0 <= seq <= _MAX_SAFE:
+    if (
+        details.isascii()
+        and action.isascii()
+        and _LONG_DIGITS(details) is None
+        and type(seq) is int
+        and 0 <= seq <= _MAX_SAFE
+    ):
         try:
             value, end = _SCAN(details, 0)
         except (_NotPlain, StopIteration):
             end = -1
         if end == len(details):
-            fields = {"seq": seq, "action": action, "occurred_at": occurred_at, "details": value}
-            return _sha256(_CANONICAL_FAST(fields).encode()).digest()
+            # The record's four keys in their sorted order, the details by the C encoder: the text
+            # _CANONICAL writes for the whole dict, without building and sorting it per row.
+            text = (
+                f'{{"action":{encode_basestring(action)},"details":{_CANONICAL_FAST(value)},'
+                f'"occurred_at":{encode_basestring(occurred_at)},"seq":{seq}}}'
+            )
+            return _sha256(text.encode()).digest()
     record = {"seq": seq, "action": action, "occurred_at": occurred_at, "details": json.loads(details)}
     return _sha256(rfc8785.dumps(record)).digest()
 
