@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from core.models import Transfer, TransferStatus
 from tests import factories
-from tests.chaos.conftest import Cluster, Party, assert_books, people
+from tests.chaos.conftest import Cluster, Party, assert_books, one_broker, people
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.chaos
@@ -46,6 +46,7 @@ def post_atomic(
         time.sleep(0.2)
 
 
+@one_broker
 def test_kill_9_a_worker_mid_atomic_batches(running, http, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
     parties = people(http, sessions, settings, admin_user, 6, 5_000)
     rng = random.Random(7)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.models import Transfer, TransferStatus
-from tests.chaos.conftest import Cluster, Party, assert_books, people, submit, submit_many
+from tests.chaos.conftest import Cluster, Party, assert_books, one_broker, people, submit, submit_many
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.chaos
@@ -60,6 +60,7 @@ def test_kill_9_a_worker_mid_settlement(running, http, sessions, settings, admin
     assert_books(sessions, parties, ids, 6 * 5_000)
 
 
+@one_broker
 def test_50_duplicates_while_a_worker_is_killed(running, http, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
     a, b = people(http, sessions, settings, admin_user, 2, 1_000)
     key = f"dup-{uuid.uuid4()}"
@@ -87,6 +88,7 @@ def test_50_duplicates_while_a_worker_is_killed(running, http, sessions, setting
         )
 
 
+@one_broker
 def test_hot_account_500_transfers(running, http, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
     src, *dests = people(http, sessions, settings, admin_user, 6, 0)
     from tests import factories
@@ -103,6 +105,7 @@ def test_hot_account_500_transfers(running, http, sessions, settings, admin_user
     assert "Deadlock" not in running.worker_logs()
 
 
+@one_broker
 def test_worker_paused_past_its_lock_ttl(running, http, sessions, settings, admin_user) -> None:  # type: ignore[no-untyped-def]
     a, b = people(http, sessions, settings, admin_user, 2, 3_000)
     plan = [(a, b, 50) if i % 2 else (b, a, 70) for i in range(80)]
@@ -118,6 +121,7 @@ def test_worker_paused_past_its_lock_ttl(running, http, sessions, settings, admi
     assert "transfer_settled" in running.workers["w2"].log()
 
 
+@one_broker
 def test_redis_outage_during_a_burst(running, http, sessions, settings, admin_user, stack) -> None:  # type: ignore[no-untyped-def]
     if running.broker != "redis" or stack._redis_proc is None:
         pytest.skip("needs the embedded Redis as broker to stop and start it")
@@ -146,6 +150,7 @@ def test_redis_outage_during_a_burst(running, http, sessions, settings, admin_us
     assert_books(sessions, parties, ids, 4 * 5_000)
 
 
+@one_broker
 def test_postgres_restart_during_settlement(running, http, sessions, settings, admin_user, stack) -> None:  # type: ignore[no-untyped-def]
     if not stack.postgres_embedded:
         pytest.skip("needs the embedded Postgres to restart it")

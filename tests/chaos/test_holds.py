@@ -17,7 +17,7 @@ from sqlalchemy import func, select, update
 
 from core.models import Account, Transfer, TransferAction, TransferStatus
 from tests import factories
-from tests.chaos.conftest import Cluster, Party, assert_books, people, wait_final
+from tests.chaos.conftest import Cluster, Party, assert_books, one_broker, people, wait_final
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.chaos
@@ -58,6 +58,7 @@ def hold(http: httpx.Client, src: Party, dst: Party, amount: int) -> uuid.UUID:
     return uuid.UUID(r.json()["id"])
 
 
+@one_broker
 def test_worker_killed_while_holds_settle_and_expire_racing_captures(  # type: ignore[no-untyped-def]
     running, http, sessions, settings, admin_user
 ) -> None:
