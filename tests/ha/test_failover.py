@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -38,7 +38,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def formation() -> Iterator[Formation]:
+def formation(formation_starting: Future[Formation] | None) -> Iterator[Formation]:
+    """The formation tests/ha/conftest.py started while the tier's other tests ran, else one now."""
+    if formation_starting is not None:
+        yield formation_starting.result()
+        return
     with start_formation() as f:
         yield f
 
