@@ -480,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         "build_s": round(build_s),
         "build_steps_s": book.seconds,
         "build_steps_cpu_s": book.cpu_seconds,
+        "build_wal_bytes": book.wal_bytes,
         "reconcile_ok": report.ok,
         "reconcile_s": round(reconcile_s, 1),
         "sealing": sealing,

@@ -55,6 +55,7 @@ class Book:
     last_transfer_at: datetime
     seconds: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # the server process's, per step
+    wal_bytes: int = 0  # written to the WAL by the whole server while it was built
 
 
 def backend_cpu(conn: psycopg.Connection[Any]) -> Callable[[], float]:
@@ -380,6 +381,7 @@ def build(
     with psycopg.connect(conninfo, autocommit=True) as conn:
         _bulk_session(conn)
         cpu = backend_cpu(conn)
+        wal_from = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
 
         def step(name: str, statement: str) -> None:
             started, used = time.monotonic(), cpu()
@@ -466,6 +468,9 @@ def build(
         for table in STAGING:
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
         step("analyze", "ANALYZE")
+        wal = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", wal_from).fetchone()
+        wal_bytes = int(wal[0]) if wal is not None else 0
+        say(f"WAL written while it was built: {wal_bytes / 1e6:,.0f} MB")
     return Book(
         transfers=transfers,
         accounts=accounts,
@@ -478,6 +483,7 @@ def build(
         last_transfer_at=last,
         seconds=seconds,
         cpu_seconds=cpu_seconds,
+        wal_bytes=wal_bytes,
     )
 
 
