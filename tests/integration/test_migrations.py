@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import psycopg
@@ -42,10 +43,25 @@ SELECT count(*) FROM (
 
 
 def _alembic(url: str, *args: str) -> None:
-    alembic = Path(sys.executable).parent / "alembic"
-    env = {**os.environ, "DATABASE_URL": url}
-    result = subprocess.run([str(alembic), *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    """``alembic <args>`` on ``url``, in this process: the same command line parsed by Alembic's own
+    parser, alembic.ini and migrations/env.py, without a Python start and the app's imports (seconds of
+    CPU each) per step. The command line as an operator runs it is the suite's own start
+    (tests/conftest.py, processes.migrate) and test_create_db.py's. env.py leaves our logging alone
+    (``configure_logger``) and reads DATABASE_URL, set for the call only."""
+    from alembic.config import CommandLine, Config
+
+    command_line = CommandLine()
+    options = command_line.parser.parse_args(list(args))
+    config = Config(str(ROOT / "alembic.ini"), cmd_opts=options)
+    config.attributes["configure_logger"] = False
+    kept = os.environ["DATABASE_URL"]
+    os.environ["DATABASE_URL"] = url
+    try:
+        with warnings.catch_warnings():  # alembic.ini's prepend_sys_path: what the command line prints too
+            warnings.filterwarnings("ignore", "No path_separator found", DeprecationWarning)
+            command_line.run_cmd(config, options)
+    finally:
+        os.environ["DATABASE_URL"] = kept
 
 
 def _insert(engine: Engine, *actions: str) -> None:
