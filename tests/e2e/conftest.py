@@ -37,19 +37,10 @@ def _telemetry_env(otlp: Receiver, log_dir: Path, name: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="package")
-def api_url(log_dir: Path, otlp: Receiver) -> Iterator[str]:
-    """The API served by gunicorn (2 workers), exactly as the Procfile runs it. Package scope: these
-    processes stop when the e2e tier ends, so no later tier shares its database with them."""
-    port = processes.free_port()
-    proc = processes.start_api(_telemetry_env(otlp, log_dir, "api"), log_dir, ROOT, port)
-    yield f"http://127.0.0.1:{port}"
-    proc.stop()
-
-
-@pytest.fixture(scope="package")
-def workers(log_dir: Path, otlp: Receiver) -> Iterator[list[processes.Proc]]:
-    """Two separate Celery worker processes (prefork, 2 children each) plus the sweeper beat.
-    Each serves its metrics on its own port: ``proc.metrics_url``."""
+def _processes(log_dir: Path, otlp: Receiver) -> Iterator[tuple[str, list[processes.Proc]]]:
+    """The API and the two workers, booted side by side (each start waits for its process to be
+    ready: seconds of imports), stopped side by side. Package scope: these processes stop when the
+    e2e tier ends, so no later tier shares its database with them."""
 
     def start(name: str, beat: bool) -> processes.Proc:
         port = processes.free_port()
@@ -64,13 +55,36 @@ def workers(log_dir: Path, otlp: Receiver) -> Iterator[list[processes.Proc]]:
         proc.metrics_url = f"http://127.0.0.1:{port}/metrics"  # type: ignore[attr-defined]
         return proc
 
-    # Side by side: each start waits for its worker's " ready." (seconds of imports and boot).
-    with ThreadPoolExecutor(2) as pool:
-        starting = [pool.submit(start, name, beat) for name, beat in (("w1", True), ("w2", False))]
-    procs = [s.result() for s in starting]
-    yield procs
-    for p in procs:
-        p.stop()
+    port = processes.free_port()
+    api_env = _telemetry_env(otlp, log_dir, "api")
+    with ThreadPoolExecutor(3) as pool:
+        starting = [
+            pool.submit(processes.start_api, api_env, log_dir, ROOT, port),
+            *(pool.submit(start, name, beat) for name, beat in (("w1", True), ("w2", False))),
+        ]
+    started = [s.result() for s in starting if s.exception() is None]
+    try:
+        for s in starting:
+            s.result()  # the first start that failed, after every started process is in ``started``
+        yield f"http://127.0.0.1:{port}", started[1:]
+    finally:
+        # Side by side too: a worker's stop is a warm shutdown that waits for its running tasks.
+        with ThreadPoolExecutor(len(started) or 1) as pool:
+            for stopped in [pool.submit(p.stop) for p in started]:
+                stopped.result()
+
+
+@pytest.fixture(scope="package")
+def api_url(_processes: tuple[str, list[processes.Proc]]) -> str:
+    """The API served by gunicorn (2 workers), exactly as the Procfile runs it."""
+    return _processes[0]
+
+
+@pytest.fixture(scope="package")
+def workers(_processes: tuple[str, list[processes.Proc]]) -> list[processes.Proc]:
+    """Two separate Celery worker processes (prefork, 2 children each) plus the sweeper beat.
+    Each serves its metrics on its own port: ``proc.metrics_url``."""
+    return _processes[1]
 
 
 @pytest.fixture(scope="package")
