@@ -111,19 +111,9 @@ def validate_period(start: datetime, end: datetime) -> tuple[datetime, datetime]
 
 def period(session: Session, account: Account, start: datetime, end: datetime) -> Period:
     """Cut ``[start, end)`` out of the account's entries (see the module's docstring)."""
-    start, end = validate_period(start, end)
-    first = ledger.cut(session, account.id, start)
+    p = _started(session, account, *validate_period(start, end))
     # Nothing at or after start means nothing at or after end either: one query less.
-    end_seq = ledger.cut(session, account.id, end) if first is not None else None
-    return Period(
-        account_id=account.id,
-        currency=account.currency,
-        start=start,
-        end=end,
-        first_seq=first,
-        end_seq=end_seq,
-        opening_balance=ledger.balance_before(session, account.id, first),
-    )
+    return p if p.first_seq is None else replace(p, end_seq=ledger.cut(session, account.id, p.end))
 
 
 def statement(
