@@ -4,8 +4,11 @@ Builds a fresh database ``bench_scale`` with ``bench.scale_data`` (set-based SQL
 rows) while the project's own sealer seals its audit rows in its normal batches, validates it with
 the project's own ``reconcile``, waits for the sealer, times each read through the Flask app
 in-process (median of ``--repeats`` calls after one warm-up), then runs the project's full
-``verify-audit`` over the sealed chain, and prints a table; one JSON line is appended to .data/bench/results.jsonl. Progress on
-stderr.
+``verify-audit`` over the sealed chain, and prints a table; then, on the built book, the
+incremental ``reconcile`` and ``verify-audit`` right after their full passes, the backlog
+exporter's query, one run of each background task's core function (rolled back, so the book stays
+as built) and a month's CSV statement of a heavy account streamed through the app, in a second
+table. One JSON line is appended to .data/bench/results.jsonl. Progress on stderr.
 
 Without ``--database-url`` it starts embedded Postgres and Redis in ``--data-dir`` (their own, so
 a long build disturbs no other server).
@@ -36,12 +39,20 @@ from bench.scale_data import Book, build, customer_email, read_back
 from core.accounts.service import settlement_account_id
 from core.audit.seal import SEAL_BATCH, seal, unsealed
 from core.audit.verify import ChainResult, default_workers, verify_chain
+from core.audit.verify import record_checkpoint as record_verify_checkpoint
 from core.config import Settings
-from core.db import make_engine, make_session_factory
+from core.db import database_now, make_engine, make_session_factory
 from core.identity import admin as admins
 from core.identity.passwords import hash_password
 from core.models import Transfer
+from core.observability.backlog import measure as measure_backlog
+from core.observability.money import measure_money
 from core.reconcile import Report, reconcile
+from core.reconcile import record_checkpoint as record_reconcile_checkpoint
+from core.resources import webhook_policy
+from core.transfers.holds import expire_due
+from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
+from core.webhooks.relay import relay_events
 from devtools import processes, services
 from web import create_app
 
@@ -104,14 +115,17 @@ def prepare(settings: Settings) -> tuple[Any, Any]:
         engine.dispose()
 
 
-def validate(settings: Settings) -> tuple[Report, float]:
-    """The project's reconcile over the whole book, in one snapshot (as `flask reconcile`)."""
+def validate(settings: Settings, *, incremental: bool = False) -> tuple[Report, float]:
+    """The project's reconcile over the whole book (``incremental``: what changed since the last
+    clean pass), in one snapshot, its checkpoint recorded in the same transaction: as
+    ``flask reconcile [--incremental]``."""
     engine = make_engine(settings, pool_size=1)
     started = time.monotonic()
     try:
-        with make_session_factory(engine)() as session:
+        with make_session_factory(engine).begin() as session:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            report = reconcile(session)
+            report = reconcile(session, incremental=incremental)
+            record_reconcile_checkpoint(session, report)
     finally:
         engine.dispose()
     return report, time.monotonic() - started
@@ -195,15 +209,17 @@ class Sealer(threading.Thread):
         }
 
 
-def verify(settings: Settings) -> tuple[ChainResult, float]:
-    """The project's full verify-audit over the sealed chain, in one snapshot and with as many
-    processes as the command uses by default (``flask verify-audit``: ``default_workers()``)."""
+def verify(settings: Settings, *, incremental: bool = False) -> tuple[ChainResult, float]:
+    """The project's verify-audit over the sealed chain (``incremental``: the batches after the last
+    intact pass), in one snapshot, with as many processes as the command uses by default, its
+    checkpoint recorded in the same transaction: as ``flask verify-audit [--incremental]``."""
     engine = make_engine(settings, pool_size=1)
     started = time.monotonic()
     try:
-        with make_session_factory(engine)() as session:
+        with make_session_factory(engine).begin() as session:
             session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-            result = verify_chain(session, workers=default_workers())
+            result = verify_chain(session, incremental=incremental, workers=default_workers())
+            record_verify_checkpoint(session, result, full_pass=not incremental)
     finally:
         engine.dispose()
     return result, time.monotonic() - started
@@ -251,18 +267,19 @@ def _close(app: Any) -> None:
     runtime(app.extensions["celery"]).close()
 
 
+def login(client: Any, email: str) -> dict[str, str]:
+    """The headers of a caller logged in through the API."""
+    r = client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    assert r.status_code == 200, r.get_data(as_text=True)
+    return {"Authorization": f"Bearer {r.json['access_token']}"}
+
+
 def _timed_reads(app: Any, settings: Settings, book: Book, repeats: int) -> list[dict[str, Any]]:
     client = app.test_client()
-
-    def login(email: str) -> dict[str, str]:
-        r = client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
-        assert r.status_code == 200, r.get_data(as_text=True)
-        return {"Authorization": f"Bearer {r.json['access_token']}"}
-
     callers = {
-        "heavy": login(customer_email(1)),
-        "light": login(book.light_email),
-        "admin": login(ADMIN_EMAIL),
+        "heavy": login(client, customer_email(1)),
+        "light": login(client, book.light_email),
+        "admin": login(client, ADMIN_EMAIL),
     }
     engine = make_engine(settings, pool_size=1)
     with make_session_factory(engine)() as session:
@@ -325,6 +342,199 @@ def rows_read(engine: Any, call: Callable[[], Any]) -> int:
                     total += round(per_loop * node["Actual Loops"])
         conn.rollback()
     return total
+
+
+# The second table: the work beside the reads, on the built book (the sealer finished).
+
+
+def backlog_query(settings: Settings, repeats: int) -> dict[str, Any]:
+    """What the backlog exporter runs against Postgres every interval (worker/backlog_exporter.py's
+    ``measure_once``: ``measure`` then ``measure_money``, one session): median of ``repeats`` after a warm-up."""
+    engine = make_engine(settings, pool_size=1)
+    sessions = make_session_factory(engine)
+    times = []
+    try:
+        for _ in range(repeats + 1):
+            with sessions() as session:
+                started = time.perf_counter()
+                measure_backlog(session, datetime.now(UTC), settings.sweeper_max_requeues)
+                measure_money(session)
+                times.append((time.perf_counter() - started) * 1000)
+    finally:
+        engine.dispose()
+    times = times[1:]
+    return {
+        "work": "backlog exporter's query (measure + measure_money)",
+        "median_ms": round(statistics.median(times), 1),
+        "max_ms": round(max(times), 1),
+    }
+
+
+def tasks(settings: Settings) -> list[dict[str, Any]]:
+    """One run of each background task's core function, as its worker task calls it for one batch
+    (one transaction, the worker's batch size), timed to the end of its statements and then
+    rolled back, so the book stays as built; "did" is what the run found to do. The audit rows the
+    reads' logins wrote are sealed first (committed, as the worker's sealer would have), so the
+    sealer's run has nothing to seal."""
+    from worker.hold_expiry import EXPIRE_BATCH
+    from worker.webhooks import RELAY_BATCH
+
+    queue_lease = webhook_policy(settings).queue_lease
+
+    def sweep(session: Any) -> int:
+        now = database_now(session)
+        due = claim_stale_pending(
+            session,
+            older_than=timedelta(seconds=settings.sweeper_pending_age_seconds),
+            now=now,
+            partitions=settings.settle_partitions,
+            max_requeues=settings.sweeper_max_requeues,
+        )
+        oldest_pending_age_seconds(session, now)
+        return len(due)
+
+    runs: list[tuple[str, Callable[[Any], int]]] = [
+        ("sealer (seal, nothing to seal)", lambda s: seal(s, limit=SEAL_BATCH).sealed),
+        (
+            "outbox relay (relay_events)",
+            lambda s: relay_events(s, now=database_now(s), queue_lease=queue_lease, limit=RELAY_BATCH).events,
+        ),
+        ("sweeper (claim_stale_pending)", sweep),
+        ("hold expiry (expire_due)", lambda s: len(expire_due(s, limit=EXPIRE_BATCH))),
+    ]
+    engine = make_engine(settings, pool_size=1)
+    sessions = make_session_factory(engine)
+    rows = []
+    try:
+        while True:
+            with sessions.begin() as session:
+                if seal(session, limit=SEAL_BATCH).sealed == 0:
+                    break
+        for what, run in runs:
+            with sessions() as session:
+                started = time.perf_counter()
+                did = run(session)
+                elapsed = (time.perf_counter() - started) * 1000
+                session.rollback()
+            rows.append({"work": what, "ms": round(elapsed, 1), "did": did})
+    finally:
+        engine.dispose()
+    return rows
+
+
+def statement_period(book: Book) -> tuple[datetime, datetime]:
+    """The month (30 days) before the last transfer, or the whole book's span if shorter."""
+    end = book.last_transfer_at + timedelta(seconds=1)
+    return max(book.first_transfer_at, end - timedelta(days=30)), end
+
+
+def statement_csv(settings: Settings, book: Book) -> dict[str, Any]:
+    """The heavy account's statement of :func:`statement_period` as CSV, streamed through the app:
+    its seconds, rows and this process's peak RSS growth: its current RSS read after each chunk, the
+    highest less the RSS before (``ru_maxrss``, the process's high-water mark, grows only past
+    what the build and the sealer already took, so it is kept beside it)."""
+    start, end = statement_period(book)
+    statement = f"{API}/accounts/{book.heavy_accounts[0]}/statement"
+    path = f"{statement}?from={_instant(start)}&to={_instant(end)}"
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        headers = {**login(client, customer_email(1)), "Accept": "text/csv"}
+        tiny = f"{statement}?from={_instant(end - timedelta(seconds=1))}&to={_instant(end)}"
+        warm = client.get(tiny, headers=headers)  # the statement's first call, on a period of a second
+        assert warm.status_code == 200, (tiny, warm.status_code)
+        maxrss_before, rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _rss()
+        peak = rss_before
+        started = time.perf_counter()
+        r = client.get(path, headers=headers, buffered=False)
+        assert r.status_code == 200, (path, r.status_code)
+        lines = size = 0
+        for chunk in r.response:
+            data = chunk.encode() if isinstance(chunk, str) else chunk
+            lines += data.count(b"\n")
+            size += len(data)
+            peak = max(peak, _rss())
+        r.close()
+        seconds = time.perf_counter() - started
+        maxrss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss_before
+    finally:
+        _close(app)
+    return {
+        "work": f"CSV statement of {(end - start).total_seconds() / 3600:,.1f} hours (heavy account)",
+        "seconds": round(seconds, 2),
+        "rows": lines - 1,  # less the header row
+        "bytes": size,
+        "peak_rss_growth_mb": round((peak - rss_before) / 1e6, 1),
+        "maxrss_growth_mb": round(maxrss_growth / 1024, 1),
+    }
+
+
+def _rss() -> int:
+    """This process's resident set now, in bytes."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def attempt(work: dict[str, Any], key: str, measure: Callable[[], Any]) -> None:
+    """``work[key] = measure()``, said on stderr; a failure is said and kept as the key's ``error``
+    instead, so the rest is still measured and the JSON line written (and the run exits 1)."""
+    say(f"{key} ...")
+    try:
+        work[key] = measure()
+    except Exception as exc:
+        say(f"{key}: FAILED {exc!r}")
+        work[key] = {"error": repr(exc)[:1000]}
+    else:
+        say(f"{key}: {work[key]}")
+
+
+def _checked(report: Report, seconds: float) -> dict[str, Any]:
+    start = "full pass" if report.started_after_horizon is None else f"since txid {report.started_after_horizon}"
+    return {
+        "seconds": round(seconds, 2),
+        "checked": report.transfers_checked,
+        "accounts": report.accounts_checked,
+        "problems": len(report.problems),
+        "ok": report.ok,
+        "notes": f"{start}: {report.transfers_checked:,} transfers, {report.accounts_checked:,} accounts,"
+        f" {len(report.problems)} problem(s)",
+    }
+
+
+def _proved(chain: ChainResult, seconds: float) -> dict[str, Any]:
+    start = "from seq 1" if chain.started_after_batch is None else f"after batch {chain.started_after_batch}"
+    state = "intact" if chain.ok else f"BROKEN at seq {chain.broken_at_seq}"
+    return {
+        "seconds": round(seconds, 2),
+        "checked": chain.rows_checked,
+        "batches": chain.batches_checked,
+        "ok": chain.ok,
+        "notes": f"{state} {start}: {chain.rows_checked:,} rows in {chain.batches_checked:,} batches",
+    }
+
+
+def work_table(work: dict[str, Any]) -> str:
+    lines = ["| work | time | rows / did | notes |", "|---|---|---|---|"]
+    failed = {key: r["error"] for key, r in work.items() if isinstance(r, dict) and "error" in r}
+    for name in ("reconcile", "verify_audit"):
+        for kind in ("full", "incremental"):
+            r = work.get(f"{name}_{kind}")
+            if r is not None and "error" not in r:
+                lines.append(
+                    f"| {name.replace('_', '-')} ({kind}) | {r['seconds']} s | {r['checked']:,} | {r['notes']} |"
+                )
+    b = work["backlog"]
+    if "backlog" not in failed:
+        lines.append(f"| {b['work']} | {b['median_ms']} ms (max {b['max_ms']}) | | median |")
+    if "tasks" not in failed:
+        lines += [f"| {t['work']} | {t['ms']} ms | {t['did']} | one batch, rolled back |" for t in work["tasks"]]
+    s = work["statement"]
+    if "statement" not in failed:
+        lines.append(
+            f"| {s['work']} | {s['seconds']} s | {s['rows']:,} | {s['bytes'] / 1e6:,.1f} MB streamed;"
+            f" peak RSS +{s['peak_rss_growth_mb']} MB (high-water mark +{s['maxrss_growth_mb']} MB) |"
+        )
+    lines += [f"| {key} | FAILED | | {error[:200]} |" for key, error in failed.items()]
+    return "\n".join(lines)
 
 
 # Tables that grow with the accounts (one user and one account per customer), not the transfers.
@@ -454,6 +664,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = measure(settings, book, args.repeats)
     print(f"{args.transfers:,} transfers, {args.accounts:,} accounts, {args.heavy} heavy at {args.heavy_share:.0%}")
     print(table(rows), flush=True)
+    work: dict[str, Any] = {}
+    if not args.measure_only:
+        work["reconcile_full"] = _checked(report, reconcile_s)
+    attempt(work, "reconcile_incremental", lambda: _checked(*validate(settings, incremental=True)))
     chain, verify_s = (None, 0.0) if args.no_verify or args.no_seal else verify(settings)
     if chain is not None:
         state = "intact" if chain.ok else f"BROKEN at seq {chain.broken_at_seq}: {chain.reason}"
@@ -461,6 +675,13 @@ def main(argv: list[str] | None = None) -> int:
             f"verify-audit (full): {state}; {chain.rows_checked:,} rows,"
             f" {chain.batches_checked:,} batches in {verify_s:.0f} s"
         )
+        work["verify_audit_full"] = _proved(chain, verify_s)
+        attempt(work, "verify_audit_incremental", lambda: _proved(*verify(settings, incremental=True)))
+    attempt(work, "backlog", lambda: backlog_query(settings, args.repeats))
+    attempt(work, "tasks", lambda: tasks(settings))
+    attempt(work, "statement", lambda: statement_csv(settings, book))
+    print()
+    print(work_table(work), flush=True)
     stored = [] if args.no_sizes else sizes(database_url, book.transfers)
     if stored:
         print()
@@ -490,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         "verify_s": round(verify_s, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "reads": rows,
+        "work": work,
         "sizes": stored,
     }
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -497,7 +719,9 @@ def main(argv: list[str] | None = None) -> int:
         out.write(json.dumps(result) + "\n")
     if stack is not None:
         stack.stop()
-    return 0 if report.ok and sealing.get("unsealed_left", 0) == 0 and (chain is None or chain.ok) else 1
+    intact = chain is None or chain.ok
+    worked = all(isinstance(w, list) or (w.get("ok", True) and "error" not in w) for w in work.values())
+    return 0 if report.ok and sealing.get("unsealed_left", 0) == 0 and intact and worked else 1
 
 
 if __name__ == "__main__":
