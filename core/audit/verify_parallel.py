@@ -34,6 +34,7 @@ class _Chunk:
 
 
 _done: Any = None  # in a chunk's process: the shared count of seals checked
+_last_done: Any = None  # in the caller: the last call's counter, kept for processes still starting
 
 
 def _init_worker(done: Any) -> None:
@@ -118,4 +119,8 @@ def prove_in_chunks(
         outcomes = [f.result() for f in futures]
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # the processes end on their own: no idle wait here
+        # A process the pool was still starting rebuilds ``done`` from its name when it comes up;
+        # were the counter collected now, its semaphore would be gone and that start would fail.
+        global _last_done
+        _last_done = done
     return list(zip(starts, outcomes, strict=True))
