@@ -133,8 +133,18 @@ def _newest_of_accounts(accounts: Any, status: TransferStatus | None, cursor: st
     part of each range (the indexes lead with account and status), so a status filter reads no
     row of another status, and a list of every status merges one range per status."""
     owned = accounts.subquery("owned")
-    statuses = values(column("status", String), name="statuses").data(
-        [(s.value,) for s in ([status] if status is not None else TransferStatus)]
+    # MATERIALIZED: a single status must stay a value read from the list, not a constant folded
+    # into each range, or a partial index on that status (the sweeper's PENDING by created_at)
+    # becomes a candidate: one walk of every PENDING transfer, filtered by account, which the
+    # planner picked in a full test run's statistics (issue 28: plans not left to statistics).
+    statuses = (
+        select(
+            values(column("status", String), name="listed").data(
+                [(s.value,) for s in ([status] if status is not None else TransferStatus)]
+            )
+        )
+        .cte("statuses")
+        .prefix_with("MATERIALIZED")
     )
     after = decode_cursor(cursor, _KEYS) if cursor else None
     sides = []
