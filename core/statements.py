@@ -154,14 +154,20 @@ def statement(
 
 def _started(session: Session, account: Account, start: datetime, end: datetime) -> Period:
     """``period`` without the cut at ``end``: a JSON page finds it in the entries it reads."""
-    first = ledger.cut(session, account.id, start)
+    return _between(session, account, start, end, ledger.cut(session, account.id, start), None)
+
+
+def _between(
+    session: Session, account: Account, start: datetime, end: datetime, first: int | None, end_seq: int | None
+) -> Period:
+    """The period of ``account`` whose entries run from the seq ``first`` to before ``end_seq``."""
     return Period(
         account_id=account.id,
         currency=account.currency,
         start=start,
         end=end,
         first_seq=first,
-        end_seq=None,
+        end_seq=end_seq,
         opening_balance=ledger.balance_before(session, account.id, first),
     )
 
@@ -285,16 +291,7 @@ def _resume(
         raise ValidationFailed(
             "invalid cursor", errors={"cursor": ["Invalid cursor: send the same request with its next_cursor."]}
         ) from exc
-    p = Period(
-        account_id=account.id,
-        currency=account.currency,
-        start=start,
-        end=end,
-        first_seq=first,
-        end_seq=end_seq,
-        opening_balance=ledger.balance_before(session, account.id, first),
-    )
-    return p, (after, balance)
+    return _between(session, account, start, end, first, end_seq), (after, balance)
 
 
 # ---- CSV -------------------------------------------------------------------------------------
