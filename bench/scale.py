@@ -51,7 +51,6 @@ from core.reconcile import Report, reconcile
 from core.reconcile import record_checkpoint as record_reconcile_checkpoint
 from core.resources import webhook_policy
 from core.transfers.holds import expire_due
-from core.transfers.sweep import claim_stale_pending, oldest_pending_age_seconds
 from core.webhooks.relay import relay_events
 from devtools import processes, services
 from web import create_app
@@ -377,21 +376,13 @@ def tasks(settings: Settings) -> list[dict[str, Any]]:
     reads' logins wrote are sealed first (committed, as the worker's sealer would have), so the
     sealer's run has nothing to seal."""
     from worker.hold_expiry import EXPIRE_BATCH
+    from worker.sweeper import claim_due
     from worker.webhooks import RELAY_BATCH
 
     queue_lease = webhook_policy(settings).queue_lease
 
     def sweep(session: Any) -> int:
-        now = database_now(session)
-        due = claim_stale_pending(
-            session,
-            older_than=timedelta(seconds=settings.sweeper_pending_age_seconds),
-            now=now,
-            partitions=settings.settle_partitions,
-            max_requeues=settings.sweeper_max_requeues,
-        )
-        oldest_pending_age_seconds(session, now)
-        return len(due)
+        return len(claim_due(session, settings)[0])
 
     runs: list[tuple[str, Callable[[Any], int]]] = [
         ("sealer (seal, nothing to seal)", lambda s: seal(s, limit=SEAL_BATCH).sealed),
